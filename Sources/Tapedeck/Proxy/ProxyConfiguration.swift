@@ -1,0 +1,187 @@
+import Foundation
+import Yams
+
+/// The routes a proxy serves, as read from a YAML or JSON file.
+///
+/// ```yaml
+/// routes:
+///   - name: postgres
+///     listen: 127.0.0.1:15432
+///     upstream: 127.0.0.1:5432
+///   - name: redis
+///     listen: unix:/tmp/redis-proxy.sock
+///     upstream: 127.0.0.1:6379
+///     connect_timeout: 2s
+/// ```
+///
+/// A file whose name ends in `.json` is read as JSON with the same fields; anything else is read as YAML.
+public struct ProxyConfiguration: Sendable, Hashable {
+    /// The routes, in the order the file lists them.
+    public var routes: [Route]
+
+    /// Creates a configuration from routes, checking that their names are usable and unique.
+    ///
+    /// - Throws: ``TapedeckError`` with code `invalidConfiguration` on an empty list, a bad or repeated name.
+    public init(routes: [Route]) throws {
+        guard !routes.isEmpty else {
+            throw TapedeckError(.invalidConfiguration, "no routes: give at least one route")
+        }
+        var seen = Set<String>()
+        for route in routes {
+            guard Self.isValidName(route.name) else {
+                throw TapedeckError(
+                    .invalidConfiguration,
+                    "invalid route name '\(route.name)': use letters, digits, '-', '_' or '.'"
+                )
+            }
+            guard seen.insert(route.name).inserted else {
+                throw TapedeckError(.invalidConfiguration, "route name '\(route.name)' is used twice")
+            }
+        }
+        self.routes = routes
+    }
+
+    /// Reads a configuration file.
+    ///
+    /// - Parameters:
+    ///   - path: The file to read; `.json` files are JSON, all others YAML.
+    ///   - defaultConnectTimeout: The connect timeout for routes that do not set one.
+    /// - Throws: ``TapedeckError`` with code `invalidConfiguration` and a one-line message naming the file.
+    public static func load(
+        path: String,
+        defaultConnectTimeout: Duration = Route.defaultConnectTimeout
+    ) throws -> ProxyConfiguration {
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: path))
+        } catch {
+            throw TapedeckError(.invalidConfiguration, "cannot read config '\(path)': \(Self.reason(error))")
+        }
+        return try parse(data, path: path, defaultConnectTimeout: defaultConnectTimeout)
+    }
+
+    /// Parses configuration text; `path` decides the format and names the file in errors.
+    static func parse(
+        _ data: Data,
+        path: String,
+        defaultConnectTimeout: Duration = Route.defaultConnectTimeout
+    ) throws -> ProxyConfiguration {
+        func invalid(_ why: String) -> TapedeckError {
+            TapedeckError(.invalidConfiguration, "invalid config '\(path)': \(why)")
+        }
+        let file: FileFormat
+        do {
+            if path.lowercased().hasSuffix(".json") {
+                file = try JSONDecoder().decode(FileFormat.self, from: data)
+            } else {
+                guard let text = String(data: data, encoding: .utf8) else {
+                    throw TapedeckError(.invalidConfiguration, "not UTF-8 text")
+                }
+                file = try YAMLDecoder().decode(FileFormat.self, from: text)
+            }
+        } catch let error as TapedeckError {
+            throw invalid(error.message)
+        } catch {
+            throw invalid(Self.reason(error))
+        }
+        guard let entries = file.routes, !entries.isEmpty else { throw invalid("no routes: add a 'routes:' list") }
+        var routes: [Route] = []
+        for (index, entry) in entries.enumerated() {
+            let label = entry.name.map { "route '\($0)'" } ?? "route \(index + 1)"
+            guard let upstreamText = entry.upstream else { throw invalid("\(label) has no 'upstream'") }
+            do {
+                let timeout = try entry.connectTimeout.map(DurationText.parse) ?? defaultConnectTimeout
+                routes.append(
+                    Route(
+                        name: entry.name ?? (entries.count == 1 ? Route.defaultName : "route\(index + 1)"),
+                        listen: try entry.listen.map(Endpoint.init(parsing:)) ?? Route.defaultListen,
+                        upstream: try Endpoint(parsing: upstreamText),
+                        connectTimeout: timeout
+                    )
+                )
+            } catch let error as TapedeckError {
+                throw invalid("\(label): \(error.message)")
+            }
+        }
+        do {
+            return try ProxyConfiguration(routes: routes)
+        } catch let error as TapedeckError {
+            throw invalid(error.message)
+        }
+    }
+
+    static func isValidName(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.count <= 64
+            && name.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_.".unicodeScalars.contains($0)) }
+    }
+
+    /// A one-line reason for a decoding or file error; Foundation and Yams messages can span lines.
+    static func reason(_ error: any Error) -> String {
+        let text: String
+        switch error {
+        case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context),
+            DecodingError.keyNotFound(_, let context), DecodingError.dataCorrupted(let context):
+            let path = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+            let underlying = (context.underlyingError.map { "\($0)" } ?? context.debugDescription)
+            text = path.isEmpty ? underlying : "\(path): \(context.debugDescription)"
+        case let error as CocoaError where error.code == .fileReadNoSuchFile:
+            text = "no such file"
+        case let error as CocoaError where error.code == .fileReadNoPermission:
+            text = "permission denied"
+        default:
+            text = "\(error)"
+        }
+        return text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty }.joined(separator: " ")
+    }
+
+    /// The file's shape; every field optional so that a missing one gets a clear message of ours, and unknown
+    /// keys refused so that a typo (`upstrem`) is not silently ignored.
+    private struct FileFormat: Decodable {
+        struct RouteEntry: Decodable {
+            var name: String?
+            var listen: String?
+            var upstream: String?
+            var connectTimeout: String?
+
+            init(from decoder: any Decoder) throws {
+                let container = try decoder.container(keyedBy: AnyKey.self)
+                try AnyKey.refuseUnknown(in: container, known: ["name", "listen", "upstream", "connect_timeout"])
+                name = try container.decodeIfPresent(String.self, forKey: AnyKey("name"))
+                listen = try container.decodeIfPresent(String.self, forKey: AnyKey("listen"))
+                upstream = try container.decodeIfPresent(String.self, forKey: AnyKey("upstream"))
+                let timeoutKey = AnyKey("connect_timeout")
+                if let seconds = try? container.decodeIfPresent(Double.self, forKey: timeoutKey) {
+                    connectTimeout = String(seconds)
+                } else {
+                    connectTimeout = try container.decodeIfPresent(String.self, forKey: timeoutKey)
+                }
+            }
+        }
+
+        var routes: [RouteEntry]?
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: AnyKey.self)
+            try AnyKey.refuseUnknown(in: container, known: ["routes"])
+            routes = try container.decodeIfPresent([RouteEntry].self, forKey: AnyKey("routes"))
+        }
+    }
+
+    private struct AnyKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(_ string: String) { stringValue = string }
+        init?(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+
+        static func refuseUnknown(in container: KeyedDecodingContainer<AnyKey>, known: Set<String>) throws {
+            if let unknown = container.allKeys.first(where: { !known.contains($0.stringValue) }) {
+                throw TapedeckError(
+                    .invalidConfiguration,
+                    "unknown key '\(unknown.stringValue)' (expected one of: \(known.sorted().joined(separator: ", ")))"
+                )
+            }
+        }
+    }
+}

@@ -1,0 +1,254 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// Relays every accepted connection of each route to that route's upstream, byte for byte.
+///
+/// Start it, read the bound addresses, and shut it down; shutdown stops accepting, lets open sessions finish
+/// for up to a drain timeout, and then cuts off what is left.
+///
+/// ```swift
+/// let server = ProxyServer(
+///     configuration: try ProxyConfiguration(routes: [Route(upstream: try Endpoint(parsing: "127.0.0.1:6379"))]),
+///     logger: Logger(label: "tapedeck.proxy")
+/// )
+/// let bound = try await server.start()
+/// print(bound[0].address)  // 127.0.0.1:54321
+/// await server.shutdown(drainTimeout: .seconds(5))
+/// ```
+public final class ProxyServer: Sendable {
+    /// A route and the address its listener actually bound, with port 0 replaced by the chosen port.
+    public struct BoundRoute: Sendable, Hashable {
+        /// The route as configured.
+        public var route: Route
+        /// The address the listener is bound to.
+        public var address: Endpoint
+    }
+
+    /// How a shutdown went.
+    public struct ShutdownOutcome: Sendable, Hashable {
+        /// Connections still open when the drain timeout ran out, which were then reset.
+        public var interruptedConnections: Int
+    }
+
+    private enum State {
+        case idle
+        case starting
+        case running([BoundRoute], listeners: [any Channel])
+        case stopped
+    }
+
+    /// The routes this server serves.
+    public let configuration: ProxyConfiguration
+    private let group: any EventLoopGroup
+    private let logger: Logger
+    private let tracker = ConnectionTracker()
+    private let state = NIOLockedValueBox(State.idle)
+
+    /// How long bytes queued for a side may take to drain after its partner has gone, before it is reset.
+    static let lingerTimeout = TimeAmount.seconds(5)
+
+    /// Creates a server; nothing is bound until ``start()``.
+    ///
+    /// - Parameters:
+    ///   - configuration: The routes to serve.
+    ///   - group: The event loops to run on; defaults to one thread per core.
+    ///   - logger: Where connection problems are reported.
+    public init(
+        configuration: ProxyConfiguration,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "tapedeck.proxy")
+    ) {
+        self.configuration = configuration
+        self.group = group
+        self.logger = logger
+    }
+
+    /// The number of client and upstream connections open right now.
+    public var openConnectionCount: Int {
+        tracker.count
+    }
+
+    /// Binds every route's listener and starts relaying.
+    ///
+    /// Either every listener is bound or none is: on the first failure the ones already bound are closed.
+    ///
+    /// - Returns: The routes with their bound addresses, in configuration order.
+    /// - Throws: ``TapedeckError`` with code `listenFailed` naming the route and address, for example when the
+    ///   port is in use.
+    @discardableResult
+    public func start() async throws -> [BoundRoute] {
+        try state.withLockedValue { state in
+            guard case .idle = state else {
+                throw TapedeckError(.invalidArgument, "proxy server was already started")
+            }
+            state = .starting
+        }
+        var listeners: [any Channel] = []
+        var bound: [BoundRoute] = []
+        do {
+            for route in configuration.routes {
+                let listener = try await bind(route)
+                listeners.append(listener)
+                let address = listener.localAddress.map(Endpoint.init) ?? route.listen
+                bound.append(BoundRoute(route: route, address: address))
+                logger.info(
+                    "listening",
+                    metadata: ["tapedeck.route": "\(route.name)", "tapedeck.address": "\(address)",
+                               "tapedeck.upstream": "\(route.upstream)"]
+                )
+            }
+        } catch {
+            for listener in listeners { try? await listener.close() }
+            state.withLockedValue { $0 = .stopped }
+            throw error
+        }
+        state.withLockedValue { $0 = .running(bound, listeners: listeners) }
+        return bound
+    }
+
+    /// Stops accepting, waits up to `drainTimeout` for open sessions to end, then resets the rest.
+    ///
+    /// Safe to call more than once and before ``start()``.
+    @discardableResult
+    public func shutdown(drainTimeout: Duration = .seconds(5)) async -> ShutdownOutcome {
+        let listeners: [any Channel] = state.withLockedValue { state in
+            defer { state = .stopped }
+            if case .running(_, let listeners) = state { return listeners }
+            return []
+        }
+        for listener in listeners {
+            try? await listener.close()
+        }
+        for route in configuration.routes {
+            if case .unix(let path) = route.listen { try? FileManager.default.removeItem(atPath: path) }
+        }
+        if await tracker.waitUntilIdle(timeout: drainTimeout) {
+            return ShutdownOutcome(interruptedConnections: 0)
+        }
+        let remaining = tracker.count
+        logger.warning(
+            "drain timeout passed, resetting open connections",
+            metadata: ["tapedeck.connections": "\(remaining)"]
+        )
+        await tracker.closeAll()
+        return ShutdownOutcome(interruptedConnections: remaining)
+    }
+
+    // MARK: Accepting
+
+    private func bind(_ route: Route) async throws -> any Channel {
+        var bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(ChannelOptions.backlog, value: 4096)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(ChannelOptions.autoRead, value: false)
+            .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+            .childChannelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try self.initializeClient(channel, route: route)
+                }
+            }
+        if case .tcp = route.listen {
+            bootstrap = bootstrap.childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
+        }
+        do {
+            switch route.listen {
+            case .tcp(let host, let port):
+                return try await bootstrap.bind(host: host, port: port).get()
+            case .unix(let path):
+                try await UnixSocketPath.prepareForListening(path, group: group)
+                return try await bootstrap.bind(unixDomainSocketPath: path).get()
+            }
+        } catch let error as TapedeckError {
+            throw TapedeckError(.listenFailed, "cannot listen on \(route.listen) (route '\(route.name)'): \(error.message)")
+        } catch {
+            throw TapedeckError(
+                .listenFailed,
+                "cannot listen on \(route.listen) (route '\(route.name)'): \(Self.describe(error))"
+            )
+        }
+    }
+
+    /// Runs on the client channel's event loop before it is registered.
+    private func initializeClient(_ client: any Channel, route: Route) throws {
+        tracker.track(client)
+        let (clientRelay, upstreamRelay) = RelayHandler.matchedPair(lingerTimeout: Self.lingerTimeout)
+        let upstreamHandler = NIOLoopBound(upstreamRelay, eventLoop: client.eventLoop)
+        // Sits behind the relay, which passes on lifecycle events but never reads, so it costs nothing per byte.
+        let connectOnActive = ActivationHandler { [self] in
+            connectUpstream(for: client, route: route, relay: upstreamHandler)
+        }
+        try client.pipeline.syncOperations.addHandlers(clientRelay, connectOnActive)
+    }
+
+    private func connectUpstream(for client: any Channel, route: Route, relay: NIOLoopBound<RelayHandler>) {
+        var bootstrap = ClientBootstrap(group: client.eventLoop)
+            .connectTimeout(route.connectTimeout.timeAmount)
+            .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(relay.value)
+                }
+            }
+        let connected: EventLoopFuture<any Channel>
+        switch route.upstream {
+        case .tcp(let host, let port):
+            bootstrap = bootstrap.channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
+            if let address = route.upstream.literalAddress {
+                connected = bootstrap.connect(to: address)
+            } else {
+                connected = bootstrap.connect(host: host, port: port)
+            }
+        case .unix(let path):
+            connected = bootstrap.connect(unixDomainSocketPath: path)
+        }
+        connected.assumeIsolated().whenComplete { result in
+            switch result {
+            case .success(let upstream):
+                self.tracker.track(upstream)
+                // The relay is glued: from now on every byte read has somewhere to go.
+                try? client.syncOptions?.setOption(ChannelOptions.autoRead, value: true)
+            case .failure(let error):
+                self.logger.warning(
+                    "upstream connect failed, resetting client",
+                    metadata: [
+                        "tapedeck.route": "\(route.name)", "tapedeck.upstream": "\(route.upstream)",
+                        "tapedeck.client": "\(client.remoteAddress.map { "\(Endpoint($0))" } ?? "?")",
+                        "tapedeck.reason": "\(Self.describe(error))",
+                    ]
+                )
+                RelayHandler.armReset(client)
+                client.close(promise: nil)
+            }
+        }
+    }
+
+    /// A short, lowercase reason for a socket error: `connection refused`, `address already in use`.
+    static func describe(_ error: any Error) -> String {
+        switch error {
+        case let error as IOError:
+            return String(cString: strerror(error.errnoCode)).lowercased()
+        case let error as NIOConnectionError:
+            if let first = error.connectionErrors.first { return describe(first.error) }
+            if let dns = error.dnsAAAAError ?? error.dnsAError { return "cannot resolve host: \(dns)" }
+            return "cannot connect"
+        case let error as ChannelError:
+            if case .connectTimeout(let amount) = error {
+                return "connect timed out after \(DurationText.format(.nanoseconds(amount.nanoseconds)))"
+            }
+            return "\(error)"
+        case let error as SocketAddressError:
+            return "cannot resolve: \(error)"
+        default:
+            return "\(error)"
+        }
+    }
+}
+
+extension Duration {
+    var timeAmount: TimeAmount {
+        .nanoseconds(nanoseconds)
+    }
+}

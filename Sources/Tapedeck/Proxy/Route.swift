@@ -1,0 +1,40 @@
+/// One listener and the upstream it relays to.
+///
+/// A proxy process serves one or more routes; each accepted connection on a route's listener gets its own
+/// upstream connection.
+public struct Route: Sendable, Hashable {
+    /// The name used in logs and in the `listening <route> <address>` line. Unique within a configuration.
+    public var name: String
+    /// Where to accept client connections. Port 0 picks a free port.
+    public var listen: Endpoint
+    /// Where to connect for each accepted client.
+    public var upstream: Endpoint
+    /// How long to wait for the upstream connection before resetting the client.
+    public var connectTimeout: Duration
+
+    /// The default time allowed for an upstream connect.
+    public static let defaultConnectTimeout: Duration = .seconds(5)
+    /// The route name used when a single route is given without one.
+    public static let defaultName = "default"
+    /// The default listen address: loopback, any free port.
+    public static let defaultListen = Endpoint.tcp(host: "127.0.0.1", port: 0)
+
+    /// Creates a route.
+    ///
+    /// - Parameters:
+    ///   - name: The route's name; must be non-empty and free of whitespace.
+    ///   - listen: Where to accept clients. Defaults to `127.0.0.1:0`.
+    ///   - upstream: Where to connect for each client.
+    ///   - connectTimeout: How long an upstream connect may take. Defaults to 5 seconds.
+    public init(
+        name: String = Route.defaultName,
+        listen: Endpoint = Route.defaultListen,
+        upstream: Endpoint,
+        connectTimeout: Duration = Route.defaultConnectTimeout
+    ) {
+        self.name = name
+        self.listen = listen
+        self.upstream = upstream
+        self.connectTimeout = connectTimeout
+    }
+}

@@ -1,0 +1,48 @@
+/// The one error type Tapedeck throws for problems a user can fix.
+///
+/// Its ``description`` is a single line that names the thing involved, for example
+/// `cannot listen on 127.0.0.1:5432: address already in use`, so command-line front ends can print it as is.
+public struct TapedeckError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The broad category of a ``TapedeckError``.
+    public struct Code: Sendable, Hashable, CustomStringConvertible {
+        private enum Base: String, Sendable, Hashable {
+            case invalidAddress = "invalid address"
+            case invalidConfiguration = "invalid configuration"
+            case listenFailed = "listen failed"
+            case upstreamFailed = "upstream failed"
+            case invalidArgument = "invalid argument"
+        }
+
+        private let base: Base
+
+        private init(_ base: Base) {
+            self.base = base
+        }
+
+        /// An address such as `HOST:PORT` or `unix:/path` could not be parsed or resolved.
+        public static let invalidAddress = Code(.invalidAddress)
+        /// A configuration file is missing, unreadable or malformed.
+        public static let invalidConfiguration = Code(.invalidConfiguration)
+        /// A listener could not be bound.
+        public static let listenFailed = Code(.listenFailed)
+        /// An upstream connection could not be made.
+        public static let upstreamFailed = Code(.upstreamFailed)
+        /// A value given to the library is out of range or malformed.
+        public static let invalidArgument = Code(.invalidArgument)
+
+        public var description: String { base.rawValue }
+    }
+
+    /// What kind of problem this is.
+    public var code: Code
+    /// The one-line explanation shown to the user.
+    public var message: String
+
+    /// Creates an error with a category and a one-line message.
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { message }
+}

@@ -1,0 +1,35 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Tapedeck
+
+/// `tapedeck proxy`: relay each route's connections to its upstream, recording nothing.
+struct ProxyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "proxy",
+        abstract: "Relay connections to an upstream, byte for byte.",
+        discussion: """
+            Once every listener is bound, prints one line per route on stdout: 'listening <route> <address>'. \
+            Logs go to stderr. SIGINT or SIGTERM stops accepting and lets open sessions finish for up to \
+            --drain-timeout; a second signal exits at once.
+            """
+    )
+
+    @OptionGroup var routes: RouteOptions
+    @OptionGroup var runtime: RuntimeOptions
+
+    func validate() throws {
+        try routes.validate()
+    }
+
+    func run() async throws {
+        let logger = runtime.makeLogger(label: "tapedeck.proxy")
+        let configuration = try routes.configuration()
+        let server = ProxyServer(configuration: configuration, logger: logger)
+        let bound = try await server.start()
+        ListeningAnnouncement.print(bound)
+        _ = await TerminationSignals.wait()
+        logger.info("shutting down", metadata: ["tapedeck.drain-timeout": "\(DurationText.format(runtime.drainTimeout))"])
+        await server.shutdown(drainTimeout: runtime.drainTimeout)
+    }
+}

@@ -1,0 +1,53 @@
+import ArgumentParser
+import Tapedeck
+
+/// The ways to name routes on the command line: one route by flags, or many from a config file.
+struct RouteOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Address to accept clients on: HOST:PORT, [IPv6]:PORT or unix:/path.", valueName: "address"))
+    var listen: String?
+
+    @Option(help: ArgumentHelp("Address to relay to: HOST:PORT, [IPv6]:PORT or unix:/path.", valueName: "address"))
+    var upstream: String?
+
+    @Option(help: ArgumentHelp("Name of the single route, used in logs and output.", valueName: "name"))
+    var name: String = Route.defaultName
+
+    @Option(help: ArgumentHelp("YAML or JSON file listing routes (name, listen, upstream, connect_timeout).", valueName: "file"))
+    var config: String?
+
+    @Option(help: ArgumentHelp("How long an upstream connect may take before the client is reset.", valueName: "duration"))
+    var connectTimeout: String = "5s"
+
+    func validate() throws {
+        if config != nil {
+            if listen != nil || upstream != nil {
+                throw ValidationError("--config cannot be combined with --listen or --upstream")
+            }
+        } else if upstream == nil {
+            throw ValidationError("missing --upstream (or --config FILE)")
+        }
+        do {
+            if let listen { _ = try Endpoint(parsing: listen) }
+            if let upstream { _ = try Endpoint(parsing: upstream) }
+            _ = try DurationText.parse(connectTimeout)
+        } catch let error as TapedeckError {
+            throw ValidationError(error.message)
+        }
+    }
+
+    /// The routes these options name.
+    func configuration() throws -> ProxyConfiguration {
+        let timeout = try DurationText.parse(connectTimeout)
+        if let config {
+            return try ProxyConfiguration.load(path: config, defaultConnectTimeout: timeout)
+        }
+        guard let upstream else { throw ValidationError("missing --upstream (or --config FILE)") }
+        let route = Route(
+            name: name,
+            listen: try listen.map(Endpoint.init(parsing:)) ?? Route.defaultListen,
+            upstream: try Endpoint(parsing: upstream),
+            connectTimeout: timeout
+        )
+        return try ProxyConfiguration(routes: [route])
+    }
+}

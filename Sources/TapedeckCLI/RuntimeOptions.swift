@@ -1,0 +1,45 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Tapedeck
+
+/// Options every long-running command shares: logging and shutdown.
+struct RuntimeOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Log level on stderr: trace, debug, info, notice, warning, error, critical.", valueName: "level"))
+    var logLevel: Logger.Level = .info
+
+    @Option(
+        name: .customLong("drain-timeout"),
+        help: ArgumentHelp("How long open sessions may run on after SIGINT/SIGTERM before they are reset.", valueName: "duration"),
+        transform: { text in
+            do { return try DurationText.parse(text) } catch let error as TapedeckError { throw ValidationError(error.message) }
+        }
+    )
+    var drainTimeout: Duration = .seconds(5)
+
+    /// Sets up logging to stderr at the chosen level and returns a logger, and raises the open-file limit that
+    /// every relaying command needs.
+    func makeLogger(label: String) -> Logger {
+        let level = logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        ProcessLimits.raiseOpenFileLimit()
+        return Logger(label: label)
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+/// The line per route that scripts read to learn bound addresses.
+enum ListeningAnnouncement {
+    static func print(_ bound: [ProxyServer.BoundRoute]) {
+        var text = ""
+        for route in bound {
+            text += "listening \(route.route.name) \(route.address)\n"
+        }
+        FileHandle.standardOutput.write(Data(text.utf8))
+    }
+}

@@ -1,0 +1,47 @@
+import ArgumentParser
+import Foundation
+import Tapedeck
+
+/// The `tapedeck` command: a record/replay proxy for sockets.
+@main
+struct TapedeckCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tapedeck",
+        abstract: "Record and replay the traffic between a program and the services it talks to.",
+        version: tapedeckVersion,
+        subcommands: [ProxyCommand.self]
+    )
+
+    /// Runs the command line, turning every error into one line on stderr and the documented exit status:
+    /// 0 for success and help, 1 for runtime failures, 2 for usage errors.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var command = command as? any AsyncParsableCommand {
+                try await command.run()
+            } else {
+                try command.run()
+            }
+        } catch let error as TapedeckError {
+            CommandLineFailure.exit(message: error.description, status: 1)
+        } catch let error as ExitCode {
+            Foundation.exit(error.rawValue)
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success {
+                exit(withError: error)  // --help and --version
+            }
+            let status: Int32 = code == .validationFailure ? 2 : code.rawValue
+            let message = self.message(for: error).split(whereSeparator: \.isNewline).first.map(String.init) ?? "\(error)"
+            CommandLineFailure.exit(message: message.prefix(1).lowercased() + message.dropFirst(), status: status)
+        }
+    }
+}
+
+/// Prints a one-line error and exits.
+enum CommandLineFailure {
+    static func exit(message: String, status: Int32) -> Never {
+        FileHandle.standardError.write(Data("tapedeck: error: \(message)\n".utf8))
+        Foundation.exit(status)
+    }
+}
