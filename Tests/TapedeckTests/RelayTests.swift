@@ -1,0 +1,285 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import Testing
+
+@testable import Tapedeck
+
+/// The whole proxy, in process, against in-process upstream servers on loopback.
+@Suite(.timeLimit(.minutes(2)))
+struct RelayTests {
+    @Test func relaysLargeRandomPayloadBothWaysByteForByte() async throws {
+        let upstream = try await TestServer.start(.echo)
+        defer { Task { await upstream.stop() } }
+        let payload = Payload.random(count: 64 << 20, seed: 42)
+        try await withProxy(upstream: upstream.endpoint) { address, _ in
+            let connection = try await TestClient.connect(to: address)
+            let (received, ending) = try await connection.executeThenClose { inbound, outbound in
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        // Uneven chunks, so nothing depends on a chunk size lining up.
+                        var rest = payload
+                        var size = 1
+                        while rest.readableBytes > 0 {
+                            let chunk = rest.readSlice(length: min(size, rest.readableBytes))!
+                            try await outbound.write(chunk)
+                            size = size * 7 % 1_000_003 + 1
+                        }
+                        outbound.finish()
+                    }
+                    let result = await TestClient.readAll(inbound)
+                    try await group.waitForAll()
+                    return result
+                }
+            }
+            #expect(ending == .eof)
+            #expect(received.readableBytes == payload.readableBytes)
+            #expect(received == payload)
+        }
+        #expect(await upstream.log.waitFor { $0.contains("eof:\(64 << 20)") })
+    }
+
+    @Test func serverThatSpeaksFirstIsRelayedFromTheFirstByte() async throws {
+        let banner = Payload.random(count: 8 << 20, seed: 7)
+        let upstream = try await TestServer.start(.speakFirst(banner))
+        defer { Task { await upstream.stop() } }
+        try await withProxy(upstream: upstream.endpoint) { address, _ in
+            let connection = try await TestClient.connect(to: address)
+            let (received, ending) = try await connection.executeThenClose { inbound, _ in
+                await TestClient.readAll(inbound)
+            }
+            #expect(ending == .eof)
+            #expect(received == banner)
+        }
+    }
+
+    @Test func clientHalfCloseReachesUpstreamAndTheReplyStillFlows() async throws {
+        let upstream = try await TestServer.start(.countThenReply)
+        defer { Task { await upstream.stop() } }
+        try await withProxy(upstream: upstream.endpoint) { address, _ in
+            let connection = try await TestClient.connect(to: address)
+            let (received, ending) = try await connection.executeThenClose { inbound, outbound in
+                try await outbound.write(Payload.random(count: 100_000, seed: 1))
+                outbound.finish()  // shutdown(SHUT_WR), reading on
+                return await TestClient.readAll(inbound)
+            }
+            #expect(ending == .eof)
+            #expect(String(buffer: received) == "received 100000")
+        }
+        #expect(upstream.log.events.contains("eof:100000"))
+    }
+
+    @Test func upstreamHalfCloseReachesClientAndTheClientCanStillSend() async throws {
+        let upstream = try await TestServer.start(.speakFirst(ByteBuffer(string: "hello")))
+        defer { Task { await upstream.stop() } }
+        try await withProxy(upstream: upstream.endpoint) { address, _ in
+            let connection = try await TestClient.connect(to: address)
+            try await connection.executeThenClose { inbound, outbound in
+                let (received, ending) = await TestClient.readAll(inbound)
+                #expect(String(buffer: received) == "hello")
+                #expect(ending == .eof)
+                // The upstream only shut its output; the client's direction is still open.
+                try await outbound.write(ByteBuffer(string: "still talking"))
+                outbound.finish()
+            }
+        }
+        #expect(await upstream.log.waitFor { _ in upstream.log.bytesReceived == 13 })
+    }
+
+    @Test func upstreamResetResetsTheClient() async throws {
+        let upstream = try await TestServer.start(.resetOnData)
+        defer { Task { await upstream.stop() } }
+        try await withProxy(upstream: upstream.endpoint) { address, _ in
+            let connection = try await TestClient.connect(to: address)
+            let ending = try await connection.executeThenClose { inbound, outbound in
+                try await outbound.write(ByteBuffer(string: "boom"))
+                return await TestClient.readAll(inbound).ending
+            }
+            #expect(ending == .reset)
+        }
+    }
+
+    @Test func clientResetResetsTheUpstream() async throws {
+        let upstream = try await TestServer.start(.echo)
+        defer { Task { await upstream.stop() } }
+        try await withProxy(upstream: upstream.endpoint) { address, _ in
+            let connection = try await TestClient.connect(to: address)
+            try await connection.executeThenClose { inbound, outbound in
+                try await outbound.write(ByteBuffer(string: "ping"))
+                var iterator = inbound.makeAsyncIterator()
+                _ = try await iterator.next()
+            }
+            #expect(await upstream.log.waitFor { $0.contains("open") })
+            let second = try await TestClient.connect(to: address)
+            try await second.executeThenClose { inbound, outbound in
+                try await outbound.write(ByteBuffer(string: "ping"))
+                var iterator = inbound.makeAsyncIterator()
+                _ = try await iterator.next()
+            }
+            // Orderly closes so far: nothing may look like a reset upstream.
+            try await Task.sleep(for: .milliseconds(100))
+            #expect(!upstream.log.events.contains("peer-reset"))
+            // Now reset a third connection mid-session.
+            let third = try await TestClient.connect(to: address)
+            try await third.executeThenClose { inbound, outbound in
+                try await outbound.write(ByteBuffer(string: "ping"))
+                var iterator = inbound.makeAsyncIterator()
+                _ = try await iterator.next()
+                await TestClient.reset(third)
+            }
+            #expect(await upstream.log.waitFor { $0.contains("peer-reset") })
+        }
+    }
+
+    @Test func refusedUpstreamResetsTheClientAtOnce() async throws {
+        // A port that was free a moment ago: nothing listens there.
+        let closed = try await TestServer.start(.echo)
+        let endpoint = closed.endpoint
+        await closed.stop()
+        try await withProxy(upstream: endpoint) { address, _ in
+            let started = ContinuousClock.now
+            let connection = try await TestClient.connect(to: address)
+            let ending = try await connection.executeThenClose { inbound, _ in
+                await TestClient.readAll(inbound).ending
+            }
+            #expect(ending == .reset)
+            #expect(ContinuousClock.now - started < .seconds(2))
+        }
+    }
+
+    @Test func upstreamConnectTimeoutResetsTheClient() async throws {
+        let (blackHole, fillers) = try await TestServer.startBlackHole()
+        defer {
+            for channel in fillers + [blackHole] { channel.close(promise: nil) }
+        }
+        let target = Endpoint(blackHole.localAddress!)
+        try await withProxy(upstream: target, connectTimeout: .milliseconds(300)) { address, _ in
+            let started = ContinuousClock.now
+            let connection = try await TestClient.connect(to: address)
+            let ending = try await connection.executeThenClose { inbound, _ in
+                await TestClient.readAll(inbound).ending
+            }
+            let elapsed = ContinuousClock.now - started
+            #expect(ending == .reset)
+            #expect(elapsed >= .milliseconds(250))
+            #expect(elapsed < .seconds(4))
+        }
+    }
+
+    @Test func relaysBetweenUnixSockets() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("td-\(UInt32.random(in: 0...UInt32.max))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let upstream = try await TestServer.start(.echo, at: .unix(path: directory.path + "/up.sock"))
+        defer { Task { await upstream.stop() } }
+        let payload = Payload.random(count: 4 << 20, seed: 3)
+        try await withProxy(upstream: upstream.endpoint, listen: .unix(path: directory.path + "/proxy.sock")) { address, _ in
+            #expect(address == .unix(path: directory.path + "/proxy.sock"))
+            let connection = try await TestClient.connect(to: address)
+            let (received, ending) = try await connection.executeThenClose { inbound, outbound in
+                try await outbound.write(payload)
+                outbound.finish()
+                return await TestClient.readAll(inbound)
+            }
+            #expect(ending == .eof)
+            #expect(received == payload)
+        }
+        #expect(!FileManager.default.fileExists(atPath: directory.path + "/proxy.sock"))
+    }
+
+    @Test func relaysOverIPv6Loopback() async throws {
+        let upstream = try await TestServer.start(.echo, at: .tcp(host: "::1", port: 0))
+        defer { Task { await upstream.stop() } }
+        try await withProxy(upstream: upstream.endpoint, listen: .tcp(host: "::1", port: 0)) { address, _ in
+            guard case .tcp("::1", let port) = address else {
+                Issue.record("expected an IPv6 loopback address, got \(address)")
+                return
+            }
+            #expect(port > 0)
+            #expect(address.description == "[::1]:\(port)")
+            let connection = try await TestClient.connect(to: address)
+            let (received, _) = try await connection.executeThenClose { inbound, outbound in
+                try await outbound.write(ByteBuffer(string: "over v6"))
+                outbound.finish()
+                return await TestClient.readAll(inbound)
+            }
+            #expect(String(buffer: received) == "over v6")
+        }
+    }
+
+    @Test func handlesFiveHundredConcurrentConnections() async throws {
+        ProcessLimits.raiseOpenFileLimit()
+        let upstream = try await TestServer.start(.echo)
+        defer { Task { await upstream.stop() } }
+        try await withProxy(upstream: upstream.endpoint) { address, server in
+            let results = try await withThrowingTaskGroup(of: Bool.self) { group in
+                for index in 0..<500 {
+                    group.addTask {
+                        let message = Payload.random(count: 1000 + index, seed: UInt64(index + 1))
+                        let connection = try await TestClient.connect(to: address)
+                        return try await connection.executeThenClose { inbound, outbound in
+                            try await outbound.write(message)
+                            outbound.finish()
+                            return await TestClient.readAll(inbound).bytes == message
+                        }
+                    }
+                }
+                var matched = 0
+                for try await ok in group where ok { matched += 1 }
+                return matched
+            }
+            #expect(results == 500)
+        }
+    }
+
+    @Test func listenPortInUseIsAClearError() async throws {
+        let occupant = try await TestServer.start(.echo)
+        defer { Task { await occupant.stop() } }
+        let route = Route(listen: occupant.endpoint, upstream: occupant.endpoint)
+        let server = ProxyServer(configuration: try ProxyConfiguration(routes: [route]))
+        let error = await #expect(throws: TapedeckError.self) { try await server.start() }
+        #expect(error?.code == .listenFailed)
+        #expect(error?.description == "cannot listen on \(occupant.endpoint) (route 'default'): address already in use")
+    }
+
+    @Test func shutdownLetsOpenSessionsFinishAndRefusesNewOnes() async throws {
+        let upstream = try await TestServer.start(.echo)
+        defer { Task { await upstream.stop() } }
+        let server = ProxyServer(configuration: try ProxyConfiguration(routes: [Route(upstream: upstream.endpoint)]))
+        let address = try await server.start()[0].address
+        let connection = try await TestClient.connect(to: address)
+        try await connection.executeThenClose { inbound, outbound in
+            var iterator = inbound.makeAsyncIterator()
+            try await outbound.write(ByteBuffer(string: "before"))
+            #expect(try await iterator.next().map { String(buffer: $0) } == "before")
+            let shutdown = Task { await server.shutdown(drainTimeout: .seconds(10)) }
+            try await Task.sleep(for: .milliseconds(200))
+            await #expect(throws: (any Error).self) { _ = try await TestClient.connect(to: address) }
+            // The open session still relays during the drain.
+            try await outbound.write(ByteBuffer(string: "during"))
+            #expect(try await iterator.next().map { String(buffer: $0) } == "during")
+            outbound.finish()
+            #expect(try await iterator.next() == nil)
+            let outcome = try await withTimeout(.seconds(5)) { await shutdown.value }
+            #expect(outcome.interruptedConnections == 0)
+        }
+    }
+
+    @Test func drainTimeoutResetsSessionsThatDoNotEnd() async throws {
+        let upstream = try await TestServer.start(.echo)
+        defer { Task { await upstream.stop() } }
+        let server = ProxyServer(configuration: try ProxyConfiguration(routes: [Route(upstream: upstream.endpoint)]))
+        let address = try await server.start()[0].address
+        let connection = try await TestClient.connect(to: address)
+        try await connection.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(string: "hello"))
+            var iterator = inbound.makeAsyncIterator()
+            _ = try await iterator.next()
+            let started = ContinuousClock.now
+            let outcome = await server.shutdown(drainTimeout: .milliseconds(300))
+            #expect(outcome.interruptedConnections == 2)
+            #expect(ContinuousClock.now - started < .seconds(3))
+            await #expect(throws: IOError.self) { _ = try await iterator.next() }
+        }
+    }
+}
