@@ -18,10 +18,6 @@ struct ProxyCommand: AsyncParsableCommand {
     @OptionGroup var routes: RouteOptions
     @OptionGroup var runtime: RuntimeOptions
 
-    func validate() throws {
-        try routes.validate()
-    }
-
     func run() async throws {
         let logger = runtime.makeLogger(label: "tapedeck.proxy")
         let configuration = try routes.configuration()

@@ -18,36 +18,36 @@ struct RouteOptions: ParsableArguments {
     @Option(help: ArgumentHelp("How long an upstream connect may take before the client is reset.", valueName: "duration"))
     var connectTimeout: String = "5s"
 
-    func validate() throws {
-        if config != nil {
-            if listen != nil || upstream != nil {
-                throw ValidationError("--config cannot be combined with --listen or --upstream")
-            }
-        } else if upstream == nil {
-            throw ValidationError("missing --upstream (or --config FILE)")
-        }
-        do {
-            if let listen { _ = try Endpoint(parsing: listen) }
-            if let upstream { _ = try Endpoint(parsing: upstream) }
-            _ = try DurationText.parse(connectTimeout)
-        } catch let error as TapedeckError {
-            throw ValidationError(error.message)
-        }
-    }
-
     /// The routes these options name.
+    ///
+    /// Flags are checked here, from `run()`, rather than in `validate()`: the parser validates before it
+    /// reports unknown options, and an unknown option is the more useful message. Bad flag values are usage
+    /// errors (exit 2); a config file that cannot be read or parsed is a runtime error (exit 1).
     func configuration() throws -> ProxyConfiguration {
-        let timeout = try DurationText.parse(connectTimeout)
+        if config != nil, listen != nil || upstream != nil {
+            throw ValidationError("--config cannot be combined with --listen or --upstream")
+        }
+        let timeout = try asUsageError { try DurationText.parse(connectTimeout) }
         if let config {
             return try ProxyConfiguration.load(path: config, defaultConnectTimeout: timeout)
         }
         guard let upstream else { throw ValidationError("missing --upstream (or --config FILE)") }
-        let route = Route(
-            name: name,
-            listen: try listen.map(Endpoint.init(parsing:)) ?? Route.defaultListen,
-            upstream: try Endpoint(parsing: upstream),
-            connectTimeout: timeout
-        )
-        return try ProxyConfiguration(routes: [route])
+        return try asUsageError {
+            let route = Route(
+                name: name,
+                listen: try listen.map(Endpoint.init(parsing:)) ?? Route.defaultListen,
+                upstream: try Endpoint(parsing: upstream),
+                connectTimeout: timeout
+            )
+            return try ProxyConfiguration(routes: [route])
+        }
+    }
+
+    private func asUsageError<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as TapedeckError {
+            throw ValidationError(error.message)
+        }
     }
 }

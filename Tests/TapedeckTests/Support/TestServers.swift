@@ -130,7 +130,13 @@ private final class BehaviorHandler: ChannelInboundHandler {
                 context.close(mode: .output, promise: nil)
             }
         case .slowReader(let interval):
-            _ = context.channel.setOption(ChannelOptions.autoRead, value: false)
+            // One 64 KiB read per tick: about 64 MB/s at a 1 ms tick, far below what a sender can push.
+            try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: false)
+            try? context.channel.syncOptions?.setOption(ChannelOptions.maxMessagesPerRead, value: 1)
+            try? context.channel.syncOptions?.setOption(
+                ChannelOptions.recvAllocator,
+                value: FixedSizeRecvByteBufferAllocator(capacity: 65536)
+            )
             let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
             slowTimer = context.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
                 loopBoundContext.value.read()
