@@ -35,10 +35,14 @@ final class ConnectionTracker: Sendable {
     }
 
     /// Closes every tracked channel at once, with a reset: the session is being cut off, not finished.
+    ///
+    /// The relay handler does the closing, so that it knows the end was ours and a recording says so.
     func closeAll() async {
         let channels = self.channels.withLockedValue { Array($0.values) }
         for channel in channels {
             channel.eventLoop.execute {
+                channel.pipeline.fireUserInboundEventTriggered(RelayHandler.ForcedClose())
+                // In case the relay is not (or no longer) in the pipeline.
                 RelayHandler.armReset(channel)
                 channel.close(promise: nil)
             }

@@ -44,6 +44,7 @@ public final class ProxyServer: Sendable {
     public let configuration: ProxyConfiguration
     private let group: any EventLoopGroup
     private let logger: Logger
+    private let recorder: Recorder?
     private let tracker = ConnectionTracker()
     private let state = NIOLockedValueBox(State.idle)
 
@@ -55,14 +56,17 @@ public final class ProxyServer: Sendable {
     /// - Parameters:
     ///   - configuration: The routes to serve.
     ///   - group: The event loops to run on; defaults to one thread per core.
+    ///   - recorder: When given, every session is recorded into its tape as it is relayed.
     ///   - logger: Where connection problems are reported.
     public init(
         configuration: ProxyConfiguration,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        recorder: Recorder? = nil,
         logger: Logger = Logger(label: "tapedeck.proxy")
     ) {
         self.configuration = configuration
         self.group = group
+        self.recorder = recorder
         self.logger = logger
     }
 
@@ -174,16 +178,26 @@ public final class ProxyServer: Sendable {
     /// Runs on the client channel's event loop before it is registered.
     private func initializeClient(_ client: any Channel, route: Route) throws {
         tracker.track(client)
-        let (clientRelay, upstreamRelay) = RelayHandler.matchedPair(lingerTimeout: Self.lingerTimeout)
+        let session = recorder?.beginSession(
+            route: route,
+            clientAddress: client.remoteAddress.map { "\(Endpoint($0))" } ?? "unknown"
+        )
+        let (clientRelay, upstreamRelay) = RelayHandler.matchedPair(lingerTimeout: Self.lingerTimeout, recorder: session)
         let upstreamHandler = NIOLoopBound(upstreamRelay, eventLoop: client.eventLoop)
+        let sessionHandle = session.map { NIOLoopBound($0, eventLoop: client.eventLoop) }
         // Sits behind the relay, which passes on lifecycle events but never reads, so it costs nothing per byte.
         let connectOnActive = ActivationHandler { [self] in
-            connectUpstream(for: client, route: route, relay: upstreamHandler)
+            connectUpstream(for: client, route: route, relay: upstreamHandler, session: sessionHandle)
         }
         try client.pipeline.syncOperations.addHandlers(clientRelay, connectOnActive)
     }
 
-    private func connectUpstream(for client: any Channel, route: Route, relay: NIOLoopBound<RelayHandler>) {
+    private func connectUpstream(
+        for client: any Channel,
+        route: Route,
+        relay: NIOLoopBound<RelayHandler>,
+        session: NIOLoopBound<SessionRecorder>?
+    ) {
         var bootstrap = ClientBootstrap(group: client.eventLoop)
             .connectTimeout(route.connectTimeout.timeAmount)
             .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
@@ -208,6 +222,9 @@ public final class ProxyServer: Sendable {
             switch result {
             case .success(let upstream):
                 self.tracker.track(upstream)
+                if let session, let address = upstream.remoteAddress {
+                    session.value.upstreamConnected(to: "\(Endpoint(address))")
+                }
                 // The relay is glued: from now on every byte read has somewhere to go.
                 try? client.syncOptions?.setOption(ChannelOptions.autoRead, value: true)
             case .failure(let error):
@@ -219,9 +236,27 @@ public final class ProxyServer: Sendable {
                         "tapedeck.reason": "\(Self.describe(error))",
                     ]
                 )
+                session?.value.recordConnectFailed(reason: Self.describe(error), outcome: Self.outcome(of: error))
                 RelayHandler.armReset(client)
                 client.close(promise: nil)
             }
+        }
+    }
+
+    /// How a failed upstream connect is recorded.
+    static func outcome(of error: any Error) -> SessionOutcome {
+        switch error {
+        case let error as IOError where error.errnoCode == ECONNREFUSED:
+            return .upstreamRefused
+        case let error as NIOConnectionError:
+            if error.connectionErrors.contains(where: { ($0.error as? IOError)?.errnoCode == ECONNREFUSED }) {
+                return .upstreamRefused
+            }
+            return .connectFailed
+        case ChannelError.connectTimeout:
+            return .connectTimeout
+        default:
+            return .connectFailed
         }
     }
 

@@ -6,9 +6,12 @@ import NIOPosix
 ///
 /// Both channels of a session live on the same event loop, so partners call each other directly. The handler
 /// carries the three things a faithful relay needs beyond copying bytes:
-/// - backpressure: a read is only passed on while the partner's channel is writable;
+/// - backpressure: a read is only passed on while the partner's channel is writable (and, when recording, while
+///   the tape writer has room);
 /// - half-close: end of input on one side becomes a write shutdown on the other, after its queued writes;
 /// - reset: a connection reset on one side resets the other (`SO_LINGER` 0), rather than closing it cleanly.
+///
+/// When a session recorder is attached, every read, half-close, close and reset is reported to it as it happens.
 final class RelayHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
@@ -18,42 +21,61 @@ final class RelayHandler: ChannelDuplexHandler {
     enum Side: Sendable {
         case client
         case upstream
+
+        /// The direction of the bytes this side's peer sends.
+        var direction: Direction {
+            switch self {
+            case .client: return .clientToUpstream
+            case .upstream: return .upstreamToClient
+            }
+        }
     }
+
+    /// Sent through a pipeline to cut a session off at shutdown.
+    struct ForcedClose: Sendable {}
 
     let side: Side
     private let lingerTimeout: TimeAmount
+    private let recorder: SessionRecorder?
     private var partner: RelayHandler?
     private var context: ChannelHandlerContext?
-    /// A read was requested while the partner could not take more bytes; issued when it can.
+    /// A read was requested while it could not be served; issued when the partner or the tape has room.
     private var pendingRead = false
-    /// This side's connection ended in a reset (ECONNRESET, EPIPE), so the partner must be reset too.
+    private var waitingForTape = false
+    /// The peer sent FIN.
+    private var inputEnded = false
+    /// We shut this side's output down, forwarding the partner's FIN.
+    private var outputShutByUs = false
+    /// We closed this side, because its partner ended or at shutdown.
+    private var closedByUs = false
+    /// The peer reset the connection (a read failed with ECONNRESET or similar).
     private var endedInReset = false
-    /// We shut this side's output down or closed it ourselves, so its end is orderly unless an error says
-    /// otherwise. NIO closes a channel after a failed write without an `errorCaught`, so a channel that goes
-    /// inactive without this flag went down abnormally and counts as reset.
-    private var endedByUs = false
     /// What the partner asked of us before our channel was ready; acted on when it becomes active.
     private var deferredPartnerEnd: PartnerEnd?
-    /// Set once this side started closing, so a second request does nothing.
-    private var closing = false
 
     private enum PartnerEnd {
         case closed
         case reset
     }
 
-    private init(side: Side, lingerTimeout: TimeAmount) {
+    private init(side: Side, lingerTimeout: TimeAmount, recorder: SessionRecorder?) {
         self.side = side
         self.lingerTimeout = lingerTimeout
+        self.recorder = recorder
     }
 
     /// Makes the two handlers of one session, already introduced to each other.
     ///
-    /// - Parameter lingerTimeout: How long queued bytes may take to drain to a side whose partner has gone,
-    ///   before that side is closed anyway.
-    static func matchedPair(lingerTimeout: TimeAmount) -> (client: RelayHandler, upstream: RelayHandler) {
-        let client = RelayHandler(side: .client, lingerTimeout: lingerTimeout)
-        let upstream = RelayHandler(side: .upstream, lingerTimeout: lingerTimeout)
+    /// - Parameters:
+    ///   - lingerTimeout: How long queued bytes may take to drain to a side whose partner has gone, before that
+    ///     side is reset anyway.
+    ///   - recorder: Where to report the session's events, when recording.
+    static func matchedPair(
+        lingerTimeout: TimeAmount,
+        recorder: SessionRecorder? = nil
+    ) -> (client: RelayHandler, upstream: RelayHandler) {
+        let client = RelayHandler(side: .client, lingerTimeout: lingerTimeout, recorder: recorder)
+        let upstream = RelayHandler(side: .upstream, lingerTimeout: lingerTimeout, recorder: recorder)
         client.partner = upstream
         upstream.partner = client
         return (client, upstream)
@@ -77,7 +99,9 @@ final class RelayHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        partner?.partnerWrite(unwrapInboundIn(data))
+        let buffer = unwrapInboundIn(data)
+        recorder?.recordData(buffer, from: side.direction)
+        partner?.partnerWrite(buffer)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -87,7 +111,13 @@ final class RelayHandler: ChannelDuplexHandler {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let event = event as? ChannelEvent, event == .inputClosed {
+            inputEnded = true
+            recorder?.recordHalfClose(from: side.direction)
             partner?.partnerInputEnded()
+        } else if event is ForcedClose {
+            recorder?.markInterrupted()
+            close(context: context, reset: true)
+            return
         }
         context.fireUserInboundEventTriggered(event)
     }
@@ -101,7 +131,18 @@ final class RelayHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        partner?.partnerEnded(reset: endedInReset || !endedByUs)
+        // NIO closes a channel after a failed write without an `errorCaught`, so a channel that went down
+        // without us shutting or closing it went down abnormally, and counts as reset.
+        let reset = endedInReset || !(outputShutByUs || closedByUs)
+        if let recorder {
+            if !closedByUs, !inputEnded, !reset {
+                // NIO reports a FIN that arrives after our output was shut as a plain close, without
+                // `inputClosed`: it is the peer's half-close all the same.
+                recorder.recordHalfClose(from: side.direction)
+            }
+            recorder.recordEnd(of: side.direction, reset: reset, byPeer: !closedByUs)
+        }
+        partner?.partnerEnded(reset: reset)
         partner = nil
         context.fireChannelInactive()
     }
@@ -112,11 +153,38 @@ final class RelayHandler: ChannelDuplexHandler {
     }
 
     func read(context: ChannelHandlerContext) {
-        if partner?.isWritable ?? true {
-            context.read()
-        } else {
+        guard partner?.isWritable ?? true else {
             pendingRead = true
+            return
         }
+        if let recorder, !recorder.budget.hasRoom {
+            pendingRead = true
+            waitForTape(recorder.budget, context: context)
+            return
+        }
+        context.read()
+    }
+
+    // MARK: Backpressure from the tape
+
+    private func waitForTape(_ budget: RecordingBudget, context: ChannelHandlerContext) {
+        guard !waitingForTape else { return }
+        waitingForTape = true
+        let loop = context.eventLoop
+        let handler = NIOLoopBound(self, eventLoop: loop)
+        budget.whenRoom {
+            loop.execute {
+                handler.value.waitingForTape = false
+                handler.value.resumeRead()
+            }
+        }
+    }
+
+    private func resumeRead() {
+        guard pendingRead, let context else { return }
+        pendingRead = false
+        // Goes through `read(context:)` again, which re-checks both partner and tape.
+        context.read()
     }
 
     // MARK: Calls from the partner (same event loop)
@@ -126,7 +194,7 @@ final class RelayHandler: ChannelDuplexHandler {
     }
 
     private func partnerWrite(_ buffer: ByteBuffer) {
-        // nil promise: a failed write surfaces through errorCaught and closes the channel.
+        // nil promise: a failed write closes the channel, which channelInactive reports.
         context?.write(wrapOutboundOut(buffer), promise: nil)
     }
 
@@ -135,22 +203,20 @@ final class RelayHandler: ChannelDuplexHandler {
     }
 
     private func partnerBecameWritable() {
-        guard pendingRead, let context else { return }
-        pendingRead = false
-        context.read()
+        resumeRead()
     }
 
     /// The partner's peer shut down its write half: shut down ours once every byte before it is written.
     ///
-    /// Shutting the output down at once would be wrong twice over: on a channel whose input is already closed,
-    /// NIO turns `close(mode: .output)` into a full close that drops queued writes. An empty write completes only
-    /// after every earlier write, so the shutdown waits for it.
+    /// Shutting the output down at once would be wrong: on a channel whose input is already closed, NIO turns
+    /// `close(mode: .output)` into a full close that drops queued writes. An empty write completes only after
+    /// every earlier write, so the shutdown waits for it.
     private func partnerInputEnded() {
-        guard let context, !closing else { return }
+        guard let context, !closedByUs else { return }
         let flushed = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(wrapOutboundOut(ByteBuffer()), promise: flushed)
         flushed.futureResult.assumeIsolated().whenSuccess {
-            self.endedByUs = true
+            self.outputShutByUs = true
             context.close(mode: .output, promise: nil)
         }
     }
@@ -173,8 +239,7 @@ final class RelayHandler: ChannelDuplexHandler {
     }
 
     private func closeAfterFlushing(context: ChannelHandlerContext, reset: Bool) {
-        guard !closing else { return }
-        closing = true
+        guard !closedByUs else { return }
         let flushed = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(wrapOutboundOut(ByteBuffer()), promise: flushed)
         // A peer that stopped reading must not hold the connection open for ever.
@@ -188,8 +253,8 @@ final class RelayHandler: ChannelDuplexHandler {
     }
 
     private func close(context: ChannelHandlerContext, reset: Bool) {
-        guard context.channel.isActive else { return }
-        endedByUs = true
+        guard context.channel.isActive, !closedByUs else { return }
+        closedByUs = true
         if reset { Self.armReset(context.channel) }
         context.close(promise: nil)
     }

@@ -11,6 +11,10 @@ public struct TapedeckError: Error, Sendable, Hashable, CustomStringConvertible 
             case listenFailed = "listen failed"
             case upstreamFailed = "upstream failed"
             case invalidArgument = "invalid argument"
+            case tapeUnreadable = "tape unreadable"
+            case tapeUnwritable = "tape unwritable"
+            case tapeFromNewerVersion = "tape from a newer version"
+            case recordingFailed = "recording failed"
         }
 
         private let base: Base
@@ -29,6 +33,14 @@ public struct TapedeckError: Error, Sendable, Hashable, CustomStringConvertible 
         public static let upstreamFailed = Code(.upstreamFailed)
         /// A value given to the library is out of range or malformed.
         public static let invalidArgument = Code(.invalidArgument)
+        /// A tape is missing, unreadable, corrupt or not a tape at all.
+        public static let tapeUnreadable = Code(.tapeUnreadable)
+        /// A tape cannot be created or written.
+        public static let tapeUnwritable = Code(.tapeUnwritable)
+        /// A tape was written by a newer Tapedeck, in a format this build does not know.
+        public static let tapeFromNewerVersion = Code(.tapeFromNewerVersion)
+        /// Recording stopped because the tape could not be written; the recording is incomplete.
+        public static let recordingFailed = Code(.recordingFailed)
 
         public var description: String { base.rawValue }
     }

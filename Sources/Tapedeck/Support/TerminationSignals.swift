@@ -10,33 +10,38 @@ public enum TerminationSignals {
     /// Returns when SIGINT or SIGTERM arrives, with the signal number. From then on another such signal exits
     /// the process immediately with status 128 + signal number, as a shell reports a killed command.
     public static func wait() async -> Int32 {
-        let signals: [Int32] = [SIGINT, SIGTERM]
-        let received = NIOLockedValueBox(0)
-        return await withCheckedContinuation { (continuation: CheckedContinuation<Int32, Never>) in
-            let queue = DispatchQueue(label: "tapedeck.signals")
-            var sources: [any DispatchSourceSignal] = []
-            for number in signals {
-                // The default action would kill the process before the dispatch source sees the signal.
-                signal(number, SIG_IGN)
-                let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-                source.setEventHandler {
-                    let count = received.withLockedValue { count in
-                        count += 1
-                        return count
-                    }
-                    if count == 1 {
-                        continuation.resume(returning: number)
-                    } else {
-                        FileHandle.standardError.write(Data("tapedeck: second signal, exiting now\n".utf8))
-                        _exit(128 + number)
-                    }
-                }
-                source.resume()
-                sources.append(source)
-            }
-            // The sources must outlive this call; they serve the rest of the process's life.
-            Self.keepAlive.withLockedValue { $0.append(contentsOf: sources) }
+        await withCheckedContinuation { continuation in
+            install { continuation.resume(returning: $0) }
         }
+    }
+
+    /// Calls `handler` on the first SIGINT or SIGTERM; a second one exits the process at once with status
+    /// 128 + signal number.
+    public static func install(_ handler: @escaping @Sendable (Int32) -> Void) {
+        let received = NIOLockedValueBox(0)
+        let queue = DispatchQueue(label: "tapedeck.signals")
+        var sources: [any DispatchSourceSignal] = []
+        for number in [SIGINT, SIGTERM] {
+            // The default action would kill the process before the dispatch source sees the signal.
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+            source.setEventHandler {
+                let count = received.withLockedValue { count in
+                    count += 1
+                    return count
+                }
+                if count == 1 {
+                    handler(number)
+                } else {
+                    FileHandle.standardError.write(Data("tapedeck: second signal, exiting now\n".utf8))
+                    _exit(128 + number)
+                }
+            }
+            source.resume()
+            sources.append(source)
+        }
+        // The sources must outlive this call; they serve the rest of the process's life.
+        keepAlive.withLockedValue { $0.append(contentsOf: sources) }
     }
 
     // Dispatch sources are thread-safe objects that Dispatch does not mark Sendable; the box only stores them.

@@ -1,0 +1,126 @@
+import Atomics
+import Foundation
+import GRDB
+import NIOCore
+
+/// Records every session of a proxy into a tape, as one run.
+///
+/// Create it before the ``ProxyServer`` that feeds it, and finish it after the server has shut down, so that
+/// the tape is flushed last.
+///
+/// ```swift
+/// let tape = try Tape(recordingAt: "fixtures/redis.tape")
+/// let recorder = try Recorder(tape: tape, routes: configuration.routes, label: "login flow")
+/// let server = ProxyServer(configuration: configuration, recorder: recorder)
+/// try await server.start()
+/// // … traffic …
+/// await server.shutdown()
+/// try await recorder.finish()
+/// ```
+public final class Recorder: Sendable {
+    /// The tape being written.
+    public let tape: Tape
+    /// The run's id in the tape.
+    public let runID: Int64
+    private let routeIDs: [String: Int64]
+    private let writer: TapeWriter
+    private let nextKey = ManagedAtomic<UInt64>(1)
+
+    /// Starts a run in the tape and the thread that writes it.
+    ///
+    /// - Parameters:
+    ///   - tape: A tape opened with ``Tape/init(recordingAt:overwrite:)``.
+    ///   - routes: The routes whose sessions will be recorded.
+    ///   - label: An optional label stored with the run.
+    ///   - mode: `record`, or `replay` when replay records what the tape was missing.
+    ///   - budget: Bytes read but not yet on disk above which relays stop reading.
+    ///   - onFailure: Called once, from the writer thread, if the tape cannot be written.
+    public init(
+        tape: Tape,
+        routes: [Route],
+        label: String? = nil,
+        mode: String = "record",
+        maximumPendingBytes: Int = 64 << 20,
+        onFailure: @escaping @Sendable (TapedeckError) -> Void = { _ in }
+    ) throws {
+        self.tape = tape
+        do {
+            (runID, routeIDs) = try tape.database.write { db in
+                var run = RunRecord(
+                    id: nil, startedAt: WallClock.nowNanoseconds(), endedAt: nil, toolVersion: tapedeckVersion,
+                    mode: mode, label: label
+                )
+                try run.insert(db)
+                let runID = db.lastInsertedRowID
+                var routeIDs: [String: Int64] = [:]
+                for route in routes {
+                    var record = RouteRecord(
+                        id: nil, runID: runID, name: route.name, listen: "\(route.listen)",
+                        upstream: "\(route.upstream)"
+                    )
+                    try record.insert(db)
+                    routeIDs[route.name] = db.lastInsertedRowID
+                }
+                return (runID, routeIDs)
+            }
+        } catch {
+            throw TapedeckError(.tapeUnwritable, "cannot write tape '\(tape.path)': \(Tape.reason(error))")
+        }
+        writer = TapeWriter(
+            tape: tape,
+            budget: RecordingBudget(highMark: maximumPendingBytes, lowMark: maximumPendingBytes / 2),
+            onFailure: onFailure
+        )
+    }
+
+    /// The error that stopped recording, if the tape could not be written.
+    public var failure: TapedeckError? { writer.error }
+
+    /// Begins recording a newly accepted client connection.
+    func beginSession(route: Route, clientAddress: String) -> SessionRecorder {
+        let key = nextKey.loadThenWrappingIncrement(ordering: .relaxed)
+        let start = TapeWriter.SessionStart(
+            key: key, runID: runID, routeID: routeIDs[route.name] ?? 0, route: route.name,
+            clientAddress: clientAddress, upstreamAddress: "\(route.upstream)", startedAt: WallClock.nowNanoseconds()
+        )
+        return SessionRecorder(key: key, start: start, writer: writer)
+    }
+
+    /// Waits until everything recorded so far is committed to the tape.
+    public func flush() async throws {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            // The writer calls every flush back exactly once, after a commit or, if it failed, when discarding.
+            writer.submit(.flush { continuation.resume() })
+        }
+        if let failure { throw failure }
+    }
+
+    /// The number of sessions this run has on tape so far.
+    public func sessionCount() throws -> Int {
+        do {
+            return try tape.database.read { [runID] db in
+                try Int.fetchOne(db, sql: "SELECT count(*) FROM sessions WHERE run_id = ?", arguments: [runID]) ?? 0
+            }
+        } catch {
+            throw TapedeckError(.tapeUnreadable, "cannot read tape '\(tape.path)': \(Tape.reason(error))")
+        }
+    }
+
+    /// Writes everything still queued, closes the run, and stops the writer.
+    ///
+    /// - Throws: ``TapedeckError`` with code `recordingFailed` if any part of the recording could not be written.
+    public func finish() async throws {
+        if let failure = await writer.finish() { throw failure }
+        do {
+            try await tape.database.write { [runID] db in
+                try db.execute(sql: "UPDATE runs SET ended_at = ? WHERE id = ?", arguments: [WallClock.nowNanoseconds(), runID])
+            }
+            // Fold the write-ahead log back into the tape, so a finished tape is one file to commit or copy.
+            try await tape.database.writeWithoutTransaction { db in
+                _ = try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(TRUNCATE)")
+            }
+        } catch {
+            throw TapedeckError(.recordingFailed, "cannot write tape '\(tape.path)': \(Tape.reason(error))")
+        }
+    }
+}

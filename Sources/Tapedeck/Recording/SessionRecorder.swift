@@ -1,0 +1,117 @@
+import NIOCore
+
+/// Records one session: both of its connections report here, on their shared event loop.
+///
+/// It numbers events, stamps them with the monotonic time since the session began, counts bytes, and decides
+/// the session's outcome once both connections are over. It never touches the disk: every event goes to the
+/// tape writer's queue, and payloads are handed over as the very buffers NIO read into, without a copy.
+final class SessionRecorder {
+    private let key: UInt64
+    private let writer: TapeWriter
+    private let started = NIODeadline.now()
+    private var seq: Int64 = 0
+    private var clientBytes: Int64 = 0
+    private var upstreamBytes: Int64 = 0
+    private var clientEnded = false
+    private var upstreamEnded = false
+    private var firstReset: Direction?
+    private var connectFailure: SessionOutcome?
+    private var interrupted = false
+    private var upstreamAddress: String
+    private var finished = false
+
+    init(
+        key: UInt64,
+        start: TapeWriter.SessionStart,
+        writer: TapeWriter
+    ) {
+        self.key = key
+        self.writer = writer
+        self.upstreamAddress = start.upstreamAddress
+        writer.submit(.sessionStarted(start))
+    }
+
+    /// Whether the tape writer can take more bytes now; relays hold reads while it cannot.
+    var budget: RecordingBudget { writer.budget }
+
+    func recordData(_ buffer: ByteBuffer, from direction: Direction) {
+        let count = buffer.readableBytes
+        switch direction {
+        case .clientToUpstream: clientBytes += Int64(count)
+        case .upstreamToClient: upstreamBytes += Int64(count)
+        }
+        writer.budget.reserve(count)
+        append(direction, .data, buffer)
+    }
+
+    /// The sender shut down its write half.
+    func recordHalfClose(from direction: Direction) {
+        append(direction, .halfClose, nil)
+    }
+
+    /// The upstream connection is up; remember the address actually connected to.
+    func upstreamConnected(to address: String) {
+        upstreamAddress = address
+    }
+
+    /// A side's connection is over. `byPeer` is false when the relay closed it because the other side ended, in
+    /// which case it is not an event of its own.
+    func recordEnd(of direction: Direction, reset: Bool, byPeer: Bool) {
+        if byPeer {
+            append(direction, reset ? .reset : .close, nil)
+            if reset, firstReset == nil { firstReset = direction }
+        }
+        switch direction {
+        case .clientToUpstream: clientEnded = true
+        case .upstreamToClient: upstreamEnded = true
+        }
+        finishIfOver()
+    }
+
+    /// Shutdown cut the session off before it ended by itself.
+    func markInterrupted() {
+        interrupted = true
+    }
+
+    func recordConnectFailed(reason: String, outcome: SessionOutcome) {
+        append(.upstreamToClient, .connectFailed, ByteBuffer(string: reason))
+        connectFailure = outcome
+        upstreamEnded = true
+        finishIfOver()
+    }
+
+    private func append(_ direction: Direction, _ kind: EventKind, _ payload: ByteBuffer?) {
+        guard !finished else { return }
+        writer.submit(
+            .event(key: key, seq: seq, offset: offsetNow(), direction: direction, kind: kind, payload: payload)
+        )
+        seq += 1
+    }
+
+    private func offsetNow() -> Int64 {
+        Int64(NIODeadline.now().uptimeNanoseconds - started.uptimeNanoseconds)
+    }
+
+    private func finishIfOver() {
+        guard clientEnded, upstreamEnded, !finished else { return }
+        finished = true
+        let outcome: SessionOutcome
+        if let connectFailure {
+            outcome = connectFailure
+        } else if interrupted {
+            outcome = .interrupted
+        } else if let firstReset {
+            outcome = firstReset == .clientToUpstream ? .resetByClient : .resetByUpstream
+        } else {
+            outcome = .closed
+        }
+        writer.submit(
+            .sessionEnded(
+                TapeWriter.SessionEnd(
+                    key: key, outcome: outcome, upstreamAddress: upstreamAddress, endedAt: WallClock.nowNanoseconds(),
+                    duration: offsetNow(), clientBytes: clientBytes, upstreamBytes: upstreamBytes, eventCount: seq
+                )
+            )
+        )
+    }
+}

@@ -1,0 +1,284 @@
+import Foundation
+import GRDB
+import GRDBSQLite
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// The one thread that writes a recording into its tape.
+///
+/// Event loops hand it commands and never wait for the disk. It takes everything queued, inserts it in one
+/// transaction through prepared statements, and commits when the queue runs dry, after about 100 ms, or after
+/// a few MiB: group commit, so a burst of small events costs one commit, and a crash loses at most the last
+/// moments. If the tape cannot be written it stops, keeps nothing back from the caller, and reports the failure.
+final class TapeWriter: Sendable {
+    /// What event loops ask the writer to do, in the order they ask it.
+    enum Command: Sendable {
+        case sessionStarted(SessionStart)
+        case event(key: UInt64, seq: Int64, offset: Int64, direction: Direction, kind: EventKind, payload: ByteBuffer?)
+        case sessionEnded(SessionEnd)
+        /// Commit now and call back; for shutdown and tests.
+        case flush(@Sendable () -> Void)
+    }
+
+    struct SessionStart: Sendable {
+        var key: UInt64
+        var runID: Int64
+        var routeID: Int64
+        var route: String
+        var clientAddress: String
+        var upstreamAddress: String
+        var startedAt: Int64
+    }
+
+    struct SessionEnd: Sendable {
+        var key: UInt64
+        var outcome: SessionOutcome
+        var upstreamAddress: String
+        var endedAt: Int64
+        var duration: Int64
+        var clientBytes: Int64
+        var upstreamBytes: Int64
+        var eventCount: Int64
+    }
+
+    /// Largest transaction, in payload bytes, before a commit.
+    static let transactionByteLimit = 8 << 20
+    /// Longest a transaction stays open while work keeps arriving.
+    static let transactionTimeLimit: TimeInterval = 0.1
+
+    let budget: RecordingBudget
+    private let tape: Tape
+    private let queue = WorkQueue<Command>()
+    private let failure = NIOLockedValueBox<TapedeckError?>(nil)
+    private let onFailure: @Sendable (TapedeckError) -> Void
+    private let finished = ConditionLock(value: false)
+
+    /// Starts the writer thread.
+    ///
+    /// - Parameters:
+    ///   - tape: A tape opened for recording.
+    ///   - budget: The memory bound shared with the relays.
+    ///   - onFailure: Called once, on the writer thread, if the tape cannot be written.
+    init(tape: Tape, budget: RecordingBudget, onFailure: @escaping @Sendable (TapedeckError) -> Void) {
+        self.tape = tape
+        self.budget = budget
+        self.onFailure = onFailure
+        let thread = Thread { [self] in run() }
+        thread.name = "tapedeck.tape-writer"
+        thread.start()
+    }
+
+    /// The error that stopped the writer, if any.
+    var error: TapedeckError? { failure.withLockedValue { $0 } }
+
+    func submit(_ command: Command) {
+        queue.append(command)
+    }
+
+    /// Writes everything submitted so far, then stops the thread. Returns the failure, if writing failed.
+    func finish() async -> TapedeckError? {
+        queue.close()
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            // Waiting on a condition blocks; do it off the cooperative pool.
+            Thread {
+                self.finished.lock(whenValue: true)
+                self.finished.unlock()
+                continuation.resume()
+            }.start()
+        }
+        return error
+    }
+
+    // MARK: The writer thread
+
+    private func run() {
+        defer {
+            finished.lock()
+            finished.unlock(withValue: true)
+        }
+        let identity = FileIdentity(path: tape.path)
+        do {
+            try tape.database.writeWithoutTransaction { db in
+                var state = try WriterState(db: db)
+                while let first = queue.takeAll(waitingUpTo: 0.25) {
+                    if first.isEmpty { continue }
+                    if self.error != nil {
+                        discard(first)
+                        continue
+                    }
+                    try writeTransaction(startingWith: first, state: &state, db: db)
+                    if let identity, !identity.stillNames(tape.path) {
+                        throw TapedeckError(
+                            .recordingFailed,
+                            "tape '\(tape.path)' was removed or replaced while recording"
+                        )
+                    }
+                }
+            }
+        } catch {
+            let failure =
+                (error as? TapedeckError)
+                ?? TapedeckError(.recordingFailed, "cannot write tape '\(tape.path)': \(Tape.reason(error))")
+            fail(failure)
+            // Drain so that no relay waits for budget, and no caller for a flush, that would never come back.
+            while let rest = queue.takeAll(waitingUpTo: 0.25) {
+                discard(rest)
+            }
+        }
+    }
+
+    /// Drops commands after a failure, which has been reported: returns their budget, answers their flushes.
+    private func discard(_ commands: [Command]) {
+        budget.release(commands.reduce(0) { $0 + Self.payloadBytes($1) })
+        for case .flush(let callback) in commands { callback() }
+    }
+
+    private func fail(_ error: TapedeckError) {
+        let first = failure.withLockedValue { failure in
+            guard failure == nil else { return false }
+            failure = error
+            return true
+        }
+        if first { onFailure(error) }
+    }
+
+    private func writeTransaction(startingWith first: [Command], state: inout WriterState, db: Database) throws {
+        let started = Date()
+        var taken = first
+        var next = 0
+        var bytes = 0
+        var callbacks: [@Sendable () -> Void] = []
+        try db.execute(sql: "BEGIN IMMEDIATE")
+        do {
+            while true {
+                while next < taken.count {
+                    let command = taken[next]
+                    next += 1
+                    bytes += Self.payloadBytes(command)
+                    if case .flush(let callback) = command {
+                        callbacks.append(callback)
+                    } else {
+                        try state.apply(command)
+                    }
+                }
+                guard callbacks.isEmpty, bytes < Self.transactionByteLimit,
+                    Date().timeIntervalSince(started) < Self.transactionTimeLimit,
+                    let more = queue.takeAll(waitingUpTo: 0), !more.isEmpty
+                else { break }
+                taken.append(contentsOf: more)
+            }
+            try db.execute(sql: "COMMIT")
+        } catch {
+            try? db.execute(sql: "ROLLBACK")
+            budget.release(bytes)
+            for callback in callbacks { callback() }
+            discard(Array(taken[next...]))
+            throw error
+        }
+        budget.release(bytes)
+        for callback in callbacks { callback() }
+    }
+
+    static func payloadBytes(_ command: Command) -> Int {
+        if case .event(_, _, _, _, _, let payload?) = command { return payload.readableBytes }
+        return 0
+    }
+}
+
+/// The writer's prepared statements and its map from in-memory session keys to tape session ids.
+private struct WriterState {
+    let insertEvent: Statement
+    let insertSession: Statement
+    let updateSession: Statement
+    var sessionIDs: [UInt64: Int64] = [:]
+    let db: Database
+
+    init(db: Database) throws {
+        self.db = db
+        insertEvent = try db.makeStatement(
+            sql: "INSERT INTO events(session_id, seq, offset_ns, direction, kind, payload) VALUES (?, ?, ?, ?, ?, ?)"
+        )
+        insertSession = try db.makeStatement(
+            sql: """
+                INSERT INTO sessions(run_id, route_id, route, client_address, upstream_address, started_at)
+                VALUES (?, ?, ?, ?, ?, ?)
+                """
+        )
+        updateSession = try db.makeStatement(
+            sql: """
+                UPDATE sessions SET outcome = ?, upstream_address = ?, ended_at = ?, duration_ns = ?,
+                    client_bytes = ?, upstream_bytes = ?, event_count = ? WHERE id = ?
+                """
+        )
+    }
+
+    mutating func apply(_ command: TapeWriter.Command) throws {
+        switch command {
+        case .event(let key, let seq, let offset, let direction, let kind, let payload):
+            guard let sessionID = sessionIDs[key] else { return }
+            try insert(sessionID: sessionID, seq: seq, offset: offset, direction: direction, kind: kind, payload: payload)
+        case .sessionStarted(let start):
+            try insertSession.execute(arguments: [
+                start.runID, start.routeID, start.route, start.clientAddress, start.upstreamAddress, start.startedAt,
+            ])
+            sessionIDs[start.key] = db.lastInsertedRowID
+        case .sessionEnded(let end):
+            guard let sessionID = sessionIDs.removeValue(forKey: end.key) else { return }
+            try updateSession.execute(arguments: [
+                end.outcome.rawValue, end.upstreamAddress, end.endedAt, end.duration, end.clientBytes,
+                end.upstreamBytes, end.eventCount, sessionID,
+            ])
+        case .flush:
+            break
+        }
+    }
+
+    /// The hot path: binds straight to SQLite, with the payload bound in place (no copy).
+    private func insert(
+        sessionID: Int64, seq: Int64, offset: Int64, direction: Direction, kind: EventKind, payload: ByteBuffer?
+    ) throws {
+        let statement = insertEvent.sqliteStatement
+        sqlite3_bind_int64(statement, 1, sessionID)
+        sqlite3_bind_int64(statement, 2, seq)
+        sqlite3_bind_int64(statement, 3, offset)
+        direction.rawValue.withCString { sqlite3_bind_text(statement, 4, $0, -1, SQLITE_TRANSIENT) }
+        kind.rawValue.withCString { sqlite3_bind_text(statement, 5, $0, -1, SQLITE_TRANSIENT) }
+        let code: Int32
+        if let payload {
+            code = payload.withUnsafeReadableBytes { bytes in
+                // SQLITE_STATIC is safe: the bytes stay alive until sqlite3_step returns, within this closure.
+                sqlite3_bind_blob(statement, 6, bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32(bytes.count), nil)
+                return sqlite3_step(statement)
+            }
+        } else {
+            sqlite3_bind_null(statement, 6)
+            code = sqlite3_step(statement)
+        }
+        sqlite3_reset(statement)
+        guard code == SQLITE_DONE else {
+            throw DatabaseError(resultCode: ResultCode(rawValue: code), message: String(cString: sqlite3_errmsg(db.sqliteConnection)))
+        }
+    }
+}
+
+/// The inode a path named when recording began, to notice the tape being deleted or replaced underneath us:
+/// SQLite would go on writing to the unlinked file without an error.
+private struct FileIdentity {
+    let device: UInt64
+    let inode: UInt64
+
+    init?(path: String) {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        device = UInt64(info.st_dev)
+        inode = UInt64(info.st_ino)
+    }
+
+    func stillNames(_ path: String) -> Bool {
+        var info = stat()
+        return stat(path, &info) == 0 && UInt64(info.st_dev) == device && UInt64(info.st_ino) == inode
+    }
+}
+
+/// SQLite's "copy this value now" destructor, which the C macro spells as -1.
+private let SQLITE_TRANSIENT = unsafeBitCast(-1, to: sqlite3_destructor_type.self)

@@ -1,0 +1,164 @@
+import Foundation
+import GRDB
+
+/// A tape: one SQLite file holding recorded sessions and their events.
+///
+/// Open one for reading to list and inspect it, or for recording to append a new run. Opening checks that the
+/// file really is a tape, and refuses one written by a newer Tapedeck rather than misreading it.
+///
+/// ```swift
+/// let tape = try Tape(readingAt: "fixtures/redis.tape")
+/// for session in try tape.sessions() {
+///     print(session.id!, session.outcome, session.clientBytes)
+/// }
+/// ```
+public final class Tape: Sendable {
+    /// The tape file's path, as given.
+    public let path: String
+    let database: DatabaseQueue
+
+    /// SQLite page size for new tapes: large pages roughly double the rate at which big payloads are written.
+    /// It must be set before WAL mode is enabled, so only new tapes get it.
+    static let pageSize = 65536
+
+    /// Opens an existing tape for reading.
+    ///
+    /// A tape being recorded can be read at the same time: tapes use SQLite's write-ahead log.
+    ///
+    /// - Throws: ``TapedeckError`` with code `tapeUnreadable` for a missing, unreadable or corrupt file, a file
+    ///   that is not a tape, or a tape from a newer format.
+    public init(readingAt path: String) throws {
+        self.path = path
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw TapedeckError(.tapeUnreadable, "cannot open tape '\(path)': no such file")
+        }
+        guard FileManager.default.isReadableFile(atPath: path) else {
+            throw TapedeckError(.tapeUnreadable, "cannot open tape '\(path)': permission denied")
+        }
+        var configuration = Self.configuration()
+        configuration.readonly = true
+        do {
+            database = try DatabaseQueue(path: path, configuration: configuration)
+        } catch {
+            throw Self.openError(path, error)
+        }
+        try Self.checkIsTape(database, path: path, allowEmpty: false)
+    }
+
+    /// Opens a tape for recording, creating it (mode 0600) if it does not exist.
+    ///
+    /// - Parameters:
+    ///   - path: The tape file.
+    ///   - overwrite: Start a fresh tape even if one exists; otherwise new runs are appended.
+    /// - Throws: ``TapedeckError`` with code `tapeUnwritable` or `tapeUnreadable`.
+    public init(recordingAt path: String, overwrite: Bool = false) throws {
+        self.path = path
+        let fileManager = FileManager.default
+        if overwrite {
+            for suffix in ["", "-wal", "-shm", "-journal"] where fileManager.fileExists(atPath: path + suffix) {
+                do {
+                    try fileManager.removeItem(atPath: path + suffix)
+                } catch {
+                    throw TapedeckError(.tapeUnwritable, "cannot overwrite tape '\(path)': \(Self.reason(error))")
+                }
+            }
+        }
+        if !fileManager.fileExists(atPath: path) {
+            // Tapes can hold secrets: create the file ourselves, owner-only, before SQLite opens it. SQLite
+            // gives its -wal and -shm files the same mode.
+            let descriptor = open(path, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0o600)
+            guard descriptor >= 0 else {
+                throw TapedeckError(.tapeUnwritable, "cannot create tape '\(path)': \(Self.errnoReason())")
+            }
+            close(descriptor)
+        } else if !fileManager.isWritableFile(atPath: path) {
+            throw TapedeckError(.tapeUnwritable, "cannot write tape '\(path)': permission denied")
+        }
+        do {
+            database = try DatabaseQueue(path: path, configuration: Self.configuration())
+        } catch {
+            throw Self.openError(path, error)
+        }
+        let isNew = try Self.checkIsTape(database, path: path, allowEmpty: true)
+        do {
+            if isNew {
+                try database.writeWithoutTransaction { db in
+                    try db.execute(sql: "PRAGMA page_size = \(Self.pageSize)")
+                    try db.execute(sql: "PRAGMA journal_mode = WAL")
+                }
+            }
+            try TapeSchema.migrator.migrate(database)
+        } catch {
+            throw TapedeckError(.tapeUnwritable, "cannot write tape '\(path)': \(Self.reason(error))")
+        }
+    }
+
+    private static func configuration() -> Configuration {
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(5)
+        configuration.label = "tapedeck.tape"
+        configuration.prepareDatabase { db in
+            // WAL with synchronous NORMAL: a commit survives a crash of the process, not of the machine.
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+        }
+        return configuration
+    }
+
+    /// Checks the file is a tape this build can read; returns true for an empty file that can become one.
+    @discardableResult
+    private static func checkIsTape(_ database: DatabaseQueue, path: String, allowEmpty: Bool) throws -> Bool {
+        do {
+            return try database.read { db in
+                let tables = try String.fetchSet(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table'")
+                if tables.isEmpty, allowEmpty { return true }
+                guard tables.contains("tape_meta") else {
+                    throw TapedeckError(.tapeUnreadable, "cannot open tape '\(path)': not a Tapedeck tape")
+                }
+                let version = try String.fetchOne(db, sql: "SELECT value FROM tape_meta WHERE key = 'format_version'")
+                    .flatMap { Int($0) }
+                guard let version else {
+                    throw TapedeckError(.tapeUnreadable, "cannot open tape '\(path)': no format version recorded")
+                }
+                let superseded = try TapeSchema.migrator.hasBeenSuperseded(db)
+                if version > TapeSchema.currentVersion || superseded {
+                    throw TapedeckError(
+                        .tapeFromNewerVersion,
+                        "cannot open tape '\(path)': it has format version \(version), newer than this Tapedeck "
+                            + "(\(tapedeckVersion)) reads (\(TapeSchema.currentVersion)); upgrade Tapedeck"
+                    )
+                }
+                return false
+            }
+        } catch let error as TapedeckError {
+            throw error
+        } catch {
+            throw openError(path, error)
+        }
+    }
+
+    private static func openError(_ path: String, _ error: any Error) -> TapedeckError {
+        TapedeckError(.tapeUnreadable, "cannot open tape '\(path)': \(reason(error))")
+    }
+
+    /// A short reason for an SQLite or file error: `file is not a database`, `disk I/O error`.
+    static func reason(_ error: any Error) -> String {
+        if let error = error as? DatabaseError {
+            if let message = error.message, !message.isEmpty { return message }
+            return error.resultCode.description
+        }
+        if let error = error as? CocoaError, let underlying = error.underlying as? POSIXError {
+            return String(cString: strerror(underlying.code.rawValue)).lowercased()
+        }
+        return "\(error)".split(whereSeparator: \.isNewline).first.map(String.init) ?? "\(error)"
+    }
+
+    static func errnoReason() -> String {
+        String(cString: strerror(errno)).lowercased()
+    }
+}
+
+extension CocoaError {
+    fileprivate var underlying: (any Error)? {
+        userInfo[NSUnderlyingErrorKey] as? any Error
+    }
+}

@@ -1,0 +1,156 @@
+import Foundation
+import GRDB
+
+/// Which peer sent the bytes of an event, or whose connection an event is about.
+public enum Direction: String, Sendable, Hashable, Codable, DatabaseValueConvertible {
+    /// From the client to the upstream: the client sent it, or the client's connection ended.
+    case clientToUpstream = "client_to_upstream"
+    /// From the upstream to the client: the upstream sent it, or the upstream's connection ended.
+    case upstreamToClient = "upstream_to_client"
+}
+
+/// What happened in one event of a session.
+public enum EventKind: String, Sendable, Hashable, Codable, DatabaseValueConvertible {
+    /// Bytes, exactly as one read returned them.
+    case data
+    /// The sender shut down its write half (FIN); the other direction may go on.
+    case halfClose = "half_close"
+    /// The side's connection closed in an orderly way.
+    case close
+    /// The side's connection was reset (RST).
+    case reset
+    /// The upstream connection could not be made; the payload holds the reason as text.
+    case connectFailed = "connect_failed"
+}
+
+/// How a session ended.
+public enum SessionOutcome: String, Sendable, Hashable, Codable, CaseIterable, DatabaseValueConvertible {
+    /// Both sides closed in an orderly way.
+    case closed
+    /// The client reset the connection.
+    case resetByClient = "reset_by_client"
+    /// The upstream reset the connection.
+    case resetByUpstream = "reset_by_upstream"
+    /// The upstream refused the connection.
+    case upstreamRefused = "upstream_refused"
+    /// The upstream did not accept the connection within the connect timeout.
+    case connectTimeout = "connect_timeout"
+    /// The upstream could not be reached for another reason (unreachable, name not resolved).
+    case connectFailed = "connect_failed"
+    /// The session was still open when the recorder shut down and was cut off.
+    case interrupted
+    /// The session has no recorded end: it is still being recorded, or the recorder crashed.
+    case incomplete
+}
+
+/// One recording run: a `tapedeck record` invocation.
+public struct RunRecord: Sendable, Hashable, Codable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "runs"
+    /// The run's row id.
+    public var id: Int64?
+    /// Wall-clock start, nanoseconds since 1970.
+    public var startedAt: Int64
+    /// Wall-clock end, nanoseconds since 1970; nil while running or after a crash.
+    public var endedAt: Int64?
+    /// The Tapedeck version that recorded the run.
+    public var toolVersion: String
+    /// `record`, or `replay` for sessions recorded by replay's record-missing mode.
+    public var mode: String
+    /// The user's `--label`, if any.
+    public var label: String?
+
+    enum CodingKeys: String, CodingKey {
+        case id, mode, label
+        case startedAt = "started_at"
+        case endedAt = "ended_at"
+        case toolVersion = "tool_version"
+    }
+}
+
+/// A route as it was configured for a run.
+public struct RouteRecord: Sendable, Hashable, Codable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "routes"
+    /// The route's row id.
+    public var id: Int64?
+    /// The run that served it.
+    public var runID: Int64
+    /// The route's name.
+    public var name: String
+    /// The configured listen address.
+    public var listen: String
+    /// The configured upstream address.
+    public var upstream: String
+
+    enum CodingKeys: String, CodingKey {
+        case id, name, listen, upstream
+        case runID = "run_id"
+    }
+}
+
+/// One accepted client connection and what became of it.
+public struct SessionRecord: Sendable, Hashable, Codable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "sessions"
+    /// The session's id, unique within the tape.
+    public var id: Int64?
+    /// The run that recorded it.
+    public var runID: Int64
+    /// The route's row id.
+    public var routeID: Int64
+    /// The route's name.
+    public var route: String
+    /// The client's address as the listener saw it.
+    public var clientAddress: String
+    /// The upstream address connected to (or attempted).
+    public var upstreamAddress: String
+    /// Wall-clock start, nanoseconds since 1970.
+    public var startedAt: Int64
+    /// Wall-clock end, nanoseconds since 1970; nil if the session never ended on tape.
+    public var endedAt: Int64?
+    /// Monotonic duration from accept to the end of both connections.
+    public var durationNanoseconds: Int64?
+    /// How the session ended.
+    public var outcome: SessionOutcome
+    /// Bytes the client sent.
+    public var clientBytes: Int64
+    /// Bytes the upstream sent.
+    public var upstreamBytes: Int64
+    /// Events recorded for the session.
+    public var eventCount: Int64
+
+    enum CodingKeys: String, CodingKey {
+        case id, route, outcome
+        case runID = "run_id"
+        case routeID = "route_id"
+        case clientAddress = "client_address"
+        case upstreamAddress = "upstream_address"
+        case startedAt = "started_at"
+        case endedAt = "ended_at"
+        case durationNanoseconds = "duration_ns"
+        case clientBytes = "client_bytes"
+        case upstreamBytes = "upstream_bytes"
+        case eventCount = "event_count"
+    }
+}
+
+/// One event of a session, in order.
+public struct EventRecord: Sendable, Hashable, Codable, FetchableRecord {
+    public static let databaseTableName = "events"
+    /// The session the event belongs to.
+    public var sessionID: Int64
+    /// The event's position in its session, from 0.
+    public var seq: Int64
+    /// Monotonic time since the session started, in nanoseconds.
+    public var offsetNanoseconds: Int64
+    /// Who sent it, or whose connection it is about.
+    public var direction: Direction
+    /// What happened.
+    public var kind: EventKind
+    /// The bytes of a `data` event, the reason of a `connectFailed` one; nil otherwise.
+    public var payload: Data?
+
+    enum CodingKeys: String, CodingKey {
+        case seq, direction, kind, payload
+        case sessionID = "session_id"
+        case offsetNanoseconds = "offset_ns"
+    }
+}
