@@ -21,7 +21,7 @@ struct ProxyCommand: AsyncParsableCommand {
     func run() async throws {
         let logger = runtime.makeLogger(label: "tapedeck.proxy")
         let configuration = try routes.configuration()
-        let server = ProxyServer(configuration: configuration, logger: logger)
+        let server = ProxyServer(configuration: configuration, group: try runtime.makeEventLoopGroup(), logger: logger)
         let bound = try await server.start()
         ListeningAnnouncement.print(bound)
         _ = await TerminationSignals.wait()

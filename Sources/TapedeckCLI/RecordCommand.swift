@@ -35,7 +35,7 @@ struct RecordCommand: AsyncParsableCommand {
         let recorder = try Recorder(tape: tapeFile, routes: configuration.routes, label: label) { error in
             stop.request(.recordingFailed(error))
         }
-        let server = ProxyServer(configuration: configuration, recorder: recorder, logger: logger)
+        let server = ProxyServer(configuration: configuration, group: try runtime.makeEventLoopGroup(), recorder: recorder, logger: logger)
         let bound: [ProxyServer.BoundRoute]
         do {
             bound = try await server.start()

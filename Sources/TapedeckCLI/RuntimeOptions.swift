@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import Logging
+import NIOCore
+import NIOPosix
 import Tapedeck
 
 /// Options every long-running command shares: logging and shutdown.
@@ -16,6 +18,16 @@ struct RuntimeOptions: ParsableArguments {
         }
     )
     var drainTimeout: Duration = .seconds(5)
+
+    @Option(help: ArgumentHelp("Event loop threads (default: one per core).", valueName: "count"))
+    var threads: Int?
+
+    /// The event loops to relay on.
+    func makeEventLoopGroup() throws -> any EventLoopGroup {
+        guard let threads else { return MultiThreadedEventLoopGroup.singleton }
+        guard (1...256).contains(threads) else { throw ValidationError("--threads must be from 1 to 256") }
+        return MultiThreadedEventLoopGroup(numberOfThreads: threads)
+    }
 
     /// Sets up logging to stderr at the chosen level and returns a logger, and raises the open-file limit that
     /// every relaying command needs.

@@ -15,5 +15,7 @@ final class ActivationHandler: ChannelInboundHandler {
         self.action = nil
         action?()
         context.fireChannelActive()
+        // Done: leave the pipeline, so later events have one handler fewer to pass.
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
 }

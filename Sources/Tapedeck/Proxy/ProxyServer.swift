@@ -94,9 +94,9 @@ public final class ProxyServer: Sendable {
         var bound: [BoundRoute] = []
         do {
             for route in configuration.routes {
-                let listener = try await bind(route)
-                listeners.append(listener)
-                let address = listener.localAddress.map(Endpoint.init) ?? route.listen
+                let routeListeners = try await bind(route)
+                listeners.append(contentsOf: routeListeners)
+                let address = routeListeners.first?.localAddress.map(Endpoint.init) ?? route.listen
                 bound.append(BoundRoute(route: route, address: address))
                 logger.info(
                     "listening",
@@ -143,37 +143,73 @@ public final class ProxyServer: Sendable {
 
     // MARK: Accepting
 
-    private func bind(_ route: Route) async throws -> any Channel {
-        var bootstrap = ServerBootstrap(group: group)
+    /// Binds a route's listeners: for TCP one per event loop, sharing the port through `SO_REUSEPORT`, so each
+    /// loop accepts its own connections and serves them without a hop to another thread; the kernel spreads
+    /// connections over the loops. A Unix socket gets a single listener.
+    private func bind(_ route: Route) async throws -> [any Channel] {
+        func failure(_ reason: String) -> TapedeckError {
+            TapedeckError(.listenFailed, "cannot listen on \(route.listen) (route '\(route.name)'): \(reason)")
+        }
+        var listeners: [any Channel] = []
+        do {
+            switch route.listen {
+            case .tcp(let host, let port):
+                var address = try SocketAddress.makeAddressResolvingHost(host, port: port)
+                let loops = Array(group.makeIterator())
+                if loops.count > 1, port != 0 {
+                    // Other sockets with SO_REUSEPORT (another Tapedeck, say) would let us share their port and
+                    // silently take half their connections; a plain bind first makes a busy port an error.
+                    let probe = try await serverBootstrap(for: route, on: loops[0], reusePort: false).bind(to: address).get()
+                    try await probe.close()
+                }
+                for loop in loops {
+                    let listener = try await serverBootstrap(for: route, on: loop, reusePort: loops.count > 1)
+                        .bind(to: address).get()
+                    listeners.append(listener)
+                    // Port 0: the first listener chose the port; the others join it.
+                    if let bound = listener.localAddress { address = bound }
+                }
+            case .unix(let path):
+                try await UnixSocketPath.prepareForListening(path, group: group)
+                let loop = group.next()
+                listeners.append(
+                    try await serverBootstrap(for: route, on: loop, reusePort: false)
+                        .bind(unixDomainSocketPath: path).get()
+                )
+            }
+            return listeners
+        } catch {
+            for listener in listeners { try? await listener.close() }
+            if let error = error as? TapedeckError { throw failure(error.message) }
+            throw failure(Self.describe(error))
+        }
+    }
+
+    private func serverBootstrap(for route: Route, on loop: any EventLoop, reusePort: Bool) -> ServerBootstrap {
+        var bootstrap = ServerBootstrap(group: loop, childGroup: loop)
             .serverChannelOption(ChannelOptions.backlog, value: 4096)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelOption(ChannelOptions.maxMessagesPerRead, value: 16)
             .childChannelOption(ChannelOptions.autoRead, value: false)
             .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+            .childChannelOption(ChannelOptions.recvAllocator, value: Self.receiveAllocator)
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     try self.initializeClient(channel, route: route)
                 }
             }
+        if reusePort {
+            bootstrap = bootstrap.serverChannelOption(ChannelOptions.socket(SocketOptionLevel(SOL_SOCKET), SO_REUSEPORT), value: 1)
+        }
         if case .tcp = route.listen {
             bootstrap = bootstrap.childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
         }
-        do {
-            switch route.listen {
-            case .tcp(let host, let port):
-                return try await bootstrap.bind(host: host, port: port).get()
-            case .unix(let path):
-                try await UnixSocketPath.prepareForListening(path, group: group)
-                return try await bootstrap.bind(unixDomainSocketPath: path).get()
-            }
-        } catch let error as TapedeckError {
-            throw TapedeckError(.listenFailed, "cannot listen on \(route.listen) (route '\(route.name)'): \(error.message)")
-        } catch {
-            throw TapedeckError(
-                .listenFailed,
-                "cannot listen on \(route.listen) (route '\(route.name)'): \(Self.describe(error))"
-            )
-        }
+        return bootstrap
     }
+
+    /// Reads start small and grow with the traffic: NIO keeps one receive buffer per channel between reads, so
+    /// the initial size is what every idle connection costs.
+    static let receiveAllocator = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 256 << 10)
 
     /// Runs on the client channel's event loop before it is registered.
     private func initializeClient(_ client: any Channel, route: Route) throws {
@@ -201,6 +237,7 @@ public final class ProxyServer: Sendable {
         var bootstrap = ClientBootstrap(group: client.eventLoop)
             .connectTimeout(route.connectTimeout.timeAmount)
             .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+            .channelOption(ChannelOptions.recvAllocator, value: Self.receiveAllocator)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(relay.value)
