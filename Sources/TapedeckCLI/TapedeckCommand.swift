@@ -9,12 +9,13 @@ struct TapedeckCommand: AsyncParsableCommand {
         commandName: "tapedeck",
         abstract: "Record and replay the traffic between a program and the services it talks to.",
         version: tapedeckVersion,
-        subcommands: [ProxyCommand.self, RecordCommand.self]
+        subcommands: [ProxyCommand.self, RecordCommand.self, BenchStoreCommand.self]
     )
 
     /// Runs the command line, turning every error into one line on stderr and the documented exit status:
     /// 0 for success and help, 1 for runtime failures, 2 for usage errors.
     static func main() async {
+        TerminationSignals.unblock()
         do {
             var command = try parseAsRoot()
             if var command = command as? any AsyncParsableCommand {

@@ -41,7 +41,7 @@ final class ConnectionTracker: Sendable {
         let channels = self.channels.withLockedValue { Array($0.values) }
         for channel in channels {
             channel.eventLoop.execute {
-                channel.pipeline.fireUserInboundEventTriggered(RelayHandler.ForcedClose())
+                channel.pipeline.fireUserInboundEventTriggered(RelayHandler.ResetRequest(interrupted: true))
                 // In case the relay is not (or no longer) in the pipeline.
                 RelayHandler.armReset(channel)
                 channel.close(promise: nil)

@@ -274,8 +274,7 @@ public final class ProxyServer: Sendable {
                     ]
                 )
                 session?.value.recordConnectFailed(reason: Self.describe(error), outcome: Self.outcome(of: error))
-                RelayHandler.armReset(client)
-                client.close(promise: nil)
+                client.pipeline.fireUserInboundEventTriggered(RelayHandler.ResetRequest(interrupted: false))
             }
         }
     }

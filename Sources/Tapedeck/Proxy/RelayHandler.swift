@@ -31,8 +31,11 @@ final class RelayHandler: ChannelDuplexHandler {
         }
     }
 
-    /// Sent through a pipeline to cut a session off at shutdown.
-    struct ForcedClose: Sendable {}
+    /// Sent through a pipeline to reset a connection on the relay's own initiative: at shutdown, when the drain
+    /// time is up (`interrupted`), or when the upstream cannot be reached.
+    struct ResetRequest: Sendable {
+        var interrupted: Bool
+    }
 
     let side: Side
     private let lingerTimeout: TimeAmount
@@ -50,6 +53,8 @@ final class RelayHandler: ChannelDuplexHandler {
     private var closedByUs = false
     /// The peer reset the connection (a read failed with ECONNRESET or similar).
     private var endedInReset = false
+    /// We reset this side on purpose; its partner must be reset too, not closed cleanly.
+    private var resetByUs = false
     /// What the partner asked of us before our channel was ready; acted on when it becomes active.
     private var deferredPartnerEnd: PartnerEnd?
 
@@ -114,8 +119,9 @@ final class RelayHandler: ChannelDuplexHandler {
             inputEnded = true
             recorder?.recordHalfClose(from: side.direction)
             partner?.partnerInputEnded()
-        } else if event is ForcedClose {
-            recorder?.markInterrupted()
+        } else if let request = event as? ResetRequest {
+            if request.interrupted { recorder?.markInterrupted() }
+            resetByUs = true
             close(context: context, reset: true)
             return
         }
@@ -133,14 +139,14 @@ final class RelayHandler: ChannelDuplexHandler {
     func channelInactive(context: ChannelHandlerContext) {
         // NIO closes a channel after a failed write without an `errorCaught`, so a channel that went down
         // without us shutting or closing it went down abnormally, and counts as reset.
-        let reset = endedInReset || !(outputShutByUs || closedByUs)
+        let reset = endedInReset || resetByUs || !(outputShutByUs || closedByUs)
         if let recorder {
             if !closedByUs, !inputEnded, !reset {
                 // NIO reports a FIN that arrives after our output was shut as a plain close, without
                 // `inputClosed`: it is the peer's half-close all the same.
                 recorder.recordHalfClose(from: side.direction)
             }
-            recorder.recordEnd(of: side.direction, reset: reset, byPeer: !closedByUs)
+            recorder.recordEnd(of: side.direction, reset: endedInReset || !(outputShutByUs || closedByUs), byPeer: !closedByUs)
         }
         partner?.partnerEnded(reset: reset)
         partner = nil

@@ -24,6 +24,11 @@ final class RecordingBudget: Sendable {
     /// Whether a relay may read more.
     var hasRoom: Bool { pending.load(ordering: .relaxed) < highMark }
 
+    /// What a queued payload costs: the memory it pins, which is its whole buffer, not just the bytes read.
+    static func cost(of buffer: ByteBuffer) -> Int {
+        max(buffer.readableBytes, buffer.capacity)
+    }
+
     func reserve(_ bytes: Int) {
         pending.wrappingIncrement(by: bytes, ordering: .relaxed)
     }

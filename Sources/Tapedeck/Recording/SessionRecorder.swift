@@ -40,7 +40,6 @@ final class SessionRecorder {
         case .clientToUpstream: clientBytes += Int64(count)
         case .upstreamToClient: upstreamBytes += Int64(count)
         }
-        writer.budget.reserve(count)
         append(direction, .data, buffer)
     }
 
@@ -82,6 +81,8 @@ final class SessionRecorder {
 
     private func append(_ direction: Direction, _ kind: EventKind, _ payload: ByteBuffer?) {
         guard !finished else { return }
+        // The writer gives back exactly this once the payload is committed (or discarded after a failure).
+        if let payload { writer.budget.reserve(RecordingBudget.cost(of: payload)) }
         writer.submit(
             .event(key: key, seq: seq, offset: offsetNow(), direction: direction, kind: kind, payload: payload)
         )

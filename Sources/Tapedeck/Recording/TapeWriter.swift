@@ -180,7 +180,7 @@ final class TapeWriter: Sendable {
     }
 
     static func payloadBytes(_ command: Command) -> Int {
-        if case .event(_, _, _, _, _, let payload?) = command { return payload.readableBytes }
+        if case .event(_, _, _, _, _, let payload?) = command { return RecordingBudget.cost(of: payload) }
         return 0
     }
 }
@@ -241,8 +241,15 @@ private struct WriterState {
         sqlite3_bind_int64(statement, 1, sessionID)
         sqlite3_bind_int64(statement, 2, seq)
         sqlite3_bind_int64(statement, 3, offset)
-        direction.rawValue.withCString { sqlite3_bind_text(statement, 4, $0, -1, SQLITE_TRANSIENT) }
-        kind.rawValue.withCString { sqlite3_bind_text(statement, 5, $0, -1, SQLITE_TRANSIENT) }
+        // Static strings live as long as the program: SQLite may keep pointing at them (no destructor, no copy).
+        let directionText = direction.staticText
+        let kindText = kind.staticText
+        directionText.withUTF8Buffer { text in
+            _ = sqlite3_bind_text(statement, 4, UnsafeRawPointer(text.baseAddress!).assumingMemoryBound(to: CChar.self), Int32(text.count), nil)
+        }
+        kindText.withUTF8Buffer { text in
+            _ = sqlite3_bind_text(statement, 5, UnsafeRawPointer(text.baseAddress!).assumingMemoryBound(to: CChar.self), Int32(text.count), nil)
+        }
         let code: Int32
         if let payload {
             code = payload.withUnsafeReadableBytes { bytes in
@@ -280,5 +287,25 @@ private struct FileIdentity {
     }
 }
 
-/// SQLite's "copy this value now" destructor, which the C macro spells as -1.
-private let SQLITE_TRANSIENT = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+extension Direction {
+    /// The stored text, as a static string the insert can bind without copying.
+    fileprivate var staticText: StaticString {
+        switch self {
+        case .clientToUpstream: return "client_to_upstream"
+        case .upstreamToClient: return "upstream_to_client"
+        }
+    }
+}
+
+extension EventKind {
+    /// The stored text, as a static string the insert can bind without copying.
+    fileprivate var staticText: StaticString {
+        switch self {
+        case .data: return "data"
+        case .halfClose: return "half_close"
+        case .close: return "close"
+        case .reset: return "reset"
+        case .connectFailed: return "connect_failed"
+        }
+    }
+}

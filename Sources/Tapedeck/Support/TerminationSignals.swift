@@ -15,6 +15,18 @@ public enum TerminationSignals {
         }
     }
 
+    /// Unblocks SIGINT and SIGTERM for this thread and the threads it starts afterwards.
+    ///
+    /// A blocked mask is inherited across `exec`: a parent that blocks these signals (some test runners and
+    /// process libraries do) would otherwise leave Tapedeck deaf to them. Call it first thing in `main`.
+    public static func unblock() {
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGINT)
+        sigaddset(&set, SIGTERM)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
+    }
+
     /// Calls `handler` on the first SIGINT or SIGTERM; a second one exits the process at once with status
     /// 128 + signal number.
     public static func install(_ handler: @escaping @Sendable (Int32) -> Void) {

@@ -85,7 +85,6 @@ final class TapedeckProcess: Sendable {
         while process.isRunning {
             if ContinuousClock.now >= deadline {
                 kill(process.processIdentifier, SIGKILL)
-                process.waitUntilExit()
                 throw TimeoutError()
             }
             try await Task.sleep(for: .milliseconds(20))

@@ -1,0 +1,44 @@
+import Foundation
+import GRDB
+
+extension Tape {
+    /// Every recording run in the tape, oldest first.
+    public func runs() throws -> [RunRecord] {
+        try reading { db in try RunRecord.order(Column("id")).fetchAll(db) }
+    }
+
+    /// Every session in the tape, in the order they were accepted.
+    public func sessions() throws -> [SessionRecord] {
+        try reading { db in try SessionRecord.order(Column("id")).fetchAll(db) }
+    }
+
+    /// One session, or nil if the tape has no session with that id.
+    public func session(id: Int64) throws -> SessionRecord? {
+        try reading { db in try SessionRecord.fetchOne(db, key: id) }
+    }
+
+    /// A session's events in order.
+    public func events(inSession id: Int64) throws -> [EventRecord] {
+        try reading { db in
+            try EventRecord.fetchAll(
+                db,
+                sql: """
+                    SELECT session_id, seq, offset_ns, direction, kind, payload FROM events
+                    WHERE session_id = ? ORDER BY seq
+                    """,
+                arguments: [id]
+            )
+        }
+    }
+
+    /// Runs a read, turning SQLite errors into one-line ``TapedeckError``s that name the tape.
+    func reading<T>(_ body: (Database) throws -> T) throws -> T {
+        do {
+            return try database.read(body)
+        } catch let error as TapedeckError {
+            throw error
+        } catch {
+            throw TapedeckError(.tapeUnreadable, "cannot read tape '\(path)': \(Tape.reason(error))")
+        }
+    }
+}

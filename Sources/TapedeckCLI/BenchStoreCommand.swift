@@ -1,0 +1,36 @@
+import ArgumentParser
+import Foundation
+import Tapedeck
+
+/// `tapedeck bench-store`: the recorder's store path alone, for `scripts/bench`. Hidden from help.
+struct BenchStoreCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench-store",
+        abstract: "Measure the tape writer's insert rate (used by scripts/bench).",
+        shouldDisplay: false
+    )
+
+    @Option(help: "The scratch tape to write (overwritten).")
+    var tape: String
+
+    @Option(help: "Number of data events.")
+    var events: Int = 1_000_000
+
+    @Option(help: "Payload bytes per event.")
+    var size: Int = 64
+
+    @Option(help: "Sessions the events are spread over.")
+    var sessions: Int = 64
+
+    func run() async throws {
+        guard events > 0, size >= 0, sessions > 0 else { throw ValidationError("--events and --sessions must be positive") }
+        let result = try await StoreBenchmark.run(tapePath: tape, events: events, payloadSize: size, sessions: sessions)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        var json = try JSONSerialization.jsonObject(with: encoder.encode(result)) as? [String: Any] ?? [:]
+        json["events_per_second"] = result.eventsPerSecond
+        json["megabytes_per_second"] = result.megabytesPerSecond
+        let data = try JSONSerialization.data(withJSONObject: json, options: .sortedKeys)
+        FileHandle.standardOutput.write(data + Data("\n".utf8))
+    }
+}

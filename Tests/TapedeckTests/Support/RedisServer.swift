@@ -1,0 +1,87 @@
+import Foundation
+import NIOCore
+import NIOPosix
+
+/// A real `redis-server` on a free loopback port, started for one test and stopped by its PID.
+final class RedisServer: Sendable {
+    static let executable = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"].first {
+        FileManager.default.isExecutableFile(atPath: $0)
+    }
+    static let client = ["/usr/bin/redis-cli", "/usr/local/bin/redis-cli"].first {
+        FileManager.default.isExecutableFile(atPath: $0)
+    }
+    static var isInstalled: Bool { executable != nil && client != nil }
+
+    let port: Int
+    private let process: Process
+
+    init() async throws {
+        guard let executable = Self.executable else { throw TestProcessError("redis-server is not installed") }
+        port = try await FreePort.find()
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = [
+            "--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no",
+        ]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        // Ready once it accepts a connection; bounded.
+        for _ in 0..<100 {
+            if let channel = try? await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connect(host: "127.0.0.1", port: port).get()
+            {
+                try? await channel.close()
+                return
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        stop()
+        throw TestProcessError("redis-server did not start on port \(port)")
+    }
+
+    /// Kills the server by its PID. SIGKILL rather than SIGTERM: a child started from a test thread may inherit
+    /// a mask that blocks SIGTERM, and this throwaway server has nothing to save.
+    func stop() {
+        guard process.isRunning else { return }
+        kill(process.processIdentifier, SIGKILL)
+        for _ in 0..<200 where process.isRunning {
+            usleep(10_000)
+        }
+    }
+
+    deinit { stop() }
+
+    /// Runs `redis-cli` against `port` with `arguments`, returning its stdout.
+    static func cli(port: Int, _ arguments: [String]) throws -> String {
+        guard let client else { throw TestProcessError("redis-cli is not installed") }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: client)
+        process.arguments = ["-h", "127.0.0.1", "-p", "\(port)"] + arguments
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        for _ in 0..<500 where process.isRunning {
+            usleep(10_000)
+        }
+        return String(decoding: data, as: UTF8.self)
+    }
+}
+
+struct TestProcessError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// A port that was free a moment ago: bound to port 0 and released.
+enum FreePort {
+    static func find() async throws -> Int {
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(host: "127.0.0.1", port: 0).get()
+        let port = channel.localAddress!.port!
+        try await channel.close()
+        return port
+    }
+}

@@ -1,0 +1,91 @@
+import Foundation
+import GRDB
+import Testing
+
+@testable import Tapedeck
+
+/// Opening tapes: what is refused, and with which one-line message.
+struct TapeFileTests {
+    @Test func aMissingTapeIsAClearError() {
+        let error = #expect(throws: TapedeckError.self) { try Tape(readingAt: "/nonexistent/x.tape") }
+        #expect(error?.description == "cannot open tape '/nonexistent/x.tape': no such file")
+    }
+
+    @Test func aCorruptFileIsAClearError() throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.path("corrupt.tape")
+        try Data(Payload.random(count: 8192, seed: 1).readableBytesView).write(to: URL(fileURLWithPath: path))
+        for open in [{ _ = try Tape(readingAt: path) }, { _ = try Tape(recordingAt: path) }] {
+            let error = #expect(throws: TapedeckError.self) { try open() }
+            #expect(error?.description == "cannot open tape '\(path)': file is not a database")
+        }
+    }
+
+    @Test func anotherSQLiteDatabaseIsNotTakenForATape() throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.path("other.sqlite")
+        try DatabaseQueue(path: path).write { db in try db.execute(sql: "CREATE TABLE people(name TEXT)") }
+        for open in [{ _ = try Tape(readingAt: path) }, { _ = try Tape(recordingAt: path) }] {
+            let error = #expect(throws: TapedeckError.self) { try open() }
+            #expect(error?.description == "cannot open tape '\(path)': not a Tapedeck tape")
+        }
+        // And it was left alone.
+        #expect(try DatabaseQueue(path: path).read { db in try db.tableExists("people") && !db.tableExists("events") })
+    }
+
+    @Test func aTapeFromANewerFormatIsRefused() throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.path("future.tape")
+        _ = try Tape(recordingAt: path)
+        try DatabaseQueue(path: path).write { db in
+            try db.execute(sql: "UPDATE tape_meta SET value = '99' WHERE key = 'format_version'")
+            try db.execute(sql: "INSERT INTO grdb_migrations(identifier) VALUES ('v99')")
+        }
+        for open in [{ _ = try Tape(readingAt: path) }, { _ = try Tape(recordingAt: path) }] {
+            let error = #expect(throws: TapedeckError.self) { try open() }
+            #expect(error?.code == .tapeFromNewerVersion)
+            #expect(
+                error?.description
+                    == "cannot open tape '\(path)': it has format version 99, newer than this Tapedeck (\(tapedeckVersion)) reads (1); upgrade Tapedeck"
+            )
+        }
+    }
+
+    @Test func anUnwritableLocationIsAClearError() throws {
+        // Root may write anywhere in an ordinary directory; /proc refuses new files even to root.
+        let path = geteuid() == 0 ? "/proc/tapedeck-test.tape" : "/tapedeck-test.tape"
+        let error = #expect(throws: TapedeckError.self) { try Tape(recordingAt: path) }
+        #expect(error?.code == .tapeUnwritable)
+        #expect(error?.description.hasPrefix("cannot create tape '\(path)': ") == true)
+    }
+
+    @Test func aReadOnlyDirectoryIsAClearError() throws {
+        let directory = try TemporaryDirectory()
+        let readOnly = directory.path("ro")
+        try FileManager.default.createDirectory(atPath: readOnly, withIntermediateDirectories: false)
+        chmod(readOnly, 0o500)
+        defer { chmod(readOnly, 0o700) }
+        let path = readOnly + "/x.tape"
+        guard geteuid() != 0 else {
+            // Root ignores directory permissions; the /proc case above covers root.
+            return
+        }
+        let error = #expect(throws: TapedeckError.self) { try Tape(recordingAt: path) }
+        #expect(error?.description == "cannot create tape '\(path)': permission denied")
+    }
+
+    @Test func theSchemaIsPlainTablesWithIndexes() throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.path("schema.tape")
+        let tape = try Tape(recordingAt: path)
+        try tape.database.read { db in
+            for table in ["tape_meta", "runs", "routes", "sessions", "events"] {
+                #expect(try db.tableExists(table))
+            }
+            let indexes = try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%'")
+            #expect(Set(indexes).isSuperset(of: ["events_by_session", "sessions_by_route", "sessions_by_start"]))
+            #expect(try String.fetchOne(db, sql: "PRAGMA journal_mode") == "wal")
+            #expect(try Int.fetchOne(db, sql: "PRAGMA page_size") == Tape.pageSize)
+        }
+    }
+}
