@@ -79,11 +79,21 @@ struct TapeFileTests {
         let path = directory.path("schema.tape")
         let tape = try Tape(recordingAt: path)
         try tape.database.read { db in
-            for table in ["tape_meta", "runs", "routes", "sessions", "events"] {
+            for table in ["tape_meta", "runs", "routes", "sessions", "events", "directions", "event_kinds"] {
                 #expect(try db.tableExists(table))
             }
             let indexes = try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%'")
-            #expect(Set(indexes).isSuperset(of: ["events_by_session", "sessions_by_route", "sessions_by_start"]))
+            #expect(Set(indexes).isSuperset(of: ["sessions_by_route", "sessions_by_start"]))
+            // Events are clustered by (session_id, seq): reading a session in order is one range scan.
+            #expect(try db.primaryKey("events").columns == ["session_id", "seq"])
+            #expect(try db.viewExists("event_log"))
+            // The lookup tables name every code the writer stores.
+            let directions = try String.fetchAll(db, sql: "SELECT name FROM directions ORDER BY id")
+            #expect(directions == Direction.allCases.map(\.rawValue))
+            #expect(Direction.allCases.map(\.code) == [0, 1])
+            let kinds = try String.fetchAll(db, sql: "SELECT name FROM event_kinds ORDER BY id")
+            #expect(kinds == EventKind.allCases.map(\.rawValue))
+            #expect(EventKind.allCases.map(\.code) == [0, 1, 2, 3, 4])
             #expect(try String.fetchOne(db, sql: "PRAGMA journal_mode") == "wal")
             #expect(try Int.fetchOne(db, sql: "PRAGMA page_size") == Tape.pageSize)
         }

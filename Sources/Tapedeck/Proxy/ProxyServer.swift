@@ -209,7 +209,7 @@ public final class ProxyServer: Sendable {
 
     /// Reads start small and grow with the traffic: NIO keeps one receive buffer per channel between reads, so
     /// the initial size is what every idle connection costs.
-    static let receiveAllocator = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 256 << 10)
+    static let receiveAllocator = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 128, maximum: 256 << 10)
 
     /// Runs on the client channel's event loop before it is registered.
     private func initializeClient(_ client: any Channel, route: Route) throws {

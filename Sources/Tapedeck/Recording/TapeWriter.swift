@@ -241,15 +241,8 @@ private struct WriterState {
         sqlite3_bind_int64(statement, 1, sessionID)
         sqlite3_bind_int64(statement, 2, seq)
         sqlite3_bind_int64(statement, 3, offset)
-        // Static strings live as long as the program: SQLite may keep pointing at them (no destructor, no copy).
-        let directionText = direction.staticText
-        let kindText = kind.staticText
-        directionText.withUTF8Buffer { text in
-            _ = sqlite3_bind_text(statement, 4, UnsafeRawPointer(text.baseAddress!).assumingMemoryBound(to: CChar.self), Int32(text.count), nil)
-        }
-        kindText.withUTF8Buffer { text in
-            _ = sqlite3_bind_text(statement, 5, UnsafeRawPointer(text.baseAddress!).assumingMemoryBound(to: CChar.self), Int32(text.count), nil)
-        }
+        sqlite3_bind_int(statement, 4, direction.code)
+        sqlite3_bind_int(statement, 5, kind.code)
         let code: Int32
         if let payload {
             code = payload.withUnsafeReadableBytes { bytes in
@@ -287,25 +280,3 @@ private struct FileIdentity {
     }
 }
 
-extension Direction {
-    /// The stored text, as a static string the insert can bind without copying.
-    fileprivate var staticText: StaticString {
-        switch self {
-        case .clientToUpstream: return "client_to_upstream"
-        case .upstreamToClient: return "upstream_to_client"
-        }
-    }
-}
-
-extension EventKind {
-    /// The stored text, as a static string the insert can bind without copying.
-    fileprivate var staticText: StaticString {
-        switch self {
-        case .data: return "data"
-        case .halfClose: return "half_close"
-        case .close: return "close"
-        case .reset: return "reset"
-        case .connectFailed: return "connect_failed"
-        }
-    }
-}

@@ -23,7 +23,7 @@ extension Tape {
             try EventRecord.fetchAll(
                 db,
                 sql: """
-                    SELECT session_id, seq, offset_ns, direction, kind, payload FROM events
+                    SELECT session_id, seq, offset_ns, direction, kind, payload FROM event_log
                     WHERE session_id = ? ORDER BY seq
                     """,
                 arguments: [id]

@@ -2,15 +2,27 @@ import Foundation
 import GRDB
 
 /// Which peer sent the bytes of an event, or whose connection an event is about.
-public enum Direction: String, Sendable, Hashable, Codable, DatabaseValueConvertible {
+///
+/// Stored as a small integer (see the `directions` table); the `event_log` view shows the names.
+public enum Direction: String, Sendable, Hashable, Codable, CaseIterable, DatabaseValueConvertible {
     /// From the client to the upstream: the client sent it, or the client's connection ended.
     case clientToUpstream = "client_to_upstream"
     /// From the upstream to the client: the upstream sent it, or the upstream's connection ended.
     case upstreamToClient = "upstream_to_client"
+
+    /// The value stored in `events.direction`.
+    var code: Int32 {
+        switch self {
+        case .clientToUpstream: return 0
+        case .upstreamToClient: return 1
+        }
+    }
 }
 
 /// What happened in one event of a session.
-public enum EventKind: String, Sendable, Hashable, Codable, DatabaseValueConvertible {
+///
+/// Stored as a small integer (see the `event_kinds` table); the `event_log` view shows the names.
+public enum EventKind: String, Sendable, Hashable, Codable, CaseIterable, DatabaseValueConvertible {
     /// Bytes, exactly as one read returned them.
     case data
     /// The sender shut down its write half (FIN); the other direction may go on.
@@ -21,6 +33,17 @@ public enum EventKind: String, Sendable, Hashable, Codable, DatabaseValueConvert
     case reset
     /// The upstream connection could not be made; the payload holds the reason as text.
     case connectFailed = "connect_failed"
+
+    /// The value stored in `events.kind`.
+    var code: Int32 {
+        switch self {
+        case .data: return 0
+        case .halfClose: return 1
+        case .close: return 2
+        case .reset: return 3
+        case .connectFailed: return 4
+        }
+    }
 }
 
 /// How a session ended.

@@ -49,16 +49,31 @@ enum TapeSchema {
                     );
                     CREATE INDEX sessions_by_route ON sessions(route, id);
                     CREATE INDEX sessions_by_start ON sessions(started_at);
-                    CREATE TABLE events (
+                    CREATE TABLE directions (
                         id INTEGER PRIMARY KEY,
+                        name TEXT NOT NULL UNIQUE
+                    );
+                    INSERT INTO directions(id, name) VALUES (0, 'client_to_upstream'), (1, 'upstream_to_client');
+                    CREATE TABLE event_kinds (
+                        id INTEGER PRIMARY KEY,
+                        name TEXT NOT NULL UNIQUE
+                    );
+                    INSERT INTO event_kinds(id, name) VALUES
+                        (0, 'data'), (1, 'half_close'), (2, 'close'), (3, 'reset'), (4, 'connect_failed');
+                    CREATE TABLE events (
                         session_id INTEGER NOT NULL REFERENCES sessions(id),
                         seq INTEGER NOT NULL,
                         offset_ns INTEGER NOT NULL,
-                        direction TEXT NOT NULL,
-                        kind TEXT NOT NULL,
-                        payload BLOB
-                    );
-                    CREATE UNIQUE INDEX events_by_session ON events(session_id, seq);
+                        direction INTEGER NOT NULL REFERENCES directions(id),
+                        kind INTEGER NOT NULL REFERENCES event_kinds(id),
+                        payload BLOB,
+                        PRIMARY KEY (session_id, seq)
+                    ) WITHOUT ROWID;
+                    CREATE VIEW event_log AS
+                        SELECT e.session_id, e.seq, e.offset_ns, d.name AS direction, k.name AS kind, e.payload
+                        FROM events e
+                        JOIN directions d ON d.id = e.direction
+                        JOIN event_kinds k ON k.id = e.kind;
                     """
             )
             try db.execute(
