@@ -22,9 +22,14 @@ struct BenchStoreCommand: AsyncParsableCommand {
     @Option(help: "Sessions the events are spread over.")
     var sessions: Int = 64
 
+    @Option(help: "SQLite page size of the scratch tape.")
+    var pageSize: Int = Tape.pageSize
+
     func run() async throws {
         guard events > 0, size >= 0, sessions > 0 else { throw ValidationError("--events and --sessions must be positive") }
-        let result = try await StoreBenchmark.run(tapePath: tape, events: events, payloadSize: size, sessions: sessions)
+        let result = try await StoreBenchmark.run(
+            tapePath: tape, events: events, payloadSize: size, sessions: sessions, pageSize: pageSize
+        )
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         var json = try JSONSerialization.jsonObject(with: encoder.encode(result)) as? [String: Any] ?? [:]

@@ -25,9 +25,15 @@ public enum StoreBenchmark {
     }
 
     /// Writes `events` data events of `payloadSize` bytes, spread over `sessions` sessions, into a fresh tape.
-    public static func run(tapePath: String, events: Int, payloadSize: Int, sessions: Int = 64) async throws -> Result {
+    public static func run(
+        tapePath: String,
+        events: Int,
+        payloadSize: Int,
+        sessions: Int = 64,
+        pageSize: Int = Tape.pageSize
+    ) async throws -> Result {
         let route = Route(name: "bench", upstream: .tcp(host: "127.0.0.1", port: 9))
-        let tape = try Tape(recordingAt: tapePath, overwrite: true)
+        let tape = try Tape(recordingAt: tapePath, overwrite: true, pageSize: pageSize)
         let recorder = try Recorder(tape: tape, routes: [route], label: "store benchmark")
         let payload = BenchmarkPayload.make(count: payloadSize)
         let started = Date()
