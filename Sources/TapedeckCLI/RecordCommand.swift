@@ -36,7 +36,7 @@ struct RecordCommand: AsyncParsableCommand {
             stop.request(.recordingFailed(error))
         }
         let server = ProxyServer(configuration: configuration, group: try runtime.makeEventLoopGroup(), recorder: recorder, logger: logger)
-        let bound: [ProxyServer.BoundRoute]
+        let bound: [BoundRoute]
         do {
             bound = try await server.start()
         } catch {

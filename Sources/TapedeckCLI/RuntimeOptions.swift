@@ -47,10 +47,10 @@ extension Logger.Level: @retroactive ExpressibleByArgument {}
 
 /// The line per route that scripts read to learn bound addresses.
 enum ListeningAnnouncement {
-    static func print(_ bound: [ProxyServer.BoundRoute]) {
+    static func print(_ bound: [BoundRoute]) {
         var text = ""
         for route in bound {
-            text += "listening \(route.route.name) \(route.address)\n"
+            text += "listening \(route.name) \(route.address)\n"
         }
         FileHandle.standardOutput.write(Data(text.utf8))
     }

@@ -19,14 +19,6 @@ import NIOPosix
 /// await server.shutdown(drainTimeout: .seconds(5))
 /// ```
 public final class ProxyServer: Sendable {
-    /// A route and the address its listener actually bound, with port 0 replaced by the chosen port.
-    public struct BoundRoute: Sendable, Hashable {
-        /// The route as configured.
-        public var route: Route
-        /// The address the listener is bound to.
-        public var address: Endpoint
-    }
-
     /// How a shutdown went.
     public struct ShutdownOutcome: Sendable, Hashable {
         /// Connections still open when the drain timeout ran out, which were then reset.
@@ -97,7 +89,7 @@ public final class ProxyServer: Sendable {
                 let routeListeners = try await bind(route)
                 listeners.append(contentsOf: routeListeners)
                 let address = routeListeners.first?.localAddress.map(Endpoint.init) ?? route.listen
-                bound.append(BoundRoute(route: route, address: address))
+                bound.append(BoundRoute(name: route.name, address: address))
                 logger.info(
                     "listening",
                     metadata: ["tapedeck.route": "\(route.name)", "tapedeck.address": "\(address)",
@@ -143,68 +135,22 @@ public final class ProxyServer: Sendable {
 
     // MARK: Accepting
 
-    /// Binds a route's listeners: for TCP one per event loop, sharing the port through `SO_REUSEPORT`, so each
-    /// loop accepts its own connections and serves them without a hop to another thread; the kernel spreads
-    /// connections over the loops. A Unix socket gets a single listener.
     private func bind(_ route: Route) async throws -> [any Channel] {
-        func failure(_ reason: String) -> TapedeckError {
-            TapedeckError(.listenFailed, "cannot listen on \(route.listen) (route '\(route.name)'): \(reason)")
-        }
-        var listeners: [any Channel] = []
-        do {
-            switch route.listen {
-            case .tcp(let host, let port):
-                var address = try SocketAddress.makeAddressResolvingHost(host, port: port)
-                let loops = Array(group.makeIterator())
-                if loops.count > 1, port != 0 {
-                    // Other sockets with SO_REUSEPORT (another Tapedeck, say) would let us share their port and
-                    // silently take half their connections; a plain bind first makes a busy port an error.
-                    let probe = try await serverBootstrap(for: route, on: loops[0], reusePort: false).bind(to: address).get()
-                    try await probe.close()
+        try await Listener.bind(route.listen, routeName: route.name, group: group) { loop in
+            var bootstrap = ServerBootstrap(group: loop, childGroup: loop)
+                .childChannelOption(ChannelOptions.autoRead, value: false)
+                .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+                .childChannelOption(ChannelOptions.recvAllocator, value: Self.receiveAllocator)
+                .childChannelInitializer { [self] channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try self.initializeClient(channel, route: route)
+                    }
                 }
-                for loop in loops {
-                    let listener = try await serverBootstrap(for: route, on: loop, reusePort: loops.count > 1)
-                        .bind(to: address).get()
-                    listeners.append(listener)
-                    // Port 0: the first listener chose the port; the others join it.
-                    if let bound = listener.localAddress { address = bound }
-                }
-            case .unix(let path):
-                try await UnixSocketPath.prepareForListening(path, group: group)
-                let loop = group.next()
-                listeners.append(
-                    try await serverBootstrap(for: route, on: loop, reusePort: false)
-                        .bind(unixDomainSocketPath: path).get()
-                )
+            if case .tcp = route.listen {
+                bootstrap = bootstrap.childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             }
-            return listeners
-        } catch {
-            for listener in listeners { try? await listener.close() }
-            if let error = error as? TapedeckError { throw failure(error.message) }
-            throw failure(Self.describe(error))
+            return bootstrap
         }
-    }
-
-    private func serverBootstrap(for route: Route, on loop: any EventLoop, reusePort: Bool) -> ServerBootstrap {
-        var bootstrap = ServerBootstrap(group: loop, childGroup: loop)
-            .serverChannelOption(ChannelOptions.backlog, value: 4096)
-            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-            .serverChannelOption(ChannelOptions.maxMessagesPerRead, value: 16)
-            .childChannelOption(ChannelOptions.autoRead, value: false)
-            .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-            .childChannelOption(ChannelOptions.recvAllocator, value: Self.receiveAllocator)
-            .childChannelInitializer { [self] channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try self.initializeClient(channel, route: route)
-                }
-            }
-        if reusePort {
-            bootstrap = bootstrap.serverChannelOption(ChannelOptions.socket(SocketOptionLevel(SOL_SOCKET), SO_REUSEPORT), value: 1)
-        }
-        if case .tcp = route.listen {
-            bootstrap = bootstrap.childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
-        }
-        return bootstrap
     }
 
     /// Reads start small and grow with the traffic: NIO keeps one receive buffer per channel between reads, so

@@ -1,0 +1,65 @@
+import NIOCore
+import NIOPosix
+
+/// Binds the listening sockets of a route, for every kind of server Tapedeck runs.
+enum Listener {
+    /// Binds `listen`: for TCP one listener per event loop, sharing the port through `SO_REUSEPORT`, so each loop
+    /// accepts its own connections and serves them without a hop to another thread (the kernel spreads
+    /// connections over the loops); for a Unix socket a single listener.
+    ///
+    /// - Parameters:
+    ///   - makeBootstrap: The server bootstrap for one event loop, with its child options and initializer.
+    /// - Throws: ``TapedeckError`` with code `listenFailed`, naming the address and route.
+    static func bind(
+        _ listen: Endpoint,
+        routeName: String,
+        group: any EventLoopGroup,
+        makeBootstrap: (any EventLoop) -> ServerBootstrap
+    ) async throws -> [any Channel] {
+        func failure(_ reason: String) -> TapedeckError {
+            TapedeckError(.listenFailed, "cannot listen on \(listen) (route '\(routeName)'): \(reason)")
+        }
+        func bootstrap(on loop: any EventLoop, reusePort: Bool) -> ServerBootstrap {
+            var bootstrap = makeBootstrap(loop)
+                .serverChannelOption(ChannelOptions.backlog, value: 4096)
+                .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+                .serverChannelOption(ChannelOptions.maxMessagesPerRead, value: 16)
+            if reusePort {
+                bootstrap = bootstrap.serverChannelOption(
+                    ChannelOptions.socket(SocketOptionLevel(SOL_SOCKET), SO_REUSEPORT), value: 1
+                )
+            }
+            return bootstrap
+        }
+        var listeners: [any Channel] = []
+        do {
+            switch listen {
+            case .tcp(let host, let port):
+                var address = try SocketAddress.makeAddressResolvingHost(host, port: port)
+                let loops = Array(group.makeIterator())
+                if loops.count > 1, port != 0 {
+                    // Other sockets with SO_REUSEPORT (another Tapedeck, say) would let us share their port and
+                    // silently take half their connections; a plain bind first makes a busy port an error.
+                    let probe = try await bootstrap(on: loops[0], reusePort: false).bind(to: address).get()
+                    try await probe.close()
+                }
+                for loop in loops {
+                    let listener = try await bootstrap(on: loop, reusePort: loops.count > 1).bind(to: address).get()
+                    listeners.append(listener)
+                    // Port 0: the first listener chose the port; the others join it.
+                    if let bound = listener.localAddress { address = bound }
+                }
+            case .unix(let path):
+                try await UnixSocketPath.prepareForListening(path, group: group)
+                listeners.append(
+                    try await bootstrap(on: group.next(), reusePort: false).bind(unixDomainSocketPath: path).get()
+                )
+            }
+            return listeners
+        } catch {
+            for listener in listeners { try? await listener.close() }
+            if let error = error as? TapedeckError { throw failure(error.message) }
+            throw failure(ProxyServer.describe(error))
+        }
+    }
+}

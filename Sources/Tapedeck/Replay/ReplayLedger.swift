@@ -1,0 +1,25 @@
+import NIOConcurrencyHelpers
+
+/// Collects what every connection of a replay did, from all event loops, into one report.
+final class ReplayLedger: Sendable {
+    private let report = NIOLockedValueBox(ReplayReport())
+
+    func connectionOpened() {
+        report.withLockedValue { $0.connections += 1 }
+    }
+
+    func replayed(_ entry: ReplayReport.Replayed) {
+        report.withLockedValue { $0.replayed.append(entry) }
+    }
+
+    func mismatched(_ entry: ReplayReport.Mismatch) {
+        report.withLockedValue { $0.mismatches.append(entry) }
+    }
+
+    /// The report so far, with the sessions that no connection asked for.
+    func snapshot(unused: [ReplayReport.Unused]) -> ReplayReport {
+        var snapshot = report.withLockedValue { $0 }
+        snapshot.unused = unused
+        return snapshot
+    }
+}

@@ -1,0 +1,247 @@
+import Foundation
+
+/// How fast replay plays the upstream's part.
+public enum ReplayPace: Sendable, Hashable, CustomStringConvertible {
+    /// No waits: each reply as soon as the client's bytes call for it.
+    case fast
+    /// The recorded delays divided by `factor`: 1 is as recorded, 2 twice as fast, 0.5 half as fast.
+    case recorded(factor: Double)
+
+    /// Parses `fast`, `recorded`, or a factor such as `2x` or `0.5x`.
+    public init(parsing text: String) throws {
+        switch text {
+        case "fast": self = .fast
+        case "recorded": self = .recorded(factor: 1)
+        default:
+            guard text.hasSuffix("x"), let factor = Double(text.dropLast()), factor.isFinite, factor > 0 else {
+                throw TapedeckError(.invalidArgument, "invalid pace '\(text)': use fast, recorded, or a factor such as 2x or 0.5x")
+            }
+            self = .recorded(factor: factor)
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .fast: return "fast"
+        case .recorded(let factor): return factor == 1 ? "recorded" : "\(factor)x"
+        }
+    }
+
+    func scale(_ nanoseconds: Int64) -> Int64 {
+        switch self {
+        case .fast: return 0
+        case .recorded(let factor): return Int64(Double(max(0, nanoseconds)) / factor)
+        }
+    }
+}
+
+/// Plays one client connection against the recorded sessions of a route: the channel-free heart of replay.
+///
+/// The client's bytes choose the session. The matcher keeps the range of candidate sessions whose clients sent
+/// the same bytes so far, follows the earliest recorded of them (the lead), and says the lead's upstream part
+/// as it comes due. Bytes are compared as streams, so how the client splits its writes never matters. When the
+/// lead stops matching, the earliest other candidate that also agrees with everything already sent takes over;
+/// when none is left, the connection has said something the tape never heard.
+struct ReplayMatcher {
+    /// What the connection should do next, in order.
+    enum Action: Equatable {
+        case send(Data, delay: Int64)
+        case halfClose(delay: Int64)
+        case close(delay: Int64)
+        case reset(delay: Int64)
+        /// The client diverged from every recorded session: report, then reset.
+        case mismatch(Mismatch)
+    }
+
+    /// Where and how a connection left the tape.
+    struct Mismatch: Equatable, Sendable {
+        var closestSessionID: Int64?
+        var offset: Int
+        var expected: Data
+        var actual: Data
+        var reason: String
+    }
+
+    private let catalog: SessionCatalog
+    private let pace: ReplayPace
+    private var range: Range<Int>
+    private var received = 0
+    /// The last bytes received, for the excerpt of a mismatch.
+    private var recent = Data()
+    private(set) var lead: Int?
+    private var nextStep = 0
+    /// Bytes of `steps[nextStep]` already sent, when a new lead takes over in the middle of a send.
+    private var partialSend = 0
+    private var sentCount = 0
+    private var performedControl = false
+    private var lastOffset: Int64 = 0
+    private(set) var clientEnded = false
+    /// The lead's part is played out and the connection closed (or being closed).
+    private(set) var finished = false
+    private(set) var mismatch: Mismatch?
+
+    static let excerptLength = 48
+
+    init(catalog: SessionCatalog, pace: ReplayPace) {
+        self.catalog = catalog
+        self.pace = pace
+        self.range = catalog.all
+    }
+
+    /// The session being followed, by tape id.
+    var sessionID: Int64? { lead.map { catalog.script(at: $0).sessionID } }
+
+    /// A client connected: pick the earliest recorded session and say what its upstream says first.
+    mutating func start() -> [Action] {
+        guard let chosen = catalog.claim(in: range, serverSent: Data()) else {
+            return fail(Mismatch(closestSessionID: nil, offset: 0, expected: Data(), actual: Data(), reason: "no unused recorded session"))
+        }
+        lead = chosen
+        let script = catalog.script(at: chosen)
+        if script.connectFailed {
+            finished = true
+            return [.reset(delay: pace.scale(script.connectFailureDelay))]
+        }
+        return dueActions()
+    }
+
+    /// Bytes from the client.
+    mutating func receive(_ chunk: Data) -> [Action] {
+        guard !finished, mismatch == nil, let current = lead, !chunk.isEmpty else { return [] }
+        let narrowed = catalog.narrow(range, offset: received, chunk: chunk)
+        guard !narrowed.isEmpty else { return diverged(from: current, chunk: chunk) }
+        range = narrowed
+        if !catalog.contains(range, script: current) {
+            guard !performedControl, let successor = takeOver(from: current) else {
+                return diverged(from: current, chunk: chunk)
+            }
+            lead = successor
+        }
+        received += chunk.count
+        recent.append(chunk)
+        if recent.count > Self.excerptLength { recent.removeFirst(recent.count - Self.excerptLength) }
+        return dueActions()
+    }
+
+    /// The client shut down its write half (or closed, or reset).
+    mutating func endOfInput(reset: Bool) -> [Action] {
+        guard !finished, mismatch == nil, let current = lead else { return [] }
+        clientEnded = true
+        let script = catalog.script(at: current)
+        if received < script.clientStream.count {
+            let expected = script.clientStream.dropFirst(received).prefix(Self.excerptLength)
+            return fail(
+                Mismatch(
+                    closestSessionID: script.sessionID, offset: received, expected: Data(expected), actual: Data(),
+                    reason: "the client ended after \(received) bytes; the recorded client sent \(script.clientStream.count)"
+                )
+            )
+        }
+        if reset {
+            finished = true
+            return []
+        }
+        return dueActions()
+    }
+
+    /// The connection is gone: the session counts as replayed if it was followed without a mismatch.
+    mutating func connectionClosed() -> Int64? {
+        guard let current = lead else { return nil }
+        lead = nil
+        if mismatch == nil {
+            catalog.finish(current)
+            return catalog.script(at: current).sessionID
+        }
+        catalog.release(current)
+        return nil
+    }
+
+    // MARK: Following the lead
+
+    /// The earliest other candidate that agrees with every byte already sent, resuming where the old lead was.
+    private mutating func takeOver(from current: Int) -> Int? {
+        let sent = catalog.script(at: current).serverStream.prefix(sentCount)
+        guard let successor = catalog.claim(in: range, serverSent: Data(sent)) else { return nil }
+        catalog.release(current)
+        // Skip the steps the old lead already played: they were byte-identical sends.
+        let steps = catalog.script(at: successor).steps
+        var done = 0
+        nextStep = 0
+        partialSend = 0
+        while nextStep < steps.count, case .send(let bytes) = steps[nextStep].action, done + bytes.count <= sentCount {
+            done += bytes.count
+            nextStep += 1
+        }
+        partialSend = sentCount - done
+        return successor
+    }
+
+    private mutating func dueActions() -> [Action] {
+        guard let current = lead else { return [] }
+        let script = catalog.script(at: current)
+        var actions: [Action] = []
+        while nextStep < script.steps.count {
+            let step = script.steps[nextStep]
+            guard step.clientPosition <= received, !step.afterClientEnd || clientEnded else { break }
+            let base = max(lastOffset, script.recordedArrival(ofPosition: step.clientPosition))
+            let delay = pace.scale(step.offset - base)
+            lastOffset = max(lastOffset, step.offset)
+            nextStep += 1
+            switch step.action {
+            case .send(let bytes):
+                let rest = bytes.dropFirst(partialSend)
+                partialSend = 0
+                sentCount += rest.count
+                if !rest.isEmpty { actions.append(.send(Data(rest), delay: delay)) }
+            case .halfClose:
+                performedControl = true
+                actions.append(.halfClose(delay: delay))
+            case .close:
+                performedControl = true
+                finished = true
+                actions.append(.close(delay: delay))
+                return actions
+            case .reset:
+                performedControl = true
+                finished = true
+                actions.append(.reset(delay: delay))
+                return actions
+            }
+        }
+        // The recorded upstream said all it had to say and never closed: the relay closed it when the client
+        // left. Close once this client has left too.
+        if nextStep == script.steps.count, clientEnded, !finished {
+            finished = true
+            actions.append(.close(delay: 0))
+        }
+        return actions
+    }
+
+    private mutating func diverged(from current: Int, chunk: Data) -> [Action] {
+        let script = catalog.script(at: current)
+        let theirs = script.clientStream.dropFirst(received)
+        var same = 0
+        for (mine, recorded) in zip(chunk, theirs) {
+            guard mine == recorded else { break }
+            same += 1
+        }
+        let offset = received + same
+        let context = min(16, same + recent.count)
+        let actualBefore = (recent + chunk.prefix(same)).suffix(context)
+        let expected = script.clientStream.dropFirst(offset - context).prefix(context + Self.excerptLength)
+        let actual = actualBefore + chunk.dropFirst(same).prefix(Self.excerptLength)
+        let reason =
+            theirs.count <= same
+            ? "the client sent more than the \(script.clientStream.count) bytes recorded"
+            : "the client's bytes differ from every recorded session"
+        return fail(
+            Mismatch(closestSessionID: script.sessionID, offset: offset, expected: Data(expected), actual: Data(actual), reason: reason)
+        )
+    }
+
+    private mutating func fail(_ mismatch: Mismatch) -> [Action] {
+        self.mismatch = mismatch
+        finished = true
+        return [.mismatch(mismatch)]
+    }
+}

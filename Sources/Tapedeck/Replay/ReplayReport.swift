@@ -1,0 +1,76 @@
+import Foundation
+
+/// What a replay did: which sessions were replayed, which connections matched nothing, which sessions were
+/// never asked for. Written as JSON by `--report FILE`; field names are stable.
+public struct ReplayReport: Sendable, Codable, Hashable {
+    /// A connection that was served a recorded session from start to end.
+    public struct Replayed: Sendable, Codable, Hashable {
+        /// The route the connection came in on.
+        public var route: String
+        /// The recorded session it was served.
+        public var session: Int64
+        /// The client's address.
+        public var client: String
+    }
+
+    /// A connection whose client said something no recorded session heard.
+    public struct Mismatch: Sendable, Codable, Hashable, CustomStringConvertible {
+        /// The route the connection came in on.
+        public var route: String
+        /// The client's address.
+        public var client: String
+        /// The recorded session that matched longest, if any.
+        public var closestSession: Int64?
+        /// Offset in the client's byte stream of the first byte that differed.
+        public var offset: Int
+        /// The recorded bytes around that offset, rendered (text as text, other bytes escaped).
+        public var expected: String
+        /// The bytes the client sent around that offset, rendered the same way.
+        public var actual: String
+        /// Why the connection left the tape.
+        public var reason: String
+
+        enum CodingKeys: String, CodingKey {
+            case route, client, offset, expected, actual, reason
+            case closestSession = "closest_session"
+        }
+
+        public var description: String {
+            let closest = closestSession.map { "closest session \($0)" } ?? "no session"
+            return "\(reason) (route '\(route)', client \(client), \(closest), byte \(offset)): expected \"\(expected)\", got \"\(actual)\""
+        }
+    }
+
+    /// A recorded session no connection was served.
+    public struct Unused: Sendable, Codable, Hashable {
+        /// The session's route.
+        public var route: String
+        /// The session's id.
+        public var session: Int64
+    }
+
+    /// Connections accepted.
+    public var connections: Int = 0
+    /// Connections served a session without a difference.
+    public var replayed: [Replayed] = []
+    /// Connections that diverged from the tape.
+    public var mismatches: [Mismatch] = []
+    /// Sessions never replayed.
+    public var unused: [Unused] = []
+
+    /// Creates an empty report.
+    public init() {}
+
+    /// The one-line summary printed at shutdown.
+    public var summary: String {
+        "replay: \(connections) connections, \(replayed.count) sessions replayed, \(mismatches.count) mismatched, "
+            + "\(unused.count) unused"
+    }
+
+    /// The report as pretty-printed JSON.
+    public func json() throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return try encoder.encode(self)
+    }
+}

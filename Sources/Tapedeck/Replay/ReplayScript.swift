@@ -1,0 +1,120 @@
+import Foundation
+
+/// One recorded session, reshaped for playing back: the bytes the client is expected to send as one stream,
+/// and what the upstream did, each step tied to how much of the client's stream had arrived by then.
+///
+/// Chunk boundaries are gone on purpose: replay compares byte streams, never reads.
+struct ReplayScript: Sendable {
+    /// A thing the upstream did, due once the client has sent `clientPosition` bytes.
+    struct Step: Sendable, Equatable {
+        enum Action: Sendable, Equatable {
+            /// Send these bytes to the client.
+            case send(Data)
+            /// Shut down the write half (FIN); the client may go on sending.
+            case halfClose
+            /// Close the connection.
+            case close
+            /// Reset the connection.
+            case reset
+        }
+
+        var clientPosition: Int
+        /// The upstream did this only after the client had shut down its write half or closed.
+        var afterClientEnd: Bool
+        /// When it happened, in nanoseconds since the session started.
+        var offset: Int64
+        var action: Action
+    }
+
+    /// The session's id in the tape.
+    var sessionID: Int64
+    /// Everything the client sent, in order.
+    var clientStream: Data
+    /// What the upstream did, in order.
+    var steps: [Step]
+    /// Whether the client shut down its write half or closed, and after how many bytes.
+    var clientEndsAt: Int?
+    /// The client reset the connection at the end of its stream.
+    var clientResets: Bool
+    /// The recorded upstream connect failed: reset the client after `connectFailureDelay`.
+    var connectFailed: Bool
+    var connectFailureDelay: Int64
+    /// All upstream bytes, in order: the concatenation of every `send` step.
+    var serverStream: Data
+    /// When the client's bytes arrived: the stream length after each client read, and its offset.
+    var clientArrivals: [(end: Int, offset: Int64)]
+
+    init(sessionID: Int64, events: [EventRecord]) {
+        self.sessionID = sessionID
+        var client = Data()
+        var server = Data()
+        var steps: [Step] = []
+        var clientEndsAt: Int?
+        var clientResets = false
+        var connectFailed = false
+        var connectFailureDelay: Int64 = 0
+        var arrivals: [(end: Int, offset: Int64)] = []
+        var ended = false
+        for event in events {
+            switch (event.direction, event.kind) {
+            case (.clientToUpstream, .data):
+                client.append(event.payload ?? Data())
+                arrivals.append((client.count, event.offsetNanoseconds))
+            case (.clientToUpstream, .halfClose), (.clientToUpstream, .close):
+                if clientEndsAt == nil { clientEndsAt = client.count }
+                ended = true
+            case (.clientToUpstream, .reset):
+                if clientEndsAt == nil { clientEndsAt = client.count }
+                clientResets = true
+                ended = true
+            case (.upstreamToClient, .data):
+                let bytes = event.payload ?? Data()
+                server.append(bytes)
+                // Adjacent sends at the same client position merge: boundaries carry no meaning.
+                if let last = steps.last, case .send(let previous) = last.action, last.clientPosition == client.count,
+                    last.afterClientEnd == ended
+                {
+                    steps[steps.count - 1].action = .send(previous + bytes)
+                } else {
+                    steps.append(Step(clientPosition: client.count, afterClientEnd: ended, offset: event.offsetNanoseconds, action: .send(bytes)))
+                }
+            case (.upstreamToClient, .halfClose):
+                steps.append(Step(clientPosition: client.count, afterClientEnd: ended, offset: event.offsetNanoseconds, action: .halfClose))
+            case (.upstreamToClient, .close):
+                steps.append(Step(clientPosition: client.count, afterClientEnd: ended, offset: event.offsetNanoseconds, action: .close))
+            case (.upstreamToClient, .reset):
+                steps.append(Step(clientPosition: client.count, afterClientEnd: ended, offset: event.offsetNanoseconds, action: .reset))
+            case (_, .connectFailed):
+                connectFailed = true
+                connectFailureDelay = event.offsetNanoseconds
+            }
+        }
+        self.clientStream = client
+        self.serverStream = server
+        self.steps = steps
+        self.clientEndsAt = clientEndsAt
+        self.clientResets = clientResets
+        self.connectFailed = connectFailed
+        self.connectFailureDelay = connectFailureDelay
+        self.clientArrivals = arrivals
+    }
+
+    /// When, in the recording, the client had sent `position` bytes: the moment a step due at that position
+    /// became due. Zero for position 0, the session's start.
+    func recordedArrival(ofPosition position: Int) -> Int64 {
+        guard position > 0 else { return 0 }
+        // Arrivals are in stream order; the first read that reached `position` made it due.
+        var low = 0
+        var high = clientArrivals.count
+        while low < high {
+            let middle = (low + high) / 2
+            if clientArrivals[middle].end < position { low = middle + 1 } else { high = middle }
+        }
+        return low < clientArrivals.count ? clientArrivals[low].offset : (clientArrivals.last?.offset ?? 0)
+    }
+
+    /// Whether the server stream starts with `sent`.
+    func serverStreamStarts(with sent: Data) -> Bool {
+        sent.count <= serverStream.count && serverStream.prefix(sent.count) == sent
+    }
+}

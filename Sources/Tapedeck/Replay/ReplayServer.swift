@@ -1,0 +1,207 @@
+import Foundation
+import GRDB
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// Serves recorded sessions back to clients, with no upstream at all.
+///
+/// Each route listens on its own address and serves the sessions recorded for the route of the same name.
+/// Start it, point the client under test at the bound address, and read the report after shutdown.
+///
+/// ```swift
+/// let server = try ReplayServer(
+///     tape: try Tape(readingAt: "fixtures/redis.tape"),
+///     routes: [ReplayRoute(name: "default")]
+/// )
+/// let address = try await server.start()[0].address
+/// // … run the client against `address` …
+/// let report = await server.shutdown()
+/// #expect(report.mismatches.isEmpty)
+/// ```
+public final class ReplayServer: Sendable {
+    /// How sessions are chosen and played.
+    public struct Options: Sendable, Hashable {
+        /// How fast the upstream's part is played.
+        public var pace: ReplayPace
+        /// Whether a recorded session may serve more than one connection.
+        public var repeatSessions: Bool
+
+        /// Creates options; by default no waits, and each session replayed at most once.
+        public init(pace: ReplayPace = .fast, repeatSessions: Bool = false) {
+            self.pace = pace
+            self.repeatSessions = repeatSessions
+        }
+    }
+
+    private struct ServedRoute: Sendable {
+        var route: ReplayRoute
+        var catalog: SessionCatalog
+    }
+
+    private let served: [ServedRoute]
+    private let options: Options
+    private let group: any EventLoopGroup
+    private let logger: Logger
+    private let ledger = ReplayLedger()
+    private let tracker = ConnectionTracker()
+    private let listeners = NIOLockedValueBox<[any Channel]>([])
+
+    /// Loads the sessions each route will serve.
+    ///
+    /// - Parameters:
+    ///   - tape: The tape to serve.
+    ///   - routes: Where to listen for each of the tape's routes.
+    ///   - options: Pace and reuse.
+    /// - Throws: ``TapedeckError`` if a route is not in the tape or the tape cannot be read.
+    public init(
+        tape: Tape,
+        routes: [ReplayRoute],
+        options: Options = Options(),
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "tapedeck.replay")
+    ) throws {
+        let recorded = try tape.replayScripts()
+        var served: [ServedRoute] = []
+        for route in routes {
+            guard let scripts = recorded[route.name] else {
+                let known = recorded.keys.sorted().map { "'\($0)'" }.joined(separator: ", ")
+                throw TapedeckError(
+                    .invalidArgument,
+                    "tape '\(tape.path)' has no route '\(route.name)'" + (known.isEmpty ? " (it has no sessions)" : " (it has \(known))")
+                )
+            }
+            served.append(ServedRoute(route: route, catalog: SessionCatalog(scripts: scripts, repeatable: options.repeatSessions)))
+        }
+        self.served = served
+        self.options = options
+        self.group = group
+        self.logger = logger
+    }
+
+    /// The names of the routes a tape holds sessions for, in the order first recorded.
+    public static func routeNames(in tape: Tape) throws -> [String] {
+        try tape.reading { db in
+            try String.fetchAll(db, sql: "SELECT route FROM sessions GROUP BY route ORDER BY min(id)")
+        }
+    }
+
+    /// Binds every route's listener and starts serving.
+    @discardableResult
+    public func start() async throws -> [BoundRoute] {
+        var bound: [BoundRoute] = []
+        var opened: [any Channel] = []
+        do {
+            for entry in served {
+                let routeListeners = try await Listener.bind(entry.route.listen, routeName: entry.route.name, group: group) { loop in
+                    ServerBootstrap(group: loop, childGroup: loop)
+                        .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+                        .childChannelInitializer { [self] channel in
+                            channel.eventLoop.makeCompletedFuture {
+                                tracker.track(channel)
+                                if case .tcp = entry.route.listen {
+                                    try channel.syncOptions?.setOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
+                                }
+                                let matcher = ReplayMatcher(catalog: entry.catalog, pace: options.pace)
+                                try channel.pipeline.syncOperations.addHandler(
+                                    ReplayHandler(matcher: matcher, route: entry.route.name, ledger: ledger, logger: logger)
+                                )
+                            }
+                        }
+                }
+                opened.append(contentsOf: routeListeners)
+                let address = routeListeners.first?.localAddress.map(Endpoint.init) ?? entry.route.listen
+                bound.append(BoundRoute(name: entry.route.name, address: address))
+                logger.info(
+                    "replaying",
+                    metadata: [
+                        "tapedeck.route": "\(entry.route.name)", "tapedeck.address": "\(address)",
+                        "tapedeck.sessions": "\(entry.catalog.scripts.count)",
+                    ]
+                )
+            }
+        } catch {
+            for channel in opened { try? await channel.close() }
+            throw error
+        }
+        listeners.withLockedValue { $0 = opened }
+        return bound
+    }
+
+    /// The report so far: connections served, mismatches, and sessions not (yet) replayed.
+    public var report: ReplayReport {
+        ledger.snapshot(unused: served.flatMap { entry in
+            entry.catalog.unusedSessionIDs.map { ReplayReport.Unused(route: entry.route.name, session: $0) }
+        })
+    }
+
+    /// Stops accepting, lets open connections finish for up to `drainTimeout`, resets the rest, and returns
+    /// the final report.
+    @discardableResult
+    public func shutdown(drainTimeout: Duration = .seconds(5)) async -> ReplayReport {
+        let channels = listeners.withLockedValue { channels in
+            defer { channels = [] }
+            return channels
+        }
+        for channel in channels { try? await channel.close() }
+        for entry in served {
+            if case .unix(let path) = entry.route.listen { try? FileManager.default.removeItem(atPath: path) }
+        }
+        if !(await tracker.waitUntilIdle(timeout: drainTimeout)) {
+            await tracker.closeAll()
+        }
+        return report
+    }
+}
+
+/// Where replay listens for one of the tape's routes.
+public struct ReplayRoute: Sendable, Hashable {
+    /// The route's name in the tape.
+    public var name: String
+    /// Where to accept clients.
+    public var listen: Endpoint
+
+    /// Creates a replay route; by default on a free loopback port.
+    public init(name: String = Route.defaultName, listen: Endpoint = Route.defaultListen) {
+        self.name = name
+        self.listen = listen
+    }
+}
+
+extension Tape {
+    /// Every session as a replay script, grouped by route, in recording order. One pass over the events.
+    func replayScripts() throws -> [String: [ReplayScript]] {
+        try reading { db in
+            let sessions = try SessionRecord.order(Column("id")).fetchAll(db)
+            var routeOf: [Int64: String] = [:]
+            for session in sessions { routeOf[session.id!] = session.route }
+            var byRoute: [String: [ReplayScript]] = [:]
+            var current: (id: Int64, events: [EventRecord])?
+            func flush() {
+                guard let current, let route = routeOf[current.id] else { return }
+                byRoute[route, default: []].append(ReplayScript(sessionID: current.id, events: current.events))
+            }
+            let cursor = try EventRecord.fetchCursor(
+                db,
+                sql: "SELECT session_id, seq, offset_ns, direction, kind, payload FROM event_log ORDER BY session_id, seq"
+            )
+            var seen = Set<Int64>()
+            while let event = try cursor.next() {
+                if current?.id != event.sessionID {
+                    flush()
+                    current = (event.sessionID, [])
+                    seen.insert(event.sessionID)
+                }
+                current!.events.append(event)
+            }
+            flush()
+            // Sessions without events (a client that connected and left at once) replay as empty sessions.
+            for session in sessions where !seen.contains(session.id!) {
+                byRoute[session.route, default: []].append(ReplayScript(sessionID: session.id!, events: []))
+            }
+            for route in byRoute.keys { byRoute[route]!.sort { $0.sessionID < $1.sessionID } }
+            return byRoute
+        }
+    }
+}

@@ -1,0 +1,206 @@
+import Foundation
+import NIOConcurrencyHelpers
+
+/// The recorded sessions of one route, indexed so that a connection finds its candidates without a scan.
+///
+/// Sessions are kept sorted by the bytes their clients sent. The sessions consistent with what a connection's
+/// client has sent so far are then one contiguous range, narrowed by binary search as bytes arrive: the cost of
+/// choosing a session grows with the log of the number of sessions, not with the number. Over that sorted order
+/// two min-trees give the earliest recorded session in a range that is still unused, and that no other live
+/// connection has claimed.
+final class SessionCatalog: Sendable {
+    /// The scripts in recording order; a script's index is its rank in that order.
+    let scripts: [ReplayScript]
+    /// Script indices sorted by client stream.
+    private let sorted: [Int]
+    /// For each script index, its position in `sorted`.
+    private let positions: [Int]
+    private let repeatable: Bool
+    private let availability: NIOLockedValueBox<Availability>
+
+    private struct Availability {
+        /// Earliest script index per range among sessions never replayed (all of them with `--repeat`).
+        var unused: MinTree
+        /// The same, among those no live connection has claimed either.
+        var free: MinTree
+        var replays: [Int]
+        var claims: [Int]
+    }
+
+    /// - Parameters:
+    ///   - scripts: The route's sessions, in recording order.
+    ///   - repeatable: Whether a session may be replayed more than once.
+    init(scripts: [ReplayScript], repeatable: Bool) {
+        self.scripts = scripts
+        self.repeatable = repeatable
+        let sorted = scripts.indices.sorted { left, right in
+            let a = scripts[left].clientStream
+            let b = scripts[right].clientStream
+            return a.lexicographicallyPrecedes(b) || (a == b && left < right)
+        }
+        self.sorted = sorted
+        var positions = [Int](repeating: 0, count: scripts.count)
+        for (position, index) in sorted.enumerated() { positions[index] = position }
+        self.positions = positions
+        let leaves = sorted
+        availability = NIOLockedValueBox(
+            Availability(
+                unused: MinTree(leaves: leaves), free: MinTree(leaves: leaves),
+                replays: [Int](repeating: 0, count: scripts.count), claims: [Int](repeating: 0, count: scripts.count)
+            )
+        )
+    }
+
+    /// Every position: the candidates before the client has said anything.
+    var all: Range<Int> { 0..<sorted.count }
+
+    func script(at index: Int) -> ReplayScript { scripts[index] }
+
+    /// Whether script `index` is among the candidates in `range`.
+    func contains(_ range: Range<Int>, script index: Int) -> Bool {
+        range.contains(positions[index])
+    }
+
+    /// Narrows `range`, whose sessions all agree on the client's first `offset` bytes, to those whose client
+    /// also sent `chunk` next.
+    func narrow(_ range: Range<Int>, offset: Int, chunk: Data) -> Range<Int> {
+        // Within the range every stream agrees up to `offset`, so order by the next bytes alone.
+        func order(_ position: Int) -> Int {
+            let stream = scripts[sorted[position]].clientStream
+            let available = max(0, min(chunk.count, stream.count - offset))
+            let start = stream.startIndex + offset
+            let theirs = stream[start..<(start + available)]
+            if theirs.elementsEqual(chunk.prefix(available)) {
+                return available == chunk.count ? 0 : -1  // a shorter stream sorts first
+            }
+            return theirs.lexicographicallyPrecedes(chunk.prefix(available)) ? -1 : 1
+        }
+        var low = range.lowerBound
+        var high = range.upperBound
+        while low < high {
+            let middle = (low + high) / 2
+            if order(middle) < 0 { low = middle + 1 } else { high = middle }
+        }
+        let lower = low
+        high = range.upperBound
+        while low < high {
+            let middle = (low + high) / 2
+            if order(middle) <= 0 { low = middle + 1 } else { high = middle }
+        }
+        return lower..<low
+    }
+
+    /// Claims the earliest recorded session in `range` whose upstream began with `serverSent`: preferring one no
+    /// live connection holds, then any not yet replayed. Returns its script index.
+    func claim(in range: Range<Int>, serverSent: Data) -> Int? {
+        availability.withLockedValue { state in
+            for tree in [state.free, state.unused] {
+                var chosen: Int?
+                if let earliest = tree.minimum(in: range), scripts[earliest].serverStreamStarts(with: serverSent) {
+                    chosen = earliest
+                } else {
+                    // The earliest disagrees with what was already sent: look further, in recording order.
+                    for position in range where tree.isPresent(at: position) {
+                        let index = sorted[position]
+                        if chosen.map({ index < $0 }) ?? true, scripts[index].serverStreamStarts(with: serverSent) {
+                            chosen = index
+                        }
+                    }
+                }
+                if let chosen {
+                    state.claims[chosen] += 1
+                    update(&state, chosen)
+                    return chosen
+                }
+            }
+            return nil
+        }
+    }
+
+    /// Gives back a claim the connection no longer needs, without counting a replay.
+    func release(_ index: Int) {
+        availability.withLockedValue { state in
+            state.claims[index] -= 1
+            update(&state, index)
+        }
+    }
+
+    /// Records that a connection replayed the session: it is no longer a candidate unless sessions repeat.
+    func finish(_ index: Int) {
+        availability.withLockedValue { state in
+            state.claims[index] -= 1
+            state.replays[index] += 1
+            update(&state, index)
+        }
+    }
+
+    private func update(_ state: inout Availability, _ index: Int) {
+        let unused = repeatable || state.replays[index] == 0
+        let position = positions[index]
+        if unused { state.unused.insert(index, at: position) } else { state.unused.remove(at: position) }
+        if unused && state.claims[index] == 0 {
+            state.free.insert(index, at: position)
+        } else {
+            state.free.remove(at: position)
+        }
+    }
+
+    /// Sessions never replayed, by tape id.
+    var unusedSessionIDs: [Int64] {
+        availability.withLockedValue { state in
+            scripts.indices.filter { state.replays[$0] == 0 }.map { scripts[$0].sessionID }
+        }
+    }
+}
+
+/// A segment tree of minimums over positions, where each position holds a value or nothing.
+struct MinTree: Sendable {
+    private var nodes: [Int]
+    private let size: Int
+    private static let empty = Int.max
+
+    init(leaves: [Int]) {
+        var size = 1
+        while size < max(1, leaves.count) { size *= 2 }
+        self.size = size
+        nodes = [Int](repeating: Self.empty, count: 2 * size)
+        for (position, value) in leaves.enumerated() { nodes[size + position] = value }
+        for node in stride(from: size - 1, to: 0, by: -1) { nodes[node] = min(nodes[2 * node], nodes[2 * node + 1]) }
+    }
+
+    func isPresent(at position: Int) -> Bool { nodes[size + position] != Self.empty }
+
+    mutating func remove(at position: Int) { set(Self.empty, at: position) }
+
+    mutating func insert(_ value: Int, at position: Int) { set(value, at: position) }
+
+    private mutating func set(_ value: Int, at position: Int) {
+        var node = size + position
+        nodes[node] = value
+        node /= 2
+        while node >= 1 {
+            nodes[node] = min(nodes[2 * node], nodes[2 * node + 1])
+            node /= 2
+        }
+    }
+
+    /// The smallest value over `range`, or nil if every position in it is empty.
+    func minimum(in range: Range<Int>) -> Int? {
+        var low = range.lowerBound + size
+        var high = range.upperBound + size
+        var result = Self.empty
+        while low < high {
+            if low & 1 == 1 {
+                result = min(result, nodes[low])
+                low += 1
+            }
+            if high & 1 == 1 {
+                high -= 1
+                result = min(result, nodes[high])
+            }
+            low /= 2
+            high /= 2
+        }
+        return result == Self.empty ? nil : result
+    }
+}
