@@ -23,7 +23,9 @@ public enum ReplayPace: Sendable, Hashable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .fast: return "fast"
-        case .recorded(let factor): return factor == 1 ? "recorded" : "\(factor)x"
+        case .recorded(let factor):
+            if factor == 1 { return "recorded" }
+            return factor == factor.rounded() ? "\(Int(factor))x" : "\(factor)x"
         }
     }
 

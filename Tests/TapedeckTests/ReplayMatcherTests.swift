@@ -1,0 +1,202 @@
+import Foundation
+import Testing
+
+@testable import Tapedeck
+
+/// The replay matcher without sockets: scripts built from events, bytes fed in any chunking.
+struct ReplayMatcherTests {
+    /// A session as a list of (direction, kind, text) steps, recorded 1 ms apart.
+    static func session(_ id: Int64, _ steps: [(Direction, EventKind, String)]) -> ReplayScript {
+        let events = steps.enumerated().map { index, step in
+            EventRecord(
+                sessionID: id, seq: Int64(index), offsetNanoseconds: Int64(index) * 1_000_000,
+                direction: step.0, kind: step.1, payload: step.1 == .data || step.1 == .connectFailed ? Data(step.2.utf8) : nil
+            )
+        }
+        return ReplayScript(sessionID: id, events: events)
+    }
+
+    static func client(_ text: String) -> (Direction, EventKind, String) { (.clientToUpstream, .data, text) }
+    static func server(_ text: String) -> (Direction, EventKind, String) { (.upstreamToClient, .data, text) }
+    static let clientHalfClose: (Direction, EventKind, String) = (.clientToUpstream, .halfClose, "")
+    static let serverClose: (Direction, EventKind, String) = (.upstreamToClient, .close, "")
+
+    /// Everything sent to the client, concatenated, and whether the connection was closed or reset.
+    static func replies(_ actions: [ReplayMatcher.Action]) -> String {
+        actions.map { action in
+            switch action {
+            case .send(let bytes, _): return String(decoding: bytes, as: UTF8.self)
+            case .halfClose: return "<half-close>"
+            case .close: return "<close>"
+            case .reset: return "<reset>"
+            case .mismatch: return "<mismatch>"
+            }
+        }.joined()
+    }
+
+    static let redisLike = [
+        session(1, [client("*1\r\n$4\r\nPING\r\n"), server("+PONG\r\n"), clientHalfClose, serverClose]),
+        session(2, [client("*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"), server("$5\r\nhello\r\n"), clientHalfClose, serverClose]),
+    ]
+
+    @Test func chunkBoundariesNeverMatter() {
+        let catalog = SessionCatalog(scripts: Self.redisLike, repeatable: true)
+        let request = Array("*2\r\n$3\r\nGET\r\n$1\r\nk\r\n".utf8)
+        for chunkSize in [1, 2, 3, 7, request.count] {
+            var matcher = ReplayMatcher(catalog: catalog, pace: .fast)
+            var actions = matcher.start()
+            for start in stride(from: 0, to: request.count, by: chunkSize) {
+                actions += matcher.receive(Data(request[start..<min(start + chunkSize, request.count)]))
+            }
+            actions += matcher.endOfInput(reset: false)
+            #expect(Self.replies(actions) == "$5\r\nhello\r\n<close>", "chunk size \(chunkSize)")
+            #expect(matcher.connectionClosed() == 2)
+        }
+    }
+
+    @Test func identicalHandshakesNarrowToTheSessionTheClientChooses() {
+        let scripts = [
+            Self.session(1, [Self.client("HELLO\n"), Self.server("WELCOME\n"), Self.client("Q1\n"), Self.server("R1\n")]),
+            Self.session(2, [Self.client("HELLO\n"), Self.server("WELCOME\n"), Self.client("Q2\n"), Self.server("R2\n")]),
+        ]
+        let catalog = SessionCatalog(scripts: scripts, repeatable: false)
+        var second = ReplayMatcher(catalog: catalog, pace: .fast)
+        var actions = second.start() + second.receive(Data("HELLO\n".utf8))
+        #expect(Self.replies(actions) == "WELCOME\n", "every candidate agrees on the greeting")
+        actions = second.receive(Data("Q2\n".utf8))
+        #expect(Self.replies(actions) == "R2\n")
+        #expect(second.connectionClosed() == 2)
+        // Session 1 was only followed for a while, never used up: the next connection gets it.
+        var first = ReplayMatcher(catalog: catalog, pace: .fast)
+        actions = first.start() + first.receive(Data("HELLO\nQ1\n".utf8))
+        #expect(Self.replies(actions) == "WELCOME\nR1\n")
+        #expect(first.connectionClosed() == 1)
+        #expect(catalog.unusedSessionIDs.isEmpty)
+    }
+
+    @Test func concurrentConnectionsWithIdenticalTrafficGetDistinctSessions() {
+        let scripts = (1...3).map { Self.session($0, [Self.client("SAME\n"), Self.server("reply \($0)\n")]) }
+        let catalog = SessionCatalog(scripts: scripts, repeatable: false)
+        var matchers = (0..<3).map { _ in ReplayMatcher(catalog: catalog, pace: .fast) }
+        var replies: [String] = []
+        for index in matchers.indices { _ = matchers[index].start() }
+        for index in matchers.indices { replies.append(Self.replies(matchers[index].receive(Data("SAME\n".utf8)))) }
+        #expect(replies == ["reply 1\n", "reply 2\n", "reply 3\n"])
+        #expect(Set(matchers.indices.compactMap { matchers[$0].connectionClosed() }) == [1, 2, 3])
+    }
+
+    @Test func aServerThatSpeaksFirstIsHeardOnConnect() {
+        let catalog = SessionCatalog(
+            scripts: [Self.session(1, [Self.server("220 ready\r\n"), Self.client("QUIT\r\n"), Self.server("221 bye\r\n"), Self.serverClose])],
+            repeatable: false
+        )
+        var matcher = ReplayMatcher(catalog: catalog, pace: .fast)
+        #expect(Self.replies(matcher.start()) == "220 ready\r\n")
+        #expect(Self.replies(matcher.receive(Data("QUIT\r\n".utf8))) == "221 bye\r\n<close>")
+    }
+
+    @Test func whenCandidatesDisagreeBeforeTheClientSpeaksTheEarliestWins() {
+        let catalog = SessionCatalog(
+            scripts: [Self.session(1, [Self.server("v1\n")]), Self.session(2, [Self.server("v2\n")])],
+            repeatable: false
+        )
+        var matcher = ReplayMatcher(catalog: catalog, pace: .fast)
+        #expect(Self.replies(matcher.start()) == "v1\n")
+    }
+
+    @Test func eachSessionServesOnceUnlessRepeated() {
+        for repeatable in [false, true] {
+            let catalog = SessionCatalog(scripts: [Self.redisLike[0]], repeatable: repeatable)
+            for attempt in 0..<2 {
+                var matcher = ReplayMatcher(catalog: catalog, pace: .fast)
+                let actions = matcher.start() + matcher.receive(Data("*1\r\n$4\r\nPING\r\n".utf8))
+                let expected = repeatable || attempt == 0 ? "+PONG\r\n" : "<mismatch>"
+                #expect(Self.replies(actions) == expected, "repeat \(repeatable), attempt \(attempt)")
+                _ = matcher.connectionClosed()
+            }
+        }
+    }
+
+    @Test func aMismatchNamesTheClosestSessionTheOffsetAndBothExcerpts() throws {
+        let catalog = SessionCatalog(scripts: Self.redisLike, repeatable: false)
+        var matcher = ReplayMatcher(catalog: catalog, pace: .fast)
+        _ = matcher.start()
+        _ = matcher.receive(Data("*2\r\n$3\r\nGET\r\n".utf8))
+        let actions = matcher.receive(Data("$1\r\nx\r\n".utf8))
+        guard case .mismatch(let mismatch) = try #require(actions.first) else {
+            Issue.record("expected a mismatch, got \(actions)")
+            return
+        }
+        #expect(mismatch.closestSessionID == 2)
+        #expect(mismatch.offset == 17)
+        #expect(ByteExcerpt.render(mismatch.expected).hasSuffix("$1\\r\\nk\\r\\n"))
+        #expect(ByteExcerpt.render(mismatch.actual).hasSuffix("$1\\r\\nx\\r\\n"))
+        #expect(mismatch.reason == "the client's bytes differ from every recorded session")
+        #expect(matcher.connectionClosed() == nil)
+        #expect(catalog.unusedSessionIDs == [1, 2], "a mismatched connection uses up no session")
+    }
+
+    @Test func aReplyRecordedAfterTheClientsHalfCloseWaitsForIt() {
+        let catalog = SessionCatalog(
+            scripts: [Self.session(1, [Self.client("hello"), Self.clientHalfClose, Self.server("received 5"), Self.serverClose])],
+            repeatable: false
+        )
+        var matcher = ReplayMatcher(catalog: catalog, pace: .fast)
+        #expect(Self.replies(matcher.start() + matcher.receive(Data("hello".utf8))) == "")
+        #expect(Self.replies(matcher.endOfInput(reset: false)) == "received 5<close>")
+    }
+
+    @Test func resetsAndRefusedConnectsAreReproduced() {
+        let catalog = SessionCatalog(
+            scripts: [
+                Self.session(1, [Self.client("boom"), (.upstreamToClient, .reset, "")]),
+                Self.session(2, [(.upstreamToClient, .connectFailed, "connection refused")]),
+            ],
+            repeatable: false
+        )
+        var first = ReplayMatcher(catalog: catalog, pace: .fast)
+        #expect(Self.replies(first.start() + first.receive(Data("boom".utf8))) == "<reset>")
+        _ = first.connectionClosed()
+        var second = ReplayMatcher(catalog: catalog, pace: .fast)
+        #expect(Self.replies(second.start()) == "<reset>")
+    }
+
+    @Test func recordedPaceWaitsTheRecordedGaps() {
+        let catalog = SessionCatalog(
+            scripts: [Self.session(1, [Self.client("a"), Self.server("1"), Self.server("2")])],
+            repeatable: true
+        )
+        for (pace, expected) in [(ReplayPace.fast, [Int64(0), 0]), (.recorded(factor: 1), [1_000_000, 1_000_000]), (.recorded(factor: 2), [500_000, 500_000])] {
+            var matcher = ReplayMatcher(catalog: catalog, pace: pace)
+            let actions = matcher.start() + matcher.receive(Data("a".utf8))
+            let delays = actions.compactMap { action -> Int64? in
+                if case .send(_, let delay) = action { return delay }
+                return nil
+            }
+            // Adjacent sends merge into one step; its delay is the gap to the first of them.
+            #expect(delays == [expected[0]], "\(pace)")
+            _ = matcher.connectionClosed()
+        }
+    }
+
+    @Test func choosingASessionAmongTenThousandNarrowsWithoutScanning() {
+        let scripts = (1...10_000).map { Self.session(Int64($0), [Self.client("GET /item/\($0) HTTP/1.1\r\n\r\n"), Self.server("item \($0)")]) }
+        let catalog = SessionCatalog(scripts: scripts, repeatable: true)
+        for id in [1, 777, 5_000, 10_000] {
+            var matcher = ReplayMatcher(catalog: catalog, pace: .fast)
+            let actions = matcher.start() + matcher.receive(Data("GET /item/\(id) HTTP/1.1\r\n\r\n".utf8))
+            #expect(Self.replies(actions) == "item \(id)")
+            #expect(matcher.connectionClosed() == Int64(id))
+        }
+    }
+
+    @Test(arguments: ["fast", "recorded", "2x", "0.5x"])
+    func parsesPaces(text: String) throws {
+        #expect(try ReplayPace(parsing: text).description == text)
+    }
+
+    @Test(arguments: ["slow", "0x", "-1x", "x", "2"])
+    func refusesBadPaces(text: String) {
+        #expect(throws: TapedeckError.self) { try ReplayPace(parsing: text) }
+    }
+}
