@@ -41,3 +41,27 @@ struct RedisEndToEndTests {
         #expect(conversations[2].1.hasSuffix("+PONG\r\n"))
     }
 }
+
+extension RedisEndToEndTests {
+    @Test func replaysRealRedisCliWithTheServerStopped() async throws {
+        let redis = try await RedisServer()
+        let directory = try TemporaryDirectory()
+        let tapePath = directory.path("redis-replay.tape")
+        let commands = [["SET", "answer", "42"], ["INCR", "answer"], ["GET", "answer"], ["PING"]]
+        let recorded = try await withRecordingProxy(upstream: .tcp(host: "127.0.0.1", port: redis.port), tapePath: tapePath) { address throws -> [String] in
+            guard case .tcp(_, let port) = address else { throw TestProcessError("expected a TCP address") }
+            return try commands.map { try RedisServer.cli(port: port, $0) }
+        }
+        redis.stop()
+        #expect(recorded == ["OK\n", "43\n", "43\n", "PONG\n"])
+
+        let server = try ReplayServer(tape: try Tape(readingAt: tapePath), routes: [ReplayRoute()])
+        guard case .tcp(_, let port) = try await server.start()[0].address else { return }
+        // Another order than recorded: the bytes choose the session.
+        let replayed = try commands.reversed().map { try RedisServer.cli(port: port, $0) }
+        let report = await server.shutdown()
+        #expect(replayed == recorded.reversed())
+        #expect(report.mismatches.isEmpty)
+        #expect(report.unused.isEmpty)
+    }
+}
