@@ -10,10 +10,18 @@ import Testing
 struct ReplayTests {
     /// Sends `request`, half-closes, and returns everything received and how it ended. A connection reset
     /// before the request is written counts as an ending, not an error.
-    static func exchange(_ request: ByteBuffer, at address: Endpoint) async throws -> (ByteBuffer, TestClient.Ending) {
-        let connection = try await TestClient.connect(to: address)
+    static func exchange(_ request: ByteBuffer?, at address: Endpoint) async throws -> (ByteBuffer, TestClient.Ending) {
+        let connection: TestClient.Connection
+        do {
+            connection = try await TestClient.connect(to: address)
+        } catch let error as NIOConnectionError
+            where error.connectionErrors.contains(where: { ($0.error as? IOError)?.errnoCode == ECONNRESET })
+        {
+            // Reset so fast that the connect itself saw it.
+            return (ByteBuffer(), .reset)
+        }
         return try await connection.executeThenClose { inbound, outbound in
-            try? await outbound.write(request)
+            if let request { try? await outbound.write(request) }
             outbound.finish()
             return await TestClient.readAll(inbound)
         }
@@ -107,13 +115,14 @@ struct ReplayTests {
             #expect(try await Self.exchange(ByteBuffer(string: "boom"), at: address).1 == .reset)
         }
         await resetting.stop()
-        // The same port, now closed: a refused connect, appended as a second run.
+        // The same port, now closed: a refused connect, appended as a second run. The client only listens: a
+        // write racing the reset would end the connection before the reset is seen.
         try await withRecordingProxy(upstream: endpoint, tapePath: tapePath) { address throws in
-            #expect(try await Self.exchange(ByteBuffer(string: "anyone?"), at: address).1 == .reset)
+            #expect(try await Self.exchange(nil, at: address).1 == .reset)
         }
         let (_, report) = try await Self.withReplay(tapePath: tapePath) { address, _ throws in
             #expect(try await Self.exchange(ByteBuffer(string: "boom"), at: address).1 == .reset)
-            #expect(try await Self.exchange(ByteBuffer(string: "anyone?"), at: address).1 == .reset)
+            #expect(try await Self.exchange(nil, at: address).1 == .reset)
         }
         #expect(report.replayed.count == 2)
     }

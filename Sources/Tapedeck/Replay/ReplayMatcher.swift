@@ -114,7 +114,7 @@ struct ReplayMatcher {
         guard !narrowed.isEmpty else { return diverged(from: current, chunk: chunk) }
         range = narrowed
         if !catalog.contains(range, script: current) {
-            guard !performedControl, let successor = takeOver(from: current) else {
+            guard !performedControl, let successor = takeOver(from: current, where: { _ in true }) else {
                 return diverged(from: current, chunk: chunk)
             }
             lead = successor
@@ -128,8 +128,15 @@ struct ReplayMatcher {
     /// The client shut down its write half (or closed, or reset).
     mutating func endOfInput(reset: Bool) -> [Action] {
         guard !finished, mismatch == nil, let current = lead else { return [] }
+        var script = catalog.script(at: current)
+        if received < script.clientStream.count, !performedControl,
+            let successor = takeOver(from: current, where: { [received] in $0.clientStream.count == received })
+        {
+            // Another candidate's client stopped right here, as this one did.
+            lead = successor
+            script = catalog.script(at: successor)
+        }
         clientEnded = true
-        let script = catalog.script(at: current)
         if received < script.clientStream.count {
             let expected = script.clientStream.dropFirst(received).prefix(Self.excerptLength)
             return fail(
@@ -160,21 +167,33 @@ struct ReplayMatcher {
 
     // MARK: Following the lead
 
-    /// The earliest other candidate that agrees with every byte already sent, resuming where the old lead was.
-    private mutating func takeOver(from current: Int) -> Int? {
+    /// The earliest other candidate that `accepts`, preferring one that agrees with every byte already sent,
+    /// resuming where the old lead was: what was due before the client's latest bytes has been played.
+    private mutating func takeOver(from current: Int, where accepts: (ReplayScript) -> Bool) -> Int? {
         let sent = catalog.script(at: current).serverStream.prefix(sentCount)
-        guard let successor = catalog.claim(in: range, serverSent: Data(sent)) else { return nil }
+        guard let successor = catalog.claim(in: range, serverSent: Data(sent), where: accepts) else { return nil }
         catalog.release(current)
-        // Skip the steps the old lead already played: they were byte-identical sends.
         let steps = catalog.script(at: successor).steps
-        var done = 0
         nextStep = 0
         partialSend = 0
-        while nextStep < steps.count, case .send(let bytes) = steps[nextStep].action, done + bytes.count <= sentCount {
-            done += bytes.count
-            nextStep += 1
+        if catalog.script(at: successor).serverStreamStarts(with: Data(sent)) {
+            // Same upstream so far: skip exactly the bytes already sent, even in the middle of a step.
+            var done = 0
+            while nextStep < steps.count, case .send(let bytes) = steps[nextStep].action, done + bytes.count <= sentCount {
+                done += bytes.count
+                nextStep += 1
+            }
+            partialSend = sentCount - done
+        } else {
+            // A different upstream so far: its steps up to this point of the client's stream count as played.
+            sentCount = 0
+            while nextStep < steps.count, steps[nextStep].clientPosition <= received,
+                !steps[nextStep].afterClientEnd || clientEnded
+            {
+                if case .send(let bytes) = steps[nextStep].action { sentCount += bytes.count }
+                nextStep += 1
+            }
         }
-        partialSend = sentCount - done
         return successor
     }
 

@@ -90,27 +90,34 @@ final class SessionCatalog: Sendable {
         return lower..<low
     }
 
-    /// Claims the earliest recorded session in `range` whose upstream began with `serverSent`: preferring one no
-    /// live connection holds, then any not yet replayed. Returns its script index.
-    func claim(in range: Range<Int>, serverSent: Data) -> Int? {
+    /// Claims the earliest recorded session in `range` that `accepts`, preferring one whose upstream began with
+    /// `serverSent` (what this connection was already told), then any; and among each, one no live connection
+    /// holds before one merely not yet replayed. Returns its script index.
+    ///
+    /// A session whose upstream said something else so far (a different process id in a PostgreSQL handshake,
+    /// say) may still take over: if the client's bytes depended on the difference, they will not match it.
+    func claim(in range: Range<Int>, serverSent: Data, where accepts: (ReplayScript) -> Bool = { _ in true }) -> Int? {
         availability.withLockedValue { state in
-            for tree in [state.free, state.unused] {
-                var chosen: Int?
-                if let earliest = tree.minimum(in: range), scripts[earliest].serverStreamStarts(with: serverSent) {
-                    chosen = earliest
-                } else {
-                    // The earliest disagrees with what was already sent: look further, in recording order.
-                    for position in range where tree.isPresent(at: position) {
-                        let index = sorted[position]
-                        if chosen.map({ index < $0 }) ?? true, scripts[index].serverStreamStarts(with: serverSent) {
-                            chosen = index
+            for requireSameServer in [true, false] {
+                for tree in [state.free, state.unused] {
+                    func acceptable(_ index: Int) -> Bool {
+                        accepts(scripts[index]) && (!requireSameServer || scripts[index].serverStreamStarts(with: serverSent))
+                    }
+                    var chosen: Int?
+                    if let earliest = tree.minimum(in: range), acceptable(earliest) {
+                        chosen = earliest
+                    } else {
+                        // The earliest does not fit: look further, in recording order.
+                        for position in range where tree.isPresent(at: position) {
+                            let index = sorted[position]
+                            if chosen.map({ index < $0 }) ?? true, acceptable(index) { chosen = index }
                         }
                     }
-                }
-                if let chosen {
-                    state.claims[chosen] += 1
-                    update(&state, chosen)
-                    return chosen
+                    if let chosen {
+                        state.claims[chosen] += 1
+                        update(&state, chosen)
+                        return chosen
+                    }
                 }
             }
             return nil

@@ -25,13 +25,14 @@ final class TemporaryDirectory: Sendable {
 /// proxy down and finishes the tape.
 func withRecordingProxy<T>(
     upstream: Endpoint,
+    listen: Endpoint = Route.defaultListen,
     tapePath: String,
     overwrite: Bool = false,
     label: String? = nil,
     connectTimeout: Duration = .seconds(5),
     _ body: (Endpoint) async throws -> T
 ) async throws -> T {
-    let route = Route(upstream: upstream, connectTimeout: connectTimeout)
+    let route = Route(listen: listen, upstream: upstream, connectTimeout: connectTimeout)
     let tape = try Tape(recordingAt: tapePath, overwrite: overwrite)
     let recorder = try Recorder(tape: tape, routes: [route], label: label)
     let server = ProxyServer(configuration: try ProxyConfiguration(routes: [route]), recorder: recorder)

@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
@@ -76,12 +77,20 @@ struct TestProcessError: Error, CustomStringConvertible {
 }
 
 /// A port that was free a moment ago: bound to port 0 and released.
+///
+/// The kernel readily hands a just-released port to the next bind to port 0, so two tests asking at once could
+/// get the same one; ports already handed out in this run are never handed out again.
 enum FreePort {
+    private static let handedOut = NIOLockedValueBox(Set<Int>())
+
     static func find() async throws -> Int {
-        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .bind(host: "127.0.0.1", port: 0).get()
-        let port = channel.localAddress!.port!
-        try await channel.close()
-        return port
+        for _ in 0..<50 {
+            let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .bind(host: "127.0.0.1", port: 0).get()
+            let port = channel.localAddress!.port!
+            try await channel.close()
+            if handedOut.withLockedValue({ $0.insert(port).inserted }) { return port }
+        }
+        throw TestProcessError("no fresh free port found")
     }
 }

@@ -53,6 +53,14 @@ struct TestClient {
         }
     }
 
+    /// Whether a connection to `endpoint` is refused. A connection that is accepted is closed properly: a
+    /// dropped `NIOAsyncChannel` whose writer was never finished traps.
+    static func isRefused(_ endpoint: Endpoint) async -> Bool {
+        guard let connection = try? await connect(to: endpoint) else { return true }
+        try? await connection.executeThenClose { _, outbound in outbound.finish() }
+        return false
+    }
+
     /// Closes with RST instead of FIN.
     static func reset(_ connection: Connection) async {
         let channel = connection.channel

@@ -1,0 +1,57 @@
+import Foundation
+
+/// A real PostgreSQL 15 with trust authentication on a free loopback port, in a temporary data directory.
+///
+/// PostgreSQL refuses to run as root, so under root it runs as the `postgres` user (through `setpriv`, which
+/// execs without forking: the PID we hold is the postmaster's).
+final class PostgresServer: Sendable {
+    static let binaries = ["/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/17/bin"]
+        .first { FileManager.default.isExecutableFile(atPath: $0 + "/postgres") }
+    static let psql = ["/usr/bin/psql"].first { FileManager.default.isExecutableFile(atPath: $0) }
+    static var isInstalled: Bool { binaries != nil && psql != nil }
+
+    let port: Int
+    private let directory: String
+    private let server: ChildProcess
+
+    init() async throws {
+        guard let binaries = Self.binaries else { throw TestProcessError("PostgreSQL is not installed") }
+        port = try await FreePort.find()
+        directory = "/tmp/tapedeck-pg-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let runAs = geteuid() == 0 ? ["/usr/bin/setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--"] : []
+        if geteuid() == 0 { _ = try ChildProcess.run(["/bin/chown", "postgres:postgres", directory]) }
+        let initdb = try ChildProcess.run(
+            runAs + [binaries + "/initdb", "-D", directory + "/data", "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]
+        )
+        guard initdb.status == 0 else { throw TestProcessError("initdb failed: \(initdb.output.suffix(500))") }
+        server = try ChildProcess(
+            runAs + [
+                binaries + "/postgres", "-D", directory + "/data", "-p", "\(port)", "-c", "listen_addresses=127.0.0.1",
+                "-c", "unix_socket_directories=\(directory)", "-c", "fsync=off", "-c", "max_connections=50",
+            ],
+            outputPath: directory + "/server.log"
+        )
+        do {
+            try await waitForPort(port, timeout: .seconds(60))
+        } catch {
+            let log = (try? String(contentsOfFile: directory + "/server.log", encoding: .utf8)) ?? ""
+            throw TestProcessError("PostgreSQL did not start on port \(port): \(log.suffix(800))")
+        }
+    }
+
+    /// Fast shutdown (SIGINT), then the data directory goes.
+    func stop() {
+        server.stop(SIGINT)
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    deinit { stop() }
+
+    /// Runs `psql` against `port` with one SQL command; returns its unaligned output.
+    static func psql(port: Int, _ sql: String) throws -> String {
+        guard let psql else { throw TestProcessError("psql is not installed") }
+        let result = try ChildProcess.run([psql, "-h", "127.0.0.1", "-p", "\(port)", "-U", "postgres", "-d", "postgres", "-X", "-At", "-c", sql])
+        return result.output
+    }
+}
