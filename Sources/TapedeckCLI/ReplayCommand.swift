@@ -43,6 +43,15 @@ struct ReplayCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Write the replay report as JSON to this file at shutdown.", valueName: "file"))
     var report: String?
 
+    @Option(help: ArgumentHelp("The real upstream, for --record-missing.", valueName: "address"))
+    var upstream: String?
+
+    @Flag(help: "Relay connections no recorded session matches to the upstream, and record them into the tape.")
+    var recordMissing = false
+
+    @Option(help: ArgumentHelp("How long an upstream connect may take (with --record-missing).", valueName: "duration"))
+    var connectTimeout: String = "5s"
+
     @OptionGroup var runtime: RuntimeOptions
 
     func run() async throws {
@@ -52,15 +61,33 @@ struct ReplayCommand: AsyncParsableCommand {
         if config != nil, listen != nil || route != nil {
             throw ValidationError("--config cannot be combined with --listen or --route")
         }
+        if config != nil, upstream != nil {
+            throw ValidationError("--config cannot be combined with --upstream: the config names each route's upstream")
+        }
+        if recordMissing, config == nil, upstream == nil {
+            throw ValidationError("--record-missing needs --upstream (or --config with upstreams)")
+        }
+        let timeout: Duration
+        do { timeout = try DurationText.parse(connectTimeout) } catch let error as TapedeckError { throw ValidationError(error.message) }
         let tapeFile = try Tape(readingAt: tape)
         let routes = try replayRoutes(in: tapeFile)
+        var recorder: Recorder?
+        var options = ReplayServer.Options(pace: pace, repeatSessions: repeatSessions)
+        if recordMissing {
+            let writable = try Tape(recordingAt: tape)
+            let proxyRoutes = routes.compactMap { route in
+                route.upstream.map { Route(name: route.name, listen: route.listen, upstream: $0, connectTimeout: timeout) }
+            }
+            recorder = try Recorder(tape: writable, routes: proxyRoutes, mode: "replay")
+            options.recordMissing = MissingSessionRecording(recorder: recorder!, connectTimeout: timeout)
+        }
         let server = try ReplayServer(
-            tape: tapeFile, routes: routes, options: .init(pace: pace, repeatSessions: repeatSessions),
-            group: try runtime.makeEventLoopGroup(), logger: logger
+            tape: tapeFile, routes: routes, options: options, group: try runtime.makeEventLoopGroup(), logger: logger
         )
         ListeningAnnouncement.print(try await server.start())
         _ = await TerminationSignals.wait()
         let outcome = await server.shutdown(drainTimeout: runtime.drainTimeout)
+        try await recorder?.finish()
         FileHandle.standardError.write(Data((outcome.summary + "\n").utf8))
         if let report {
             do {
@@ -76,16 +103,18 @@ struct ReplayCommand: AsyncParsableCommand {
 
     private func replayRoutes(in tape: Tape) throws -> [ReplayRoute] {
         if let config {
-            return try ProxyConfiguration.load(path: config).routes.map { ReplayRoute(name: $0.name, listen: $0.listen) }
+            return try ProxyConfiguration.load(path: config).routes.map(ReplayRoute.init)
         }
         let listenAddress: Endpoint
+        let upstreamAddress: Endpoint?
         do {
             listenAddress = try listen.map(Endpoint.init(parsing:)) ?? Route.defaultListen
+            upstreamAddress = try upstream.map(Endpoint.init(parsing:))
         } catch let error as TapedeckError {
             throw ValidationError(error.message)
         }
         if let route {
-            return [ReplayRoute(name: route, listen: listenAddress)]
+            return [ReplayRoute(name: route, listen: listenAddress, upstream: upstreamAddress)]
         }
         let names = try ReplayServer.routeNames(in: tape)
         guard names.count <= 1 else {
@@ -94,6 +123,6 @@ struct ReplayCommand: AsyncParsableCommand {
                 "tape '\(tape.path)' has routes \(names.map { "'\($0)'" }.joined(separator: ", ")): choose one with --route or serve all with --config"
             )
         }
-        return [ReplayRoute(name: names.first ?? Route.defaultName, listen: listenAddress)]
+        return [ReplayRoute(name: names.first ?? Route.defaultName, listen: listenAddress, upstream: upstreamAddress)]
     }
 }

@@ -173,3 +173,73 @@ struct FixtureReplayTests {
         #expect(report.replayed.count == 3)
     }
 }
+
+/// `--record-missing`: what the tape lacks is relayed to the real upstream and recorded for next time.
+@Suite(.timeLimit(.minutes(2)))
+struct RecordMissingTests {
+    static func replayRecordingMissing<T>(
+        tapePath: String,
+        upstream: Endpoint,
+        _ body: (Endpoint) async throws -> T
+    ) async throws -> (T, ReplayReport) {
+        let recorder = try Recorder(tape: try Tape(recordingAt: tapePath), routes: [Route(upstream: upstream)], mode: "replay")
+        let server = try ReplayServer(
+            tape: try Tape(readingAt: tapePath), routes: [ReplayRoute(upstream: upstream)],
+            options: .init(recordMissing: MissingSessionRecording(recorder: recorder))
+        )
+        let address = try await server.start()[0].address
+        let result = try await body(address)
+        let report = await server.shutdown()
+        try await recorder.finish()
+        return (result, report)
+    }
+
+    @Test func anUnknownRequestIsRelayedRecordedAndThenReplayed() async throws {
+        let directory = try TemporaryDirectory()
+        let tapePath = directory.path("episodes.tape")
+        let upstream = try await TestServer.start(.echo)
+        let endpoint = upstream.endpoint
+        try await withRecordingProxy(upstream: endpoint, tapePath: tapePath) { address throws in
+            _ = try await ReplayTests.exchange(ByteBuffer(string: "known"), at: address)
+        }
+        let (replies, report) = try await Self.replayRecordingMissing(tapePath: tapePath, upstream: endpoint) { address in
+            [
+                String(buffer: try await ReplayTests.exchange(ByteBuffer(string: "known"), at: address).0),
+                String(buffer: try await ReplayTests.exchange(ByteBuffer(string: "new episode"), at: address).0),
+            ]
+        }
+        #expect(replies == ["known", "new episode"])
+        #expect(report.replayed.count == 1)
+        #expect(report.recorded.count == 1)
+        #expect(report.mismatches.isEmpty)
+        await upstream.stop()
+
+        // The new episode is on tape: with the upstream gone, replay serves it.
+        let (_, second) = try await ReplayTests.withReplay(tapePath: tapePath) { address, _ throws in
+            #expect(String(buffer: try await ReplayTests.exchange(ByteBuffer(string: "new episode"), at: address).0) == "new episode")
+        }
+        #expect(second.mismatches.isEmpty)
+        #expect(try Tape(readingAt: tapePath).runs().map(\.mode) == ["record", "replay"])
+    }
+
+    @Test func theGreetingTheTapeAlreadyGaveIsNotRepeated() async throws {
+        let directory = try TemporaryDirectory()
+        let tapePath = directory.path("greeting.tape")
+        let upstream = try await TestServer.start(.greetThenEcho(ByteBuffer(string: "HELLO\n")))
+        defer { Task { await upstream.stop() } }
+        try await withRecordingProxy(upstream: upstream.endpoint, tapePath: tapePath) { address throws in
+            #expect(String(buffer: try await ReplayTests.exchange(ByteBuffer(string: "A"), at: address).0) == "HELLO\nA")
+        }
+        let (reply, report) = try await Self.replayRecordingMissing(tapePath: tapePath, upstream: upstream.endpoint) { address in
+            String(buffer: try await ReplayTests.exchange(ByteBuffer(string: "B"), at: address).0)
+        }
+        // The greeting came from the tape; the real upstream's greeting was recorded but not passed on again.
+        #expect(reply == "HELLO\nB")
+        #expect(report.recorded.count == 1)
+        let tape = try Tape(readingAt: tapePath)
+        let newest = try #require(try tape.sessions().last)
+        let events = try tape.events(inSession: newest.id!)
+        #expect(events.bytes(.upstreamToClient) == Data("HELLO\nB".utf8))
+        #expect(events.bytes(.clientToUpstream) == Data("B".utf8))
+    }
+}

@@ -180,26 +180,8 @@ public final class ProxyServer: Sendable {
         relay: NIOLoopBound<RelayHandler>,
         session: NIOLoopBound<SessionRecorder>?
     ) {
-        var bootstrap = ClientBootstrap(group: client.eventLoop)
-            .connectTimeout(route.connectTimeout.timeAmount)
-            .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-            .channelOption(ChannelOptions.recvAllocator, value: Self.receiveAllocator)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(relay.value)
-                }
-            }
-        let connected: EventLoopFuture<any Channel>
-        switch route.upstream {
-        case .tcp(let host, let port):
-            bootstrap = bootstrap.channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
-            if let address = route.upstream.literalAddress {
-                connected = bootstrap.connect(to: address)
-            } else {
-                connected = bootstrap.connect(host: host, port: port)
-            }
-        case .unix(let path):
-            connected = bootstrap.connect(unixDomainSocketPath: path)
+        let connected = UpstreamConnector.connect(to: route.upstream, timeout: route.connectTimeout, on: client.eventLoop) {
+            try $0.pipeline.syncOperations.addHandler(relay.value)
         }
         connected.assumeIsolated().whenComplete { result in
             switch result {

@@ -4,7 +4,7 @@ import NIOCore
 
 /// Serves one client connection from the tape: feeds the client's bytes to a `ReplayMatcher` and carries out
 /// what it answers, in order, waiting where the pace asks for it.
-final class ReplayHandler: ChannelInboundHandler {
+final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
@@ -12,17 +12,25 @@ final class ReplayHandler: ChannelInboundHandler {
     private let route: String
     private let ledger: ReplayLedger
     private let logger: Logger
+    private let missing: MissingSessionHandoff?
+    /// Everything the client sent, kept only when a missing session may have to be recorded from it.
+    private var clientBytes = ByteBuffer()
+    /// Replay gave up and is handing the connection to the real upstream.
+    private var handingOff = false
+    /// The client shut down its write half: the upstream must hear it too once the relay is glued.
+    private var clientInputEnded = false
     private var context: ChannelHandlerContext?
     private var pending: [ReplayMatcher.Action] = []
     private var pendingIndex = 0
     private var waiting = false
     private var client = "unknown"
 
-    init(matcher: ReplayMatcher, route: String, ledger: ReplayLedger, logger: Logger) {
+    init(matcher: ReplayMatcher, route: String, ledger: ReplayLedger, logger: Logger, missing: MissingSessionHandoff?) {
         self.matcher = matcher
         self.route = route
         self.ledger = ledger
         self.logger = logger
+        self.missing = missing
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -41,13 +49,17 @@ final class ReplayHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let buffer = unwrapInboundIn(data)
+        var buffer = unwrapInboundIn(data)
+        if missing != nil { clientBytes.writeImmutableBuffer(buffer) }
+        guard !handingOff else { return }
         run(matcher.receive(Data(buffer.readableBytesView)))
+        buffer.clear()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let event = event as? ChannelEvent, event == .inputClosed {
-            run(matcher.endOfInput(reset: false))
+            clientInputEnded = true
+            if !handingOff { run(matcher.endOfInput(reset: false)) }
         }
         context.fireUserInboundEventTriggered(event)
     }
@@ -60,7 +72,7 @@ final class ReplayHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if !matcher.clientEnded, !matcher.finished {
+        if !matcher.clientEnded, !matcher.finished, !handingOff {
             // The client went away without a FIN we saw (it reset, or closed while we wrote).
             run(matcher.endOfInput(reset: true))
         }
@@ -100,6 +112,69 @@ final class ReplayHandler: ChannelInboundHandler {
         }
     }
 
+    /// Relays the rest of the connection to the real upstream and records it as a new session: first the
+    /// client's bytes so far, then whatever both sides say. The upstream's first bytes, as many as the tape
+    /// already answered, are recorded but not passed on: the client heard their recorded equivalent.
+    private func handOff(context: ChannelHandlerContext, reason: String) {
+        guard let missing, !handingOff else { return }
+        handingOff = true
+        pending.removeAll()
+        pendingIndex = 0
+        // The tape could not serve this connection: give back any session it was following.
+        _ = matcher.connectionClosed()
+        let client = context.channel
+        let clientAddress = self.client
+        logger.info(
+            "no recorded session matches, recording a new one",
+            metadata: ["tapedeck.route": "\(route)", "tapedeck.client": "\(clientAddress)", "tapedeck.reason": "\(reason)"]
+        )
+        let session = missing.recorder.beginSession(route: missing.route, clientAddress: clientAddress)
+        let (clientRelay, upstreamRelay) = RelayHandler.matchedPair(lingerTimeout: ProxyServer.lingerTimeout, recorder: session)
+        let skip = SkipPrefixHandler(count: matcher.serverBytesSent, session: session)
+        let upstreamHandlers = NIOLoopBound((skip, upstreamRelay), eventLoop: context.eventLoop)
+        // No reads while connecting: what arrives waits in the kernel, and then goes through the relay.
+        try? client.syncOptions?.setOption(ChannelOptions.autoRead, value: false)
+        let connected = UpstreamConnector.connect(
+            to: missing.route.upstream, timeout: missing.route.connectTimeout, on: context.eventLoop
+        ) { channel in
+            try channel.pipeline.syncOperations.addHandlers(upstreamHandlers.value.0, upstreamHandlers.value.1)
+        }
+        connected.assumeIsolated().whenComplete { result in
+            switch result {
+            case .success(let upstream):
+                missing.tracker.track(upstream)
+                if let address = upstream.remoteAddress { session.upstreamConnected(to: "\(Endpoint(address))") }
+                let sent = self.clientBytes
+                self.clientBytes = ByteBuffer()
+                if sent.readableBytes > 0 {
+                    session.recordData(sent, from: .clientToUpstream)
+                    upstream.writeAndFlush(sent, promise: nil)
+                }
+                if self.clientInputEnded {
+                    // The relay will never see this FIN: it came before the relay was in place.
+                    session.recordHalfClose(from: .clientToUpstream)
+                    upstream.close(mode: .output, promise: nil)
+                }
+                self.ledger.recorded(.init(route: self.route, client: clientAddress, reason: reason))
+                context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+                try? client.pipeline.syncOperations.addHandler(clientRelay)
+                try? client.syncOptions?.setOption(ChannelOptions.autoRead, value: true)
+            case .failure(let error):
+                self.logger.warning(
+                    "upstream connect failed, resetting client",
+                    metadata: [
+                        "tapedeck.route": "\(self.route)", "tapedeck.upstream": "\(missing.route.upstream)",
+                        "tapedeck.reason": "\(ProxyServer.describe(error))",
+                    ]
+                )
+                session.recordConnectFailed(reason: ProxyServer.describe(error), outcome: ProxyServer.outcome(of: error))
+                session.recordEnd(of: .clientToUpstream, reset: false, byPeer: false)
+                RelayHandler.armReset(client)
+                client.close(promise: nil)
+            }
+        }
+    }
+
     private static func delay(of action: ReplayMatcher.Action) -> Int64 {
         switch action {
         case .send(_, let delay), .halfClose(let delay), .close(let delay), .reset(let delay): return delay
@@ -123,6 +198,8 @@ final class ReplayHandler: ChannelInboundHandler {
         case .reset:
             RelayHandler.armReset(context.channel)
             context.close(promise: nil)
+        case .mismatch(let mismatch) where missing != nil:
+            handOff(context: context, reason: mismatch.reason)
         case .mismatch(let mismatch):
             let entry = ReplayReport.Mismatch(
                 route: route, client: client, closestSession: mismatch.closestSessionID, offset: mismatch.offset,
@@ -135,4 +212,11 @@ final class ReplayHandler: ChannelInboundHandler {
             context.close(promise: nil)
         }
     }
+}
+
+/// Everything a replay connection needs to hand itself over to the real upstream.
+struct MissingSessionHandoff: Sendable {
+    var route: Route
+    var recorder: Recorder
+    var tracker: ConnectionTracker
 }

@@ -12,6 +12,10 @@ final class ReplayLedger: Sendable {
         report.withLockedValue { $0.replayed.append(entry) }
     }
 
+    func recorded(_ entry: ReplayReport.Recorded) {
+        report.withLockedValue { $0.recorded.append(entry) }
+    }
+
     func mismatched(_ entry: ReplayReport.Mismatch) {
         report.withLockedValue { $0.mismatches.append(entry) }
     }

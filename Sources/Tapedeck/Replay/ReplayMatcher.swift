@@ -75,6 +75,9 @@ struct ReplayMatcher {
     /// Bytes of `steps[nextStep]` already sent, when a new lead takes over in the middle of a send.
     private var partialSend = 0
     private var sentCount = 0
+
+    /// Bytes of the upstream's part already sent to the client.
+    var serverBytesSent: Int { sentCount }
     private var performedControl = false
     private var lastOffset: Int64 = 0
     private(set) var clientEnded = false

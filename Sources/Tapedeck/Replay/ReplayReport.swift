@@ -41,6 +41,16 @@ public struct ReplayReport: Sendable, Codable, Hashable {
         }
     }
 
+    /// A connection no recorded session matched, relayed to the real upstream and recorded as a new session.
+    public struct Recorded: Sendable, Codable, Hashable {
+        /// The route the connection came in on.
+        public var route: String
+        /// The client's address.
+        public var client: String
+        /// Why the tape had no session for it.
+        public var reason: String
+    }
+
     /// A recorded session no connection was served.
     public struct Unused: Sendable, Codable, Hashable {
         /// The session's route.
@@ -57,6 +67,8 @@ public struct ReplayReport: Sendable, Codable, Hashable {
     public var mismatches: [Mismatch] = []
     /// Sessions never replayed.
     public var unused: [Unused] = []
+    /// Connections recorded as new sessions (`--record-missing`).
+    public var recorded: [Recorded] = []
 
     /// Creates an empty report.
     public init() {}
@@ -64,7 +76,7 @@ public struct ReplayReport: Sendable, Codable, Hashable {
     /// The one-line summary printed at shutdown.
     public var summary: String {
         "replay: \(connections) connections, \(replayed.count) sessions replayed, \(mismatches.count) mismatched, "
-            + "\(unused.count) unused"
+            + "\(unused.count) unused" + (recorded.isEmpty ? "" : ", \(recorded.count) recorded")
     }
 
     /// The report as pretty-printed JSON.

@@ -22,16 +22,19 @@ import NIOPosix
 /// ```
 public final class ReplayServer: Sendable {
     /// How sessions are chosen and played.
-    public struct Options: Sendable, Hashable {
+    public struct Options: Sendable {
         /// How fast the upstream's part is played.
         public var pace: ReplayPace
         /// Whether a recorded session may serve more than one connection.
         public var repeatSessions: Bool
+        /// When set, a connection no recorded session matches is relayed to the real upstream and recorded.
+        public var recordMissing: MissingSessionRecording?
 
-        /// Creates options; by default no waits, and each session replayed at most once.
-        public init(pace: ReplayPace = .fast, repeatSessions: Bool = false) {
+        /// Creates options; by default no waits, each session replayed at most once, nothing recorded.
+        public init(pace: ReplayPace = .fast, repeatSessions: Bool = false, recordMissing: MissingSessionRecording? = nil) {
             self.pace = pace
             self.repeatSessions = repeatSessions
+            self.recordMissing = recordMissing
         }
     }
 
@@ -65,7 +68,7 @@ public final class ReplayServer: Sendable {
         let recorded = try tape.replayScripts()
         var served: [ServedRoute] = []
         for route in routes {
-            guard let scripts = recorded[route.name] else {
+            guard let scripts = recorded[route.name] ?? (options.recordMissing != nil ? [] : nil) else {
                 let known = recorded.keys.sorted().map { "'\($0)'" }.joined(separator: ", ")
                 throw TapedeckError(
                     .invalidArgument,
@@ -104,8 +107,21 @@ public final class ReplayServer: Sendable {
                                     try channel.syncOptions?.setOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
                                 }
                                 let matcher = ReplayMatcher(catalog: entry.catalog, pace: options.pace)
+                                var handoff: MissingSessionHandoff?
+                                if let recording = options.recordMissing, let upstream = entry.route.upstream {
+                                    handoff = MissingSessionHandoff(
+                                        route: Route(
+                                            name: entry.route.name, listen: entry.route.listen, upstream: upstream,
+                                            connectTimeout: recording.connectTimeout
+                                        ),
+                                        recorder: recording.recorder, tracker: tracker
+                                    )
+                                }
                                 try channel.pipeline.syncOperations.addHandler(
-                                    ReplayHandler(matcher: matcher, route: entry.route.name, ledger: ledger, logger: logger)
+                                    ReplayHandler(
+                                        matcher: matcher, route: entry.route.name, ledger: ledger, logger: logger,
+                                        missing: handoff
+                                    )
                                 )
                             }
                         }
@@ -161,11 +177,19 @@ public struct ReplayRoute: Sendable, Hashable {
     public var name: String
     /// Where to accept clients.
     public var listen: Endpoint
+    /// The real upstream, used only to record sessions the tape is missing.
+    public var upstream: Endpoint?
 
-    /// Creates a replay route; by default on a free loopback port.
-    public init(name: String = Route.defaultName, listen: Endpoint = Route.defaultListen) {
+    /// Creates a replay route; by default on a free loopback port, with no upstream.
+    public init(name: String = Route.defaultName, listen: Endpoint = Route.defaultListen, upstream: Endpoint? = nil) {
         self.name = name
         self.listen = listen
+        self.upstream = upstream
+    }
+
+    /// The replay route for a proxy route: same name, listen address and upstream.
+    public init(_ route: Route) {
+        self.init(name: route.name, listen: route.listen, upstream: route.upstream)
     }
 }
 

@@ -15,6 +15,8 @@ enum TestServer {
         /// Writes `bytes` as soon as a client connects, then shuts its output and keeps reading, counting;
         /// on end of input closes.
         case speakFirst(ByteBuffer)
+        /// Writes `greeting` on connect, then echoes like `.echo`.
+        case greetThenEcho(ByteBuffer)
         /// Resets the connection (RST) as soon as any byte arrives.
         case resetOnData
         /// Reads `chunk` bytes at most every `interval`, replying nothing.
@@ -129,6 +131,8 @@ private final class BehaviorHandler: ChannelInboundHandler {
                 self.log.note("sent")
                 context.close(mode: .output, promise: nil)
             }
+        case .greetThenEcho(let greeting):
+            context.writeAndFlush(wrapOutboundOut(greeting), promise: nil)
         case .slowReader(let interval):
             // One 64 KiB read per tick: about 64 MB/s at a 1 ms tick, far below what a sender can push.
             try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: false)
@@ -152,7 +156,7 @@ private final class BehaviorHandler: ChannelInboundHandler {
         count += buffer.readableBytes
         log.count(buffer.readableBytes)
         switch behavior {
-        case .echo:
+        case .echo, .greetThenEcho:
             context.write(wrapOutboundOut(buffer), promise: nil)
         case .resetOnData:
             log.note("reset")
@@ -171,7 +175,7 @@ private final class BehaviorHandler: ChannelInboundHandler {
         guard let event = event as? ChannelEvent, event == .inputClosed else { return }
         log.note("eof:\(count)")
         switch behavior {
-        case .echo:
+        case .echo, .greetThenEcho:
             let flushed = context.eventLoop.makePromise(of: Void.self)
             context.writeAndFlush(wrapOutboundOut(ByteBuffer()), promise: flushed)
             flushed.futureResult.assumeIsolated().whenSuccess { context.close(mode: .output, promise: nil) }

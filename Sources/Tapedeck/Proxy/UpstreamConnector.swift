@@ -1,0 +1,31 @@
+import NIOCore
+import NIOPosix
+
+/// Opens an upstream connection the way every relay in Tapedeck does: on the client's event loop, so the two
+/// channels of a session never cross threads, with half-closure allowed and no Nagle delay.
+enum UpstreamConnector {
+    /// Connects to `upstream` within `timeout`, running `initialize` on the new channel before it connects.
+    static func connect(
+        to upstream: Endpoint,
+        timeout: Duration,
+        on loop: any EventLoop,
+        initialize: @escaping @Sendable (any Channel) throws -> Void
+    ) -> EventLoopFuture<any Channel> {
+        var bootstrap = ClientBootstrap(group: loop)
+            .connectTimeout(timeout.timeAmount)
+            .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+            .channelOption(ChannelOptions.recvAllocator, value: ProxyServer.receiveAllocator)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try initialize(channel) }
+            }
+        switch upstream {
+        case .tcp(let host, let port):
+            bootstrap = bootstrap.channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
+            // An IP literal needs no resolver; a host name is resolved for each connection.
+            if let address = upstream.literalAddress { return bootstrap.connect(to: address) }
+            return bootstrap.connect(host: host, port: port)
+        case .unix(let path):
+            return bootstrap.connect(unixDomainSocketPath: path)
+        }
+    }
+}
