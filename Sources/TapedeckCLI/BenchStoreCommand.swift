@@ -39,3 +39,28 @@ struct BenchStoreCommand: AsyncParsableCommand {
         FileHandle.standardOutput.write(data + Data("\n".utf8))
     }
 }
+
+/// `tapedeck bench-replay-choice`: the cost of choosing a session, by tape size, for `scripts/bench`. Hidden.
+struct BenchReplayChoiceCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench-replay-choice",
+        abstract: "Measure the time replay takes to choose a session (used by scripts/bench).",
+        shouldDisplay: false
+    )
+
+    @Option(help: "Sessions in the synthetic tape.")
+    var sessions: Int = 10_000
+
+    @Option(help: "Connections to play.")
+    var connections: Int = 20_000
+
+    func run() throws {
+        guard sessions > 0, connections > 0 else { throw ValidationError("--sessions and --connections must be positive") }
+        let nanoseconds = ReplayChoiceBenchmark.run(sessions: sessions, connections: connections)
+        let json = try JSONSerialization.data(
+            withJSONObject: ["sessions": sessions, "connections": connections, "nanoseconds_per_connection": nanoseconds],
+            options: .sortedKeys
+        )
+        FileHandle.standardOutput.write(json + Data("\n".utf8))
+    }
+}

@@ -99,20 +99,15 @@ final class SessionCatalog: Sendable {
     func claim(in range: Range<Int>, serverSent: Data, where accepts: (ReplayScript) -> Bool = { _ in true }) -> Int? {
         availability.withLockedValue { state in
             for requireSameServer in [true, false] {
-                for tree in [state.free, state.unused] {
+                for preferFree in [true, false] {
                     func acceptable(_ index: Int) -> Bool {
                         accepts(scripts[index]) && (!requireSameServer || scripts[index].serverStreamStarts(with: serverSent))
                     }
-                    var chosen: Int?
-                    if let earliest = tree.minimum(in: range), acceptable(earliest) {
-                        chosen = earliest
-                    } else {
-                        // The earliest does not fit: look further, in recording order.
-                        for position in range where tree.isPresent(at: position) {
-                            let index = sorted[position]
-                            if chosen.map({ index < $0 }) ?? true, acceptable(index) { chosen = index }
-                        }
-                    }
+                    // Read the tree in place: a copy held across the update below would be copied on write,
+                    // which costs as much as a scan.
+                    let chosen = preferFree
+                        ? earliest(in: range, of: state.free, where: acceptable)
+                        : earliest(in: range, of: state.unused, where: acceptable)
                     if let chosen {
                         state.claims[chosen] += 1
                         update(&state, chosen)
@@ -122,6 +117,18 @@ final class SessionCatalog: Sendable {
             }
             return nil
         }
+    }
+
+    /// The earliest recorded session present in `tree` within `range` that `acceptable` takes.
+    private func earliest(in range: Range<Int>, of tree: borrowing MinTree, where acceptable: (Int) -> Bool) -> Int? {
+        if let first = tree.minimum(in: range), acceptable(first) { return first }
+        // The earliest does not fit: look further, in recording order.
+        var chosen: Int?
+        for position in range where tree.isPresent(at: position) {
+            let index = sorted[position]
+            if chosen.map({ index < $0 }) ?? true, acceptable(index) { chosen = index }
+        }
+        return chosen
     }
 
     /// Gives back a claim the connection no longer needs, without counting a replay.
