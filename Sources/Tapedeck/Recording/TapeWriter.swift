@@ -72,8 +72,14 @@ final class TapeWriter: Sendable {
     var error: TapedeckError? { failure.withLockedValue { $0 } }
 
     func submit(_ command: Command) {
-        queue.append(command)
+        switch command {
+        case .flush: queue.append(command, urgent: true)
+        default: queue.append(command, weight: Self.payloadBytes(command))
+        }
     }
+
+    /// How long the writer lets events gather before it commits them, when they trickle in.
+    static let batchInterval: TimeInterval = 0.01
 
     /// Writes everything submitted so far, then stops the thread. Returns the failure, if writing failed.
     func finish() async -> TapedeckError? {
@@ -100,7 +106,7 @@ final class TapeWriter: Sendable {
         do {
             try tape.database.writeWithoutTransaction { db in
                 var state = try WriterState(db: db)
-                while let first = queue.takeAll(waitingUpTo: 0.25) {
+                while let first = queue.takeAll(waitingUpTo: Self.batchInterval) {
                     if first.isEmpty { continue }
                     if self.error != nil {
                         discard(first)

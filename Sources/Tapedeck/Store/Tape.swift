@@ -98,6 +98,9 @@ public final class Tape: Sendable {
     private static func configuration() -> Configuration {
         var configuration = Configuration()
         configuration.busyMode = .timeout(5)
+        // The tape writer keeps sessions and events consistent itself; checking the foreign key on every event
+        // insert would cost a lookup per row on the hottest path.
+        configuration.foreignKeysEnabled = false
         configuration.label = "tapedeck.tape"
         configuration.prepareDatabase { db in
             // WAL with synchronous NORMAL: a commit survives a crash of the process, not of the machine.
