@@ -90,3 +90,33 @@ struct RelayHandlerTests {
         #expect(pair.upstreamCloses.modes == [.all], "the partner is closed (with SO_LINGER 0 on a real socket)")
     }
 }
+
+/// The recording budget holds reads while the tape writer is behind, and releases them when it catches up.
+struct RecordingBackpressureTests {
+    @Test func readsWaitWhileTheTapeWriterIsBehind() async throws {
+        let directory = try TemporaryDirectory()
+        let route = Route(upstream: .tcp(host: "127.0.0.1", port: 9))
+        let recorder = try Recorder(tape: try Tape(recordingAt: directory.path("budget.tape")), routes: [route], maximumPendingBytes: 1 << 20)
+        let session = recorder.beginSession(route: route, clientAddress: "127.0.0.1:1")
+        let loop = EmbeddedEventLoop()
+        let (clientRelay, upstreamRelay) = RelayHandler.matchedPair(lingerTimeout: .seconds(1), recorder: session)
+        let reads = RelayHandlerTests.ReadCounter()
+        let client = EmbeddedChannel(loop: loop)
+        let upstream = EmbeddedChannel(loop: loop)
+        try client.pipeline.syncOperations.addHandlers(reads, clientRelay)
+        try upstream.pipeline.syncOperations.addHandler(upstreamRelay)
+        try client.connect(to: .init(ipAddress: "127.0.0.1", port: 1)).wait()
+        try upstream.connect(to: .init(ipAddress: "127.0.0.1", port: 2)).wait()
+
+        // The writer is behind: more than the budget is waiting for the disk.
+        session.budget.reserve(2 << 20)
+        client.read()
+        #expect(reads.reads == 0, "no read while the tape is behind")
+
+        // The writer catches up below the low mark: the held read goes out.
+        session.budget.release(2 << 20)
+        loop.run()
+        #expect(reads.reads == 1)
+        try await recorder.finish()
+    }
+}

@@ -1,0 +1,145 @@
+import Foundation
+import NIOCore
+import Testing
+
+@testable import Tapedeck
+
+/// `tapedeck replay` as a process: the summary, the JSON report, strictness, routes, errors.
+@Suite(.timeLimit(.minutes(2)))
+struct ReplayCommandTests {
+    /// A tape with one session per message, recorded against an echo server.
+    static func recordEchoTape(at path: String, messages: [String]) async throws {
+        let upstream = try await TestServer.start(.echo)
+        defer { Task { await upstream.stop() } }
+        try await withRecordingProxy(upstream: upstream.endpoint, tapePath: path) { address throws in
+            for message in messages { _ = try await ReplayTests.exchange(ByteBuffer(string: message), at: address) }
+        }
+    }
+
+    @Test func strictModeFailsOnAMismatchAndTheReportSaysWhy() async throws {
+        let directory = try TemporaryDirectory()
+        let tapePath = directory.path("echo.tape")
+        let reportPath = directory.path("report.json")
+        try await Self.recordEchoTape(at: tapePath, messages: ["one", "two"])
+
+        let child = try TapedeckProcess(["replay", "--tape", tapePath, "--strict", "--report", reportPath])
+        let address = try #require(try await child.waitForListening()["default"])
+        #expect(String(buffer: try await ReplayTests.exchange(ByteBuffer(string: "one"), at: address).0) == "one")
+        #expect(try await ReplayTests.exchange(ByteBuffer(string: "three"), at: address).1 == .reset)
+        child.signal(SIGTERM)
+        #expect(try await child.waitForExit(timeout: .seconds(10)) == 3)
+        #expect(child.stderr.contains("replay: 2 connections, 1 sessions replayed, 1 mismatched, 1 unused"))
+        #expect(child.stderr.contains("replay mismatch: the client's bytes differ from every recorded session"))
+
+        let report = try JSONDecoder().decode(ReplayReport.self, from: Data(contentsOf: URL(fileURLWithPath: reportPath)))
+        #expect(report.connections == 2)
+        #expect(report.replayed.map(\.session) == [1])
+        #expect(report.mismatches.first?.closestSession != nil)
+        #expect(report.mismatches.first?.actual == "three")
+        #expect(report.unused.map(\.session) == [2])
+        // Field names are part of the interface.
+        let json = try String(contentsOfFile: reportPath, encoding: .utf8)
+        for key in ["\"connections\"", "\"replayed\"", "\"mismatches\"", "\"unused\"", "\"closest_session\"", "\"offset\""] {
+            #expect(json.contains(key))
+        }
+    }
+
+    @Test func requireAllFailsWhenASessionWasNeverReplayed() async throws {
+        let directory = try TemporaryDirectory()
+        let tapePath = directory.path("echo.tape")
+        try await Self.recordEchoTape(at: tapePath, messages: ["one", "two"])
+        for (flags, status) in [([String](), Int32(0)), (["--strict"], 0), (["--require-all"], 3)] {
+            let child = try TapedeckProcess(["replay", "--tape", tapePath] + flags)
+            let address = try #require(try await child.waitForListening()["default"])
+            _ = try await ReplayTests.exchange(ByteBuffer(string: "two"), at: address)
+            child.signal(SIGTERM)
+            #expect(try await child.waitForExit(timeout: .seconds(10)) == status, "\(flags)")
+            #expect(child.stderr.contains("replay: 1 connections, 1 sessions replayed, 0 mismatched, 1 unused"))
+        }
+    }
+
+    @Test func aTapeWithSeveralRoutesNeedsARouteOrAConfig() async throws {
+        let directory = try TemporaryDirectory()
+        let tapePath = directory.path("routes.tape")
+        let upstream = try await TestServer.start(.echo)
+        defer { Task { await upstream.stop() } }
+        let config = directory.path("routes.yaml")
+        try Data("routes:\n  - {name: alpha, upstream: \"\(upstream.endpoint)\"}\n  - {name: beta, upstream: \"\(upstream.endpoint)\"}\n".utf8)
+            .write(to: URL(fileURLWithPath: config))
+        let recorder = try TapedeckProcess(["record", "--config", config, "--tape", tapePath])
+        let recording = try await recorder.waitForListening(count: 2)
+        _ = try await ReplayTests.exchange(ByteBuffer(string: "to alpha"), at: try #require(recording["alpha"]))
+        _ = try await ReplayTests.exchange(ByteBuffer(string: "to beta"), at: try #require(recording["beta"]))
+        recorder.signal(SIGTERM)
+        #expect(try await recorder.waitForExit(timeout: .seconds(10)) == 0)
+
+        let ambiguous = try await TapedeckProcess.run(["replay", "--tape", tapePath])
+        #expect(ambiguous.status == 1)
+        #expect(ambiguous.stderr == "tapedeck: error: tape '\(tapePath)' has routes 'alpha', 'beta': choose one with --route or serve all with --config\n")
+
+        let unknown = try await TapedeckProcess.run(["replay", "--tape", tapePath, "--route", "gamma"])
+        #expect(unknown.status == 1)
+        #expect(unknown.stderr == "tapedeck: error: tape '\(tapePath)' has no route 'gamma' (it has 'alpha', 'beta')\n")
+
+        let beta = try TapedeckProcess(["replay", "--tape", tapePath, "--route", "beta", "--strict"])
+        let betaAddress = try #require(try await beta.waitForListening()["beta"])
+        #expect(String(buffer: try await ReplayTests.exchange(ByteBuffer(string: "to beta"), at: betaAddress).0) == "to beta")
+        beta.signal(SIGTERM)
+        #expect(try await beta.waitForExit(timeout: .seconds(10)) == 0)
+
+        // The recording's config serves every route; its upstreams are not contacted.
+        await upstream.stop()
+        let all = try TapedeckProcess(["replay", "--tape", tapePath, "--config", config, "--require-all"])
+        let routes = try await all.waitForListening(count: 2)
+        #expect(String(buffer: try await ReplayTests.exchange(ByteBuffer(string: "to alpha"), at: try #require(routes["alpha"])).0) == "to alpha")
+        #expect(String(buffer: try await ReplayTests.exchange(ByteBuffer(string: "to beta"), at: try #require(routes["beta"])).0) == "to beta")
+        all.signal(SIGTERM)
+        #expect(try await all.waitForExit(timeout: .seconds(10)) == 0)
+    }
+
+    @Test func recordedPaceReproducesTheRecordedDelay() async throws {
+        let directory = try TemporaryDirectory()
+        let tapePath = directory.path("slow.tape")
+        // A session whose reply came 300 ms after the request.
+        let tape = try Tape(recordingAt: tapePath)
+        let route = Route(upstream: .tcp(host: "127.0.0.1", port: 9))
+        let recorder = try Recorder(tape: tape, routes: [route])
+        let session = recorder.beginSession(route: route, clientAddress: "127.0.0.1:1")
+        try await tape.database.write { db in
+            try db.execute(sql: "UPDATE sessions SET outcome = 'closed'")
+        }
+        _ = session
+        try await recorder.finish()
+        try await tape.database.write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO events(session_id, seq, offset_ns, direction, kind, payload) VALUES
+                    (1, 0, 0, 0, 0, CAST('ask' AS BLOB)), (1, 1, 300000000, 1, 0, CAST('answer' AS BLOB))
+                    """
+            )
+        }
+        for (pace, minimum, maximum) in [("fast", Duration.zero, Duration.milliseconds(250)), ("recorded", .milliseconds(280), .seconds(3))] {
+            let child = try TapedeckProcess(["replay", "--tape", tapePath, "--pace", pace, "--repeat"])
+            let address = try #require(try await child.waitForListening()["default"])
+            let started = ContinuousClock.now
+            let (reply, _) = try await ReplayTests.exchange(ByteBuffer(string: "ask"), at: address)
+            let elapsed = ContinuousClock.now - started
+            #expect(String(buffer: reply) == "answer")
+            #expect(elapsed >= minimum && elapsed < maximum, "\(pace): \(elapsed)")
+            child.signal(SIGTERM)
+            _ = try await child.waitForExit(timeout: .seconds(10))
+        }
+    }
+
+    @Test func badInputExitsWithOneLine() async throws {
+        let missing = try await TapedeckProcess.run(["replay", "--tape", "/nonexistent/x.tape"])
+        #expect(missing.status == 1)
+        #expect(missing.stderr == "tapedeck: error: cannot open tape '/nonexistent/x.tape': no such file\n")
+        let pace = try await TapedeckProcess.run(["replay", "--tape", "x.tape", "--pace", "slow"])
+        #expect(pace.status == 2)
+        #expect(pace.stderr == "tapedeck: error: invalid pace 'slow': use fast, recorded, or a factor such as 2x or 0.5x\n")
+        let missingUpstream = try await TapedeckProcess.run(["replay", "--tape", "x.tape", "--record-missing"])
+        #expect(missingUpstream.status == 2)
+        #expect(missingUpstream.stderr == "tapedeck: error: --record-missing needs --upstream (or --config with upstreams)\n")
+    }
+}
