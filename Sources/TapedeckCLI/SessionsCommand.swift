@@ -1,0 +1,105 @@
+import ArgumentParser
+import Foundation
+import Tapedeck
+
+/// `tapedeck sessions`: one row per recorded session.
+struct SessionsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sessions",
+        abstract: "List the sessions of a tape.",
+        discussion: "Columns: id, route, label, client, start (UTC), duration, bytes client→upstream and back, events, outcome."
+    )
+
+    @Argument(help: ArgumentHelp("The tape to read.", valueName: "tape"))
+    var tape: String
+
+    @Option(help: "Only sessions of this route.")
+    var route: String?
+
+    @Option(help: "Only sessions of runs with this label.")
+    var label: String?
+
+    @Option(help: ArgumentHelp("Only sessions with this outcome: \(SessionOutcome.allCases.map(\.rawValue).joined(separator: ", ")).", valueName: "outcome"))
+    var outcome: String?
+
+    @Option(help: ArgumentHelp("Only sessions started at or after this UTC time (2026-11-25 or 2026-11-25T10:00:00Z).", valueName: "time"))
+    var since: String?
+
+    @Option(help: "At most this many sessions.")
+    var limit: Int?
+
+    @Flag(help: "Print a JSON array of objects instead of a table.")
+    var json = false
+
+    func run() throws {
+        var query = SessionQuery(route: route, label: label, limit: limit)
+        if let outcome {
+            guard let parsed = SessionOutcome(rawValue: outcome) else {
+                throw ValidationError("unknown outcome '\(outcome)': use one of \(SessionOutcome.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            query.outcome = parsed
+        }
+        if let since {
+            guard let date = Self.parseDate(since) else {
+                throw ValidationError("invalid time '\(since)': use 2026-11-25 or 2026-11-25T10:00:00Z")
+            }
+            query.since = date
+        }
+        if let limit, limit < 0 { throw ValidationError("--limit must not be negative") }
+        let tapeFile = try Tape(readingAt: tape)
+        let output = OutputBuffer()
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = .sortedKeys
+            var first = true
+            output.write("[")
+            try tapeFile.forEachSession(matching: query) { session in
+                output.write((first ? "\n  " : ",\n  ") + String(decoding: try encoder.encode(session), as: UTF8.self))
+                first = false
+            }
+            output.write(first ? "]\n" : "\n]\n")
+        } else {
+            output.write(Self.row(["ID", "ROUTE", "LABEL", "CLIENT", "STARTED (UTC)", "DURATION", "C→U", "U→C", "EVENTS", "OUTCOME"]))
+            try tapeFile.forEachSession(matching: query) { session in
+                output.write(
+                    Self.row([
+                        "\(session.id)", session.route, session.label ?? "-", session.client,
+                        InspectFormat.timestamp(session.startedAt),
+                        session.durationNanoseconds.map(InspectFormat.duration) ?? "-",
+                        "\(session.clientBytes)", "\(session.upstreamBytes)", "\(session.events)", session.outcome.rawValue,
+                    ])
+                )
+            }
+        }
+        output.flush()
+    }
+
+    /// Fixed column widths, so rows print as they are read; long values are cut with '…'.
+    static let widths = [6, 12, 14, 21, 24, 10, 10, 10, 7, 0]
+
+    /// Columns aligned right: the numbers.
+    static let rightAligned: Set<Int> = [0, 5, 6, 7, 8]
+
+    static func row(_ cells: [String]) -> String {
+        var line = ""
+        for (index, (cell, width)) in zip(cells, widths).enumerated() {
+            guard width > 0 else {
+                line += cell
+                continue
+            }
+            let fitted = cell.count > width ? String(cell.prefix(width - 1)) + "…" : cell
+            let pad = String(repeating: " ", count: width - fitted.count)
+            line += (rightAligned.contains(index) ? pad + fitted : fitted + pad) + "  "
+        }
+        return line + "\n"
+    }
+
+    static func parseDate(_ text: String) -> Date? {
+        let full = ISO8601DateFormatter()
+        full.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        let plain = ISO8601DateFormatter()
+        let day = ISO8601DateFormatter()
+        day.formatOptions = [.withFullDate]
+        return full.date(from: text) ?? plain.date(from: text) ?? day.date(from: text)
+    }
+}

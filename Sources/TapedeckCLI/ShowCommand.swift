@@ -1,0 +1,121 @@
+import ArgumentParser
+import Foundation
+import Tapedeck
+
+/// `tapedeck show`: one session as a conversation.
+struct ShowCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "show",
+        abstract: "Print one session as a conversation, event by event.",
+        discussion: "Text is shown as text with escapes for other bytes; --hex shows a hexdump. Colour by direction on a terminal (NO_COLOR turns it off)."
+    )
+
+    @Argument(help: ArgumentHelp("The tape to read.", valueName: "tape"))
+    var tape: String
+
+    @Argument(help: ArgumentHelp("The session id (see 'tapedeck sessions').", valueName: "id"))
+    var id: Int64
+
+    @Flag(help: "Show payloads as a hexdump.")
+    var hex = false
+
+    @Flag(help: "Show whole payloads; by default each is cut after \(ShowCommand.defaultCut) bytes.")
+    var full = false
+
+    @Flag(help: "Print JSON: the session and its events, payloads in base64.")
+    var json = false
+
+    static let defaultCut = 1024
+
+    func run() throws {
+        let tapeFile = try Tape(readingAt: tape)
+        guard let summary = try Self.summary(of: id, in: tapeFile) else {
+            throw TapedeckError(.invalidArgument, "tape '\(tape)' has no session \(id)")
+        }
+        let output = OutputBuffer()
+        if json {
+            try printJSON(summary, tapeFile, output)
+        } else {
+            try printLadder(summary, tapeFile, output)
+        }
+        output.flush()
+    }
+
+    static func summary(of id: Int64, in tape: Tape) throws -> SessionSummary? {
+        var found: SessionSummary?
+        try tape.forEachSession(matching: SessionQuery(id: id)) { found = $0 }
+        return found
+    }
+
+    private var colors: (client: String, upstream: String, dim: String, reset: String) {
+        let enabled = isatty(1) == 1 && ProcessInfo.processInfo.environment["NO_COLOR"].map(\.isEmpty) ?? true
+        return enabled ? ("\u{1B}[32m", "\u{1B}[36m", "\u{1B}[2m", "\u{1B}[0m") : ("", "", "", "")
+    }
+
+    private func printLadder(_ session: SessionSummary, _ tape: Tape, _ output: OutputBuffer) throws {
+        let color = colors
+        output.write(
+            "session \(session.id)  route \(session.route)  \(session.client) → \(session.upstream)  "
+                + "\(session.outcome.rawValue)  \(session.durationNanoseconds.map(InspectFormat.duration) ?? "-")  "
+                + "started \(InspectFormat.timestamp(session.startedAt))\n"
+        )
+        try tape.forEachEvent(inSession: id) { event in
+            let arrow = event.direction == .clientToUpstream ? "client → upstream" : "client ← upstream"
+            let tint = event.direction == .clientToUpstream ? color.client : color.upstream
+            let payload = event.payload ?? Data()
+            let what: String
+            switch event.kind {
+            case .data: what = "\(payload.count) B"
+            case .halfClose: what = "half-close (FIN)"
+            case .close: what = "close"
+            case .reset: what = "reset (RST)"
+            case .connectFailed: what = "connect failed"
+            }
+            output.write("\(tint)+\(InspectFormat.duration(event.offsetNanoseconds))  \(arrow)  \(what)\(color.reset)\n")
+            guard !payload.isEmpty else { return }
+            let shown = full ? payload : payload.prefix(Self.defaultCut)
+            if hex {
+                output.write(InspectFormat.hexdump(shown, indent: "    "))
+            } else {
+                output.write("    " + ByteExcerpt.render(shown) + "\n")
+            }
+            if shown.count < payload.count {
+                output.write("\(color.dim)    … \(payload.count - shown.count) more bytes (--full shows all)\(color.reset)\n")
+            }
+        }
+    }
+
+    private func printJSON(_ session: SessionSummary, _ tape: Tape, _ output: OutputBuffer) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        output.write("{\"session\": " + String(decoding: try encoder.encode(session), as: UTF8.self) + ",\n \"events\": [")
+        var first = true
+        try tape.forEachEvent(inSession: id) { event in
+            let object = EventJSON(event)
+            output.write((first ? "\n  " : ",\n  ") + String(decoding: try encoder.encode(object), as: UTF8.self))
+            first = false
+        }
+        output.write(first ? "]}\n" : "\n]}\n")
+    }
+}
+
+/// One event as `show --json` and `export --format jsonl` print it.
+struct EventJSON: Encodable {
+    var session: Int64
+    var seq: Int64
+    var offset_ns: Int64
+    var direction: String
+    var kind: String
+    var size: Int
+    var payload: String?
+
+    init(_ event: EventRecord) {
+        session = event.sessionID
+        seq = event.seq
+        offset_ns = event.offsetNanoseconds
+        direction = event.direction.rawValue
+        kind = event.kind.rawValue
+        size = event.payload?.count ?? 0
+        payload = event.payload?.base64EncodedString()
+    }
+}

@@ -1,0 +1,96 @@
+import Foundation
+import NIOCore
+import Testing
+
+@testable import Tapedeck
+
+/// `tapedeck sessions` and `tapedeck show` against the committed fixture tape, compared with golden files.
+@Suite(.timeLimit(.minutes(2)))
+struct InspectCommandTests {
+    static var repository: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    }
+    static var fixture: String { repository.appendingPathComponent("fixtures/redis.tape").path }
+
+    static func golden(_ name: String) throws -> String {
+        try String(contentsOf: repository.appendingPathComponent("fixtures/golden/\(name)"), encoding: .utf8)
+    }
+
+    @Test(arguments: [
+        (["sessions"], "sessions.txt"),
+        (["sessions", "--json"], "sessions.json"),
+        (["show", "1"], "show-1.txt"),
+        (["show", "2", "--hex"], "show-2-hex.txt"),
+        (["show", "3", "--json"], "show-3.json"),
+    ])
+    func matchesTheGoldenOutput(arguments: [String], golden: String) async throws {
+        var command = [arguments[0], Self.fixture]
+        command += arguments.dropFirst()
+        let result = try await TapedeckProcess.run(command)
+        #expect(result.status == 0)
+        #expect(result.stdout == (try Self.golden(golden)))
+    }
+
+    @Test func sessionsJSONHasTheDocumentedFields() async throws {
+        let result = try await TapedeckProcess.run(["sessions", Self.fixture, "--json"])
+        let rows = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [[String: Any]])
+        #expect(rows.count == 3)
+        let expected: Set<String> = [
+            "id", "run", "route", "label", "client", "upstream", "started_at", "duration_ns", "client_bytes",
+            "upstream_bytes", "events", "outcome",
+        ]
+        for row in rows { #expect(Set(row.keys) == expected) }
+        #expect(rows.map { $0["id"] as? Int } == [1, 2, 3])
+    }
+
+    @Test func showJSONCarriesBase64Payloads() async throws {
+        let result = try await TapedeckProcess.run(["show", Self.fixture, "3", "--json"])
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        let events = try #require(object["events"] as? [[String: Any]])
+        let first = try #require(events.first)
+        #expect(first["direction"] as? String == "client_to_upstream")
+        #expect((first["payload"] as? String).flatMap { Data(base64Encoded: $0) } == Data("*1\r\n$4\r\nPING\r\n".utf8))
+        #expect(Set(first.keys) == ["session", "seq", "offset_ns", "direction", "kind", "size", "payload"])
+    }
+
+    @Test func filtersNarrowTheListing() async throws {
+        let limited = try await TapedeckProcess.run(["sessions", Self.fixture, "--limit", "1"])
+        #expect(limited.stdout.split(separator: "\n").count == 2)
+        let none = try await TapedeckProcess.run(["sessions", Self.fixture, "--outcome", "reset_by_client"])
+        #expect(none.stdout.split(separator: "\n").count == 1)
+        let since = try await TapedeckProcess.run(["sessions", Self.fixture, "--since", "2100-01-01"])
+        #expect(since.stdout.split(separator: "\n").count == 1)
+        let route = try await TapedeckProcess.run(["sessions", Self.fixture, "--route", "default", "--label", "redis-cli SET, GET, PING", "--json"])
+        #expect(try (JSONSerialization.jsonObject(with: Data(route.stdout.utf8)) as? [Any])?.count == 3)
+    }
+
+    @Test func longPayloadsAreCutUnlessFull() async throws {
+        let directory = try TemporaryDirectory()
+        let tapePath = directory.path("long.tape")
+        let upstream = try await TestServer.start(.echo)
+        defer { Task { await upstream.stop() } }
+        try await withRecordingProxy(upstream: upstream.endpoint, tapePath: tapePath) { address throws in
+            _ = try await ReplayTests.exchange(ByteBuffer(string: String(repeating: "x", count: 3000)), at: address)
+        }
+        let cut = try await TapedeckProcess.run(["show", tapePath, "1"])
+        #expect(cut.stdout.contains("more bytes (--full shows all)"))
+        let full = try await TapedeckProcess.run(["show", tapePath, "1", "--full"])
+        #expect(!full.stdout.contains("more bytes"))
+        // Both directions, every byte, however the reads were chunked.
+        #expect(full.stdout.filter { $0 == "x" }.count == 6000)
+    }
+
+    @Test func badInputIsOneLine() async throws {
+        let missing = try await TapedeckProcess.run(["sessions", "/nonexistent/x.tape"])
+        #expect(missing.status == 1)
+        #expect(missing.stderr == "tapedeck: error: cannot open tape '/nonexistent/x.tape': no such file\n")
+        let notATape = try await TapedeckProcess.run(["show", Self.repository.appendingPathComponent("Package.swift").path, "1"])
+        #expect(notATape.status == 1)
+        #expect(notATape.stderr.hasPrefix("tapedeck: error: cannot open tape"))
+        let unknown = try await TapedeckProcess.run(["show", Self.fixture, "99"])
+        #expect(unknown.status == 1)
+        #expect(unknown.stderr == "tapedeck: error: tape '\(Self.fixture)' has no session 99\n")
+        let outcome = try await TapedeckProcess.run(["sessions", Self.fixture, "--outcome", "fine"])
+        #expect(outcome.status == 2)
+    }
+}
