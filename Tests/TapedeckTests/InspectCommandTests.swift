@@ -94,3 +94,32 @@ struct InspectCommandTests {
         #expect(outcome.status == 2)
     }
 }
+
+extension InspectCommandTests {
+    @Test func grepFindsBytesAndRegexesWithExcerpts() async throws {
+        let plain = try await TapedeckProcess.run(["grep", Self.fixture, "hello"])
+        #expect(plain.status == 0)
+        #expect(plain.stdout == "session 1  event 0  →  at 32  SET\\r\\n$8\\r\\ngreeting\\r\\n$10\\r\\nhello tape\\r\\n\nsession 2  event 1  ←  at 5  $10\\r\\nhello tape\\r\\n\n")
+        let regex = try await TapedeckProcess.run(["grep", Self.fixture, "P[IO]NG", "--regex"])
+        #expect(regex.stdout.split(separator: "\n").count == 2)
+        let escaped = try await TapedeckProcess.run(["grep", Self.fixture, "\\r\\n$4\\r\\nPING", "--session", "3"])
+        #expect(escaped.stdout.hasPrefix("session 3  event 0"))
+        let none = try await TapedeckProcess.run(["grep", Self.fixture, "absent"])
+        #expect(none.status == 1)
+        #expect(none.stdout.isEmpty)
+        let badRegex = try await TapedeckProcess.run(["grep", Self.fixture, "(", "--regex"])
+        #expect(badRegex.status == 2)
+        #expect(badRegex.stderr == "tapedeck: error: invalid regular expression '('\n")
+    }
+
+    @Test func statsTotalsPerRouteAndOutcome() async throws {
+        let result = try await TapedeckProcess.run(["stats", Self.fixture, "--json"])
+        let statistics = try JSONDecoder().decode(TapeStatistics.self, from: Data(result.stdout.utf8))
+        #expect(statistics.sessions == 3)
+        #expect(statistics.runs == 1)
+        #expect(statistics.events == 15)
+        #expect(statistics.bytes == 114)
+        #expect(statistics.groups.map(\.outcome) == ["closed"])
+        #expect(statistics.largest.map(\.id) == [1, 2, 3])
+    }
+}
