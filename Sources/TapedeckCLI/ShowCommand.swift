@@ -91,7 +91,7 @@ struct ShowCommand: ParsableCommand {
         output.write("{\"session\": " + String(decoding: try encoder.encode(session), as: UTF8.self) + ",\n \"events\": [")
         var first = true
         try tape.forEachEvent(inSession: id) { event in
-            let object = EventJSON(event)
+            let object = EventLine(event)
             output.write((first ? "\n  " : ",\n  ") + String(decoding: try encoder.encode(object), as: UTF8.self))
             first = false
         }
@@ -99,23 +99,3 @@ struct ShowCommand: ParsableCommand {
     }
 }
 
-/// One event as `show --json` and `export --format jsonl` print it.
-struct EventJSON: Encodable {
-    var session: Int64
-    var seq: Int64
-    var offset_ns: Int64
-    var direction: String
-    var kind: String
-    var size: Int
-    var payload: String?
-
-    init(_ event: EventRecord) {
-        session = event.sessionID
-        seq = event.seq
-        offset_ns = event.offsetNanoseconds
-        direction = event.direction.rawValue
-        kind = event.kind.rawValue
-        size = event.payload?.count ?? 0
-        payload = event.payload?.base64EncodedString()
-    }
-}

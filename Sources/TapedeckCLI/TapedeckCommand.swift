@@ -9,7 +9,7 @@ struct TapedeckCommand: AsyncParsableCommand {
         commandName: "tapedeck",
         abstract: "Record and replay the traffic between a program and the services it talks to.",
         version: tapedeckVersion,
-        subcommands: [ProxyCommand.self, RecordCommand.self, ReplayCommand.self, SessionsCommand.self, ShowCommand.self, GrepCommand.self, StatsCommand.self, BenchStoreCommand.self, BenchReplayChoiceCommand.self]
+        subcommands: [ProxyCommand.self, RecordCommand.self, ReplayCommand.self, SessionsCommand.self, ShowCommand.self, GrepCommand.self, StatsCommand.self, ExportCommand.self, BenchStoreCommand.self, BenchReplayChoiceCommand.self]
     )
 
     /// Runs the command line, turning every error into one line on stderr and the documented exit status:

@@ -20,6 +20,12 @@ public final class OutputBuffer {
         if pending.count >= limit { flush() }
     }
 
+    /// Appends bytes.
+    public func write<Bytes: Sequence>(bytes: Bytes) where Bytes.Element == UInt8 {
+        pending.append(contentsOf: bytes)
+        if pending.count >= limit { flush() }
+    }
+
     /// Writes what is pending.
     public func flush() {
         var offset = 0

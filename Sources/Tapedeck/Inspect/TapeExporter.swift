@@ -1,0 +1,114 @@
+import Foundation
+
+/// Exports sessions for other tools: pcapng for Wireshark and tshark, JSON lines for scripts.
+public enum TapeExporter {
+    /// The export formats.
+    public enum Format: String, Sendable, CaseIterable {
+        /// One TCP stream per session, with synthesized IP and TCP headers.
+        case pcapng
+        /// One JSON object per event, payloads in base64.
+        case jsonl
+    }
+
+    /// Writes `sessions` (all when empty) of `tape` to `output` in `format`, streaming.
+    public static func export(_ tape: Tape, sessions: [Int64], format: Format, to output: OutputBuffer) throws {
+        var ids = sessions
+        if ids.isEmpty {
+            try tape.forEachSession(matching: SessionQuery()) { ids.append($0.id) }
+        }
+        switch format {
+        case .jsonl:
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = .sortedKeys
+            for id in ids {
+                try tape.forEachEvent(inSession: id) { event in
+                    output.write(bytes: try encoder.encode(EventLine(event)))
+                    output.write("\n")
+                }
+            }
+        case .pcapng:
+            let writer = PcapngWriter(output: output)
+            for id in ids {
+                var summary: SessionSummary?
+                try tape.forEachSession(matching: SessionQuery(id: id)) { summary = $0 }
+                guard let summary else { throw TapedeckError(.invalidArgument, "tape '\(tape.path)' has no session \(id)") }
+                try exportSession(summary, from: tape, to: writer)
+            }
+        }
+        output.flush()
+    }
+
+    private static func exportSession(_ session: SessionSummary, from tape: Tape, to writer: PcapngWriter) throws {
+        var now = session.startedAt
+        var synthesizer = TCPSynthesizer(
+            client: peer(session.client, fallback: [127, 0, 0, 1], port: UInt16(40_000 + session.id % 20_000)),
+            server: peer(session.upstream, fallback: [127, 0, 0, 2], port: 9),
+            sessionID: session.id
+        ) { packet in writer.writePacket(packet, timestamp: now) }
+        var handshakeDone = false
+        try tape.forEachEvent(inSession: session.id) { event in
+            now = session.startedAt + event.offsetNanoseconds
+            let side: TCPSynthesizer.Side = event.direction == .clientToUpstream ? .client : .server
+            if event.kind == .connectFailed {
+                synthesizer.refused()
+                return
+            }
+            if !handshakeDone {
+                handshakeDone = true
+                synthesizer.handshake()
+            }
+            switch event.kind {
+            case .data: synthesizer.data(from: side, event.payload ?? Data())
+            case .halfClose, .close: synthesizer.finish(from: side)
+            case .reset: synthesizer.abort(from: side)
+            case .connectFailed: break
+            }
+        }
+        if !handshakeDone {
+            synthesizer.handshake()
+        }
+        switch session.outcome {
+        case .closed: synthesizer.closeRemaining()
+        case .interrupted: synthesizer.abort(from: .server)
+        default: break
+        }
+    }
+
+    /// The address and port of `text`, or a stand-in for a Unix socket or host name (pcapng has only IP).
+    static func peer(_ text: String, fallback: [UInt8], port fallbackPort: UInt16) -> TCPSynthesizer.Peer {
+        guard case .tcp(let host, let port)? = try? Endpoint(parsing: text) else {
+            return .init(address: fallback, port: fallbackPort)
+        }
+        var v4 = in_addr()
+        if inet_pton(AF_INET, host, &v4) == 1 {
+            return .init(address: withUnsafeBytes(of: v4) { Array($0) }, port: UInt16(port))
+        }
+        var v6 = in6_addr()
+        if inet_pton(AF_INET6, host, &v6) == 1 {
+            return .init(address: withUnsafeBytes(of: v6) { Array($0) }, port: UInt16(port))
+        }
+        return .init(address: fallback, port: UInt16(port))
+    }
+}
+
+/// One event as a JSON line; field names are stable.
+public struct EventLine: Encodable {
+    public var session: Int64
+    public var seq: Int64
+    public var offset_ns: Int64
+    public var direction: String
+    public var kind: String
+    public var size: Int
+    public var payload: String?
+
+    /// The JSON form of `event`.
+    public init(_ event: EventRecord) {
+        session = event.sessionID
+        seq = event.seq
+        offset_ns = event.offsetNanoseconds
+        direction = event.direction.rawValue
+        kind = event.kind.rawValue
+        size = event.payload?.count ?? 0
+        payload = event.payload?.base64EncodedString()
+    }
+}

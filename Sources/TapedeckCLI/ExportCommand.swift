@@ -1,0 +1,46 @@
+import ArgumentParser
+import Foundation
+import Tapedeck
+
+/// `tapedeck export`: sessions as pcapng (Wireshark, tshark) or JSON lines.
+struct ExportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "export",
+        abstract: "Export sessions as pcapng for Wireshark and tshark, or as JSON lines.",
+        discussion: """
+            pcapng: each session as a TCP stream with synthesized IPv4/IPv6 and TCP headers (handshake, sequence \
+            and acknowledgement numbers, FIN or RST as recorded, recorded timestamps). Sessions over Unix sockets \
+            get stand-in addresses 127.0.0.1 and 127.0.0.2. jsonl: one object per event, payloads in base64.
+            """
+    )
+
+    @Argument(help: ArgumentHelp("The tape to read.", valueName: "tape"))
+    var tape: String
+
+    @Option(help: ArgumentHelp("pcapng or jsonl.", valueName: "format"))
+    var format: String
+
+    @Option(name: .customLong("session"), help: ArgumentHelp("A session to export (repeatable); all by default.", valueName: "id"))
+    var sessions: [Int64] = []
+
+    @Option(help: ArgumentHelp("The file to write ('-' for stdout).", valueName: "file"))
+    var output: String
+
+    func run() throws {
+        guard let format = TapeExporter.Format(rawValue: format) else {
+            throw ValidationError("unknown format '\(format)': use pcapng or jsonl")
+        }
+        let tapeFile = try Tape(readingAt: tape)
+        let descriptor: Int32
+        if output == "-" {
+            descriptor = 1
+        } else {
+            descriptor = open(output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            guard descriptor >= 0 else {
+                throw TapedeckError(.invalidArgument, "cannot write '\(output)': \(String(cString: strerror(errno)).lowercased())")
+            }
+        }
+        defer { if descriptor != 1 { close(descriptor) } }
+        try TapeExporter.export(tapeFile, sessions: sessions, format: format, to: OutputBuffer(descriptor: descriptor))
+    }
+}
