@@ -79,3 +79,51 @@ struct ExportTests {
         #expect(all.stdout.split(separator: "\n").count == 100_002)
     }
 }
+
+/// Reading is streaming: showing or exporting a session far larger than the reader's memory use.
+@Suite(.timeLimit(.minutes(3)))
+struct StreamingReadTests {
+    /// Peak resident memory of a child while it runs to completion, sampled from /proc (VmHWM only grows, so
+    /// the last sample before exit is the peak).
+    static func peakMemory(of arguments: [String]) async throws -> (status: Int32, peak: Int) {
+        let child = try TapedeckProcess(arguments)
+        var peak = 0
+        let deadline = ContinuousClock.now.advanced(by: .seconds(150))
+        while ContinuousClock.now < deadline {
+            if let sample = child.peakResidentBytes { peak = max(peak, sample) }
+            if let status = child.exitStatus { return (status, peak) }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        throw TimeoutError()
+    }
+
+    @Test func showAndExportOfABigSessionStayInBoundedMemory() async throws {
+        let directory = try TemporaryDirectory()
+        let tapePath = directory.path("big.tape")
+        let upstream = try await TestServer.start(.countThenReply)
+        defer { Task { await upstream.stop() } }
+        let size = 96 << 20
+        let block = Payload.random(count: 1 << 20, seed: 21)
+        try await withRecordingProxy(upstream: upstream.endpoint, tapePath: tapePath) { address in
+            let connection = try await TestClient.connect(to: address)
+            _ = try await connection.executeThenClose { inbound, outbound in
+                for _ in 0..<(size >> 20) { try await outbound.write(block) }
+                outbound.finish()
+                return await TestClient.readAll(inbound)
+            }
+        }
+        // Reading the whole session into memory would take at least its 96 MiB.
+        let ceiling = 64 << 20
+        for arguments in [
+            ["show", tapePath, "1"],
+            ["export", tapePath, "--format", "pcapng", "--output", directory.path("big.pcapng")],
+            ["export", tapePath, "--format", "jsonl", "--output", directory.path("big.jsonl")],
+        ] {
+            let (status, peak) = try await Self.peakMemory(of: arguments)
+            #expect(status == 0, "\(arguments[0])")
+            #expect(peak > 0 && peak < ceiling, "\(arguments.prefix(4).joined(separator: " ")) peaked at \(peak >> 20) MiB")
+        }
+        let capture = try FileManager.default.attributesOfItem(atPath: directory.path("big.pcapng"))[.size] as? Int ?? 0
+        #expect(capture > size)
+    }
+}

@@ -28,22 +28,41 @@ public enum InspectFormat {
     }
 
     /// Classic hexdump rows: offset, sixteen bytes in two groups of eight, and the printable ASCII.
+    ///
+    /// Built byte by byte from a digit table: formatting each byte with `String(format:)` would make dumping a
+    /// large payload many times slower.
     public static func hexdump(_ bytes: Data, indent: String = "", startingAt base: Int = 0) -> String {
-        var text = ""
+        let digits = Array("0123456789abcdef".utf8)
+        let indentBytes = Array(indent.utf8)
+        var text: [UInt8] = []
+        text.reserveCapacity((bytes.count / 16 + 1) * (78 + indentBytes.count))
+        var row: [UInt8] = []
+        row.reserveCapacity(16)
         var offset = 0
-        let all = [UInt8](bytes)
-        while offset < all.count {
-            let row = all[offset..<min(offset + 16, all.count)]
-            var hex = ""
-            for (index, byte) in row.enumerated() {
-                if index == 8 { hex += " " }
-                hex += String(format: "%02x ", byte)
+        var iterator = bytes.makeIterator()
+        while true {
+            row.removeAll(keepingCapacity: true)
+            while row.count < 16, let byte = iterator.next() { row.append(byte) }
+            if row.isEmpty { break }
+            text.append(contentsOf: indentBytes)
+            let position = base + offset
+            for shift in stride(from: 28, through: 0, by: -4) { text.append(digits[(position >> shift) & 0xF]) }
+            text.append(contentsOf: [0x20, 0x20])
+            for index in 0..<16 {
+                if index == 8 { text.append(0x20) }
+                if index < row.count {
+                    text.append(digits[Int(row[index] >> 4)])
+                    text.append(digits[Int(row[index] & 0xF)])
+                    text.append(0x20)
+                } else {
+                    text.append(contentsOf: [0x20, 0x20, 0x20])
+                }
             }
-            let padding = String(repeating: " ", count: max(0, 49 - hex.count))
-            let ascii = String(row.map { (0x20...0x7E).contains($0) ? Character(Unicode.Scalar($0)) : "." })
-            text += indent + String(format: "%08x  ", base + offset) + hex + padding + " |" + ascii + "|\n"
-            offset += 16
+            text.append(contentsOf: [0x20, 0x7C])
+            for byte in row { text.append((0x20...0x7E).contains(byte) ? byte : 0x2E) }
+            text.append(contentsOf: [0x7C, 0x0A])
+            offset += row.count
         }
-        return text
+        return String(decoding: text, as: UTF8.self)
     }
 }

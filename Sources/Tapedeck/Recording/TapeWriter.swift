@@ -98,6 +98,8 @@ final class TapeWriter: Sendable {
     // MARK: The writer thread
 
     private func run() {
+        // Named from inside, where it takes effect: profilers and /proc then show which thread writes the tape.
+        Thread.current.name = "tapedeck.writer"
         defer {
             finished.lock()
             finished.unlock(withValue: true)

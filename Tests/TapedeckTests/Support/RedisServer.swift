@@ -14,19 +14,15 @@ final class RedisServer: Sendable {
     static var isInstalled: Bool { executable != nil && client != nil }
 
     let port: Int
-    private let process: Process
+    private let process: ChildProcess
 
     init() async throws {
         guard let executable = Self.executable else { throw TestProcessError("redis-server is not installed") }
         port = try await FreePort.find()
-        process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = [
-            "--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no",
-        ]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        process = try ChildProcess([
+            executable, "--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--daemonize", "no",
+        ])
         // Ready once it accepts a connection; bounded.
         for _ in 0..<100 {
             if let channel = try? await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -41,14 +37,9 @@ final class RedisServer: Sendable {
         throw TestProcessError("redis-server did not start on port \(port)")
     }
 
-    /// Kills the server by its PID. SIGKILL rather than SIGTERM: a child started from a test thread may inherit
-    /// a mask that blocks SIGTERM, and this throwaway server has nothing to save.
+    /// Stops the server by its PID.
     func stop() {
-        guard process.isRunning else { return }
-        kill(process.processIdentifier, SIGKILL)
-        for _ in 0..<200 where process.isRunning {
-            usleep(10_000)
-        }
+        process.stop(SIGTERM)
     }
 
     deinit { stop() }
@@ -56,18 +47,7 @@ final class RedisServer: Sendable {
     /// Runs `redis-cli` against `port` with `arguments`, returning its stdout.
     static func cli(port: Int, _ arguments: [String]) throws -> String {
         guard let client else { throw TestProcessError("redis-cli is not installed") }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: client)
-        process.arguments = ["-h", "127.0.0.1", "-p", "\(port)"] + arguments
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        for _ in 0..<500 where process.isRunning {
-            usleep(10_000)
-        }
-        return String(decoding: data, as: UTF8.self)
+        return try ChildProcess.run([client, "-h", "127.0.0.1", "-p", "\(port)"] + arguments).output
     }
 }
 

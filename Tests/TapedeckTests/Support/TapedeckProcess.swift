@@ -92,6 +92,11 @@ final class TapedeckProcess: Sendable {
         return process.terminationStatus
     }
 
+    /// The exit status, once the process has exited.
+    var exitStatus: Int32? {
+        process.isRunning ? nil : process.terminationStatus
+    }
+
     /// The process's peak resident memory in bytes, from `/proc`.
     var peakResidentBytes: Int? {
         guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
