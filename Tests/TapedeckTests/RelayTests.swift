@@ -138,10 +138,7 @@ struct RelayTests {
         await closed.stop()
         try await withProxy(upstream: endpoint) { address, _ in
             let started = ContinuousClock.now
-            let connection = try await TestClient.connect(to: address)
-            let ending = try await connection.executeThenClose { inbound, _ in
-                await TestClient.readAll(inbound).ending
-            }
+            let ending = try await TestClient.listen(to: address)
             #expect(ending == .reset)
             #expect(ContinuousClock.now - started < .seconds(2))
         }
@@ -155,10 +152,7 @@ struct RelayTests {
         let target = Endpoint(blackHole.localAddress!)
         try await withProxy(upstream: target, connectTimeout: .milliseconds(300)) { address, _ in
             let started = ContinuousClock.now
-            let connection = try await TestClient.connect(to: address)
-            let ending = try await connection.executeThenClose { inbound, _ in
-                await TestClient.readAll(inbound).ending
-            }
+            let ending = try await TestClient.listen(to: address)
             let elapsed = ContinuousClock.now - started
             #expect(ending == .reset)
             #expect(elapsed >= .milliseconds(250))
@@ -212,7 +206,7 @@ struct RelayTests {
         let upstream = try await TestServer.start(.echo)
         defer { Task { await upstream.stop() } }
         try await withProxy(upstream: upstream.endpoint) { address, server in
-            let results = try await withThrowingTaskGroup(of: Bool.self) { group in
+            let failures = try await withThrowingTaskGroup(of: String?.self) { group in
                 for index in 0..<500 {
                     group.addTask {
                         let message = Payload.random(count: 1000 + index, seed: UInt64(index + 1))
@@ -220,15 +214,16 @@ struct RelayTests {
                         return try await connection.executeThenClose { inbound, outbound in
                             try await outbound.write(message)
                             outbound.finish()
-                            return await TestClient.readAll(inbound).bytes == message
+                            let (bytes, ending) = await TestClient.readAll(inbound)
+                            return bytes == message ? nil : "\(index): \(bytes.readableBytes) of \(message.readableBytes) bytes, \(ending)"
                         }
                     }
                 }
-                var matched = 0
-                for try await ok in group where ok { matched += 1 }
-                return matched
+                var failures: [String] = []
+                for try await failure in group { if let failure { failures.append(failure) } }
+                return failures
             }
-            #expect(results == 500)
+            #expect(failures.isEmpty, "\(failures.count) of 500 failed: \(failures.prefix(5))")
         }
     }
 

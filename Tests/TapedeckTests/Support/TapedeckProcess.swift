@@ -4,10 +4,12 @@ import NIOConcurrencyHelpers
 @testable import Tapedeck
 
 /// The real `tapedeck` executable as a child process, for exit codes, signals and memory.
+///
+/// Started with `posix_spawn` (see `ChildProcess`), its output going to files: Foundation's `Process` keeps run
+/// loops and dispatch sources of its own, which is more machinery than a test on two cores needs.
 final class TapedeckProcess: Sendable {
-    private let process: Process
-    private let stdoutText = NIOLockedValueBox("")
-    private let stderrText = NIOLockedValueBox("")
+    private let child: ChildProcess
+    private let directory: String
 
     /// The built executable, next to the test bundle.
     static var executable: URL {
@@ -19,40 +21,21 @@ final class TapedeckProcess: Sendable {
     }
 
     init(_ arguments: [String]) throws {
-        process = Process()
-        process.executableURL = Self.executable
-        process.arguments = arguments
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = FileHandle.nullDevice
-        Self.collect(out.fileHandleForReading, into: stdoutText)
-        Self.collect(err.fileHandleForReading, into: stderrText)
-        try process.run()
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("tapedeck-process-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        child = try ChildProcess(
+            [Self.executable.path] + arguments, outputPath: directory + "/stdout", errorPath: directory + "/stderr"
+        )
     }
 
-    private static func collect(_ handle: FileHandle, into box: NIOLockedValueBox<String>) {
-        handle.readabilityHandler = { handle in
-            let data = handle.availableData
-            if data.isEmpty {
-                handle.readabilityHandler = nil
-            } else {
-                box.withLockedValue { $0 += String(decoding: data, as: UTF8.self) }
-            }
-        }
-    }
-
-    var pid: Int32 { process.processIdentifier }
-    var stdout: String { stdoutText.withLockedValue { $0 } }
-    var stderr: String { stderrText.withLockedValue { $0 } }
+    var pid: Int32 { child.pid }
+    var stdout: String { (try? String(contentsOfFile: directory + "/stdout", encoding: .utf8)) ?? "" }
+    var stderr: String { (try? String(contentsOfFile: directory + "/stderr", encoding: .utf8)) ?? "" }
 
     /// Runs to completion (at most `timeout`) and returns the exit status and output.
     static func run(_ arguments: [String], timeout: Duration = .seconds(30)) async throws -> (status: Int32, stdout: String, stderr: String) {
         let child = try TapedeckProcess(arguments)
         let status = try await child.waitForExit(timeout: timeout)
-        // Let the pipe readers catch the last bytes.
-        try await Task.sleep(for: .milliseconds(50))
         return (status, child.stdout, child.stderr)
     }
 
@@ -69,32 +52,30 @@ final class TapedeckProcess: Sendable {
                 }
                 return routes
             }
-            if !process.isRunning { break }
+            if exitStatus != nil { break }
             try await Task.sleep(for: .milliseconds(20))
         }
         throw TimeoutError()
     }
 
     func signal(_ number: Int32) {
-        kill(process.processIdentifier, number)
+        if exitStatus == nil { kill(child.pid, number) }
     }
+
+    /// The exit status, once the process has exited (128 + signal if a signal ended it, as a shell says).
+    var exitStatus: Int32? { child.exitStatus }
 
     /// Waits for the process to exit and returns its status; kills it (by its PID) if it overstays.
     func waitForExit(timeout: Duration) async throws -> Int32 {
         let deadline = ContinuousClock.now.advanced(by: timeout)
-        while process.isRunning {
+        while true {
+            if let status = exitStatus { return status }
             if ContinuousClock.now >= deadline {
-                kill(process.processIdentifier, SIGKILL)
+                kill(child.pid, SIGKILL)
                 throw TimeoutError()
             }
-            try await Task.sleep(for: .milliseconds(20))
+            try await Task.sleep(for: .milliseconds(10))
         }
-        return process.terminationStatus
-    }
-
-    /// The exit status, once the process has exited.
-    var exitStatus: Int32? {
-        process.isRunning ? nil : process.terminationStatus
     }
 
     /// The process's peak resident memory in bytes, from `/proc`.
@@ -108,8 +89,7 @@ final class TapedeckProcess: Sendable {
     }
 
     deinit {
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-        }
+        child.stop(SIGKILL, timeout: .seconds(5))
+        try? FileManager.default.removeItem(atPath: directory)
     }
 }

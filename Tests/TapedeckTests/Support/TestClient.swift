@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import NIOPosix
 
@@ -59,6 +60,23 @@ struct TestClient {
         guard let connection = try? await connect(to: endpoint) else { return true }
         try? await connection.executeThenClose { _, outbound in outbound.finish() }
         return false
+    }
+
+    /// Connects and only listens, until the connection ends; a reset so fast that the connect itself saw it
+    /// counts as a reset.
+    static func listen(to endpoint: Endpoint) async throws -> Ending {
+        let connection: Connection
+        do {
+            connection = try await connect(to: endpoint)
+        } catch let error as NIOConnectionError
+            where error.connectionErrors.contains(where: { ($0.error as? IOError)?.errnoCode == ECONNRESET })
+        {
+            return .reset
+        }
+        return try await connection.executeThenClose { inbound, outbound in
+            outbound.finish()
+            return await readAll(inbound).ending
+        }
     }
 
     /// Closes with RST instead of FIN.
