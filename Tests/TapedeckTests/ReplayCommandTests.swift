@@ -100,17 +100,15 @@ struct ReplayCommandTests {
     @Test func recordedPaceReproducesTheRecordedDelay() async throws {
         let directory = try TemporaryDirectory()
         let tapePath = directory.path("slow.tape")
-        // A session whose reply came 300 ms after the request.
+        // A session whose reply came 300 ms after the request. The tape is written directly, and only once the
+        // recorder has finished: while it records, its writer owns the tape's connection.
         let tape = try Tape(recordingAt: tapePath)
         let route = Route(upstream: .tcp(host: "127.0.0.1", port: 9))
         let recorder = try Recorder(tape: tape, routes: [route])
-        let session = recorder.beginSession(route: route, clientAddress: "127.0.0.1:1")
-        try await tape.database.write { db in
-            try db.execute(sql: "UPDATE sessions SET outcome = 'closed'")
-        }
-        _ = session
+        _ = recorder.beginSession(route: route, clientAddress: "127.0.0.1:1")
         try await recorder.finish()
         try await tape.database.write { db in
+            try db.execute(sql: "UPDATE sessions SET outcome = 'closed'")
             try db.execute(
                 sql: """
                     INSERT INTO events(session_id, seq, offset_ns, direction, kind, payload) VALUES

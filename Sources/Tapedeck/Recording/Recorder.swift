@@ -6,7 +6,9 @@ import NIOCore
 /// Records every session of a proxy into a tape, as one run.
 ///
 /// Create it before the ``ProxyServer`` that feeds it, and finish it after the server has shut down, so that
-/// the tape is flushed last.
+/// the tape is flushed last. While it records, its writer thread owns the tape's connection: read the tape
+/// through a separate ``Tape/init(readingAt:)`` (which WAL makes possible at the same time), not through the
+/// `Tape` given here, whose reads would wait until ``finish()``.
 ///
 /// ```swift
 /// let tape = try Tape(recordingAt: "fixtures/redis.tape")
