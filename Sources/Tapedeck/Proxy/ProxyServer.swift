@@ -193,15 +193,7 @@ public final class ProxyServer: Sendable {
                 // The relay is glued: from now on every byte read has somewhere to go.
                 try? client.syncOptions?.setOption(ChannelOptions.autoRead, value: true)
             case .failure(let error):
-                self.logger.warning(
-                    "upstream connect failed, resetting client",
-                    metadata: [
-                        "tapedeck.route": "\(route.name)", "tapedeck.upstream": "\(route.upstream)",
-                        "tapedeck.client": "\(client.remoteAddress.map { "\(Endpoint($0))" } ?? "?")",
-                        "tapedeck.reason": "\(Self.describe(error))",
-                    ]
-                )
-                session?.value.recordConnectFailed(reason: Self.describe(error), outcome: Self.outcome(of: error))
+                UpstreamConnector.reportFailure(error, route: route, client: client, session: session?.value, logger: self.logger)
                 client.pipeline.fireUserInboundEventTriggered(RelayHandler.ResetRequest(interrupted: false))
             }
         }

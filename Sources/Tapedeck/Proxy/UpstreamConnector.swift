@@ -1,3 +1,4 @@
+import Logging
 import NIOCore
 import NIOPosix
 
@@ -27,5 +28,26 @@ enum UpstreamConnector {
         case .unix(let path):
             return bootstrap.connect(unixDomainSocketPath: path)
         }
+    }
+
+    /// What every relay does when the upstream cannot be reached: one log line saying why, and the failed
+    /// connect on tape when recording. The caller then resets the client.
+    static func reportFailure(
+        _ error: any Error,
+        route: Route,
+        client: any Channel,
+        session: SessionRecorder?,
+        logger: Logger
+    ) {
+        let reason = ProxyServer.describe(error)
+        logger.warning(
+            "upstream connect failed, resetting client",
+            metadata: [
+                "tapedeck.route": "\(route.name)", "tapedeck.upstream": "\(route.upstream)",
+                "tapedeck.client": "\(client.remoteAddress.map { "\(Endpoint($0))" } ?? "?")",
+                "tapedeck.reason": "\(reason)",
+            ]
+        )
+        session?.recordConnectFailed(reason: reason, outcome: ProxyServer.outcome(of: error))
     }
 }

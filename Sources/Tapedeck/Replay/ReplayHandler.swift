@@ -160,14 +160,7 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
                 try? client.pipeline.syncOperations.addHandler(clientRelay)
                 try? client.syncOptions?.setOption(ChannelOptions.autoRead, value: true)
             case .failure(let error):
-                self.logger.warning(
-                    "upstream connect failed, resetting client",
-                    metadata: [
-                        "tapedeck.route": "\(self.route)", "tapedeck.upstream": "\(missing.route.upstream)",
-                        "tapedeck.reason": "\(ProxyServer.describe(error))",
-                    ]
-                )
-                session.recordConnectFailed(reason: ProxyServer.describe(error), outcome: ProxyServer.outcome(of: error))
+                UpstreamConnector.reportFailure(error, route: missing.route, client: client, session: session, logger: self.logger)
                 session.recordEnd(of: .clientToUpstream, reset: false, byPeer: false)
                 RelayHandler.armReset(client)
                 client.close(promise: nil)
