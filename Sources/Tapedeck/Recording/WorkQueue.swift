@@ -21,7 +21,7 @@ final class WorkQueue<Element>: @unchecked Sendable {
     /// - Parameters:
     ///   - wakeWeight: Total weight (bytes, for the tape writer) that is worth waking the consumer for.
     ///   - wakeCount: Number of items that is worth waking the consumer for.
-    init(wakeWeight: Int = 1 << 20, wakeCount: Int = 8192) {
+    init(wakeWeight: Int = 1 << 20, wakeCount: Int = 32_768) {
         self.wakeWeight = wakeWeight
         self.wakeCount = wakeCount
     }
