@@ -90,9 +90,7 @@ struct RecordCommandTests {
         let tapePath = directory.path("routes.tape")
         let upstream = try await TestServer.start(.echo)
         defer { Task { await upstream.stop() } }
-        let config = directory.path("routes.yaml")
-        try Data("routes:\n  - {name: alpha, upstream: \"\(upstream.endpoint)\"}\n  - {name: beta, upstream: \"\(upstream.endpoint)\"}\n".utf8)
-            .write(to: URL(fileURLWithPath: config))
+        let config = try directory.twoRouteConfig(upstream: upstream.endpoint)
         let child = try TapedeckProcess(["record", "--config", config, "--tape", tapePath, "--label", "two routes"])
         let routes = try await child.waitForListening(count: 2)
         #expect(try await exchange("to alpha", at: try #require(routes["alpha"])) == "to alpha")

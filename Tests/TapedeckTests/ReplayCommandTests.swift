@@ -63,9 +63,7 @@ struct ReplayCommandTests {
         let tapePath = directory.path("routes.tape")
         let upstream = try await TestServer.start(.echo)
         defer { Task { await upstream.stop() } }
-        let config = directory.path("routes.yaml")
-        try Data("routes:\n  - {name: alpha, upstream: \"\(upstream.endpoint)\"}\n  - {name: beta, upstream: \"\(upstream.endpoint)\"}\n".utf8)
-            .write(to: URL(fileURLWithPath: config))
+        let config = try directory.twoRouteConfig(upstream: upstream.endpoint)
         let recorder = try TapedeckProcess(["record", "--config", config, "--tape", tapePath])
         let recording = try await recorder.waitForListening(count: 2)
         _ = try await ReplayTests.exchange(ByteBuffer(string: "to alpha"), at: try #require(recording["alpha"]))

@@ -49,11 +49,10 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var buffer = unwrapInboundIn(data)
+        let buffer = unwrapInboundIn(data)
         if missing != nil { clientBytes.writeImmutableBuffer(buffer) }
         guard !handingOff else { return }
         run(matcher.receive(Data(buffer.readableBytesView)))
-        buffer.clear()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {

@@ -16,6 +16,14 @@ final class TemporaryDirectory: Sendable {
         url.appendingPathComponent(name).path
     }
 
+    /// Writes `routes.yaml` with two routes, `alpha` and `beta`, both to `upstream`; returns its path.
+    func twoRouteConfig(upstream: Endpoint) throws -> String {
+        let config = path("routes.yaml")
+        try Data("routes:\n  - {name: alpha, upstream: \"\(upstream)\"}\n  - {name: beta, upstream: \"\(upstream)\"}\n".utf8)
+            .write(to: URL(fileURLWithPath: config))
+        return config
+    }
+
     deinit {
         try? FileManager.default.removeItem(at: url)
     }
