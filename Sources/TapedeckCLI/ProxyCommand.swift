@@ -21,11 +21,13 @@ struct ProxyCommand: AsyncParsableCommand {
     func run() async throws {
         let logger = runtime.makeLogger(label: "tapedeck.proxy")
         let configuration = try routes.configuration()
-        let server = ProxyServer(configuration: configuration, group: try runtime.makeEventLoopGroup(), logger: logger)
-        let bound = try await server.start()
-        ListeningAnnouncement.print(bound)
+        let deck = try await Deck.start(
+            .proxy, tape: nil, routes: configuration.routes,
+            options: Deck.Options(group: try runtime.makeEventLoopGroup(), logger: logger)
+        )
+        ListeningAnnouncement.print(deck.routes)
         _ = await TerminationSignals.wait()
         logger.info("shutting down", metadata: ["tapedeck.drain-timeout": "\(DurationText.format(runtime.drainTimeout))"])
-        await server.shutdown(drainTimeout: runtime.drainTimeout)
+        try await deck.stop(drainTimeout: runtime.drainTimeout)
     }
 }

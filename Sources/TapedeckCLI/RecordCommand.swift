@@ -30,58 +30,28 @@ struct RecordCommand: AsyncParsableCommand {
     func run() async throws {
         let logger = runtime.makeLogger(label: "tapedeck.record")
         let configuration = try routes.configuration()
-        let tapeFile = try Tape(recordingAt: tape, overwrite: overwrite)
         let stop = StopRequests()
-        let recorder = try Recorder(tape: tapeFile, routes: configuration.routes, label: label) { error in
-            stop.request(.recordingFailed(error))
-        }
-        let server = ProxyServer(configuration: configuration, group: try runtime.makeEventLoopGroup(), recorder: recorder, logger: logger)
-        let bound: [BoundRoute]
-        do {
-            bound = try await server.start()
-        } catch {
-            try? await recorder.finish()
-            throw error
-        }
-        ListeningAnnouncement.print(bound)
+        let deck = try await Deck.start(
+            .record, tape: tape, routes: configuration.routes,
+            options: Deck.Options(
+                label: label, overwrite: overwrite, group: try runtime.makeEventLoopGroup(), logger: logger,
+                onRecordingFailure: { stop.request(.recordingFailed($0)) }
+            )
+        )
+        ListeningAnnouncement.print(deck.routes)
         TerminationSignals.install { _ in stop.request(.signal) }
 
+        var drainTimeout = runtime.drainTimeout
         switch await stop.next() {
         case .signal:
-            logger.info("shutting down", metadata: ["tapedeck.drain-timeout": "\(DurationText.format(runtime.drainTimeout))"])
-            await server.shutdown(drainTimeout: runtime.drainTimeout)
+            logger.info("shutting down", metadata: ["tapedeck.drain-timeout": "\(DurationText.format(drainTimeout))"])
         case .recordingFailed(let error):
             FileHandle.standardError.write(
                 Data("tapedeck: error: \(error.message); stopped accepting, the recording is incomplete\n".utf8)
             )
-            await server.shutdown(drainTimeout: .zero)
+            drainTimeout = .zero
         }
-        try await recorder.finish()
-        let count = try recorder.sessionCount()
-        logger.info("recorded", metadata: ["tapedeck.sessions": "\(count)", "tapedeck.tape": "\(tape)"])
-    }
-}
-
-/// Why a long-running command should stop, from whichever source asks first.
-final class StopRequests: Sendable {
-    enum Reason: Sendable {
-        case signal
-        case recordingFailed(TapedeckError)
-    }
-
-    private let stream: AsyncStream<Reason>
-    private let continuation: AsyncStream<Reason>.Continuation
-
-    init() {
-        (stream, continuation) = AsyncStream.makeStream(of: Reason.self)
-    }
-
-    func request(_ reason: Reason) {
-        continuation.yield(reason)
-    }
-
-    func next() async -> Reason {
-        var iterator = stream.makeAsyncIterator()
-        return await iterator.next() ?? .signal
+        let outcome = try await deck.stop(drainTimeout: drainTimeout)
+        logger.info("recorded", metadata: ["tapedeck.sessions": "\(outcome.recordedSessions)", "tapedeck.tape": "\(tape)"])
     }
 }

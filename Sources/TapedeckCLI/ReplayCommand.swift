@@ -69,41 +69,32 @@ struct ReplayCommand: AsyncParsableCommand {
         }
         let timeout: Duration
         do { timeout = try DurationText.parse(connectTimeout) } catch let error as TapedeckError { throw ValidationError(error.message) }
-        let tapeFile = try Tape(readingAt: tape)
-        let routes = try replayRoutes(in: tapeFile)
-        var recorder: Recorder?
-        var options = ReplayServer.Options(pace: pace, repeatSessions: repeatSessions)
-        if recordMissing {
-            let writable = try Tape(recordingAt: tape)
-            let proxyRoutes = routes.compactMap { route in
-                route.upstream.map { Route(name: route.name, listen: route.listen, upstream: $0, connectTimeout: timeout) }
-            }
-            recorder = try Recorder(tape: writable, routes: proxyRoutes, mode: "replay")
-            options.recordMissing = MissingSessionRecording(recorder: recorder!, connectTimeout: timeout)
-        }
-        let server = try ReplayServer(
-            tape: tapeFile, routes: routes, options: options, group: try runtime.makeEventLoopGroup(), logger: logger
+        let deck = try await Deck.start(
+            recordMissing ? .recordMissing : .replay, tape: tape, routes: try replayRoutes(connectTimeout: timeout),
+            options: Deck.Options(
+                pace: pace, repeatSessions: repeatSessions, group: try runtime.makeEventLoopGroup(), logger: logger
+            )
         )
-        ListeningAnnouncement.print(try await server.start())
+        ListeningAnnouncement.print(deck.routes)
         _ = await TerminationSignals.wait()
-        let outcome = await server.shutdown(drainTimeout: runtime.drainTimeout)
-        try await recorder?.finish()
-        FileHandle.standardError.write(Data((outcome.summary + "\n").utf8))
+        let outcome = try await deck.stop(drainTimeout: runtime.drainTimeout)
+        let replay = outcome.replay ?? ReplayReport()
+        FileHandle.standardError.write(Data((replay.summary + "\n").utf8))
         if let report {
             do {
-                try outcome.json().write(to: URL(fileURLWithPath: report))
+                try replay.json().write(to: URL(fileURLWithPath: report))
             } catch {
                 throw TapedeckError(.invalidArgument, "cannot write report '\(report)': \(error.localizedDescription)")
             }
         }
-        if (strict || requireAll) && !outcome.mismatches.isEmpty || requireAll && !outcome.unused.isEmpty {
+        if (strict || requireAll) && !replay.failures(requireAll: requireAll).isEmpty {
             throw ExitCode(3)
         }
     }
 
-    private func replayRoutes(in tape: Tape) throws -> [ReplayRoute] {
+    private func replayRoutes(connectTimeout: Duration) throws -> [Route] {
         if let config {
-            return try ProxyConfiguration.load(path: config).routes.map(ReplayRoute.init)
+            return try ProxyConfiguration.load(path: config, defaultConnectTimeout: connectTimeout, requireUpstream: false).routes
         }
         let listenAddress: Endpoint
         let upstreamAddress: Endpoint?
@@ -113,16 +104,21 @@ struct ReplayCommand: AsyncParsableCommand {
         } catch let error as TapedeckError {
             throw ValidationError(error.message)
         }
-        if let route {
-            return [ReplayRoute(name: route, listen: listenAddress, upstream: upstreamAddress)]
+        if route == nil, FileManager.default.fileExists(atPath: tape) {
+            // A single route is served whatever its name (the deck sees to that); several need a choice.
+            let names = try ReplayServer.routeNames(in: try Tape(readingAt: tape))
+            guard names.count <= 1 else {
+                throw TapedeckError(
+                    .invalidArgument,
+                    "tape '\(tape)' has routes \(names.map { "'\($0)'" }.joined(separator: ", ")): choose one with --route or serve all with --config"
+                )
+            }
         }
-        let names = try ReplayServer.routeNames(in: tape)
-        guard names.count <= 1 else {
-            throw TapedeckError(
-                .invalidArgument,
-                "tape '\(tape.path)' has routes \(names.map { "'\($0)'" }.joined(separator: ", ")): choose one with --route or serve all with --config"
+        return [
+            Route(
+                name: route ?? Route.defaultName, listen: listenAddress, upstream: upstreamAddress,
+                connectTimeout: connectTimeout
             )
-        }
-        return [ReplayRoute(name: names.first ?? Route.defaultName, listen: listenAddress, upstream: upstreamAddress)]
+        ]
     }
 }

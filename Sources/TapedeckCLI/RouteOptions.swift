@@ -23,20 +23,22 @@ struct RouteOptions: ParsableArguments {
     /// Flags are checked here, from `run()`, rather than in `validate()`: the parser validates before it
     /// reports unknown options, and an unknown option is the more useful message. Bad flag values are usage
     /// errors (exit 2); a config file that cannot be read or parsed is a runtime error (exit 1).
-    func configuration() throws -> ProxyConfiguration {
+    ///
+    /// - Parameter requireUpstream: Whether the routes must name an upstream; replay can do without.
+    func configuration(requireUpstream: Bool = true) throws -> ProxyConfiguration {
         if config != nil, listen != nil || upstream != nil {
             throw ValidationError("--config cannot be combined with --listen or --upstream")
         }
         let timeout = try asUsageError { try DurationText.parse(connectTimeout) }
         if let config {
-            return try ProxyConfiguration.load(path: config, defaultConnectTimeout: timeout)
+            return try ProxyConfiguration.load(path: config, defaultConnectTimeout: timeout, requireUpstream: requireUpstream)
         }
-        guard let upstream else { throw ValidationError("missing --upstream (or --config FILE)") }
+        if requireUpstream, upstream == nil { throw ValidationError("missing --upstream (or --config FILE)") }
         return try asUsageError {
             let route = Route(
                 name: name,
                 listen: try listen.map(Endpoint.init(parsing:)) ?? Route.defaultListen,
-                upstream: try Endpoint(parsing: upstream),
+                upstream: try upstream.map(Endpoint.init(parsing:)),
                 connectTimeout: timeout
             )
             return try ProxyConfiguration(routes: [route])

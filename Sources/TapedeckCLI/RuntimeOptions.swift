@@ -7,8 +7,8 @@ import Tapedeck
 
 /// Options every long-running command shares: logging and shutdown.
 struct RuntimeOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Log level on stderr: trace, debug, info, notice, warning, error, critical.", valueName: "level"))
-    var logLevel: Logger.Level = .info
+    @Option(help: ArgumentHelp("Log level on stderr: trace, debug, info, notice, warning, error, critical (default: info; warning for run).", valueName: "level"))
+    var logLevel: Logger.Level?
 
     @Option(
         name: .customLong("drain-timeout"),
@@ -29,16 +29,16 @@ struct RuntimeOptions: ParsableArguments {
         return MultiThreadedEventLoopGroup(numberOfThreads: threads)
     }
 
-    /// Sets up logging to stderr at the chosen level and returns a logger, and raises the open-file limit that
-    /// every relaying command needs.
-    func makeLogger(label: String) -> Logger {
-        let level = logLevel
+    /// Sets up logging to stderr at the chosen level (or `defaultLevel`) and returns a logger, and raises the
+    /// open-file limit that a relay serving many connections needs.
+    func makeLogger(label: String, defaultLevel: Logger.Level = .info, raiseOpenFileLimit: Bool = true) -> Logger {
+        let level = logLevel ?? defaultLevel
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
             return handler
         }
-        ProcessLimits.raiseOpenFileLimit()
+        if raiseOpenFileLimit { ProcessLimits.raiseOpenFileLimit() }
         return Logger(label: label)
     }
 }

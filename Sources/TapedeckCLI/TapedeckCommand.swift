@@ -9,11 +9,11 @@ struct TapedeckCommand: AsyncParsableCommand {
         commandName: "tapedeck",
         abstract: "Record and replay the traffic between a program and the services it talks to.",
         version: tapedeckVersion,
-        subcommands: [ProxyCommand.self, RecordCommand.self, ReplayCommand.self, SessionsCommand.self, ShowCommand.self, GrepCommand.self, StatsCommand.self, ExportCommand.self, BenchStoreCommand.self, BenchReplayChoiceCommand.self]
+        subcommands: [ProxyCommand.self, RecordCommand.self, ReplayCommand.self, RunCommand.self, SessionsCommand.self, ShowCommand.self, GrepCommand.self, StatsCommand.self, ExportCommand.self, BenchStoreCommand.self, BenchReplayChoiceCommand.self]
     )
 
     /// Runs the command line, turning every error into one line on stderr and the documented exit status:
-    /// 0 for success and help, 1 for runtime failures, 2 for usage errors.
+    /// 0 for success and help, 1 for runtime failures, 2 for usage errors, 127 when `run` cannot start its command.
     static func main() async {
         TerminationSignals.unblock()
         do {
@@ -24,7 +24,8 @@ struct TapedeckCommand: AsyncParsableCommand {
                 try command.run()
             }
         } catch let error as TapedeckError {
-            CommandLineFailure.exit(message: error.description, status: 1)
+            // 127, as a shell says when it cannot find a command.
+            CommandLineFailure.exit(message: error.description, status: error.code == .commandNotRun ? 127 : 1)
         } catch let error as ExitCode {
             Foundation.exit(error.rawValue)
         } catch {

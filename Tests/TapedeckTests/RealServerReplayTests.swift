@@ -25,7 +25,7 @@ struct RealServerReplayTests {
         }
         stopUpstream()
 
-        let server = try ReplayServer(tape: try Tape(readingAt: tapePath), routes: [ReplayRoute(listen: listen)])
+        let server = try ReplayServer(tape: try Tape(readingAt: tapePath), routes: [Route(listen: listen)])
         try await server.start()
         let replayed: [Output]
         do {

@@ -55,7 +55,7 @@ extension RedisEndToEndTests {
         redis.stop()
         #expect(recorded == ["OK\n", "43\n", "43\n", "PONG\n"])
 
-        let server = try ReplayServer(tape: try Tape(readingAt: tapePath), routes: [ReplayRoute()])
+        let server = try ReplayServer(tape: try Tape(readingAt: tapePath), routes: [Route()])
         guard case .tcp(_, let port) = try await server.start()[0].address else { return }
         // Another order than recorded: the bytes choose the session.
         let replayed = try commands.reversed().map { try RedisServer.cli(port: port, $0) }

@@ -32,7 +32,7 @@ struct ReplayTests {
         options: ReplayServer.Options = .init(),
         _ body: (Endpoint, ReplayServer) async throws -> T
     ) async throws -> (T, ReplayReport) {
-        let server = try ReplayServer(tape: try Tape(readingAt: tapePath), routes: [ReplayRoute()], options: options)
+        let server = try ReplayServer(tape: try Tape(readingAt: tapePath), routes: [Route()], options: options)
         let address = try await server.start()[0].address
         do {
             let result = try await body(address, server)
@@ -156,7 +156,7 @@ struct FixtureReplayTests {
 
     @Test func theCommittedRedisTapeReplaysWithNoServer() async throws {
         let tape = try Tape(readingAt: Self.fixture)
-        let server = try ReplayServer(tape: tape, routes: [ReplayRoute()], options: .init(repeatSessions: true))
+        let server = try ReplayServer(tape: tape, routes: [Route()], options: .init(repeatSessions: true))
         let address = try await server.start()[0].address
         let exchanges: [(String, String)] = [
             ("*3\r\n$3\r\nSET\r\n$8\r\ngreeting\r\n$10\r\nhello tape\r\n", "+OK\r\n"),
@@ -184,7 +184,7 @@ struct RecordMissingTests {
     ) async throws -> (T, ReplayReport) {
         let recorder = try Recorder(tape: try Tape(recordingAt: tapePath), routes: [Route(upstream: upstream)], mode: "replay")
         let server = try ReplayServer(
-            tape: try Tape(readingAt: tapePath), routes: [ReplayRoute(upstream: upstream)],
+            tape: try Tape(readingAt: tapePath), routes: [Route(upstream: upstream)],
             options: .init(recordMissing: MissingSessionRecording(recorder: recorder))
         )
         let address = try await server.start()[0].address

@@ -46,10 +46,12 @@ public struct ProxyConfiguration: Sendable, Hashable {
     /// - Parameters:
     ///   - path: The file to read; `.json` files are JSON, all others YAML.
     ///   - defaultConnectTimeout: The connect timeout for routes that do not set one.
+    ///   - requireUpstream: Whether every route must name an upstream; replay can do without.
     /// - Throws: ``TapedeckError`` with code `invalidConfiguration` and a one-line message naming the file.
     public static func load(
         path: String,
-        defaultConnectTimeout: Duration = Route.defaultConnectTimeout
+        defaultConnectTimeout: Duration = Route.defaultConnectTimeout,
+        requireUpstream: Bool = true
     ) throws -> ProxyConfiguration {
         let data: Data
         do {
@@ -57,14 +59,15 @@ public struct ProxyConfiguration: Sendable, Hashable {
         } catch {
             throw TapedeckError(.invalidConfiguration, "cannot read config '\(path)': \(Self.reason(error))")
         }
-        return try parse(data, path: path, defaultConnectTimeout: defaultConnectTimeout)
+        return try parse(data, path: path, defaultConnectTimeout: defaultConnectTimeout, requireUpstream: requireUpstream)
     }
 
     /// Parses configuration text; `path` decides the format and names the file in errors.
     static func parse(
         _ data: Data,
         path: String,
-        defaultConnectTimeout: Duration = Route.defaultConnectTimeout
+        defaultConnectTimeout: Duration = Route.defaultConnectTimeout,
+        requireUpstream: Bool = true
     ) throws -> ProxyConfiguration {
         func invalid(_ why: String) -> TapedeckError {
             TapedeckError(.invalidConfiguration, "invalid config '\(path)': \(why)")
@@ -88,14 +91,14 @@ public struct ProxyConfiguration: Sendable, Hashable {
         var routes: [Route] = []
         for (index, entry) in entries.enumerated() {
             let label = entry.name.map { "route '\($0)'" } ?? "route \(index + 1)"
-            guard let upstreamText = entry.upstream else { throw invalid("\(label) has no 'upstream'") }
+            if requireUpstream, entry.upstream == nil { throw invalid("\(label) has no 'upstream'") }
             do {
                 let timeout = try entry.connectTimeout.map(DurationText.parse) ?? defaultConnectTimeout
                 routes.append(
                     Route(
                         name: entry.name ?? (entries.count == 1 ? Route.defaultName : "route\(index + 1)"),
                         listen: try entry.listen.map(Endpoint.init(parsing:)) ?? Route.defaultListen,
-                        upstream: try Endpoint(parsing: upstreamText),
+                        upstream: try entry.upstream.map(Endpoint.init(parsing:)),
                         connectTimeout: timeout
                     )
                 )

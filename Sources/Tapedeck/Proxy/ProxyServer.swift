@@ -82,6 +82,12 @@ public final class ProxyServer: Sendable {
             }
             state = .starting
         }
+        do {
+            for route in configuration.routes { _ = try route.requireUpstream(for: "relaying") }
+        } catch {
+            state.withLockedValue { $0 = .stopped }
+            throw error
+        }
         var listeners: [any Channel] = []
         var bound: [BoundRoute] = []
         do {
@@ -93,7 +99,7 @@ public final class ProxyServer: Sendable {
                 logger.info(
                     "listening",
                     metadata: ["tapedeck.route": "\(route.name)", "tapedeck.address": "\(address)",
-                               "tapedeck.upstream": "\(route.upstream)"]
+                               "tapedeck.upstream": "\(route.upstreamText)"]
                 )
             }
         } catch {
@@ -180,7 +186,8 @@ public final class ProxyServer: Sendable {
         relay: NIOLoopBound<RelayHandler>,
         session: NIOLoopBound<SessionRecorder>?
     ) {
-        let connected = UpstreamConnector.connect(to: route.upstream, timeout: route.connectTimeout, on: client.eventLoop) {
+        // start() refused routes without an upstream.
+        let connected = UpstreamConnector.connect(to: route.upstream!, timeout: route.connectTimeout, on: client.eventLoop) {
             try $0.pipeline.syncOperations.addHandler(relay.value)
         }
         connected.assumeIsolated().whenComplete { result in

@@ -1,14 +1,15 @@
 /// One listener and the upstream it relays to.
 ///
 /// A proxy process serves one or more routes; each accepted connection on a route's listener gets its own
-/// upstream connection.
+/// upstream connection. Replay needs no upstream: there a route's name picks the tape's sessions, and the
+/// upstream is used only to record sessions the tape is missing.
 public struct Route: Sendable, Hashable {
     /// The name used in logs and in the `listening <route> <address>` line. Unique within a configuration.
     public var name: String
     /// Where to accept client connections. Port 0 picks a free port.
     public var listen: Endpoint
-    /// Where to connect for each accepted client.
-    public var upstream: Endpoint
+    /// Where to connect for each accepted client. Proxying and recording need it; replay does not.
+    public var upstream: Endpoint?
     /// How long to wait for the upstream connection before resetting the client.
     public var connectTimeout: Duration
 
@@ -24,17 +25,30 @@ public struct Route: Sendable, Hashable {
     /// - Parameters:
     ///   - name: The route's name; must be non-empty and free of whitespace.
     ///   - listen: Where to accept clients. Defaults to `127.0.0.1:0`.
-    ///   - upstream: Where to connect for each client.
+    ///   - upstream: Where to connect for each client; `nil` for a route that is only replayed.
     ///   - connectTimeout: How long an upstream connect may take. Defaults to 5 seconds.
     public init(
         name: String = Route.defaultName,
         listen: Endpoint = Route.defaultListen,
-        upstream: Endpoint,
+        upstream: Endpoint? = nil,
         connectTimeout: Duration = Route.defaultConnectTimeout
     ) {
         self.name = name
         self.listen = listen
         self.upstream = upstream
         self.connectTimeout = connectTimeout
+    }
+
+    /// The upstream, or an error naming the route and what needed it.
+    func requireUpstream(for purpose: String) throws -> Endpoint {
+        guard let upstream else {
+            throw TapedeckError(.invalidConfiguration, "route '\(name)' has no upstream, which \(purpose) needs")
+        }
+        return upstream
+    }
+
+    /// The upstream as stored in a tape: its address, or empty for a route without one.
+    var upstreamText: String {
+        upstream.map { "\($0)" } ?? ""
     }
 }

@@ -43,7 +43,7 @@ enum UpstreamConnector {
         logger.warning(
             "upstream connect failed, resetting client",
             metadata: [
-                "tapedeck.route": "\(route.name)", "tapedeck.upstream": "\(route.upstream)",
+                "tapedeck.route": "\(route.name)", "tapedeck.upstream": "\(route.upstreamText)",
                 "tapedeck.client": "\(client.remoteAddress.map { "\(Endpoint($0))" } ?? "?")",
                 "tapedeck.reason": "\(reason)",
             ]

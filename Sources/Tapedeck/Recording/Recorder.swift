@@ -58,7 +58,7 @@ public final class Recorder: Sendable {
                 for route in routes {
                     var record = RouteRecord(
                         id: nil, runID: runID, name: route.name, listen: "\(route.listen)",
-                        upstream: "\(route.upstream)"
+                        upstream: route.upstreamText
                     )
                     try record.insert(db)
                     routeIDs[route.name] = db.lastInsertedRowID
@@ -83,7 +83,7 @@ public final class Recorder: Sendable {
         let key = nextKey.loadThenWrappingIncrement(ordering: .relaxed)
         let start = TapeWriter.SessionStart(
             key: key, runID: runID, routeID: routeIDs[route.name] ?? 0, route: route.name,
-            clientAddress: clientAddress, upstreamAddress: "\(route.upstream)", startedAt: WallClock.nowNanoseconds()
+            clientAddress: clientAddress, upstreamAddress: route.upstreamText, startedAt: WallClock.nowNanoseconds()
         )
         return SessionRecorder(key: key, start: start, writer: writer)
     }

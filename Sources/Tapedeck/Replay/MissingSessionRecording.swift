@@ -1,19 +1,16 @@
 import NIOCore
 
-/// What replay needs to record a session the tape is missing: the recorder, and how long an upstream connect
-/// may take. Each route's real upstream is its ``ReplayRoute/upstream``.
+/// What replay needs to record a session the tape is missing: the recorder. Each route's real upstream and
+/// connect timeout are its ``Route/upstream`` and ``Route/connectTimeout``.
 ///
 /// Like a VCR cassette's "new episodes" mode: a connection no recorded session matches is relayed to the real
 /// upstream and recorded as a new session, for the next replay to serve.
 public struct MissingSessionRecording: Sendable {
-    /// How long the upstream connect may take.
-    public var connectTimeout: Duration
     /// Where new sessions are recorded; usually a recorder on the tape being replayed.
     public var recorder: Recorder
 
     /// Creates the settings for recording missing sessions.
-    public init(recorder: Recorder, connectTimeout: Duration = Route.defaultConnectTimeout) {
-        self.connectTimeout = connectTimeout
+    public init(recorder: Recorder) {
         self.recorder = recorder
     }
 }

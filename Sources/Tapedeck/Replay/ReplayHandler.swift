@@ -134,7 +134,7 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
         // No reads while connecting: what arrives waits in the kernel, and then goes through the relay.
         try? client.syncOptions?.setOption(ChannelOptions.autoRead, value: false)
         let connected = UpstreamConnector.connect(
-            to: missing.route.upstream, timeout: missing.route.connectTimeout, on: context.eventLoop
+            to: missing.upstream, timeout: missing.route.connectTimeout, on: context.eventLoop
         ) { channel in
             try channel.pipeline.syncOperations.addHandlers(upstreamHandlers.value.0, upstreamHandlers.value.1)
         }
@@ -209,6 +209,7 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
 /// Everything a replay connection needs to hand itself over to the real upstream.
 struct MissingSessionHandoff: Sendable {
     var route: Route
+    var upstream: Endpoint
     var recorder: Recorder
     var tracker: ConnectionTracker
 }

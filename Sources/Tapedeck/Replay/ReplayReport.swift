@@ -79,6 +79,34 @@ public struct ReplayReport: Sendable, Codable, Hashable {
             + "\(unused.count) unused" + (recorded.isEmpty ? "" : ", \(recorded.count) recorded")
     }
 
+    /// What makes this replay a failure, one line each: every mismatch, and with `requireAll` every session
+    /// never replayed. Empty when the replay went as recorded.
+    public func failures(requireAll: Bool = false) -> [String] {
+        var lines = mismatches.map(\.description)
+        if requireAll {
+            lines += unused.map { "session \($0.session) of route '\($0.route)' was never replayed" }
+        }
+        return lines
+    }
+
+    /// Throws when the replay did not go as recorded: a connection mismatched or found no session, or, with
+    /// `requireAll`, a recorded session was never replayed.
+    ///
+    /// ```swift
+    /// let outcome = try await deck.stop()
+    /// try outcome.replay?.verify(requireAll: true)
+    /// ```
+    ///
+    /// - Throws: ``TapedeckError`` with code `replayMismatch`, whose message lists the problems on one line.
+    public func verify(requireAll: Bool = false) throws {
+        let failures = failures(requireAll: requireAll)
+        guard !failures.isEmpty else { return }
+        var counts: [String] = []
+        if !mismatches.isEmpty { counts.append("\(mismatches.count) mismatched connection\(mismatches.count == 1 ? "" : "s")") }
+        if requireAll, !unused.isEmpty { counts.append("\(unused.count) unused session\(unused.count == 1 ? "" : "s")") }
+        throw TapedeckError(.replayMismatch, "replay found \(counts.joined(separator: " and ")): " + failures.joined(separator: "; "))
+    }
+
     /// The report as pretty-printed JSON.
     public func json() throws -> Data {
         let encoder = JSONEncoder()

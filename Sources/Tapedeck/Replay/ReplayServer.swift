@@ -13,7 +13,7 @@ import NIOPosix
 /// ```swift
 /// let server = try ReplayServer(
 ///     tape: try Tape(readingAt: "fixtures/redis.tape"),
-///     routes: [ReplayRoute(name: "default")]
+///     routes: [Route(name: "default")]
 /// )
 /// let address = try await server.start()[0].address
 /// // … run the client against `address` …
@@ -39,7 +39,7 @@ public final class ReplayServer: Sendable {
     }
 
     private struct ServedRoute: Sendable {
-        var route: ReplayRoute
+        var route: Route
         var catalog: SessionCatalog
     }
 
@@ -55,12 +55,13 @@ public final class ReplayServer: Sendable {
     ///
     /// - Parameters:
     ///   - tape: The tape to serve.
-    ///   - routes: Where to listen for each of the tape's routes.
+    ///   - routes: Where to listen for each of the tape's routes, found by name. A route's upstream is used only
+    ///     to record missing sessions.
     ///   - options: Pace and reuse.
     /// - Throws: ``TapedeckError`` if a route is not in the tape or the tape cannot be read.
     public init(
         tape: Tape,
-        routes: [ReplayRoute],
+        routes: [Route],
         options: Options = Options(),
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger = Logger(label: "tapedeck.replay")
@@ -110,11 +111,8 @@ public final class ReplayServer: Sendable {
                                 var handoff: MissingSessionHandoff?
                                 if let recording = options.recordMissing, let upstream = entry.route.upstream {
                                     handoff = MissingSessionHandoff(
-                                        route: Route(
-                                            name: entry.route.name, listen: entry.route.listen, upstream: upstream,
-                                            connectTimeout: recording.connectTimeout
-                                        ),
-                                        recorder: recording.recorder, tracker: tracker
+                                        route: entry.route, upstream: upstream, recorder: recording.recorder,
+                                        tracker: tracker
                                     )
                                 }
                                 try channel.pipeline.syncOperations.addHandler(
@@ -168,28 +166,6 @@ public final class ReplayServer: Sendable {
             await tracker.closeAll()
         }
         return report
-    }
-}
-
-/// Where replay listens for one of the tape's routes.
-public struct ReplayRoute: Sendable, Hashable {
-    /// The route's name in the tape.
-    public var name: String
-    /// Where to accept clients.
-    public var listen: Endpoint
-    /// The real upstream, used only to record sessions the tape is missing.
-    public var upstream: Endpoint?
-
-    /// Creates a replay route; by default on a free loopback port, with no upstream.
-    public init(name: String = Route.defaultName, listen: Endpoint = Route.defaultListen, upstream: Endpoint? = nil) {
-        self.name = name
-        self.listen = listen
-        self.upstream = upstream
-    }
-
-    /// The replay route for a proxy route: same name, listen address and upstream.
-    public init(_ route: Route) {
-        self.init(name: route.name, listen: route.listen, upstream: route.upstream)
     }
 }
 

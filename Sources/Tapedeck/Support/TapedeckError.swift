@@ -15,6 +15,8 @@ public struct TapedeckError: Error, Sendable, Hashable, CustomStringConvertible 
             case tapeUnwritable = "tape unwritable"
             case tapeFromNewerVersion = "tape from a newer version"
             case recordingFailed = "recording failed"
+            case replayMismatch = "replay mismatch"
+            case commandNotRun = "command not run"
         }
 
         private let base: Base
@@ -41,6 +43,10 @@ public struct TapedeckError: Error, Sendable, Hashable, CustomStringConvertible 
         public static let tapeFromNewerVersion = Code(.tapeFromNewerVersion)
         /// Recording stopped because the tape could not be written; the recording is incomplete.
         public static let recordingFailed = Code(.recordingFailed)
+        /// A replay served a connection the tape had no session for, or left a required session unused.
+        public static let replayMismatch = Code(.replayMismatch)
+        /// A command to run inside Tapedeck could not be found or started.
+        public static let commandNotRun = Code(.commandNotRun)
 
         public var description: String { base.rawValue }
     }

@@ -1,0 +1,236 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// Routes served in one mode on one tape: the one entry point for proxying, recording and replaying.
+///
+/// Start a deck, point the program under test at each route's bound address, and stop it: stopping drains
+/// open connections and, when recording, flushes the tape. After a replay the outcome holds the report, so a
+/// test can assert on it. The command line's `proxy`, `record`, `replay` and `run` are thin layers over this.
+///
+/// ```swift
+/// let deck = try await Deck.start(
+///     try TapedeckMode.fromEnvironment(),
+///     tape: "fixtures/redis.tape",
+///     routes: [Route(upstream: try Endpoint(parsing: "127.0.0.1:6379"))]
+/// )
+/// // … run the client against deck.address …
+/// let outcome = try await deck.stop()
+/// try outcome.replay?.verify()
+/// ```
+///
+/// Always stop a deck you started: its listeners stay open until then. `withTapedeck` in `TapedeckTesting`
+/// does that for you, on success and on error.
+public final class Deck: Sendable {
+    /// How a deck records and replays, beyond its mode.
+    public struct Options: Sendable {
+        /// A label stored with a recording run.
+        public var label: String?
+        /// Whether recording starts a fresh tape instead of appending a run to an existing one.
+        public var overwrite: Bool
+        /// How fast replay plays the upstream's part.
+        public var pace: ReplayPace
+        /// Whether a recorded session may serve more than one connection in replay.
+        public var repeatSessions: Bool
+        /// The event loops to serve on.
+        public var group: any EventLoopGroup
+        /// Where the deck logs.
+        public var logger: Logger
+        /// Called once, from the tape's writer thread, if the tape cannot be written; ``Deck/stop(drainTimeout:)``
+        /// then throws the same error.
+        public var onRecordingFailure: (@Sendable (TapedeckError) -> Void)?
+
+        /// Creates options: append to the tape, replay fast, each session served once.
+        public init(
+            label: String? = nil,
+            overwrite: Bool = false,
+            pace: ReplayPace = .fast,
+            repeatSessions: Bool = false,
+            group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+            logger: Logger = Logger(label: "tapedeck"),
+            onRecordingFailure: (@Sendable (TapedeckError) -> Void)? = nil
+        ) {
+            self.label = label
+            self.overwrite = overwrite
+            self.pace = pace
+            self.repeatSessions = repeatSessions
+            self.group = group
+            self.logger = logger
+            self.onRecordingFailure = onRecordingFailure
+        }
+    }
+
+    private enum Server: Sendable {
+        case relay(ProxyServer)
+        case replay(ReplayServer)
+    }
+
+    /// The deck the current task runs inside, set by the `TapedeckTesting` helpers for the code they run.
+    @TaskLocal public static var current: Deck?
+
+    /// The mode being served; never ``TapedeckMode/auto``, which is resolved when the deck starts.
+    public let mode: TapedeckMode
+    /// The tape's path, as given; `nil` for a proxy without a tape.
+    public let tapePath: String?
+    /// Each route with the address its listener bound, in the order given.
+    public let routes: [BoundRoute]
+    private let server: Server
+    private let recorder: Recorder?
+    private let stopped = NIOLockedValueBox<Bool>(false)
+
+    private init(mode: TapedeckMode, tapePath: String?, routes: [BoundRoute], server: Server, recorder: Recorder?) {
+        self.mode = mode
+        self.tapePath = tapePath
+        self.routes = routes
+        self.server = server
+        self.recorder = recorder
+    }
+
+    /// The first route's bound address: the one to use when there is a single route.
+    public var address: Endpoint {
+        routes[0].address
+    }
+
+    /// The bound address of the route called `name`.
+    ///
+    /// - Throws: ``TapedeckError`` naming the route and the routes there are.
+    public func address(of name: String) throws -> Endpoint {
+        guard let route = routes.first(where: { $0.name == name }) else {
+            throw TapedeckError(
+                .invalidArgument,
+                "no route '\(name)' (routes: \(routes.map { "'\($0.name)'" }.joined(separator: ", ")))"
+            )
+        }
+        return route.address
+    }
+
+    /// What replay has done so far; `nil` when the deck does not replay.
+    public var replayReport: ReplayReport? {
+        guard case .replay(let server) = server else { return nil }
+        return server.report
+    }
+
+    /// Starts serving `routes` in `mode` on the tape at `tape`.
+    ///
+    /// - Parameters:
+    ///   - mode: What to do; ``TapedeckMode/auto`` records when the tape does not exist and replays when it does.
+    ///   - tape: The tape file. Recording creates it (mode 0600) and its directory; proxy mode needs none.
+    ///   - routes: The routes. Relaying and recording need each route's upstream; replay finds the tape's
+    ///     sessions by route name, and a single route named `default` serves a tape whose sessions all belong
+    ///     to one route of another name.
+    ///   - options: Labels, overwrite, pace and logging.
+    /// - Returns: The running deck, with every listener bound.
+    /// - Throws: ``TapedeckError`` for bad routes, a missing or unreadable tape, or a listener that cannot bind.
+    public static func start(
+        _ mode: TapedeckMode,
+        tape: String?,
+        routes: [Route],
+        options: Options = Options()
+    ) async throws -> Deck {
+        let mode = mode.resolved(forTape: tape)
+        var routes = try ProxyConfiguration(routes: routes).routes
+        if mode.relays || mode == .recordMissing {
+            let purpose = mode == .recordMissing ? "recording missing sessions" : mode == .proxy ? "proxying" : "recording"
+            for route in routes { _ = try route.requireUpstream(for: purpose) }
+        }
+        if mode != .proxy, tape == nil {
+            throw TapedeckError(.invalidArgument, "\(mode) mode needs a tape")
+        }
+        let recorder = try mode.writesTape ? makeRecorder(tape: tape!, mode: mode, routes: routes, options: options) : nil
+        do {
+            switch mode {
+            case .proxy, .record:
+                let server = ProxyServer(
+                    configuration: try ProxyConfiguration(routes: routes), group: options.group, recorder: recorder,
+                    logger: options.logger
+                )
+                let bound = try await server.start()
+                return Deck(mode: mode, tapePath: tape, routes: bound, server: .relay(server), recorder: recorder)
+            case .replay, .recordMissing, .auto:
+                let reading = try openForReplay(tape!, mode: mode)
+                routes = try servedRoutes(routes, in: reading)
+                var replayOptions = ReplayServer.Options(pace: options.pace, repeatSessions: options.repeatSessions)
+                replayOptions.recordMissing = recorder.map(MissingSessionRecording.init(recorder:))
+                let server = try ReplayServer(
+                    tape: reading, routes: routes, options: replayOptions, group: options.group, logger: options.logger
+                )
+                let bound = try await server.start()
+                return Deck(mode: mode, tapePath: tape, routes: bound, server: .replay(server), recorder: recorder)
+            }
+        } catch {
+            try? await recorder?.finish()
+            throw error
+        }
+    }
+
+    /// Stops accepting, lets open connections finish for up to `drainTimeout` and resets the rest, then flushes
+    /// and closes the tape when recording.
+    ///
+    /// - Returns: What the deck did, with the replay report when it replayed.
+    /// - Throws: ``TapedeckError`` with code `recordingFailed` if any part of the recording could not be written.
+    @discardableResult
+    public func stop(drainTimeout: Duration = .seconds(5)) async throws -> DeckOutcome {
+        let first = stopped.withLockedValue { stopped in
+            defer { stopped = true }
+            return !stopped
+        }
+        guard first else { throw TapedeckError(.invalidArgument, "the deck was already stopped") }
+        var outcome = DeckOutcome(mode: mode, routes: routes)
+        switch server {
+        case .relay(let server):
+            outcome.interruptedConnections = await server.shutdown(drainTimeout: drainTimeout).interruptedConnections
+        case .replay(let server):
+            outcome.replay = await server.shutdown(drainTimeout: drainTimeout)
+        }
+        if let recorder {
+            // The listeners are closed and the connections gone: nothing else will be recorded, so flush last.
+            try await recorder.finish()
+            outcome.recordedSessions = try recorder.sessionCount()
+        }
+        return outcome
+    }
+
+    // MARK: Opening the tape
+
+    private static func makeRecorder(tape: String, mode: TapedeckMode, routes: [Route], options: Options) throws -> Recorder {
+        let directory = (tape as NSString).deletingLastPathComponent
+        if !directory.isEmpty, !FileManager.default.fileExists(atPath: directory) {
+            do {
+                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            } catch {
+                throw TapedeckError(.tapeUnwritable, "cannot create tape '\(tape)': cannot create its directory '\(directory)'")
+            }
+        }
+        let writable = try Tape(recordingAt: tape, overwrite: options.overwrite && mode == .record)
+        let logger = options.logger
+        let report = options.onRecordingFailure
+        return try Recorder(
+            tape: writable, routes: routes, label: options.label, mode: mode == .record ? "record" : "replay"
+        ) { error in
+            logger.error("recording failed", metadata: ["tapedeck.tape": "\(tape)", "tapedeck.error": "\(error.message)"])
+            report?(error)
+        }
+    }
+
+    private static func openForReplay(_ path: String, mode: TapedeckMode) throws -> Tape {
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw TapedeckError(
+                .tapeUnreadable,
+                "cannot open tape '\(path)': no such file; record it first (mode record, or \(TapedeckMode.environmentVariable)=record)"
+            )
+        }
+        return try Tape(readingAt: path)
+    }
+
+    /// A single route left with the default name serves the tape's only route, whatever it was called.
+    private static func servedRoutes(_ routes: [Route], in tape: Tape) throws -> [Route] {
+        guard routes.count == 1, routes[0].name == Route.defaultName else { return routes }
+        let names = try ReplayServer.routeNames(in: tape)
+        guard names.count == 1, names[0] != Route.defaultName else { return routes }
+        var route = routes[0]
+        route.name = names[0]
+        return [route]
+    }
+}

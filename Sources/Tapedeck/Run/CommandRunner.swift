@@ -1,0 +1,135 @@
+import Foundation
+import NIOConcurrencyHelpers
+
+/// Runs a command inside Tapedeck: starts a ``Deck``, runs the command with the routes' addresses in its
+/// environment, stops the deck when the command exits, and decides the exit status. `tapedeck run` is this.
+///
+/// ```swift
+/// var runner = CommandRunner(
+///     command: ["pytest", "-q"], mode: .replay, tape: "fixtures/db.tape",
+///     routes: [Route(upstream: try Endpoint(parsing: "127.0.0.1:5432"))]
+/// )
+/// let status = try await runner.run()  // the command's status, or 3 if it passed but replay mismatched
+/// ```
+public struct CommandRunner: Sendable {
+    /// The exit status when the command passed but the replay did not go as recorded.
+    public static let replayFailureStatus: Int32 = 3
+    /// The exit status when the command passed but the tape could not be written fully.
+    public static let recordingFailureStatus: Int32 = 1
+
+    /// The command and its arguments; the first is looked up in `PATH` unless it holds a slash.
+    public var command: [String]
+    /// The mode; ``TapedeckMode/auto`` is resolved against the tape.
+    public var mode: TapedeckMode
+    /// The tape; `nil` only in proxy mode.
+    public var tape: String?
+    /// The routes to serve.
+    public var routes: [Route]
+    /// Recording and replay options for the deck.
+    public var options: Deck.Options
+    /// Whether a replay mismatch fails the run even when the command passed. On by default.
+    public var strict: Bool
+    /// Whether a recorded session never replayed also fails the run.
+    public var requireAll: Bool
+    /// How long connections may stay open after the command exits before they are reset.
+    public var drainTimeout: Duration
+    /// Where to write the replay report as JSON, if anywhere.
+    public var reportPath: String?
+    /// The environment the command starts from; the route variables are added to it.
+    public var environment: [String: String]
+    /// Where one-line messages for the user go; standard error by default.
+    public var diagnostics: @Sendable (String) -> Void
+
+    /// Creates a runner; replay is strict, connections get 5 seconds to drain, and messages go to stderr.
+    public init(
+        command: [String],
+        mode: TapedeckMode,
+        tape: String?,
+        routes: [Route],
+        options: Deck.Options = Deck.Options(),
+        strict: Bool = true,
+        requireAll: Bool = false,
+        drainTimeout: Duration = .seconds(5),
+        reportPath: String? = nil,
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        diagnostics: @escaping @Sendable (String) -> Void = { FileHandle.standardError.write(Data("tapedeck: \($0)\n".utf8)) }
+    ) {
+        self.command = command
+        self.mode = mode
+        self.tape = tape
+        self.routes = routes
+        self.options = options
+        self.strict = strict
+        self.requireAll = requireAll
+        self.drainTimeout = drainTimeout
+        self.reportPath = reportPath
+        self.environment = environment
+        self.diagnostics = diagnostics
+    }
+
+    /// Runs the command and returns the status to exit with: the command's own when it failed (128 plus the
+    /// signal when a signal ended it); ``replayFailureStatus`` when it passed but replay mismatched (or left
+    /// sessions unused, with ``requireAll``); ``recordingFailureStatus`` when it passed but the tape could not
+    /// be written fully; 0 otherwise.
+    ///
+    /// Signals that ask a program to stop (SIGINT, SIGTERM, SIGHUP, SIGQUIT) and SIGUSR1/SIGUSR2 sent to this
+    /// process are passed on to the command; the deck keeps serving until the command exits.
+    ///
+    /// - Throws: ``TapedeckError`` when the deck cannot start, or with code `commandNotRun` when the command
+    ///   cannot be found or started. The tape is untouched when the command is not found.
+    public func run() async throws -> Int32 {
+        guard let name = command.first else { throw TapedeckError(.invalidArgument, "no command to run after '--'") }
+        // Found before the deck starts: a mistyped command must not overwrite a tape with an empty recording.
+        let executable = try ChildCommand.locate(name, environment: environment)
+        let diagnostics = self.diagnostics
+        let recordingFailed = NIOLockedValueBox(false)
+        var options = self.options
+        let earlier = options.onRecordingFailure
+        options.onRecordingFailure = { error in
+            recordingFailed.withLockedValue { $0 = true }
+            diagnostics("error: \(error.message); the command goes on, but the recording is incomplete")
+            earlier?(error)
+        }
+        let deck = try await Deck.start(mode, tape: tape, routes: routes, options: options)
+
+        let status: Int32
+        do {
+            SignalForwarding.install()
+            let child = try ChildCommand(
+                executable: executable, arguments: command,
+                environment: environment.merging(RouteEnvironment.variables(for: deck.routes)) { $1 }
+            )
+            SignalForwarding.forward(to: child.pid)
+            status = await child.exitStatus()
+            SignalForwarding.stop()
+        } catch {
+            _ = try? await deck.stop(drainTimeout: .zero)
+            throw error
+        }
+
+        let outcome: DeckOutcome
+        do {
+            outcome = try await deck.stop(drainTimeout: drainTimeout)
+        } catch let error as TapedeckError {
+            if !recordingFailed.withLockedValue({ $0 }) { diagnostics("error: \(error.message)") }
+            return status != 0 ? status : Self.recordingFailureStatus
+        }
+        guard let report = outcome.replay else { return status }
+        if let reportPath {
+            do {
+                try report.json().write(to: URL(fileURLWithPath: reportPath))
+            } catch {
+                diagnostics("error: cannot write report '\(reportPath)': \(error.localizedDescription)")
+            }
+        }
+        let failures = report.failures(requireAll: requireAll)
+        guard !failures.isEmpty else { return status }
+        diagnostics(report.summary)
+        for failure in failures { diagnostics("  \(failure)") }
+        if status == 0, strict || requireAll {
+            diagnostics("error: the command passed, but the replay did not go as recorded")
+            return Self.replayFailureStatus
+        }
+        return status
+    }
+}

@@ -1,0 +1,65 @@
+import Atomics
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Passes the signals that ask a program to stop, or to do something, on to the command `tapedeck run` runs.
+///
+/// The command decides what a signal means; Tapedeck keeps serving until the command has exited, so that a
+/// test suite shutting down cleanly still reaches its services. A signal a terminal generated (Ctrl-C,
+/// Ctrl-\, a hangup) is not passed on: the terminal sent it to the whole foreground process group, the
+/// command included, and a second copy would make it look like the user pressed Ctrl-C twice.
+enum SignalForwarding {
+    /// The signals passed on.
+    static let signals = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2]
+
+    /// Catches the signals; those arriving before ``forward(to:)`` names the child are kept for it.
+    static func install() {
+        for number in signals {
+            var action = sigaction()
+            action.__sigaction_handler.sa_sigaction = { number, info, _ in
+                forwardFromHandler(number, info)
+            }
+            action.sa_flags = SA_SIGINFO | SA_RESTART
+            sigemptyset(&action.sa_mask)
+            sigaction(number, &action, nil)
+        }
+    }
+
+    /// From now on, passes signals on to `pid`, starting with any that arrived while it was being started.
+    static func forward(to pid: pid_t) {
+        target.store(pid, ordering: .sequentiallyConsistent)
+        let early = pending.exchange(0, ordering: .sequentiallyConsistent)
+        for number in signals where early & (1 << UInt64(number)) != 0 {
+            kill(pid, number)
+        }
+    }
+
+    /// Stops passing signals on: the child has exited, and its pid may be reused.
+    static func stop() {
+        target.store(0, ordering: .sequentiallyConsistent)
+    }
+}
+
+/// Where signals go: the child's pid, or 0 before it is started and after it has exited.
+///
+/// A signal handler may only touch lock-free atomics, and these live for the whole process, so the handler
+/// never sees them freed: each is a pointer to one word, created once and never destroyed.
+private let target = UnsafeAtomic<Int32>.create(0)
+/// Signals that arrived before there was a child to pass them to, one bit per signal number.
+private let pending = UnsafeAtomic<UInt64>.create(0)
+
+/// `si_code` of a signal the kernel generated itself, as a terminal's are (Linux's SI_KERNEL).
+private let signalFromKernel: Int32 = 0x80
+
+/// Runs in the signal handler: only async-signal-safe calls (an atomic load or or, and kill).
+private func forwardFromHandler(_ number: Int32, _ info: UnsafeMutablePointer<siginfo_t>?) {
+    if let info, info.pointee.si_code == signalFromKernel { return }
+    let pid = target.load(ordering: .sequentiallyConsistent)
+    if pid > 0 {
+        kill(pid, number)
+    } else {
+        _ = pending.loadThenBitwiseOr(with: 1 << UInt64(number), ordering: .sequentiallyConsistent)
+    }
+}

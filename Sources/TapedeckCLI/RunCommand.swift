@@ -1,0 +1,87 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Tapedeck
+
+/// `tapedeck run`: serve routes in a mode around one command, for test suites in any language.
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run a command with Tapedeck between it and its services.",
+        usage: "tapedeck run --tape <file> [--mode <mode>] [--upstream <address>] [<options>] -- <command> ...",
+        discussion: """
+            Starts the routes in the chosen mode, runs the command with their addresses in its environment \
+            (TAPEDECK_ADDR, TAPEDECK_HOST, TAPEDECK_PORT for a single route; TAPEDECK_<ROUTE>_ADDR, _HOST, \
+            _PORT for each named route; _SOCKET instead of _HOST and _PORT for a Unix socket), stops when it \
+            exits, and exits with its status. Replay is strict: if the command passed but a connection \
+            mismatched, exits 3 (with --require-all, also if a recorded session was never replayed). Recording \
+            replaces the tape unless --append. SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 are passed \
+            on to the command.
+            """
+    )
+
+    @Option(help: ArgumentHelp("The tape to record into or replay from.", valueName: "file"))
+    var tape: String?
+
+    @Option(help: ArgumentHelp("record, replay, auto (replay if the tape exists, else record), record-missing or proxy (default: $TAPEDECK_MODE, else replay).", valueName: "mode"))
+    var mode: String?
+
+    @OptionGroup var routes: RouteOptions
+
+    @Option(help: ArgumentHelp("A label stored with the recording run.", valueName: "text"))
+    var label: String?
+
+    @Flag(help: "When recording, add a run to the tape instead of replacing it.")
+    var append = false
+
+    @Option(help: ArgumentHelp("Replay pace: fast, recorded, or a factor such as 2x.", valueName: "pace"))
+    var pace: String = "fast"
+
+    @Flag(name: .customLong("repeat"), help: "Let a recorded session serve more than one connection.")
+    var repeatSessions = false
+
+    @Flag(inversion: .prefixedNo, help: "Exit 3 if the command passed but a replayed connection mismatched.")
+    var strict = true
+
+    @Flag(help: "Also exit 3 if a recorded session was never replayed.")
+    var requireAll = false
+
+    @Option(help: ArgumentHelp("Write the replay report as JSON to this file.", valueName: "file"))
+    var report: String?
+
+    @OptionGroup var runtime: RuntimeOptions
+
+    @Argument(parsing: .postTerminator, help: ArgumentHelp("The command to run, after '--'.", valueName: "command"))
+    var command: [String] = []
+
+    func run() async throws {
+        guard !command.isEmpty else { throw ValidationError("missing the command to run, after '--'") }
+        let mode: TapedeckMode
+        do {
+            mode = try self.mode.map(TapedeckMode.init(parsing:)) ?? TapedeckMode.fromEnvironment()
+        } catch let error as TapedeckError {
+            throw ValidationError(error.message)
+        }
+        if mode != .proxy, tape == nil { throw ValidationError("missing --tape (needed in \(mode) mode)") }
+        let resolved = mode.resolved(forTape: tape)
+        let needsUpstream = resolved == .proxy || resolved == .record || resolved == .recordMissing
+        if needsUpstream, routes.upstream == nil, routes.config == nil {
+            throw ValidationError("\(resolved) mode needs --upstream (or --config FILE)")
+        }
+        let pace: ReplayPace
+        do { pace = try ReplayPace(parsing: self.pace) } catch let error as TapedeckError { throw ValidationError(error.message) }
+        let configuration = try routes.configuration(requireUpstream: needsUpstream)
+        // The command owns stdout and the terminal: Tapedeck speaks only when something is wrong.
+        let logger = runtime.makeLogger(label: "tapedeck.run", defaultLevel: .warning, raiseOpenFileLimit: false)
+        let runner = CommandRunner(
+            command: command, mode: resolved, tape: tape, routes: configuration.routes,
+            options: Deck.Options(
+                label: label, overwrite: !append, pace: pace, repeatSessions: repeatSessions,
+                group: try runtime.makeEventLoopGroup(), logger: logger
+            ),
+            strict: strict, requireAll: requireAll, drainTimeout: runtime.drainTimeout, reportPath: report
+        )
+        let status = try await runner.run()
+        if status != 0 { throw ExitCode(status) }
+    }
+}
