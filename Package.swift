@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .library(name: "Tapedeck", targets: ["Tapedeck"]),
         .executable(name: "tapedeck", targets: ["TapedeckCLI"]),
+        .library(name: "TapedeckTesting", targets: ["TapedeckTesting"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -30,6 +31,10 @@ let package = Package(
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
             ]
         ),
+        .target(
+            name: "TapedeckTesting",
+            dependencies: ["Tapedeck"]
+        ),
         .executableTarget(
             name: "TapedeckCLI",
             dependencies: [
@@ -44,6 +49,7 @@ let package = Package(
             name: "TapedeckTests",
             dependencies: [
                 "Tapedeck",
+                "TapedeckTesting",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -79,6 +79,24 @@ public enum Endpoint: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// The host of a TCP endpoint (an IPv6 address without brackets); `nil` for a Unix socket.
+    public var host: String? {
+        guard case .tcp(let host, _) = self else { return nil }
+        return host
+    }
+
+    /// The port of a TCP endpoint; `nil` for a Unix socket.
+    public var port: Int? {
+        guard case .tcp(_, let port) = self else { return nil }
+        return port
+    }
+
+    /// The path of a Unix socket endpoint; `nil` for TCP.
+    public var path: String? {
+        guard case .unix(let path) = self else { return nil }
+        return path
+    }
+
     /// Whether this endpoint is reachable only from this machine: a loopback IP or a Unix socket.
     ///
     /// Host names other than `localhost` count as not loopback, since they may resolve anywhere.
