@@ -33,7 +33,10 @@ let package = Package(
         ),
         .target(
             name: "TapedeckTesting",
-            dependencies: ["Tapedeck"]
+            dependencies: [
+                "Tapedeck",
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .executableTarget(
             name: "TapedeckCLI",

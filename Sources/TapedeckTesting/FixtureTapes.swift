@@ -96,6 +96,9 @@ struct FixtureSession: Sendable {
             options.overwrite = resolved == .record ? await TapeTurns.shared.firstRecording(of: key) : false
             let deck = try await Deck.start(resolved, tape: tape, routes: routes, options: options)
             return FixtureSession(deck: deck, turn: turn)
+        } catch let error as TapedeckError where error.code == .tapeUnreadable && !FileManager.default.fileExists(atPath: tape) {
+            if let turn { await TapeTurns.shared.release(turn) }
+            throw TapedeckError(error.code, error.message + "; record it with \(TapedeckMode.environmentVariable)=record")
         } catch {
             if let turn { await TapeTurns.shared.release(turn) }
             throw error

@@ -76,7 +76,7 @@ extension Trait where Self == TapedeckTrait {
         upstream: String? = nil,
         tape: String? = nil,
         requireAll: Bool = false,
-        options: Deck.Options = Deck.Options()
+        options: Deck.Options = .testDefaults
     ) -> Self {
         TapedeckTrait(
             mode: mode, routes: [(Route.defaultName, upstream)], tape: tape, requireAll: requireAll, options: options
@@ -97,7 +97,7 @@ extension Trait where Self == TapedeckTrait {
         routes: KeyValuePairs<String, String>,
         tape: String? = nil,
         requireAll: Bool = false,
-        options: Deck.Options = Deck.Options()
+        options: Deck.Options = .testDefaults
     ) -> Self {
         TapedeckTrait(
             mode: mode, routes: routes.map { ($0.key, $0.value) }, tape: tape, requireAll: requireAll, options: options

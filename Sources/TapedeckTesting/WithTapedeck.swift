@@ -36,7 +36,7 @@ public func withTapedeck<T>(
     upstream: String? = nil,
     listen: String = "127.0.0.1:0",
     requireAll: Bool = false,
-    options: Deck.Options = Deck.Options(),
+    options: Deck.Options = .testDefaults,
     drainTimeout: Duration = .seconds(1),
     isolation: isolated (any Actor)? = #isolation,
     _ body: (Endpoint) async throws -> T
@@ -79,7 +79,7 @@ public func withTapedeck<T>(
     tape: String,
     routes: [Route],
     requireAll: Bool = false,
-    options: Deck.Options = Deck.Options(),
+    options: Deck.Options = .testDefaults,
     drainTimeout: Duration = .seconds(1),
     isolation: isolated (any Actor)? = #isolation,
     _ body: (Deck) async throws -> T

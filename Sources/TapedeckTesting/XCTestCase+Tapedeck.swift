@@ -38,7 +38,7 @@ extension XCTestCase {
         upstream: String? = nil,
         tape: String? = nil,
         requireAll: Bool = false,
-        options: Deck.Options = Deck.Options(),
+        options: Deck.Options = .testDefaults,
         file: StaticString = #filePath,
         line: UInt = #line
     ) async throws -> Deck {
@@ -56,7 +56,7 @@ extension XCTestCase {
         routes: [Route],
         tape: String? = nil,
         requireAll: Bool = false,
-        options: Deck.Options = Deck.Options(),
+        options: Deck.Options = .testDefaults,
         file: StaticString = #filePath,
         line: UInt = #line
     ) async throws -> Deck {

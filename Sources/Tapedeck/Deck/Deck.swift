@@ -149,7 +149,7 @@ public final class Deck: Sendable {
                 let bound = try await server.start()
                 return Deck(mode: mode, tapePath: tape, routes: bound, server: .relay(server), recorder: recorder)
             case .replay, .recordMissing, .auto:
-                let reading = try openForReplay(tape!, mode: mode)
+                let reading = try Tape(readingAt: tape!)
                 routes = try servedRoutes(routes, in: reading)
                 var replayOptions = ReplayServer.Options(pace: options.pace, repeatSessions: options.repeatSessions)
                 replayOptions.recordMissing = recorder.map(MissingSessionRecording.init(recorder:))
@@ -188,6 +188,8 @@ public final class Deck: Sendable {
             // The listeners are closed and the connections gone: nothing else will be recorded, so flush last.
             try await recorder.finish()
             outcome.recordedSessions = try recorder.sessionCount()
+            // The deck may outlive its stop (a test case object keeps it); the tape must be one closed file now.
+            try recorder.tape.close()
         }
         return outcome
     }
@@ -212,16 +214,6 @@ public final class Deck: Sendable {
             logger.error("recording failed", metadata: ["tapedeck.tape": "\(tape)", "tapedeck.error": "\(error.message)"])
             report?(error)
         }
-    }
-
-    private static func openForReplay(_ path: String, mode: TapedeckMode) throws -> Tape {
-        guard FileManager.default.fileExists(atPath: path) else {
-            throw TapedeckError(
-                .tapeUnreadable,
-                "cannot open tape '\(path)': no such file; record it first (mode record, or \(TapedeckMode.environmentVariable)=record)"
-            )
-        }
-        return try Tape(readingAt: path)
     }
 
     /// A single route left with the default name serves the tape's only route, whatever it was called.

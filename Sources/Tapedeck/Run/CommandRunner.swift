@@ -90,7 +90,12 @@ public struct CommandRunner: Sendable {
             diagnostics("error: \(error.message); the command goes on, but the recording is incomplete")
             earlier?(error)
         }
-        let deck = try await Deck.start(mode, tape: tape, routes: routes, options: options)
+        let deck: Deck
+        do {
+            deck = try await Deck.start(mode, tape: tape, routes: routes, options: options)
+        } catch let error as TapedeckError where error.code == .tapeUnreadable && !FileManager.default.fileExists(atPath: tape ?? "") {
+            throw TapedeckError(error.code, error.message + "; record it with --mode record (or \(TapedeckMode.environmentVariable)=record)")
+        }
 
         let status: Int32
         do {

@@ -72,7 +72,11 @@ public final class Tape: Sendable {
             guard descriptor >= 0 else {
                 throw TapedeckError(.tapeUnwritable, "cannot create tape '\(path)': \(Self.errnoReason())")
             }
-            close(descriptor)
+            #if canImport(Glibc)
+            _ = Glibc.close(descriptor)
+            #else
+            _ = Darwin.close(descriptor)
+            #endif
         } else if !fileManager.isWritableFile(atPath: path) {
             throw TapedeckError(.tapeUnwritable, "cannot write tape '\(path)': permission denied")
         }
@@ -92,6 +96,42 @@ public final class Tape: Sendable {
             try TapeSchema.migrator.migrate(database)
         } catch {
             throw TapedeckError(.tapeUnwritable, "cannot write tape '\(path)': \(Self.reason(error))")
+        }
+    }
+
+    /// Tapes up to this size are rewritten with ``compactPageSize`` pages when a recording finishes.
+    static let compactionLimit = 4 << 20
+    /// The page size of a compacted tape: SQLite's default, small enough that a fixture holding a handful of
+    /// sessions takes tens of kilobytes instead of the hundreds that a dozen 32 KiB pages of tables and indexes
+    /// would.
+    static let compactPageSize = 4096
+
+    /// Rewrites a small tape with small pages; larger tapes keep the pages that write bulk traffic fast.
+    ///
+    /// Best effort: it needs the tape to itself, so a reader holding it open leaves it as it is. Runs appended
+    /// later keep the small pages.
+    func compactIfSmall() {
+        try? database.writeWithoutTransaction { db in
+            let pageSize = try Int.fetchOne(db, sql: "PRAGMA page_size") ?? 0
+            let pageCount = try Int.fetchOne(db, sql: "PRAGMA page_count") ?? 0
+            guard pageSize > Self.compactPageSize, pageSize * pageCount <= Self.compactionLimit else { return }
+            // The page size of a WAL database is fixed; leave WAL for the rewrite and come back to it.
+            defer { try? db.execute(sql: "PRAGMA journal_mode = WAL") }
+            try db.execute(sql: "PRAGMA journal_mode = DELETE")
+            try db.execute(sql: "PRAGMA page_size = \(Self.compactPageSize)")
+            try db.execute(sql: "VACUUM")
+        }
+    }
+
+    /// Closes the tape's database connection; the tape cannot be used afterwards.
+    ///
+    /// SQLite removes the `-wal` and `-shm` files when the last connection closes, so a closed tape is one file
+    /// even while the process that recorded it goes on.
+    public func close() throws {
+        do {
+            try database.close()
+        } catch {
+            throw TapedeckError(.tapeUnwritable, "cannot close tape '\(path)': \(Self.reason(error))")
         }
     }
 

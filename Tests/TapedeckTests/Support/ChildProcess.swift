@@ -18,8 +18,11 @@ final class ChildProcess: Sendable {
     private let reaped = NIOLockedValueBox<Int32?>(nil)
 
     /// Starts `arguments[0]` (a full path) with the rest as arguments; stdout goes to `outputPath`, stderr to
-    /// `errorPath` (or also to `outputPath`).
-    init(_ arguments: [String], outputPath: String = "/dev/null", errorPath: String? = nil) throws {
+    /// `errorPath` (or also to `outputPath`). `environment` sets (or, with nil, removes) variables of ours.
+    init(
+        _ arguments: [String], outputPath: String = "/dev/null", errorPath: String? = nil,
+        environment: [String: String?] = [:]
+    ) throws {
         self.outputPath = outputPath
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
@@ -52,9 +55,12 @@ final class ChildProcess: Sendable {
         }
 
         var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
-        defer { for pointer in argv { free(pointer) } }
+        var variables = ProcessInfo.processInfo.environment
+        for (name, value) in environment { variables[name] = value }
+        var envp: [UnsafeMutablePointer<CChar>?] = variables.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { for pointer in argv + envp { free(pointer) } }
         var child: pid_t = 0
-        let status = posix_spawn(&child, arguments[0], &actions, &attributes, &argv, environ)
+        let status = posix_spawn(&child, arguments[0], &actions, &attributes, &argv, &envp)
         guard status == 0 else {
             throw TestProcessError("cannot start \(arguments[0]): \(String(cString: strerror(status)))")
         }

@@ -20,11 +20,12 @@ final class TapedeckProcess: Sendable {
         return directory.appendingPathComponent("tapedeck")
     }
 
-    init(_ arguments: [String]) throws {
+    init(_ arguments: [String], environment: [String: String?] = [:]) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("tapedeck-process-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         child = try ChildProcess(
-            [Self.executable.path] + arguments, outputPath: directory + "/stdout", errorPath: directory + "/stderr"
+            [Self.executable.path] + arguments, outputPath: directory + "/stdout", errorPath: directory + "/stderr",
+            environment: environment
         )
     }
 
@@ -33,8 +34,10 @@ final class TapedeckProcess: Sendable {
     var stderr: String { (try? String(contentsOfFile: directory + "/stderr", encoding: .utf8)) ?? "" }
 
     /// Runs to completion (at most `timeout`) and returns the exit status and output.
-    static func run(_ arguments: [String], timeout: Duration = .seconds(30)) async throws -> (status: Int32, stdout: String, stderr: String) {
-        let child = try TapedeckProcess(arguments)
+    static func run(
+        _ arguments: [String], environment: [String: String?] = [:], timeout: Duration = .seconds(30)
+    ) async throws -> (status: Int32, stdout: String, stderr: String) {
+        let child = try TapedeckProcess(arguments, environment: environment)
         let status = try await child.waitForExit(timeout: timeout)
         return (status, child.stdout, child.stderr)
     }

@@ -150,3 +150,16 @@ func withProxy<T>(
         throw error
     }
 }
+
+extension TestClient {
+    /// Connects, sends `request`, half-closes, and returns everything the other side sent before it ended.
+    static func exchange(_ endpoint: Endpoint, _ request: String) async throws -> (reply: String, ending: Ending) {
+        let connection = try await connect(to: endpoint)
+        return try await connection.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(string: request))
+            outbound.finish()
+            let (bytes, ending) = await readAll(inbound)
+            return (String(buffer: bytes), ending)
+        }
+    }
+}

@@ -1,0 +1,168 @@
+import Foundation
+import Testing
+
+@testable import Tapedeck
+
+/// `tapedeck run -- CMD`, as a real process running real commands: what the command is told, what it exits
+/// with, which signals reach it.
+@Suite(.timeLimit(.minutes(2)))
+struct RunCommandTests {
+    /// The variables a command sees; `TAPEDECK_MODE` cleared so that the caller's environment cannot change them.
+    private static let clean: [String: String?] = ["TAPEDECK_MODE": nil]
+
+    @Test func oneRouteIsAnnouncedInTheCommandsEnvironment() async throws {
+        let result = try await TapedeckProcess.run(
+            [
+                "run", "--mode", "proxy", "--upstream", "127.0.0.1:1", "--",
+                "/bin/sh", "-c", "echo \"$TAPEDECK_ADDR|$TAPEDECK_HOST|$TAPEDECK_PORT|$TAPEDECK_DEFAULT_ADDR\"",
+            ],
+            environment: Self.clean
+        )
+        #expect(result.status == 0)
+        #expect(result.stderr == "")
+        let fields = result.stdout.trimmingCharacters(in: .newlines).split(separator: "|").map(String.init)
+        #expect(fields.count == 4)
+        #expect(fields[1] == "127.0.0.1")
+        #expect(Int(fields[2]).map { $0 > 0 } == true)
+        #expect(fields[0] == "127.0.0.1:\(fields[2])" && fields[3] == fields[0])
+    }
+
+    @Test func namedRoutesEachGetTheirVariables() async throws {
+        let directory = try TemporaryDirectory()
+        let config = try directory.twoRouteConfig(upstream: .tcp(host: "127.0.0.1", port: 1))
+        let result = try await TapedeckProcess.run(
+            [
+                "run", "--mode", "proxy", "--config", config, "--",
+                "/bin/sh", "-c", "echo \"$TAPEDECK_ALPHA_ADDR|$TAPEDECK_BETA_HOST:$TAPEDECK_BETA_PORT|${TAPEDECK_ADDR-unset}\"",
+            ],
+            environment: Self.clean
+        )
+        #expect(result.status == 0)
+        let fields = result.stdout.trimmingCharacters(in: .newlines).split(separator: "|").map(String.init)
+        #expect(fields.count == 3)
+        #expect(fields[0].hasPrefix("127.0.0.1:") && fields[1].hasPrefix("127.0.0.1:") && fields[0] != fields[1])
+        #expect(fields[2] == "unset")
+    }
+
+    @Test(arguments: [("exit 0", Int32(0)), ("exit 7", 7), ("kill -KILL $$", 137)])
+    func exitsWithTheCommandsStatus(script: String, status: Int32) async throws {
+        let result = try await TapedeckProcess.run(
+            ["run", "--mode", "proxy", "--upstream", "127.0.0.1:1", "--", "/bin/sh", "-c", script],
+            environment: Self.clean
+        )
+        #expect(result.status == status)
+    }
+
+    @Test(arguments: [("TERM", SIGTERM), ("INT", SIGINT), ("HUP", SIGHUP), ("USR1", SIGUSR1)])
+    func signalsReachTheCommand(name: String, number: Int32) async throws {
+        let process = try TapedeckProcess(
+            [
+                "run", "--mode", "proxy", "--upstream", "127.0.0.1:1", "--",
+                "/bin/sh", "-c", "trap 'echo got-\(name); exit 42' \(name); echo ready; while :; do sleep 0.05; done",
+            ],
+            environment: Self.clean
+        )
+        try await waitUntil { process.stdout.contains("ready") }
+        process.signal(number)
+        #expect(try await process.waitForExit(timeout: .seconds(20)) == 42)
+        #expect(process.stdout.contains("got-\(name)"))
+    }
+
+    @Test func aMissingCommandExits127AndLeavesTheTapeAlone() async throws {
+        let directory = try TemporaryDirectory()
+        let tape = directory.path("keep.tape")
+        try Data("not touched".utf8).write(to: URL(fileURLWithPath: tape))
+        let result = try await TapedeckProcess.run(
+            ["run", "--tape", tape, "--mode", "record", "--upstream", "127.0.0.1:1", "--", "no-such-command-here"],
+            environment: Self.clean
+        )
+        #expect(result.status == 127)
+        #expect(result.stderr == "tapedeck: error: cannot run 'no-such-command-here': command not found in PATH\n")
+        #expect(try String(contentsOfFile: tape, encoding: .utf8) == "not touched")
+    }
+
+    @Test(arguments: [
+        (["run", "--upstream", "127.0.0.1:1"], [:], "tapedeck: error: missing the command to run, after '--'"),
+        (["run", "--", "true"], [:], "tapedeck: error: missing --tape (needed in replay mode)"),
+        (["run", "--tape", "x.tape", "--mode", "record", "--", "true"], [:], "tapedeck: error: record mode needs --upstream (or --config FILE)"),
+        (["run", "--tape", "x.tape", "--mode", "rewind", "--", "true"], [:], "tapedeck: error: invalid mode 'rewind': use proxy, record, replay, record-missing, auto"),
+        (["run", "--tape", "x.tape", "--", "true"], ["TAPEDECK_MODE": "bogus"], "tapedeck: error: invalid TAPEDECK_MODE 'bogus': use proxy, record, replay, record-missing, auto"),
+    ] as [([String], [String: String], String)])
+    func usageErrorsExitTwo(arguments: [String], environment: [String: String], message: String) async throws {
+        var variables = Self.clean
+        for (name, value) in environment { variables[name] = value }
+        let result = try await TapedeckProcess.run(arguments, environment: variables)
+        #expect(result.status == 2)
+        #expect(result.stderr == message + "\n")
+    }
+
+    @Test func aMissingTapeSaysHowToRecordIt() async throws {
+        let directory = try TemporaryDirectory()
+        let tape = directory.path("none.tape")
+        let result = try await TapedeckProcess.run(["run", "--tape", tape, "--", "true"], environment: Self.clean)
+        #expect(result.status == 1)
+        #expect(result.stderr == "tapedeck: error: cannot open tape '\(tape)': no such file; record it with --mode record (or TAPEDECK_MODE=record)\n")
+    }
+
+    private func waitUntil(timeout: Duration = .seconds(20), _ condition: () -> Bool) async throws {
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        while !condition() {
+            guard ContinuousClock.now < deadline else { throw TimeoutError() }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+}
+
+/// `tapedeck run` around real `redis-cli` commands: record from a real server, then replay strictly without it.
+@Suite(.enabled(if: RedisServer.isInstalled, "needs redis-server and redis-cli (installed by .ci/run)"), .timeLimit(.minutes(2)))
+struct RunCommandRedisTests {
+    @Test func recordsThenReplaysStrictly() async throws {
+        let cli = try #require(RedisServer.client)
+        let redis = try await RedisServer()
+        let directory = try TemporaryDirectory()
+        let tape = directory.path("fixtures/redis.tape")
+        func script(_ commands: String) -> [String] {
+            ["/bin/sh", "-c", commands.replacingOccurrences(of: "CLI", with: "\(cli) -h \"$TAPEDECK_HOST\" -p \"$TAPEDECK_PORT\"")]
+        }
+        let session = script("CLI SET user:1 ada && CLI GET user:1")
+
+        // TAPEDECK_MODE chooses the mode when --mode does not.
+        let recorded = try await TapedeckProcess.run(
+            ["run", "--tape", tape, "--upstream", "127.0.0.1:\(redis.port)", "--"] + session,
+            environment: ["TAPEDECK_MODE": "record"]
+        )
+        redis.stop()
+        #expect(recorded.status == 0)
+        #expect(recorded.stdout == "OK\nada\n")
+        #expect(try Tape(readingAt: tape).sessions().count == 2)
+
+        let replayed = try await TapedeckProcess.run(["run", "--tape", tape, "--require-all", "--"] + session, environment: ["TAPEDECK_MODE": nil])
+        #expect(replayed.status == 0)
+        #expect(replayed.stdout == "OK\nada\n")
+        #expect(replayed.stderr == "")
+
+        // The command passes (redis-cli prints the reset and exits 0 with '|| true'), but replay mismatched.
+        let mismatch = try await TapedeckProcess.run(
+            ["run", "--tape", tape, "--report", directory.path("report.json"), "--"] + script("CLI GET user:2 || true"),
+            environment: ["TAPEDECK_MODE": nil]
+        )
+        #expect(mismatch.status == 3)
+        #expect(mismatch.stderr.contains("tapedeck: error: the command passed, but the replay did not go as recorded"))
+        #expect(mismatch.stderr.contains("GET\\r\\n$6\\r\\nuser:2"))
+        let report = try JSONDecoder().decode(ReplayReport.self, from: Data(contentsOf: URL(fileURLWithPath: directory.path("report.json"))))
+        #expect(report.mismatches.count == 1)
+
+        // A failing command keeps its own status; --no-strict lets a mismatch pass.
+        let failing = try await TapedeckProcess.run(["run", "--tape", tape, "--"] + script("CLI GET user:2; exit 5"), environment: ["TAPEDECK_MODE": nil])
+        #expect(failing.status == 5)
+        let lenient = try await TapedeckProcess.run(["run", "--tape", tape, "--no-strict", "--"] + script("CLI GET user:2 || true"), environment: ["TAPEDECK_MODE": nil])
+        #expect(lenient.status == 0)
+
+        // --require-all: a session never asked for fails a passing command too.
+        let partial = try await TapedeckProcess.run(["run", "--tape", tape, "--require-all", "--"] + script("CLI SET user:1 ada"), environment: ["TAPEDECK_MODE": nil])
+        #expect(partial.status == 3)
+        #expect(partial.stderr.contains("was never replayed"))
+        let allowed = try await TapedeckProcess.run(["run", "--tape", tape, "--"] + script("CLI SET user:1 ada"), environment: ["TAPEDECK_MODE": nil])
+        #expect(allowed.status == 0)
+    }
+}
