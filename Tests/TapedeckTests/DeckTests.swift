@@ -23,6 +23,9 @@ struct DeckTests {
         // Recording created the tape's directory, and the tape is owner-only.
         let attributes = try FileManager.default.attributesOfItem(atPath: tape)
         #expect((attributes[.posixPermissions] as? Int) == 0o600)
+        // A small tape is compacted and closed: one file of tens of kilobytes, no -wal or -shm beside it.
+        #expect((attributes[.size] as? Int).map { $0 < 100_000 } == true)
+        #expect(!FileManager.default.fileExists(atPath: tape + "-wal") && !FileManager.default.fileExists(atPath: tape + "-shm"))
 
         await upstream.stop()
         let replaying = try await Deck.start(.replay, tape: tape, routes: [route])
