@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import Tapedeck
+import TapedeckTesting
 
 /// Real `redis-cli` against a real `redis-server`, through Tapedeck.
 @Suite(.enabled(if: RedisServer.isInstalled, "needs redis-server and redis-cli (installed by .ci/run)"), .timeLimit(.minutes(2)))
@@ -43,25 +44,23 @@ struct RedisEndToEndTests {
 }
 
 extension RedisEndToEndTests {
+    /// Through the test helpers, as a user's suite would: record against the real server, stop it, and replay
+    /// in another order; `requireAll` makes the helper throw unless every session was served and none mismatched.
     @Test func replaysRealRedisCliWithTheServerStopped() async throws {
         let redis = try await RedisServer()
         let directory = try TemporaryDirectory()
-        let tapePath = directory.path("redis-replay.tape")
+        let tapePath = directory.path("fixtures/redis-replay.tape")
         let commands = [["SET", "answer", "42"], ["INCR", "answer"], ["GET", "answer"], ["PING"]]
-        let recorded = try await withRecordingProxy(upstream: .tcp(host: "127.0.0.1", port: redis.port), tapePath: tapePath) { address throws -> [String] in
-            guard case .tcp(_, let port) = address else { throw TestProcessError("expected a TCP address") }
-            return try commands.map { try RedisServer.cli(port: port, $0) }
+        let recorded = try await withTapedeck(.record, tape: tapePath, upstream: "127.0.0.1:\(redis.port)") { address throws -> [String] in
+            try commands.map { try RedisServer.cli(port: address.port!, $0) }
         }
         redis.stop()
         #expect(recorded == ["OK\n", "43\n", "43\n", "PONG\n"])
 
-        let server = try ReplayServer(tape: try Tape(readingAt: tapePath), routes: [Route()])
-        guard case .tcp(_, let port) = try await server.start()[0].address else { return }
         // Another order than recorded: the bytes choose the session.
-        let replayed = try commands.reversed().map { try RedisServer.cli(port: port, $0) }
-        let report = await server.shutdown()
+        let replayed = try await withTapedeck(.replay, tape: tapePath, requireAll: true) { address throws -> [String] in
+            try commands.reversed().map { try RedisServer.cli(port: address.port!, $0) }
+        }
         #expect(replayed == recorded.reversed())
-        #expect(report.mismatches.isEmpty)
-        #expect(report.unused.isEmpty)
     }
 }
