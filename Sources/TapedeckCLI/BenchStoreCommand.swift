@@ -26,9 +26,15 @@ struct BenchStoreCommand: AsyncParsableCommand {
     var pageSize: Int = Tape.pageSize
 
     func run() async throws {
-        guard events > 0, size >= 0, sessions > 0 else { throw ValidationError("--events and --sessions must be positive") }
+        guard events > 0, size >= 0, sessions > 0 else {
+            throw ValidationError("--events and --sessions must be positive")
+        }
         let result = try await StoreBenchmark.run(
-            tapePath: tape, events: events, payloadSize: size, sessions: sessions, pageSize: pageSize
+            tapePath: tape,
+            events: events,
+            payloadSize: size,
+            sessions: sessions,
+            pageSize: pageSize
         )
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
@@ -55,10 +61,14 @@ struct BenchReplayChoiceCommand: ParsableCommand {
     var connections: Int = 20_000
 
     func run() throws {
-        guard sessions > 0, connections > 0 else { throw ValidationError("--sessions and --connections must be positive") }
+        guard sessions > 0, connections > 0 else {
+            throw ValidationError("--sessions and --connections must be positive")
+        }
         let nanoseconds = ReplayChoiceBenchmark.run(sessions: sessions, connections: connections)
         let json = try JSONSerialization.data(
-            withJSONObject: ["sessions": sessions, "connections": connections, "nanoseconds_per_connection": nanoseconds],
+            withJSONObject: [
+                "sessions": sessions, "connections": connections, "nanoseconds_per_connection": nanoseconds,
+            ],
             options: .sortedKeys
         )
         FileHandle.standardOutput.write(json + Data("\n".utf8))

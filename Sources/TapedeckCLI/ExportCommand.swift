@@ -20,7 +20,10 @@ struct ExportCommand: ParsableCommand {
     @Option(help: ArgumentHelp("pcapng or jsonl.", valueName: "format"))
     var format: String
 
-    @Option(name: .customLong("session"), help: ArgumentHelp("A session to export (repeatable); all by default.", valueName: "id"))
+    @Option(
+        name: .customLong("session"),
+        help: ArgumentHelp("A session to export (repeatable); all by default.", valueName: "id")
+    )
     var sessions: [Int64] = []
 
     @Option(help: ArgumentHelp("The file to write ('-' for stdout).", valueName: "file"))
@@ -37,7 +40,10 @@ struct ExportCommand: ParsableCommand {
         } else {
             descriptor = open(output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
             guard descriptor >= 0 else {
-                throw TapedeckError(.invalidArgument, "cannot write '\(output)': \(String(cString: strerror(errno)).lowercased())")
+                throw TapedeckError(
+                    .invalidArgument,
+                    "cannot write '\(output)': \(String(cString: strerror(errno)).lowercased())"
+                )
             }
         }
         defer { if descriptor != 1 { close(descriptor) } }

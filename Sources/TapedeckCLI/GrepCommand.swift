@@ -7,13 +7,19 @@ struct GrepCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "grep",
         abstract: "Find sessions and events whose payload contains a string or matches a regex.",
-        discussion: "Prints one line per matching event: session, event number, direction, offset, and an excerpt. Exits 1 if nothing matched."
+        discussion:
+            "Prints one line per matching event: session, event number, direction, offset, and an excerpt. Exits 1 if nothing matched."
     )
 
     @Argument(help: ArgumentHelp("The tape to search.", valueName: "tape"))
     var tape: String
 
-    @Argument(help: ArgumentHelp("The bytes to find (escapes \\r \\n \\t \\xNN allowed), or a regex with --regex.", valueName: "pattern"))
+    @Argument(
+        help: ArgumentHelp(
+            "The bytes to find (escapes \\r \\n \\t \\xNN allowed), or a regex with --regex.",
+            valueName: "pattern"
+        )
+    )
     var pattern: String
 
     @Flag(help: "Treat the pattern as a regular expression (over the payload's bytes as Latin-1).")
@@ -35,7 +41,9 @@ struct GrepCommand: ParsableCommand {
         try search.forEachMatch(in: tapeFile, session: session) { match in
             matches += 1
             let arrow = match.direction == .clientToUpstream ? "→" : "←"
-            output.write("session \(match.sessionID)  event \(match.seq)  \(arrow)  at \(match.offset)  \(ByteExcerpt.render(match.excerpt))\n")
+            output.write(
+                "session \(match.sessionID)  event \(match.seq)  \(arrow)  at \(match.offset)  \(ByteExcerpt.render(match.excerpt))\n"
+            )
         }
         output.flush()
         if matches == 0 { throw ExitCode(1) }
@@ -56,13 +64,18 @@ struct GrepCommand: ParsableCommand {
             case UInt8(ascii: "t"): bytes.append(0x09)
             case UInt8(ascii: "\\"): bytes.append(0x5C)
             case UInt8(ascii: "x"):
-                guard characters.count >= 2, let value = UInt8(String(decoding: characters.prefix(2), as: UTF8.self), radix: 16) else {
+                guard characters.count >= 2,
+                    let value = UInt8(String(decoding: characters.prefix(2), as: UTF8.self), radix: 16)
+                else {
                     throw TapedeckError(.invalidArgument, "invalid escape in '\(text)': use \\xNN with two hex digits")
                 }
                 bytes.append(value)
                 characters = characters.dropFirst(2)
             default:
-                throw TapedeckError(.invalidArgument, "invalid escape '\\\(Character(Unicode.Scalar(next)))' in '\(text)'")
+                throw TapedeckError(
+                    .invalidArgument,
+                    "invalid escape '\\\(Character(Unicode.Scalar(next)))' in '\(text)'"
+                )
             }
         }
         return Data(bytes)

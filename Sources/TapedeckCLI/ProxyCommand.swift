@@ -22,12 +22,17 @@ struct ProxyCommand: AsyncParsableCommand {
         let logger = runtime.makeLogger(label: "tapedeck.proxy")
         let configuration = try routes.configuration()
         let deck = try await Deck.start(
-            .proxy, tape: nil, routes: configuration.routes,
+            .proxy,
+            tape: nil,
+            routes: configuration.routes,
             options: Deck.Options(group: try runtime.makeEventLoopGroup(), logger: logger)
         )
         ListeningAnnouncement.print(deck.routes)
         _ = await TerminationSignals.wait()
-        logger.info("shutting down", metadata: ["tapedeck.drain-timeout": "\(DurationText.format(runtime.drainTimeout))"])
+        logger.info(
+            "shutting down",
+            metadata: ["tapedeck.drain-timeout": "\(DurationText.format(runtime.drainTimeout))"]
+        )
         try await deck.stop(drainTimeout: runtime.drainTimeout)
     }
 }

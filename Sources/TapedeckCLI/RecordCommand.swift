@@ -32,9 +32,14 @@ struct RecordCommand: AsyncParsableCommand {
         let configuration = try routes.configuration()
         let stop = StopRequests()
         let deck = try await Deck.start(
-            .record, tape: tape, routes: configuration.routes,
+            .record,
+            tape: tape,
+            routes: configuration.routes,
             options: Deck.Options(
-                label: label, overwrite: overwrite, group: try runtime.makeEventLoopGroup(), logger: logger,
+                label: label,
+                overwrite: overwrite,
+                group: try runtime.makeEventLoopGroup(),
+                logger: logger,
                 onRecordingFailure: { stop.request(.recordingFailed($0)) }
             )
         )
@@ -52,6 +57,9 @@ struct RecordCommand: AsyncParsableCommand {
             drainTimeout = .zero
         }
         let outcome = try await deck.stop(drainTimeout: drainTimeout)
-        logger.info("recorded", metadata: ["tapedeck.sessions": "\(outcome.recordedSessions)", "tapedeck.tape": "\(tape)"])
+        logger.info(
+            "recorded",
+            metadata: ["tapedeck.sessions": "\(outcome.recordedSessions)", "tapedeck.tape": "\(tape)"]
+        )
     }
 }

@@ -25,10 +25,17 @@ struct ReplayCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The tape route to serve; needed when the tape has several.", valueName: "name"))
     var route: String?
 
-    @Option(help: ArgumentHelp("Serve every route of this config (as used for recording) on its listen address.", valueName: "file"))
+    @Option(
+        help: ArgumentHelp(
+            "Serve every route of this config (as used for recording) on its listen address.",
+            valueName: "file"
+        )
+    )
     var config: String?
 
-    @Option(help: ArgumentHelp("fast (no waits), recorded (the recorded delays), or a factor: 2x, 0.5x.", valueName: "pace"))
+    @Option(
+        help: ArgumentHelp("fast (no waits), recorded (the recorded delays), or a factor: 2x, 0.5x.", valueName: "pace")
+    )
     var pace: String = "fast"
 
     @Flag(name: .customLong("repeat"), help: "Let a recorded session serve more than one connection.")
@@ -57,7 +64,9 @@ struct ReplayCommand: AsyncParsableCommand {
     func run() async throws {
         let logger = runtime.makeLogger(label: "tapedeck.replay")
         let pace: ReplayPace
-        do { pace = try ReplayPace(parsing: self.pace) } catch let error as TapedeckError { throw ValidationError(error.message) }
+        do { pace = try ReplayPace(parsing: self.pace) } catch let error as TapedeckError {
+            throw ValidationError(error.message)
+        }
         if config != nil, listen != nil || route != nil {
             throw ValidationError("--config cannot be combined with --listen or --route")
         }
@@ -68,11 +77,18 @@ struct ReplayCommand: AsyncParsableCommand {
             throw ValidationError("--record-missing needs --upstream (or --config with upstreams)")
         }
         let timeout: Duration
-        do { timeout = try DurationText.parse(connectTimeout) } catch let error as TapedeckError { throw ValidationError(error.message) }
+        do { timeout = try DurationText.parse(connectTimeout) } catch let error as TapedeckError {
+            throw ValidationError(error.message)
+        }
         let deck = try await Deck.start(
-            recordMissing ? .recordMissing : .replay, tape: tape, routes: try replayRoutes(connectTimeout: timeout),
+            recordMissing ? .recordMissing : .replay,
+            tape: tape,
+            routes: try replayRoutes(connectTimeout: timeout),
             options: Deck.Options(
-                pace: pace, repeatSessions: repeatSessions, group: try runtime.makeEventLoopGroup(), logger: logger
+                pace: pace,
+                repeatSessions: repeatSessions,
+                group: try runtime.makeEventLoopGroup(),
+                logger: logger
             )
         )
         ListeningAnnouncement.print(deck.routes)
@@ -94,7 +110,11 @@ struct ReplayCommand: AsyncParsableCommand {
 
     private func replayRoutes(connectTimeout: Duration) throws -> [Route] {
         if let config {
-            return try ProxyConfiguration.load(path: config, defaultConnectTimeout: connectTimeout, requireUpstream: false).routes
+            return try ProxyConfiguration.load(
+                path: config,
+                defaultConnectTimeout: connectTimeout,
+                requireUpstream: false
+            ).routes
         }
         let listenAddress: Endpoint
         let upstreamAddress: Endpoint?
@@ -116,7 +136,9 @@ struct ReplayCommand: AsyncParsableCommand {
         }
         return [
             Route(
-                name: route ?? Route.defaultName, listen: listenAddress, upstream: upstreamAddress,
+                name: route ?? Route.defaultName,
+                listen: listenAddress,
+                upstream: upstreamAddress,
                 connectTimeout: connectTimeout
             )
         ]

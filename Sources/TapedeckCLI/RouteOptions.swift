@@ -3,7 +3,9 @@ import Tapedeck
 
 /// The ways to name routes on the command line: one route by flags, or many from a config file.
 struct RouteOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Address to accept clients on: HOST:PORT, [IPv6]:PORT or unix:/path.", valueName: "address"))
+    @Option(
+        help: ArgumentHelp("Address to accept clients on: HOST:PORT, [IPv6]:PORT or unix:/path.", valueName: "address")
+    )
     var listen: String?
 
     @Option(help: ArgumentHelp("Address to relay to: HOST:PORT, [IPv6]:PORT or unix:/path.", valueName: "address"))
@@ -12,10 +14,17 @@ struct RouteOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Name of the single route, used in logs and output.", valueName: "name"))
     var name: String = Route.defaultName
 
-    @Option(help: ArgumentHelp("YAML or JSON file listing routes (name, listen, upstream, connect_timeout).", valueName: "file"))
+    @Option(
+        help: ArgumentHelp(
+            "YAML or JSON file listing routes (name, listen, upstream, connect_timeout).",
+            valueName: "file"
+        )
+    )
     var config: String?
 
-    @Option(help: ArgumentHelp("How long an upstream connect may take before the client is reset.", valueName: "duration"))
+    @Option(
+        help: ArgumentHelp("How long an upstream connect may take before the client is reset.", valueName: "duration")
+    )
     var connectTimeout: String = "5s"
 
     /// The routes these options name.
@@ -31,7 +40,11 @@ struct RouteOptions: ParsableArguments {
         }
         let timeout = try asUsageError { try DurationText.parse(connectTimeout) }
         if let config {
-            return try ProxyConfiguration.load(path: config, defaultConnectTimeout: timeout, requireUpstream: requireUpstream)
+            return try ProxyConfiguration.load(
+                path: config,
+                defaultConnectTimeout: timeout,
+                requireUpstream: requireUpstream
+            )
         }
         if requireUpstream, upstream == nil { throw ValidationError("missing --upstream (or --config FILE)") }
         return try asUsageError {

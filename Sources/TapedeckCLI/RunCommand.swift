@@ -23,7 +23,12 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The tape to record into or replay from.", valueName: "file"))
     var tape: String?
 
-    @Option(help: ArgumentHelp("record, replay, auto (replay if the tape exists, else record), record-missing or proxy (default: $TAPEDECK_MODE, else replay).", valueName: "mode"))
+    @Option(
+        help: ArgumentHelp(
+            "record, replay, auto (replay if the tape exists, else record), record-missing or proxy (default: $TAPEDECK_MODE, else replay).",
+            valueName: "mode"
+        )
+    )
     var mode: String?
 
     @OptionGroup var routes: RouteOptions
@@ -69,17 +74,29 @@ struct RunCommand: AsyncParsableCommand {
             throw ValidationError("\(resolved) mode needs --upstream (or --config FILE)")
         }
         let pace: ReplayPace
-        do { pace = try ReplayPace(parsing: self.pace) } catch let error as TapedeckError { throw ValidationError(error.message) }
+        do { pace = try ReplayPace(parsing: self.pace) } catch let error as TapedeckError {
+            throw ValidationError(error.message)
+        }
         let configuration = try routes.configuration(requireUpstream: needsUpstream)
         // The command owns stdout and the terminal: Tapedeck speaks only when something is wrong.
         let logger = runtime.makeLogger(label: "tapedeck.run", defaultLevel: .warning, raiseOpenFileLimit: false)
         let runner = CommandRunner(
-            command: command, mode: resolved, tape: tape, routes: configuration.routes,
+            command: command,
+            mode: resolved,
+            tape: tape,
+            routes: configuration.routes,
             options: Deck.Options(
-                label: label, overwrite: !append, pace: pace, repeatSessions: repeatSessions,
-                group: try runtime.makeEventLoopGroup(), logger: logger
+                label: label,
+                overwrite: !append,
+                pace: pace,
+                repeatSessions: repeatSessions,
+                group: try runtime.makeEventLoopGroup(),
+                logger: logger
             ),
-            strict: strict, requireAll: requireAll, drainTimeout: runtime.drainTimeout, reportPath: report
+            strict: strict,
+            requireAll: requireAll,
+            drainTimeout: runtime.drainTimeout,
+            reportPath: report
         )
         let status = try await runner.run()
         if status != 0 { throw ExitCode(status) }

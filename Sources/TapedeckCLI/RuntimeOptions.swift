@@ -7,14 +7,24 @@ import Tapedeck
 
 /// Options every long-running command shares: logging and shutdown.
 struct RuntimeOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Log level on stderr: trace, debug, info, notice, warning, error, critical (default: info; warning for run).", valueName: "level"))
+    @Option(
+        help: ArgumentHelp(
+            "Log level on stderr: trace, debug, info, notice, warning, error, critical (default: info; warning for run).",
+            valueName: "level"
+        )
+    )
     var logLevel: Logger.Level?
 
     @Option(
         name: .customLong("drain-timeout"),
-        help: ArgumentHelp("How long open sessions may run on after SIGINT/SIGTERM before they are reset.", valueName: "duration"),
+        help: ArgumentHelp(
+            "How long open sessions may run on after SIGINT/SIGTERM before they are reset.",
+            valueName: "duration"
+        ),
         transform: { text in
-            do { return try DurationText.parse(text) } catch let error as TapedeckError { throw ValidationError(error.message) }
+            do { return try DurationText.parse(text) } catch let error as TapedeckError {
+                throw ValidationError(error.message)
+            }
         }
     )
     var drainTimeout: Duration = .seconds(5)

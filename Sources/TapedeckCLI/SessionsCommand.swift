@@ -7,7 +7,8 @@ struct SessionsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sessions",
         abstract: "List the sessions of a tape.",
-        discussion: "Columns: id, route, label, client, start (UTC), duration, bytes client→upstream and back, events, outcome."
+        discussion:
+            "Columns: id, route, label, client, start (UTC), duration, bytes client→upstream and back, events, outcome."
     )
 
     @Argument(help: ArgumentHelp("The tape to read.", valueName: "tape"))
@@ -19,10 +20,20 @@ struct SessionsCommand: ParsableCommand {
     @Option(help: "Only sessions of runs with this label.")
     var label: String?
 
-    @Option(help: ArgumentHelp("Only sessions with this outcome: \(SessionOutcome.allCases.map(\.rawValue).joined(separator: ", ")).", valueName: "outcome"))
+    @Option(
+        help: ArgumentHelp(
+            "Only sessions with this outcome: \(SessionOutcome.allCases.map(\.rawValue).joined(separator: ", ")).",
+            valueName: "outcome"
+        )
+    )
     var outcome: String?
 
-    @Option(help: ArgumentHelp("Only sessions started at or after this UTC time (2026-11-25 or 2026-11-25T10:00:00Z).", valueName: "time"))
+    @Option(
+        help: ArgumentHelp(
+            "Only sessions started at or after this UTC time (2026-11-25 or 2026-11-25T10:00:00Z).",
+            valueName: "time"
+        )
+    )
     var since: String?
 
     @Option(help: "At most this many sessions.")
@@ -35,7 +46,9 @@ struct SessionsCommand: ParsableCommand {
         var query = SessionQuery(route: route, label: label, limit: limit)
         if let outcome {
             guard let parsed = SessionOutcome(rawValue: outcome) else {
-                throw ValidationError("unknown outcome '\(outcome)': use one of \(SessionOutcome.allCases.map(\.rawValue).joined(separator: ", "))")
+                throw ValidationError(
+                    "unknown outcome '\(outcome)': use one of \(SessionOutcome.allCases.map(\.rawValue).joined(separator: ", "))"
+                )
             }
             query.outcome = parsed
         }
@@ -59,14 +72,19 @@ struct SessionsCommand: ParsableCommand {
             }
             output.write(first ? "]\n" : "\n]\n")
         } else {
-            output.write(Self.row(["ID", "ROUTE", "LABEL", "CLIENT", "STARTED (UTC)", "DURATION", "C→U", "U→C", "EVENTS", "OUTCOME"]))
+            output.write(
+                Self.row([
+                    "ID", "ROUTE", "LABEL", "CLIENT", "STARTED (UTC)", "DURATION", "C→U", "U→C", "EVENTS", "OUTCOME",
+                ])
+            )
             try tapeFile.forEachSession(matching: query) { session in
                 output.write(
                     Self.row([
                         "\(session.id)", session.route, session.label ?? "-", session.client,
                         InspectFormat.timestamp(session.startedAt),
                         session.durationNanoseconds.map(InspectFormat.duration) ?? "-",
-                        "\(session.clientBytes)", "\(session.upstreamBytes)", "\(session.events)", session.outcome.rawValue,
+                        "\(session.clientBytes)", "\(session.upstreamBytes)", "\(session.events)",
+                        session.outcome.rawValue,
                     ])
                 )
             }

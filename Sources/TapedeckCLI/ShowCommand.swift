@@ -7,7 +7,8 @@ struct ShowCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "show",
         abstract: "Print one session as a conversation, event by event.",
-        discussion: "Text is shown as text with escapes for other bytes; --hex shows a hexdump. Colour by direction on a terminal (NO_COLOR turns it off)."
+        discussion:
+            "Text is shown as text with escapes for other bytes; --hex shows a hexdump. Colour by direction on a terminal (NO_COLOR turns it off)."
     )
 
     @Argument(help: ArgumentHelp("The tape to read.", valueName: "tape"))
@@ -71,7 +72,9 @@ struct ShowCommand: ParsableCommand {
             case .reset: what = "reset (RST)"
             case .connectFailed: what = "connect failed"
             }
-            output.write("\(tint)+\(InspectFormat.duration(event.offsetNanoseconds))  \(arrow)  \(what)\(color.reset)\n")
+            output.write(
+                "\(tint)+\(InspectFormat.duration(event.offsetNanoseconds))  \(arrow)  \(what)\(color.reset)\n"
+            )
             guard !payload.isEmpty else { return }
             let shown = full ? payload : payload.prefix(Self.defaultCut)
             if hex {
@@ -80,7 +83,9 @@ struct ShowCommand: ParsableCommand {
                 output.write("    " + ByteExcerpt.render(shown) + "\n")
             }
             if shown.count < payload.count {
-                output.write("\(color.dim)    … \(payload.count - shown.count) more bytes (--full shows all)\(color.reset)\n")
+                output.write(
+                    "\(color.dim)    … \(payload.count - shown.count) more bytes (--full shows all)\(color.reset)\n"
+                )
             }
         }
     }
@@ -88,7 +93,9 @@ struct ShowCommand: ParsableCommand {
     private func printJSON(_ session: SessionSummary, _ tape: Tape, _ output: OutputBuffer) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
-        output.write("{\"session\": " + String(decoding: try encoder.encode(session), as: UTF8.self) + ",\n \"events\": [")
+        output.write(
+            "{\"session\": " + String(decoding: try encoder.encode(session), as: UTF8.self) + ",\n \"events\": ["
+        )
         var first = true
         try tape.forEachEvent(inSession: id) { event in
             let object = EventLine(event)
@@ -98,4 +105,3 @@ struct ShowCommand: ParsableCommand {
         output.write(first ? "]}\n" : "\n]}\n")
     }
 }
-

@@ -4,7 +4,10 @@ import Tapedeck
 
 /// `tapedeck stats`: totals per route and outcome, and the largest sessions.
 struct StatsCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "stats", abstract: "Show a tape's totals per route and outcome, and its largest sessions.")
+    static let configuration = CommandConfiguration(
+        commandName: "stats",
+        abstract: "Show a tape's totals per route and outcome, and its largest sessions."
+    )
 
     @Argument(help: ArgumentHelp("The tape to read.", valueName: "tape"))
     var tape: String
@@ -20,19 +23,24 @@ struct StatsCommand: ParsableCommand {
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             output.write(String(decoding: try encoder.encode(statistics), as: UTF8.self) + "\n")
         } else {
-            output.write("\(statistics.runs) runs, \(statistics.sessions) sessions, \(statistics.events) events, \(statistics.bytes) bytes\n\n")
+            output.write(
+                "\(statistics.runs) runs, \(statistics.sessions) sessions, \(statistics.events) events, \(statistics.bytes) bytes\n\n"
+            )
             output.write(Self.pad(["ROUTE", "OUTCOME", "SESSIONS", "C→U", "U→C", "TOTAL TIME"]))
             for group in statistics.groups {
                 output.write(
                     Self.pad([
-                        group.route, group.outcome, "\(group.sessions)", "\(group.clientBytes)", "\(group.upstreamBytes)",
+                        group.route, group.outcome, "\(group.sessions)", "\(group.clientBytes)",
+                        "\(group.upstreamBytes)",
                         InspectFormat.duration(group.durationNanoseconds),
                     ])
                 )
             }
             output.write("\nlargest sessions\n")
             for session in statistics.largest {
-                output.write("  \(session.id)  \(session.route)  \(session.clientBytes + session.upstreamBytes) bytes  \(session.outcome.rawValue)\n")
+                output.write(
+                    "  \(session.id)  \(session.route)  \(session.clientBytes + session.upstreamBytes) bytes  \(session.outcome.rawValue)\n"
+                )
             }
         }
         output.flush()

@@ -9,7 +9,11 @@ struct TapedeckCommand: AsyncParsableCommand {
         commandName: "tapedeck",
         abstract: "Record and replay the traffic between a program and the services it talks to.",
         version: tapedeckVersion,
-        subcommands: [ProxyCommand.self, RecordCommand.self, ReplayCommand.self, RunCommand.self, SessionsCommand.self, ShowCommand.self, GrepCommand.self, StatsCommand.self, ExportCommand.self, BenchStoreCommand.self, BenchReplayChoiceCommand.self]
+        subcommands: [
+            ProxyCommand.self, RecordCommand.self, ReplayCommand.self, RunCommand.self, SessionsCommand.self,
+            ShowCommand.self, GrepCommand.self, StatsCommand.self, ExportCommand.self, BenchStoreCommand.self,
+            BenchReplayChoiceCommand.self,
+        ]
     )
 
     /// Runs the command line, turning every error into one line on stderr and the documented exit status:
@@ -34,7 +38,8 @@ struct TapedeckCommand: AsyncParsableCommand {
                 exit(withError: error)  // --help and --version
             }
             let status: Int32 = code == .validationFailure ? 2 : code.rawValue
-            let message = self.message(for: error).split(whereSeparator: \.isNewline).first.map(String.init) ?? "\(error)"
+            let message =
+                self.message(for: error).split(whereSeparator: \.isNewline).first.map(String.init) ?? "\(error)"
             CommandLineFailure.exit(message: message.prefix(1).lowercased() + message.dropFirst(), status: status)
         }
     }

@@ -84,7 +84,12 @@ struct FixtureSession: Sendable {
     private let turn: String?
 
     /// Starts a deck; one that may write the tape first waits for its turn and keeps it until ``stop(drainTimeout:)``.
-    static func start(_ mode: TapedeckMode?, tape: String, routes: [Route], options: Deck.Options) async throws -> FixtureSession {
+    static func start(
+        _ mode: TapedeckMode?,
+        tape: String,
+        routes: [Route],
+        options: Deck.Options
+    ) async throws -> FixtureSession {
         let requested = try mode ?? TapedeckMode.fromEnvironment()
         let key = URL(fileURLWithPath: tape).standardizedFileURL.path
         let turn = requested == .replay || requested == .proxy ? nil : key
@@ -96,9 +101,14 @@ struct FixtureSession: Sendable {
             options.overwrite = resolved == .record ? await TapeTurns.shared.firstRecording(of: key) : false
             let deck = try await Deck.start(resolved, tape: tape, routes: routes, options: options)
             return FixtureSession(deck: deck, turn: turn)
-        } catch let error as TapedeckError where error.code == .tapeUnreadable && !FileManager.default.fileExists(atPath: tape) {
+        } catch let error as TapedeckError
+            where error.code == .tapeUnreadable && !FileManager.default.fileExists(atPath: tape)
+        {
             if let turn { await TapeTurns.shared.release(turn) }
-            throw TapedeckError(error.code, error.message + "; record it with \(TapedeckMode.environmentVariable)=record")
+            throw TapedeckError(
+                error.code,
+                error.message + "; record it with \(TapedeckMode.environmentVariable)=record"
+            )
         } catch {
             if let turn { await TapeTurns.shared.release(turn) }
             throw error

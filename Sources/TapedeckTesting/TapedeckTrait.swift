@@ -40,13 +40,20 @@ public struct TapedeckTrait: TestTrait, SuiteTrait, TestScoping {
     ) async throws {
         let sourceFile = test.sourceLocation.filePath
         let tapePath = FixtureTapes.path(
-            explicit: tape, sourceFile: sourceFile, components: Array(test.id.nameComponents.dropLast()), name: test.name
+            explicit: tape,
+            sourceFile: sourceFile,
+            components: Array(test.id.nameComponents.dropLast()),
+            name: test.name
         )
         let parsed = try routes.map { route in
             Route(name: route.name, upstream: try route.upstream.map(Endpoint.init(parsing:)))
         }
         let (result, outcome) = try await FixtureTapes.withDeck(
-            mode, tape: tapePath, routes: parsed, options: options, drainTimeout: .seconds(1)
+            mode,
+            tape: tapePath,
+            routes: parsed,
+            options: options,
+            drainTimeout: .seconds(1)
         ) { _ in
             try await function()
         }
@@ -79,7 +86,11 @@ extension Trait where Self == TapedeckTrait {
         options: Deck.Options = .testDefaults
     ) -> Self {
         TapedeckTrait(
-            mode: mode, routes: [(Route.defaultName, upstream)], tape: tape, requireAll: requireAll, options: options
+            mode: mode,
+            routes: [(Route.defaultName, upstream)],
+            tape: tape,
+            requireAll: requireAll,
+            options: options
         )
     }
 
@@ -100,7 +111,11 @@ extension Trait where Self == TapedeckTrait {
         options: Deck.Options = .testDefaults
     ) -> Self {
         TapedeckTrait(
-            mode: mode, routes: routes.map { ($0.key, $0.value) }, tape: tape, requireAll: requireAll, options: options
+            mode: mode,
+            routes: routes.map { ($0.key, $0.value) },
+            tape: tape,
+            requireAll: requireAll,
+            options: options
         )
     }
 }

@@ -43,7 +43,12 @@ public func withTapedeck<T>(
 ) async throws -> T {
     let route = Route(listen: try Endpoint(parsing: listen), upstream: try upstream.map(Endpoint.init(parsing:)))
     return try await withTapedeck(
-        mode, tape: tape, routes: [route], requireAll: requireAll, options: options, drainTimeout: drainTimeout
+        mode,
+        tape: tape,
+        routes: [route],
+        requireAll: requireAll,
+        options: options,
+        drainTimeout: drainTimeout
     ) { deck in
         try await body(deck.address)
     }
@@ -85,7 +90,12 @@ public func withTapedeck<T>(
     _ body: (Deck) async throws -> T
 ) async throws -> T {
     let (result, outcome) = try await FixtureTapes.withDeck(
-        mode, tape: tape, routes: routes, options: options, drainTimeout: drainTimeout, body
+        mode,
+        tape: tape,
+        routes: routes,
+        options: options,
+        drainTimeout: drainTimeout,
+        body
     )
     switch (result, outcome) {
     case (.success(let value), .success(let outcome)):

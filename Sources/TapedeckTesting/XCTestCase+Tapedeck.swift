@@ -44,7 +44,13 @@ extension XCTestCase {
     ) async throws -> Deck {
         let route = Route(upstream: try upstream.map(Endpoint.init(parsing:)))
         return try await startTapedeck(
-            mode, routes: [route], tape: tape, requireAll: requireAll, options: options, file: file, line: line
+            mode,
+            routes: [route],
+            tape: tape,
+            requireAll: requireAll,
+            options: options,
+            file: file,
+            line: line
         )
     }
 
@@ -62,7 +68,10 @@ extension XCTestCase {
     ) async throws -> Deck {
         let sourceFile = "\(file)"
         let tapePath = FixtureTapes.path(
-            explicit: tape, sourceFile: sourceFile, components: [String(describing: type(of: self))], name: testMethodName
+            explicit: tape,
+            sourceFile: sourceFile,
+            components: [String(describing: type(of: self))],
+            name: testMethodName
         )
         let session = try await FixtureSession.start(mode, tape: tapePath, routes: routes, options: options)
         addTeardownBlock { [requireAll] in

@@ -25,7 +25,10 @@ struct DeckTests {
         #expect((attributes[.posixPermissions] as? Int) == 0o600)
         // A small tape is compacted and closed: one file of tens of kilobytes, no -wal or -shm beside it.
         #expect((attributes[.size] as? Int).map { $0 < 100_000 } == true)
-        #expect(!FileManager.default.fileExists(atPath: tape + "-wal") && !FileManager.default.fileExists(atPath: tape + "-shm"))
+        #expect(
+            !FileManager.default.fileExists(atPath: tape + "-wal")
+                && !FileManager.default.fileExists(atPath: tape + "-shm")
+        )
 
         await upstream.stop()
         let replaying = try await Deck.start(.replay, tape: tape, routes: [route])
@@ -103,7 +106,11 @@ struct DeckTests {
         let tape = directory.path("named.tape")
         let upstream = try await TestServer.start(.echo)
         defer { Task { await upstream.stop() } }
-        let recording = try await Deck.start(.record, tape: tape, routes: [Route(name: "cache", upstream: upstream.endpoint)])
+        let recording = try await Deck.start(
+            .record,
+            tape: tape,
+            routes: [Route(name: "cache", upstream: upstream.endpoint)]
+        )
         _ = try await TestClient.exchange(recording.address, "named")
         try await recording.stop()
 
@@ -172,11 +179,16 @@ struct TapedeckModeTests {
 /// The variables `tapedeck run` hands its command.
 struct RouteEnvironmentTests {
     @Test func oneRouteGetsShortAndNamedVariables() {
-        let variables = RouteEnvironment.variables(for: [BoundRoute(name: "default", address: .tcp(host: "127.0.0.1", port: 4000))])
-        #expect(variables == [
-            "TAPEDECK_ADDR": "127.0.0.1:4000", "TAPEDECK_HOST": "127.0.0.1", "TAPEDECK_PORT": "4000",
-            "TAPEDECK_DEFAULT_ADDR": "127.0.0.1:4000", "TAPEDECK_DEFAULT_HOST": "127.0.0.1", "TAPEDECK_DEFAULT_PORT": "4000",
+        let variables = RouteEnvironment.variables(for: [
+            BoundRoute(name: "default", address: .tcp(host: "127.0.0.1", port: 4000))
         ])
+        #expect(
+            variables == [
+                "TAPEDECK_ADDR": "127.0.0.1:4000", "TAPEDECK_HOST": "127.0.0.1", "TAPEDECK_PORT": "4000",
+                "TAPEDECK_DEFAULT_ADDR": "127.0.0.1:4000", "TAPEDECK_DEFAULT_HOST": "127.0.0.1",
+                "TAPEDECK_DEFAULT_PORT": "4000",
+            ]
+        )
     }
 
     @Test func severalRoutesGetNamedVariablesOnly() {
@@ -184,9 +196,11 @@ struct RouteEnvironmentTests {
             BoundRoute(name: "pg-main", address: .tcp(host: "::1", port: 5000)),
             BoundRoute(name: "cache.v2", address: .unix(path: "/tmp/c.sock")),
         ])
-        #expect(variables == [
-            "TAPEDECK_PG_MAIN_ADDR": "[::1]:5000", "TAPEDECK_PG_MAIN_HOST": "::1", "TAPEDECK_PG_MAIN_PORT": "5000",
-            "TAPEDECK_CACHE_V2_ADDR": "unix:/tmp/c.sock", "TAPEDECK_CACHE_V2_SOCKET": "/tmp/c.sock",
-        ])
+        #expect(
+            variables == [
+                "TAPEDECK_PG_MAIN_ADDR": "[::1]:5000", "TAPEDECK_PG_MAIN_HOST": "::1", "TAPEDECK_PG_MAIN_PORT": "5000",
+                "TAPEDECK_CACHE_V2_ADDR": "unix:/tmp/c.sock", "TAPEDECK_CACHE_V2_SOCKET": "/tmp/c.sock",
+            ]
+        )
     }
 }

@@ -8,7 +8,8 @@ import Testing
 @Suite(.timeLimit(.minutes(2)))
 struct InspectCommandTests {
     static var repository: URL {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
     }
     static var fixture: String { repository.appendingPathComponent("fixtures/redis.tape").path }
 
@@ -60,7 +61,9 @@ struct InspectCommandTests {
         #expect(none.stdout.split(separator: "\n").count == 1)
         let since = try await TapedeckProcess.run(["sessions", Self.fixture, "--since", "2100-01-01"])
         #expect(since.stdout.split(separator: "\n").count == 1)
-        let route = try await TapedeckProcess.run(["sessions", Self.fixture, "--route", "default", "--label", "redis-cli SET, GET, PING", "--json"])
+        let route = try await TapedeckProcess.run([
+            "sessions", Self.fixture, "--route", "default", "--label", "redis-cli SET, GET, PING", "--json",
+        ])
         #expect(try (JSONSerialization.jsonObject(with: Data(route.stdout.utf8)) as? [Any])?.count == 3)
     }
 
@@ -84,7 +87,9 @@ struct InspectCommandTests {
         let missing = try await TapedeckProcess.run(["sessions", "/nonexistent/x.tape"])
         #expect(missing.status == 1)
         #expect(missing.stderr == "tapedeck: error: cannot open tape '/nonexistent/x.tape': no such file\n")
-        let notATape = try await TapedeckProcess.run(["show", Self.repository.appendingPathComponent("Package.swift").path, "1"])
+        let notATape = try await TapedeckProcess.run([
+            "show", Self.repository.appendingPathComponent("Package.swift").path, "1",
+        ])
         #expect(notATape.status == 1)
         #expect(notATape.stderr.hasPrefix("tapedeck: error: cannot open tape"))
         let unknown = try await TapedeckProcess.run(["show", Self.fixture, "99"])
@@ -99,7 +104,10 @@ extension InspectCommandTests {
     @Test func grepFindsBytesAndRegexesWithExcerpts() async throws {
         let plain = try await TapedeckProcess.run(["grep", Self.fixture, "hello"])
         #expect(plain.status == 0)
-        #expect(plain.stdout == "session 1  event 0  →  at 32  SET\\r\\n$8\\r\\ngreeting\\r\\n$10\\r\\nhello tape\\r\\n\nsession 2  event 1  ←  at 5  $10\\r\\nhello tape\\r\\n\n")
+        #expect(
+            plain.stdout
+                == "session 1  event 0  →  at 32  SET\\r\\n$8\\r\\ngreeting\\r\\n$10\\r\\nhello tape\\r\\n\nsession 2  event 1  ←  at 5  $10\\r\\nhello tape\\r\\n\n"
+        )
         let regex = try await TapedeckProcess.run(["grep", Self.fixture, "P[IO]NG", "--regex"])
         #expect(regex.stdout.split(separator: "\n").count == 2)
         let escaped = try await TapedeckProcess.run(["grep", Self.fixture, "\\r\\n$4\\r\\nPING", "--session", "3"])

@@ -15,10 +15,22 @@ struct ProxyCommandTests {
     @Test(arguments: [
         (["proxy", "--bogus"], "tapedeck: error: unknown option '--bogus'"),
         (["proxy"], "tapedeck: error: missing --upstream (or --config FILE)"),
-        (["proxy", "--upstream", "nowhere"], "tapedeck: error: invalid address 'nowhere': expected HOST:PORT or unix:/path"),
-        (["proxy", "--upstream", "127.0.0.1:1", "--listen", "127.0.0.1:99999"], "tapedeck: error: invalid address '127.0.0.1:99999': port must be a number from 0 to 65535"),
-        (["proxy", "--upstream", "127.0.0.1:1", "--connect-timeout", "soon"], "tapedeck: error: invalid duration 'soon': use a number with ms, s, m or h, as 5s"),
-        (["proxy", "--config", "x.yaml", "--upstream", "127.0.0.1:1"], "tapedeck: error: --config cannot be combined with --listen or --upstream"),
+        (
+            ["proxy", "--upstream", "nowhere"],
+            "tapedeck: error: invalid address 'nowhere': expected HOST:PORT or unix:/path"
+        ),
+        (
+            ["proxy", "--upstream", "127.0.0.1:1", "--listen", "127.0.0.1:99999"],
+            "tapedeck: error: invalid address '127.0.0.1:99999': port must be a number from 0 to 65535"
+        ),
+        (
+            ["proxy", "--upstream", "127.0.0.1:1", "--connect-timeout", "soon"],
+            "tapedeck: error: invalid duration 'soon': use a number with ms, s, m or h, as 5s"
+        ),
+        (
+            ["proxy", "--config", "x.yaml", "--upstream", "127.0.0.1:1"],
+            "tapedeck: error: --config cannot be combined with --listen or --upstream"
+        ),
         (["fly"], "tapedeck: error: unexpected argument 'fly'"),
     ])
     func usageErrorsExitTwoWithOneLine(arguments: [String], message: String) async throws {
@@ -31,17 +43,29 @@ struct ProxyCommandTests {
     @Test func portInUseExitsOneWithOneLine() async throws {
         let occupant = try await TestServer.start(.echo)
         defer { Task { await occupant.stop() } }
-        let result = try await TapedeckProcess.run(["proxy", "--listen", "\(occupant.endpoint)", "--upstream", "127.0.0.1:9"])
+        let result = try await TapedeckProcess.run([
+            "proxy", "--listen", "\(occupant.endpoint)", "--upstream", "127.0.0.1:9",
+        ])
         #expect(result.status == 1)
-        #expect(errorLines(result.stderr) == ["tapedeck: error: cannot listen on \(occupant.endpoint) (route 'default'): address already in use"])
+        #expect(
+            errorLines(result.stderr) == [
+                "tapedeck: error: cannot listen on \(occupant.endpoint) (route 'default'): address already in use"
+            ]
+        )
     }
 
     @Test func unreadableOrBrokenConfigExitsOneWithOneLine() async throws {
         let missing = try await TapedeckProcess.run(["proxy", "--config", "/nonexistent/tapedeck.yaml"])
         #expect(missing.status == 1)
-        #expect(errorLines(missing.stderr) == ["tapedeck: error: cannot read config '/nonexistent/tapedeck.yaml': no such file"])
+        #expect(
+            errorLines(missing.stderr) == [
+                "tapedeck: error: cannot read config '/nonexistent/tapedeck.yaml': no such file"
+            ]
+        )
 
-        let file = FileManager.default.temporaryDirectory.appendingPathComponent("broken-\(UInt32.random(in: 0...UInt32.max)).yaml")
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "broken-\(UInt32.random(in: 0...UInt32.max)).yaml"
+        )
         try Data("routes:\n  - name: x\n    upstream: [unclosed\n".utf8).write(to: file)
         defer { try? FileManager.default.removeItem(at: file) }
         let broken = try await TapedeckProcess.run(["proxy", "--config", file.path])
@@ -62,7 +86,9 @@ struct ProxyCommandTests {
     @Test func printsEveryBoundRouteThenRelaysAndExitsZeroOnSIGTERM() async throws {
         let upstream = try await TestServer.start(.echo)
         defer { Task { await upstream.stop() } }
-        let file = FileManager.default.temporaryDirectory.appendingPathComponent("routes-\(UInt32.random(in: 0...UInt32.max)).json")
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "routes-\(UInt32.random(in: 0...UInt32.max)).json"
+        )
         let json = """
             {"routes": [{"name": "first", "upstream": "\(upstream.endpoint)"},
                         {"name": "second", "listen": "[::1]:0", "upstream": "\(upstream.endpoint)"}]}

@@ -18,43 +18,86 @@ struct ProxyConfigurationTests {
         let configuration = try ProxyConfiguration.parse(Data(yaml.utf8), path: "routes.yaml")
         #expect(
             configuration.routes == [
-                Route(name: "postgres", listen: .tcp(host: "127.0.0.1", port: 15432), upstream: .tcp(host: "127.0.0.1", port: 5432)),
-                Route(name: "cache", listen: .unix(path: "/tmp/cache.sock"), upstream: .tcp(host: "::1", port: 6379), connectTimeout: .milliseconds(250)),
+                Route(
+                    name: "postgres",
+                    listen: .tcp(host: "127.0.0.1", port: 15432),
+                    upstream: .tcp(host: "127.0.0.1", port: 5432)
+                ),
+                Route(
+                    name: "cache",
+                    listen: .unix(path: "/tmp/cache.sock"),
+                    upstream: .tcp(host: "::1", port: 6379),
+                    connectTimeout: .milliseconds(250)
+                ),
             ]
         )
     }
 
     @Test func readsRoutesFromJSONWithDefaults() throws {
         let json = #"{"routes": [{"upstream": "127.0.0.1:6379", "connect_timeout": 2}]}"#
-        let configuration = try ProxyConfiguration.parse(Data(json.utf8), path: "routes.json", defaultConnectTimeout: .seconds(9))
-        #expect(configuration.routes == [Route(name: "default", listen: Route.defaultListen, upstream: .tcp(host: "127.0.0.1", port: 6379), connectTimeout: .seconds(2))])
+        let configuration = try ProxyConfiguration.parse(
+            Data(json.utf8),
+            path: "routes.json",
+            defaultConnectTimeout: .seconds(9)
+        )
+        #expect(
+            configuration.routes == [
+                Route(
+                    name: "default",
+                    listen: Route.defaultListen,
+                    upstream: .tcp(host: "127.0.0.1", port: 6379),
+                    connectTimeout: .seconds(2)
+                )
+            ]
+        )
     }
 
     @Test(arguments: [
         ("routes: []", "invalid config 'c.yaml': no routes: add a 'routes:' list"),
         ("{}", "invalid config 'c.yaml': no routes: add a 'routes:' list"),
         ("routes:\n  - name: a\n    listen: 127.0.0.1:0", "invalid config 'c.yaml': route 'a' has no 'upstream'"),
-        ("routes:\n  - upstrem: 127.0.0.1:1", "invalid config 'c.yaml': unknown key 'upstrem' (expected one of: connect_timeout, listen, name, upstream)"),
-        ("routes:\n  - upstream: 127.0.0.1", "invalid config 'c.yaml': route 1: invalid address '127.0.0.1': expected HOST:PORT or unix:/path"),
-        ("routes:\n  - {name: a, upstream: 127.0.0.1:1}\n  - {name: a, upstream: 127.0.0.1:2}", "invalid config 'c.yaml': route name 'a' is used twice"),
-        ("routes:\n  - {name: 'a b', upstream: 127.0.0.1:1}", "invalid config 'c.yaml': invalid route name 'a b': use letters, digits, '-', '_' or '.'"),
-        ("routes:\n  - {upstream: 127.0.0.1:1, connect_timeout: soon}", "invalid config 'c.yaml': route 1: invalid duration 'soon': use a number with ms, s, m or h, as 5s"),
+        (
+            "routes:\n  - upstrem: 127.0.0.1:1",
+            "invalid config 'c.yaml': unknown key 'upstrem' (expected one of: connect_timeout, listen, name, upstream)"
+        ),
+        (
+            "routes:\n  - upstream: 127.0.0.1",
+            "invalid config 'c.yaml': route 1: invalid address '127.0.0.1': expected HOST:PORT or unix:/path"
+        ),
+        (
+            "routes:\n  - {name: a, upstream: 127.0.0.1:1}\n  - {name: a, upstream: 127.0.0.1:2}",
+            "invalid config 'c.yaml': route name 'a' is used twice"
+        ),
+        (
+            "routes:\n  - {name: 'a b', upstream: 127.0.0.1:1}",
+            "invalid config 'c.yaml': invalid route name 'a b': use letters, digits, '-', '_' or '.'"
+        ),
+        (
+            "routes:\n  - {upstream: 127.0.0.1:1, connect_timeout: soon}",
+            "invalid config 'c.yaml': route 1: invalid duration 'soon': use a number with ms, s, m or h, as 5s"
+        ),
     ])
     func refusesBadConfigurationsInOneLine(text: String, message: String) {
-        let error = #expect(throws: TapedeckError.self) { try ProxyConfiguration.parse(Data(text.utf8), path: "c.yaml") }
+        let error = #expect(throws: TapedeckError.self) {
+            try ProxyConfiguration.parse(Data(text.utf8), path: "c.yaml")
+        }
         #expect(error?.description == message)
     }
 
     @Test func malformedSyntaxIsOneLine() {
         for (text, path) in [("routes: [", "c.yaml"), ("{\"routes\": ", "c.json"), ("routes: 5", "c.yaml")] {
-            let error = #expect(throws: TapedeckError.self) { try ProxyConfiguration.parse(Data(text.utf8), path: path) }
+            let error = #expect(throws: TapedeckError.self) {
+                try ProxyConfiguration.parse(Data(text.utf8), path: path)
+            }
             #expect(error?.description.hasPrefix("invalid config '\(path)': ") == true)
             #expect(error?.description.contains("\n") == false)
         }
     }
 
     @Test func missingFileIsAClearError() {
-        let error = #expect(throws: TapedeckError.self) { try ProxyConfiguration.load(path: "/nonexistent/routes.yaml") }
+        let error = #expect(throws: TapedeckError.self) {
+            try ProxyConfiguration.load(path: "/nonexistent/routes.yaml")
+        }
         #expect(error?.description == "cannot read config '/nonexistent/routes.yaml': no such file")
     }
 }

@@ -1,8 +1,8 @@
 import Foundation
+import TapedeckTesting
 import Testing
 
 @testable import Tapedeck
-import TapedeckTesting
 
 /// Real clients against real servers: record, stop the server, replay, and require identical output.
 @Suite(.serialized, .timeLimit(.minutes(3)))
@@ -20,13 +20,17 @@ struct RealServerReplayTests {
         let tapePath = directory.path("fixtures/real.tape")
         let port = try await FreePort.find()
         let recorded = try await withTapedeck(
-            .record, tape: tapePath, upstream: "127.0.0.1:\(upstreamPort)", listen: "127.0.0.1:\(port)"
+            .record,
+            tape: tapePath,
+            upstream: "127.0.0.1:\(upstreamPort)",
+            listen: "127.0.0.1:\(port)"
         ) { _ throws in
             try clients.map { try $0(port) }
         }
         stopUpstream()
 
-        let replayed = try await withTapedeck(.replay, tape: tapePath, listen: "127.0.0.1:\(port)", requireAll: true) { _ in
+        let replayed = try await withTapedeck(.replay, tape: tapePath, listen: "127.0.0.1:\(port)", requireAll: true) {
+            _ in
             if concurrentReplay {
                 return try await withThrowingTaskGroup(of: (Int, Output).self) { group in
                     // Started in reverse order, all at once.
@@ -51,9 +55,14 @@ struct RealServerReplayTests {
             "SELECT 1 + 1", "SELECT current_user", "SELECT string_agg(g::text, ',') FROM generate_series(1, 2000) g",
             "SELECT version() LIKE 'PostgreSQL%'",
         ]
-        let clients: [@Sendable (Int) throws -> String] = queries.map { sql in { port in try PostgresServer.psql(port: port, sql) } }
+        let clients: [@Sendable (Int) throws -> String] = queries.map { sql in
+            { port in try PostgresServer.psql(port: port, sql) }
+        }
         let (recorded, replayed) = try await Self.recordThenReplay(
-            upstreamPort: postgres.port, stopUpstream: postgres.stop, clients: clients, concurrentReplay: false
+            upstreamPort: postgres.port,
+            stopUpstream: postgres.stop,
+            clients: clients,
+            concurrentReplay: false
         )
         #expect(recorded[0] == "2\n")
         #expect(recorded[1] == "postgres\n")
@@ -68,7 +77,10 @@ struct RealServerReplayTests {
             { port in try PostgresServer.psql(port: port, "SELECT \(index) * 1000 + \(index)") }
         }
         let (recorded, replayed) = try await Self.recordThenReplay(
-            upstreamPort: postgres.port, stopUpstream: postgres.stop, clients: clients, concurrentReplay: true
+            upstreamPort: postgres.port,
+            stopUpstream: postgres.stop,
+            clients: clients,
+            concurrentReplay: true
         )
         #expect(recorded == (1...16).map { "\($0 * 1000 + $0)\n" })
         #expect(replayed == recorded)
@@ -86,7 +98,10 @@ struct RealServerReplayTests {
             { port in try NginxServer.curl(port: port, ["/small.txt"]) },
         ]
         let (recorded, replayed) = try await Self.recordThenReplay(
-            upstreamPort: nginx.port, stopUpstream: nginx.stop, clients: clients, concurrentReplay: false
+            upstreamPort: nginx.port,
+            stopUpstream: nginx.stop,
+            clients: clients,
+            concurrentReplay: false
         )
         #expect(recorded[0] == Data("hello from nginx\n".utf8) + big)
         #expect(replayed == recorded)

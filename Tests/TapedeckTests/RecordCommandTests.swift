@@ -103,7 +103,9 @@ struct RecordCommandTests {
         let sessions = try tape.sessions()
         #expect(Set(sessions.map(\.route)) == ["alpha", "beta"])
         for session in sessions {
-            #expect(try tape.events(inSession: session.id!).bytes(.clientToUpstream) == Data("to \(session.route)".utf8))
+            #expect(
+                try tape.events(inSession: session.id!).bytes(.clientToUpstream) == Data("to \(session.route)".utf8)
+            )
         }
         // A finished tape is a single file: the write-ahead log was folded back in.
         let walSize = (try? FileManager.default.attributesOfItem(atPath: tapePath + "-wal")[.size] as? Int) ?? 0

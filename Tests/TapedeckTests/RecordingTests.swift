@@ -129,7 +129,8 @@ struct RecordingTests {
         await closed.stop()
         try await withRecordingProxy(upstream: endpoint, tapePath: tapePath) { address in
             let connection = try await TestClient.connect(to: address)
-            let ending = try await connection.executeThenClose { inbound, _ in await TestClient.readAll(inbound).ending }
+            let ending = try await connection.executeThenClose { inbound, _ in await TestClient.readAll(inbound).ending
+            }
             #expect(ending == .reset)
         }
         let tape = try Tape(readingAt: tapePath)
@@ -146,7 +147,9 @@ struct RecordingTests {
         let (blackHole, fillers) = try await TestServer.startBlackHole()
         defer { for channel in fillers + [blackHole] { channel.close(promise: nil) } }
         try await withRecordingProxy(
-            upstream: Endpoint(blackHole.localAddress!), tapePath: tapePath, connectTimeout: .milliseconds(200)
+            upstream: Endpoint(blackHole.localAddress!),
+            tapePath: tapePath,
+            connectTimeout: .milliseconds(200)
         ) { address in
             let connection = try await TestClient.connect(to: address)
             _ = try await connection.executeThenClose { inbound, _ in await TestClient.readAll(inbound).ending }
@@ -172,7 +175,9 @@ struct RecordingTests {
                             for round in 0..<3 {
                                 try await outbound.write(ByteBuffer(string: "client \(index) round \(round);"))
                                 var received = 0
-                                while received < "client \(index) round \(round);".utf8.count, let chunk = try await iterator.next() {
+                                while received < "client \(index) round \(round);".utf8.count,
+                                    let chunk = try await iterator.next()
+                                {
                                     received += chunk.readableBytes
                                 }
                             }
@@ -207,7 +212,12 @@ struct RecordingTests {
         let upstream = try await TestServer.start(.echo)
         defer { Task { await upstream.stop() } }
         func oneSession(overwrite: Bool, label: String) async throws {
-            try await withRecordingProxy(upstream: upstream.endpoint, tapePath: tapePath, overwrite: overwrite, label: label) { address in
+            try await withRecordingProxy(
+                upstream: upstream.endpoint,
+                tapePath: tapePath,
+                overwrite: overwrite,
+                label: label
+            ) { address in
                 let connection = try await TestClient.connect(to: address)
                 _ = try await connection.executeThenClose { inbound, outbound in
                     try await outbound.write(ByteBuffer(string: label))

@@ -1,11 +1,14 @@
 import Foundation
+import TapedeckTesting
 import Testing
 
 @testable import Tapedeck
-import TapedeckTesting
 
 /// Real `redis-cli` against a real `redis-server`, through Tapedeck.
-@Suite(.enabled(if: RedisServer.isInstalled, "needs redis-server and redis-cli (installed by .ci/run)"), .timeLimit(.minutes(2)))
+@Suite(
+    .enabled(if: RedisServer.isInstalled, "needs redis-server and redis-cli (installed by .ci/run)"),
+    .timeLimit(.minutes(2))
+)
 struct RedisEndToEndTests {
     @Test func recordsRealRedisCommandsAndReplies() async throws {
         let redis = try await RedisServer()
@@ -14,7 +17,8 @@ struct RedisEndToEndTests {
         let tapePath = directory.path("redis.tape")
         let upstream = Endpoint.tcp(host: "127.0.0.1", port: redis.port)
 
-        let replies = try await withRecordingProxy(upstream: upstream, tapePath: tapePath) { address throws -> [String] in
+        let replies = try await withRecordingProxy(upstream: upstream, tapePath: tapePath) {
+            address throws -> [String] in
             guard case .tcp(_, let port) = address else { throw TestProcessError("expected a TCP address") }
             return try [["SET", "greeting", "hello tape"], ["GET", "greeting"], ["PING"]].map {
                 try RedisServer.cli(port: port, $0)
@@ -51,7 +55,8 @@ extension RedisEndToEndTests {
         let directory = try TemporaryDirectory()
         let tapePath = directory.path("fixtures/redis-replay.tape")
         let commands = [["SET", "answer", "42"], ["INCR", "answer"], ["GET", "answer"], ["PING"]]
-        let recorded = try await withTapedeck(.record, tape: tapePath, upstream: "127.0.0.1:\(redis.port)") { address throws -> [String] in
+        let recorded = try await withTapedeck(.record, tape: tapePath, upstream: "127.0.0.1:\(redis.port)") {
+            address throws -> [String] in
             try commands.map { try RedisServer.cli(port: address.port!, $0) }
         }
         redis.stop()

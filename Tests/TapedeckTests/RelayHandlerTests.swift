@@ -96,7 +96,11 @@ struct RecordingBackpressureTests {
     @Test func readsWaitWhileTheTapeWriterIsBehind() async throws {
         let directory = try TemporaryDirectory()
         let route = Route(upstream: .tcp(host: "127.0.0.1", port: 9))
-        let recorder = try Recorder(tape: try Tape(recordingAt: directory.path("budget.tape")), routes: [route], maximumPendingBytes: 1 << 20)
+        let recorder = try Recorder(
+            tape: try Tape(recordingAt: directory.path("budget.tape")),
+            routes: [route],
+            maximumPendingBytes: 1 << 20
+        )
         let session = recorder.beginSession(route: route, clientAddress: "127.0.0.1:1")
         let loop = EmbeddedEventLoop()
         let (clientRelay, upstreamRelay) = RelayHandler.matchedPair(lingerTimeout: .seconds(1), recorder: session)

@@ -161,13 +161,17 @@ struct RelayTests {
     }
 
     @Test func relaysBetweenUnixSockets() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("td-\(UInt32.random(in: 0...UInt32.max))")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "td-\(UInt32.random(in: 0...UInt32.max))"
+        )
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let upstream = try await TestServer.start(.echo, at: .unix(path: directory.path + "/up.sock"))
         defer { Task { await upstream.stop() } }
         let payload = Payload.random(count: 4 << 20, seed: 3)
-        try await withProxy(upstream: upstream.endpoint, listen: .unix(path: directory.path + "/proxy.sock")) { address, _ in
+        try await withProxy(upstream: upstream.endpoint, listen: .unix(path: directory.path + "/proxy.sock")) {
+            address,
+            _ in
             #expect(address == .unix(path: directory.path + "/proxy.sock"))
             let connection = try await TestClient.connect(to: address)
             let (received, ending) = try await connection.executeThenClose { inbound, outbound in
@@ -215,7 +219,8 @@ struct RelayTests {
                             try await outbound.write(message)
                             outbound.finish()
                             let (bytes, ending) = await TestClient.readAll(inbound)
-                            return bytes == message ? nil : "\(index): \(bytes.readableBytes) of \(message.readableBytes) bytes, \(ending)"
+                            return bytes == message
+                                ? nil : "\(index): \(bytes.readableBytes) of \(message.readableBytes) bytes, \(ending)"
                         }
                     }
                 }

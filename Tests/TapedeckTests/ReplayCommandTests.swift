@@ -31,7 +31,10 @@ struct ReplayCommandTests {
         #expect(child.stderr.contains("replay: 2 connections, 1 sessions replayed, 1 mismatched, 1 unused"))
         #expect(child.stderr.contains("replay mismatch: the client's bytes differ from every recorded session"))
 
-        let report = try JSONDecoder().decode(ReplayReport.self, from: Data(contentsOf: URL(fileURLWithPath: reportPath)))
+        let report = try JSONDecoder().decode(
+            ReplayReport.self,
+            from: Data(contentsOf: URL(fileURLWithPath: reportPath))
+        )
         #expect(report.connections == 2)
         #expect(report.replayed.map(\.session) == [1])
         #expect(report.mismatches.first?.closestSession != nil)
@@ -39,7 +42,9 @@ struct ReplayCommandTests {
         #expect(report.unused.map(\.session) == [2])
         // Field names are part of the interface.
         let json = try String(contentsOfFile: reportPath, encoding: .utf8)
-        for key in ["\"connections\"", "\"replayed\"", "\"mismatches\"", "\"unused\"", "\"closest_session\"", "\"offset\""] {
+        for key in [
+            "\"connections\"", "\"replayed\"", "\"mismatches\"", "\"unused\"", "\"closest_session\"", "\"offset\"",
+        ] {
             #expect(json.contains(key))
         }
     }
@@ -73,7 +78,10 @@ struct ReplayCommandTests {
 
         let ambiguous = try await TapedeckProcess.run(["replay", "--tape", tapePath])
         #expect(ambiguous.status == 1)
-        #expect(ambiguous.stderr == "tapedeck: error: tape '\(tapePath)' has routes 'alpha', 'beta': choose one with --route or serve all with --config\n")
+        #expect(
+            ambiguous.stderr
+                == "tapedeck: error: tape '\(tapePath)' has routes 'alpha', 'beta': choose one with --route or serve all with --config\n"
+        )
 
         let unknown = try await TapedeckProcess.run(["replay", "--tape", tapePath, "--route", "gamma"])
         #expect(unknown.status == 1)
@@ -81,7 +89,10 @@ struct ReplayCommandTests {
 
         let beta = try TapedeckProcess(["replay", "--tape", tapePath, "--route", "beta", "--strict"])
         let betaAddress = try #require(try await beta.waitForListening()["beta"])
-        #expect(String(buffer: try await ReplayTests.exchange(ByteBuffer(string: "to beta"), at: betaAddress).0) == "to beta")
+        #expect(
+            String(buffer: try await ReplayTests.exchange(ByteBuffer(string: "to beta"), at: betaAddress).0)
+                == "to beta"
+        )
         beta.signal(SIGTERM)
         #expect(try await beta.waitForExit(timeout: .seconds(10)) == 0)
 
@@ -89,8 +100,20 @@ struct ReplayCommandTests {
         await upstream.stop()
         let all = try TapedeckProcess(["replay", "--tape", tapePath, "--config", config, "--require-all"])
         let routes = try await all.waitForListening(count: 2)
-        #expect(String(buffer: try await ReplayTests.exchange(ByteBuffer(string: "to alpha"), at: try #require(routes["alpha"])).0) == "to alpha")
-        #expect(String(buffer: try await ReplayTests.exchange(ByteBuffer(string: "to beta"), at: try #require(routes["beta"])).0) == "to beta")
+        #expect(
+            String(
+                buffer: try await ReplayTests.exchange(
+                    ByteBuffer(string: "to alpha"),
+                    at: try #require(routes["alpha"])
+                ).0
+            ) == "to alpha"
+        )
+        #expect(
+            String(
+                buffer: try await ReplayTests.exchange(ByteBuffer(string: "to beta"), at: try #require(routes["beta"]))
+                    .0
+            ) == "to beta"
+        )
         all.signal(SIGTERM)
         #expect(try await all.waitForExit(timeout: .seconds(10)) == 0)
     }
@@ -138,9 +161,14 @@ struct ReplayCommandTests {
         #expect(missing.stderr == "tapedeck: error: cannot open tape '/nonexistent/x.tape': no such file\n")
         let pace = try await TapedeckProcess.run(["replay", "--tape", "x.tape", "--pace", "slow"])
         #expect(pace.status == 2)
-        #expect(pace.stderr == "tapedeck: error: invalid pace 'slow': use fast, recorded, or a factor such as 2x or 0.5x\n")
+        #expect(
+            pace.stderr == "tapedeck: error: invalid pace 'slow': use fast, recorded, or a factor such as 2x or 0.5x\n"
+        )
         let missingUpstream = try await TapedeckProcess.run(["replay", "--tape", "x.tape", "--record-missing"])
         #expect(missingUpstream.status == 2)
-        #expect(missingUpstream.stderr == "tapedeck: error: --record-missing needs --upstream (or --config with upstreams)\n")
+        #expect(
+            missingUpstream.stderr
+                == "tapedeck: error: --record-missing needs --upstream (or --config with upstreams)\n"
+        )
     }
 }

@@ -9,8 +9,12 @@ struct ReplayMatcherTests {
     static func session(_ id: Int64, _ steps: [(Direction, EventKind, String)]) -> ReplayScript {
         let events = steps.enumerated().map { index, step in
             EventRecord(
-                sessionID: id, seq: Int64(index), offsetNanoseconds: Int64(index) * 1_000_000,
-                direction: step.0, kind: step.1, payload: step.1 == .data || step.1 == .connectFailed ? Data(step.2.utf8) : nil
+                sessionID: id,
+                seq: Int64(index),
+                offsetNanoseconds: Int64(index) * 1_000_000,
+                direction: step.0,
+                kind: step.1,
+                payload: step.1 == .data || step.1 == .connectFailed ? Data(step.2.utf8) : nil
             )
         }
         return ReplayScript(sessionID: id, events: events)
@@ -36,7 +40,10 @@ struct ReplayMatcherTests {
 
     static let redisLike = [
         session(1, [client("*1\r\n$4\r\nPING\r\n"), server("+PONG\r\n"), clientHalfClose, serverClose]),
-        session(2, [client("*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"), server("$5\r\nhello\r\n"), clientHalfClose, serverClose]),
+        session(
+            2,
+            [client("*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"), server("$5\r\nhello\r\n"), clientHalfClose, serverClose]
+        ),
     ]
 
     @Test func chunkBoundariesNeverMatter() {
@@ -56,8 +63,14 @@ struct ReplayMatcherTests {
 
     @Test func identicalHandshakesNarrowToTheSessionTheClientChooses() {
         let scripts = [
-            Self.session(1, [Self.client("HELLO\n"), Self.server("WELCOME\n"), Self.client("Q1\n"), Self.server("R1\n")]),
-            Self.session(2, [Self.client("HELLO\n"), Self.server("WELCOME\n"), Self.client("Q2\n"), Self.server("R2\n")]),
+            Self.session(
+                1,
+                [Self.client("HELLO\n"), Self.server("WELCOME\n"), Self.client("Q1\n"), Self.server("R1\n")]
+            ),
+            Self.session(
+                2,
+                [Self.client("HELLO\n"), Self.server("WELCOME\n"), Self.client("Q2\n"), Self.server("R2\n")]
+            ),
         ]
         let catalog = SessionCatalog(scripts: scripts, repeatable: false)
         var second = ReplayMatcher(catalog: catalog, pace: .fast)
@@ -87,7 +100,15 @@ struct ReplayMatcherTests {
 
     @Test func aServerThatSpeaksFirstIsHeardOnConnect() {
         let catalog = SessionCatalog(
-            scripts: [Self.session(1, [Self.server("220 ready\r\n"), Self.client("QUIT\r\n"), Self.server("221 bye\r\n"), Self.serverClose])],
+            scripts: [
+                Self.session(
+                    1,
+                    [
+                        Self.server("220 ready\r\n"), Self.client("QUIT\r\n"), Self.server("221 bye\r\n"),
+                        Self.serverClose,
+                    ]
+                )
+            ],
             repeatable: false
         )
         var matcher = ReplayMatcher(catalog: catalog, pace: .fast)
@@ -138,7 +159,12 @@ struct ReplayMatcherTests {
 
     @Test func aReplyRecordedAfterTheClientsHalfCloseWaitsForIt() {
         let catalog = SessionCatalog(
-            scripts: [Self.session(1, [Self.client("hello"), Self.clientHalfClose, Self.server("received 5"), Self.serverClose])],
+            scripts: [
+                Self.session(
+                    1,
+                    [Self.client("hello"), Self.clientHalfClose, Self.server("received 5"), Self.serverClose]
+                )
+            ],
             repeatable: false
         )
         var matcher = ReplayMatcher(catalog: catalog, pace: .fast)
@@ -166,7 +192,10 @@ struct ReplayMatcherTests {
             scripts: [Self.session(1, [Self.client("a"), Self.server("1"), Self.server("2")])],
             repeatable: true
         )
-        for (pace, expected) in [(ReplayPace.fast, [Int64(0), 0]), (.recorded(factor: 1), [1_000_000, 1_000_000]), (.recorded(factor: 2), [500_000, 500_000])] {
+        for (pace, expected) in [
+            (ReplayPace.fast, [Int64(0), 0]), (.recorded(factor: 1), [1_000_000, 1_000_000]),
+            (.recorded(factor: 2), [500_000, 500_000]),
+        ] {
             var matcher = ReplayMatcher(catalog: catalog, pace: pace)
             let actions = matcher.start() + matcher.receive(Data("a".utf8))
             let delays = actions.compactMap { action -> Int64? in
@@ -180,7 +209,9 @@ struct ReplayMatcherTests {
     }
 
     @Test func choosingASessionAmongTenThousandNarrowsWithoutScanning() {
-        let scripts = (1...10_000).map { Self.session(Int64($0), [Self.client("GET /item/\($0) HTTP/1.1\r\n\r\n"), Self.server("item \($0)")]) }
+        let scripts = (1...10_000).map {
+            Self.session(Int64($0), [Self.client("GET /item/\($0) HTTP/1.1\r\n\r\n"), Self.server("item \($0)")])
+        }
         let catalog = SessionCatalog(scripts: scripts, repeatable: true)
         for id in [1, 777, 5_000, 10_000] {
             var matcher = ReplayMatcher(catalog: catalog, pace: .fast)

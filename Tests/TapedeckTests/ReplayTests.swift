@@ -150,7 +150,8 @@ struct ReplayTests {
 /// The tape committed under `fixtures/`: replayed with no server at all.
 struct FixtureReplayTests {
     static var fixture: String {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
             .appendingPathComponent("fixtures/redis.tape").path
     }
 
@@ -182,9 +183,14 @@ struct RecordMissingTests {
         upstream: Endpoint,
         _ body: (Endpoint) async throws -> T
     ) async throws -> (T, ReplayReport) {
-        let recorder = try Recorder(tape: try Tape(recordingAt: tapePath), routes: [Route(upstream: upstream)], mode: "replay")
+        let recorder = try Recorder(
+            tape: try Tape(recordingAt: tapePath),
+            routes: [Route(upstream: upstream)],
+            mode: "replay"
+        )
         let server = try ReplayServer(
-            tape: try Tape(readingAt: tapePath), routes: [Route(upstream: upstream)],
+            tape: try Tape(readingAt: tapePath),
+            routes: [Route(upstream: upstream)],
             options: .init(recordMissing: MissingSessionRecording(recorder: recorder))
         )
         let address = try await server.start()[0].address
@@ -202,7 +208,8 @@ struct RecordMissingTests {
         try await withRecordingProxy(upstream: endpoint, tapePath: tapePath) { address throws in
             _ = try await ReplayTests.exchange(ByteBuffer(string: "known"), at: address)
         }
-        let (replies, report) = try await Self.replayRecordingMissing(tapePath: tapePath, upstream: endpoint) { address in
+        let (replies, report) = try await Self.replayRecordingMissing(tapePath: tapePath, upstream: endpoint) {
+            address in
             [
                 String(buffer: try await ReplayTests.exchange(ByteBuffer(string: "known"), at: address).0),
                 String(buffer: try await ReplayTests.exchange(ByteBuffer(string: "new episode"), at: address).0),
@@ -216,7 +223,10 @@ struct RecordMissingTests {
 
         // The new episode is on tape: with the upstream gone, replay serves it.
         let (_, second) = try await ReplayTests.withReplay(tapePath: tapePath) { address, _ throws in
-            #expect(String(buffer: try await ReplayTests.exchange(ByteBuffer(string: "new episode"), at: address).0) == "new episode")
+            #expect(
+                String(buffer: try await ReplayTests.exchange(ByteBuffer(string: "new episode"), at: address).0)
+                    == "new episode"
+            )
         }
         #expect(second.mismatches.isEmpty)
         #expect(try Tape(readingAt: tapePath).runs().map(\.mode) == ["record", "replay"])
@@ -228,9 +238,12 @@ struct RecordMissingTests {
         let upstream = try await TestServer.start(.greetThenEcho(ByteBuffer(string: "HELLO\n")))
         defer { Task { await upstream.stop() } }
         try await withRecordingProxy(upstream: upstream.endpoint, tapePath: tapePath) { address throws in
-            #expect(String(buffer: try await ReplayTests.exchange(ByteBuffer(string: "A"), at: address).0) == "HELLO\nA")
+            #expect(
+                String(buffer: try await ReplayTests.exchange(ByteBuffer(string: "A"), at: address).0) == "HELLO\nA"
+            )
         }
-        let (reply, report) = try await Self.replayRecordingMissing(tapePath: tapePath, upstream: upstream.endpoint) { address in
+        let (reply, report) = try await Self.replayRecordingMissing(tapePath: tapePath, upstream: upstream.endpoint) {
+            address in
             String(buffer: try await ReplayTests.exchange(ByteBuffer(string: "B"), at: address).0)
         }
         // The greeting came from the tape; the real upstream's greeting was recorded but not passed on again.

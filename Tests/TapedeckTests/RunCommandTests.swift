@@ -33,7 +33,8 @@ struct RunCommandTests {
         let result = try await TapedeckProcess.run(
             [
                 "run", "--mode", "proxy", "--config", config, "--",
-                "/bin/sh", "-c", "echo \"$TAPEDECK_ALPHA_ADDR|$TAPEDECK_BETA_HOST:$TAPEDECK_BETA_PORT|${TAPEDECK_ADDR-unset}\"",
+                "/bin/sh", "-c",
+                "echo \"$TAPEDECK_ALPHA_ADDR|$TAPEDECK_BETA_HOST:$TAPEDECK_BETA_PORT|${TAPEDECK_ADDR-unset}\"",
             ],
             environment: Self.clean
         )
@@ -81,13 +82,24 @@ struct RunCommandTests {
         #expect(try String(contentsOfFile: tape, encoding: .utf8) == "not touched")
     }
 
-    @Test(arguments: [
-        (["run", "--upstream", "127.0.0.1:1"], [:], "tapedeck: error: missing the command to run, after '--'"),
-        (["run", "--", "true"], [:], "tapedeck: error: missing --tape (needed in replay mode)"),
-        (["run", "--tape", "x.tape", "--mode", "record", "--", "true"], [:], "tapedeck: error: record mode needs --upstream (or --config FILE)"),
-        (["run", "--tape", "x.tape", "--mode", "rewind", "--", "true"], [:], "tapedeck: error: invalid mode 'rewind': use proxy, record, replay, record-missing, auto"),
-        (["run", "--tape", "x.tape", "--", "true"], ["TAPEDECK_MODE": "bogus"], "tapedeck: error: invalid TAPEDECK_MODE 'bogus': use proxy, record, replay, record-missing, auto"),
-    ] as [([String], [String: String], String)])
+    @Test(
+        arguments: [
+            (["run", "--upstream", "127.0.0.1:1"], [:], "tapedeck: error: missing the command to run, after '--'"),
+            (["run", "--", "true"], [:], "tapedeck: error: missing --tape (needed in replay mode)"),
+            (
+                ["run", "--tape", "x.tape", "--mode", "record", "--", "true"], [:],
+                "tapedeck: error: record mode needs --upstream (or --config FILE)"
+            ),
+            (
+                ["run", "--tape", "x.tape", "--mode", "rewind", "--", "true"], [:],
+                "tapedeck: error: invalid mode 'rewind': use proxy, record, replay, record-missing, auto"
+            ),
+            (
+                ["run", "--tape", "x.tape", "--", "true"], ["TAPEDECK_MODE": "bogus"],
+                "tapedeck: error: invalid TAPEDECK_MODE 'bogus': use proxy, record, replay, record-missing, auto"
+            ),
+        ] as [([String], [String: String], String)]
+    )
     func usageErrorsExitTwo(arguments: [String], environment: [String: String], message: String) async throws {
         var variables = Self.clean
         for (name, value) in environment { variables[name] = value }
@@ -101,7 +113,10 @@ struct RunCommandTests {
         let tape = directory.path("none.tape")
         let result = try await TapedeckProcess.run(["run", "--tape", tape, "--", "true"], environment: Self.clean)
         #expect(result.status == 1)
-        #expect(result.stderr == "tapedeck: error: cannot open tape '\(tape)': no such file; record it with --mode record (or TAPEDECK_MODE=record)\n")
+        #expect(
+            result.stderr
+                == "tapedeck: error: cannot open tape '\(tape)': no such file; record it with --mode record (or TAPEDECK_MODE=record)\n"
+        )
     }
 
     private func waitUntil(timeout: Duration = .seconds(20), _ condition: () -> Bool) async throws {
@@ -114,7 +129,10 @@ struct RunCommandTests {
 }
 
 /// `tapedeck run` around real `redis-cli` commands: record from a real server, then replay strictly without it.
-@Suite(.enabled(if: RedisServer.isInstalled, "needs redis-server and redis-cli (installed by .ci/run)"), .timeLimit(.minutes(2)))
+@Suite(
+    .enabled(if: RedisServer.isInstalled, "needs redis-server and redis-cli (installed by .ci/run)"),
+    .timeLimit(.minutes(2))
+)
 struct RunCommandRedisTests {
     @Test func recordsThenReplaysStrictly() async throws {
         let cli = try #require(RedisServer.client)
@@ -122,7 +140,10 @@ struct RunCommandRedisTests {
         let directory = try TemporaryDirectory()
         let tape = directory.path("fixtures/redis.tape")
         func script(_ commands: String) -> [String] {
-            ["/bin/sh", "-c", commands.replacingOccurrences(of: "CLI", with: "\(cli) -h \"$TAPEDECK_HOST\" -p \"$TAPEDECK_PORT\"")]
+            [
+                "/bin/sh", "-c",
+                commands.replacingOccurrences(of: "CLI", with: "\(cli) -h \"$TAPEDECK_HOST\" -p \"$TAPEDECK_PORT\""),
+            ]
         }
         let session = script("CLI SET user:1 ada && CLI GET user:1")
 
@@ -136,7 +157,10 @@ struct RunCommandRedisTests {
         #expect(recorded.stdout == "OK\nada\n")
         #expect(try Tape(readingAt: tape).sessions().count == 2)
 
-        let replayed = try await TapedeckProcess.run(["run", "--tape", tape, "--require-all", "--"] + session, environment: ["TAPEDECK_MODE": nil])
+        let replayed = try await TapedeckProcess.run(
+            ["run", "--tape", tape, "--require-all", "--"] + session,
+            environment: ["TAPEDECK_MODE": nil]
+        )
         #expect(replayed.status == 0)
         #expect(replayed.stdout == "OK\nada\n")
         #expect(replayed.stderr == "")
@@ -149,20 +173,35 @@ struct RunCommandRedisTests {
         #expect(mismatch.status == 3)
         #expect(mismatch.stderr.contains("tapedeck: error: the command passed, but the replay did not go as recorded"))
         #expect(mismatch.stderr.contains("GET\\r\\n$6\\r\\nuser:2"))
-        let report = try JSONDecoder().decode(ReplayReport.self, from: Data(contentsOf: URL(fileURLWithPath: directory.path("report.json"))))
+        let report = try JSONDecoder().decode(
+            ReplayReport.self,
+            from: Data(contentsOf: URL(fileURLWithPath: directory.path("report.json")))
+        )
         #expect(report.mismatches.count == 1)
 
         // A failing command keeps its own status; --no-strict lets a mismatch pass.
-        let failing = try await TapedeckProcess.run(["run", "--tape", tape, "--"] + script("CLI GET user:2; exit 5"), environment: ["TAPEDECK_MODE": nil])
+        let failing = try await TapedeckProcess.run(
+            ["run", "--tape", tape, "--"] + script("CLI GET user:2; exit 5"),
+            environment: ["TAPEDECK_MODE": nil]
+        )
         #expect(failing.status == 5)
-        let lenient = try await TapedeckProcess.run(["run", "--tape", tape, "--no-strict", "--"] + script("CLI GET user:2 || true"), environment: ["TAPEDECK_MODE": nil])
+        let lenient = try await TapedeckProcess.run(
+            ["run", "--tape", tape, "--no-strict", "--"] + script("CLI GET user:2 || true"),
+            environment: ["TAPEDECK_MODE": nil]
+        )
         #expect(lenient.status == 0)
 
         // --require-all: a session never asked for fails a passing command too.
-        let partial = try await TapedeckProcess.run(["run", "--tape", tape, "--require-all", "--"] + script("CLI SET user:1 ada"), environment: ["TAPEDECK_MODE": nil])
+        let partial = try await TapedeckProcess.run(
+            ["run", "--tape", tape, "--require-all", "--"] + script("CLI SET user:1 ada"),
+            environment: ["TAPEDECK_MODE": nil]
+        )
         #expect(partial.status == 3)
         #expect(partial.stderr.contains("was never replayed"))
-        let allowed = try await TapedeckProcess.run(["run", "--tape", tape, "--"] + script("CLI SET user:1 ada"), environment: ["TAPEDECK_MODE": nil])
+        let allowed = try await TapedeckProcess.run(
+            ["run", "--tape", tape, "--"] + script("CLI SET user:1 ada"),
+            environment: ["TAPEDECK_MODE": nil]
+        )
         #expect(allowed.status == 0)
     }
 }

@@ -82,7 +82,10 @@ struct TapeFileTests {
             for table in ["tape_meta", "runs", "routes", "sessions", "events", "directions", "event_kinds"] {
                 #expect(try db.tableExists(table))
             }
-            let indexes = try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%'")
+            let indexes = try String.fetchAll(
+                db,
+                sql: "SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%'"
+            )
             #expect(Set(indexes).isSuperset(of: ["sessions_by_route", "sessions_by_start"]))
             // Events are clustered by (session_id, seq): reading a session in order is one range scan.
             #expect(try db.primaryKey("events").columns == ["session_id", "seq"])

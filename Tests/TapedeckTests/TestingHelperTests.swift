@@ -23,7 +23,8 @@ struct WithTapedeckTests {
         #expect(await TestClient.isRefused(recordedAt))
         await upstream.stop()
 
-        let replayed = try await withTapedeck(.replay, tape: tape, upstream: upstreamAddress, requireAll: true) { address in
+        let replayed = try await withTapedeck(.replay, tape: tape, upstream: upstreamAddress, requireAll: true) {
+            address in
             try await TestClient.exchange(address, "hello helper").reply
         }
         #expect(replayed == "hello helper")
@@ -107,7 +108,8 @@ struct WithTapedeckTests {
         }
         await first.stop()
         await second.stop()
-        try await withTapedeck(.replay, tape: tape, routes: routes.map { Route(name: $0.name) }, requireAll: true) { deck throws in
+        try await withTapedeck(.replay, tape: tape, routes: routes.map { Route(name: $0.name) }, requireAll: true) {
+            deck throws in
             #expect(try await TestClient.exchange(try deck.address(of: "cache"), "k").reply == "hi:k")
             #expect(try await TestClient.exchange(try deck.address(of: "db"), "q").reply == "q")
         }
@@ -125,7 +127,8 @@ struct TapedeckTraitTests {
         let ping = try await TestClient.exchange(address, "*1\r\n$4\r\nPING\r\n")
         #expect(ping.reply == "+PONG\r\n")
         let setThenGet = try await TestClient.exchange(
-            address, "*3\r\n$3\r\nSET\r\n$8\r\ngreeting\r\n$5\r\nhello\r\n*2\r\n$3\r\nGET\r\n$8\r\ngreeting\r\n"
+            address,
+            "*3\r\n$3\r\nSET\r\n$8\r\ngreeting\r\n$5\r\nhello\r\n*2\r\n$3\r\nGET\r\n$8\r\ngreeting\r\n"
         )
         #expect(setThenGet.reply == "+OK\r\n$5\r\nhello\r\n")
     }
@@ -134,11 +137,21 @@ struct TapedeckTraitTests {
         let test = try #require(Test.current)
         let root = FixtureTapes.packageRoot(containing: #filePath)
         #expect(FileManager.default.fileExists(atPath: root + "/Package.swift"))
-        let path = FixtureTapes.path(sourceFile: #filePath, components: Array(test.id.nameComponents.dropLast()), name: test.name)
+        let path = FixtureTapes.path(
+            sourceFile: #filePath,
+            components: Array(test.id.nameComponents.dropLast()),
+            name: test.name
+        )
         #expect(path == root + "/fixtures/TapedeckTraitTests/tapesAreNamedAfterTheSuiteAndTheTest.tape")
         #expect(FixtureTapes.fileName("load(id:)") == "load_id")
-        #expect(FixtureTapes.path(explicit: "/abs/x.tape", sourceFile: #filePath, components: [], name: "n") == "/abs/x.tape")
-        #expect(FixtureTapes.path(explicit: "fixtures/x.tape", sourceFile: #filePath, components: [], name: "n") == root + "/fixtures/x.tape")
+        #expect(
+            FixtureTapes.path(explicit: "/abs/x.tape", sourceFile: #filePath, components: [], name: "n")
+                == "/abs/x.tape"
+        )
+        #expect(
+            FixtureTapes.path(explicit: "fixtures/x.tape", sourceFile: #filePath, components: [], name: "n") == root
+                + "/fixtures/x.tape"
+        )
     }
 
     @Test func recordsThroughTheTraitAndFailsTheTestOnAMismatch() async throws {

@@ -132,18 +132,22 @@ public final class Deck: Sendable {
         let mode = mode.resolved(forTape: tape)
         var routes = try ProxyConfiguration(routes: routes).routes
         if mode.relays || mode == .recordMissing {
-            let purpose = mode == .recordMissing ? "recording missing sessions" : mode == .proxy ? "proxying" : "recording"
+            let purpose =
+                mode == .recordMissing ? "recording missing sessions" : mode == .proxy ? "proxying" : "recording"
             for route in routes { _ = try route.requireUpstream(for: purpose) }
         }
         if mode != .proxy, tape == nil {
             throw TapedeckError(.invalidArgument, "\(mode) mode needs a tape")
         }
-        let recorder = try mode.writesTape ? makeRecorder(tape: tape!, mode: mode, routes: routes, options: options) : nil
+        let recorder =
+            try mode.writesTape ? makeRecorder(tape: tape!, mode: mode, routes: routes, options: options) : nil
         do {
             switch mode {
             case .proxy, .record:
                 let server = ProxyServer(
-                    configuration: try ProxyConfiguration(routes: routes), group: options.group, recorder: recorder,
+                    configuration: try ProxyConfiguration(routes: routes),
+                    group: options.group,
+                    recorder: recorder,
                     logger: options.logger
                 )
                 let bound = try await server.start()
@@ -154,7 +158,11 @@ public final class Deck: Sendable {
                 var replayOptions = ReplayServer.Options(pace: options.pace, repeatSessions: options.repeatSessions)
                 replayOptions.recordMissing = recorder.map(MissingSessionRecording.init(recorder:))
                 let server = try ReplayServer(
-                    tape: reading, routes: routes, options: replayOptions, group: options.group, logger: options.logger
+                    tape: reading,
+                    routes: routes,
+                    options: replayOptions,
+                    group: options.group,
+                    logger: options.logger
                 )
                 let bound = try await server.start()
                 return Deck(mode: mode, tapePath: tape, routes: bound, server: .replay(server), recorder: recorder)
@@ -196,22 +204,36 @@ public final class Deck: Sendable {
 
     // MARK: Opening the tape
 
-    private static func makeRecorder(tape: String, mode: TapedeckMode, routes: [Route], options: Options) throws -> Recorder {
+    private static func makeRecorder(
+        tape: String,
+        mode: TapedeckMode,
+        routes: [Route],
+        options: Options
+    ) throws -> Recorder {
         let directory = (tape as NSString).deletingLastPathComponent
         if !directory.isEmpty, !FileManager.default.fileExists(atPath: directory) {
             do {
                 try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             } catch {
-                throw TapedeckError(.tapeUnwritable, "cannot create tape '\(tape)': cannot create its directory '\(directory)'")
+                throw TapedeckError(
+                    .tapeUnwritable,
+                    "cannot create tape '\(tape)': cannot create its directory '\(directory)'"
+                )
             }
         }
         let writable = try Tape(recordingAt: tape, overwrite: options.overwrite && mode == .record)
         let logger = options.logger
         let report = options.onRecordingFailure
         return try Recorder(
-            tape: writable, routes: routes, label: options.label, mode: mode == .record ? "record" : "replay"
+            tape: writable,
+            routes: routes,
+            label: options.label,
+            mode: mode == .record ? "record" : "replay"
         ) { error in
-            logger.error("recording failed", metadata: ["tapedeck.tape": "\(tape)", "tapedeck.error": "\(error.message)"])
+            logger.error(
+                "recording failed",
+                metadata: ["tapedeck.tape": "\(tape)", "tapedeck.error": "\(error.message)"]
+            )
             report?(error)
         }
     }

@@ -18,7 +18,11 @@ public struct SessionQuery: Sendable, Hashable {
 
     /// Creates a query; with no filters it lists every session.
     public init(
-        id: Int64? = nil, route: String? = nil, label: String? = nil, outcome: SessionOutcome? = nil, since: Date? = nil,
+        id: Int64? = nil,
+        route: String? = nil,
+        label: String? = nil,
+        outcome: SessionOutcome? = nil,
+        since: Date? = nil,
         limit: Int? = nil
     ) {
         self.id = id
@@ -114,7 +118,8 @@ extension Tape {
             }
             let cursor = try EventRecord.fetchCursor(
                 db,
-                sql: "SELECT session_id, seq, offset_ns, direction, kind, payload FROM event_log WHERE session_id = ? ORDER BY seq",
+                sql:
+                    "SELECT session_id, seq, offset_ns, direction, kind, payload FROM event_log WHERE session_id = ? ORDER BY seq",
                 arguments: [id]
             )
             while let event = try cursor.next() { try body(event) }

@@ -31,7 +31,9 @@ public enum TapeExporter {
             for id in ids {
                 var summary: SessionSummary?
                 try tape.forEachSession(matching: SessionQuery(id: id)) { summary = $0 }
-                guard let summary else { throw TapedeckError(.invalidArgument, "tape '\(tape.path)' has no session \(id)") }
+                guard let summary else {
+                    throw TapedeckError(.invalidArgument, "tape '\(tape.path)' has no session \(id)")
+                }
                 try exportSession(summary, from: tape, to: writer)
             }
         }

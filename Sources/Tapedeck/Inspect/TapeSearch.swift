@@ -54,7 +54,8 @@ public struct TapeSearch: Sendable {
             return (range.lowerBound - payload.startIndex, needle.count)
         case .regex:
             let text = String(decoding: payload.map { UInt16($0) }, as: UTF16.self)
-            guard let regex, let found = regex.firstMatch(in: text, range: NSRange(location: 0, length: (text as NSString).length))
+            guard let regex,
+                let found = regex.firstMatch(in: text, range: NSRange(location: 0, length: (text as NSString).length))
             else { return nil }
             return (found.range.location, found.range.length)
         }
@@ -74,11 +75,21 @@ public struct TapeSearch: Sendable {
                 arguments: arguments
             )
             while let event = try cursor.next() {
-                guard event.kind == .data, let payload = event.payload, let found = firstMatch(in: payload) else { continue }
+                guard event.kind == .data, let payload = event.payload, let found = firstMatch(in: payload) else {
+                    continue
+                }
                 let start = max(0, found.offset - Self.context)
                 let end = min(payload.count, found.offset + found.length + Self.context)
                 let excerpt = payload.subdata(in: (payload.startIndex + start)..<(payload.startIndex + end))
-                try body(Match(sessionID: event.sessionID, seq: event.seq, direction: event.direction, offset: found.offset, excerpt: excerpt))
+                try body(
+                    Match(
+                        sessionID: event.sessionID,
+                        seq: event.seq,
+                        direction: event.direction,
+                        offset: found.offset,
+                        excerpt: excerpt
+                    )
+                )
             }
         }
     }

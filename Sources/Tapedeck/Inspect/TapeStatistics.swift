@@ -46,8 +46,11 @@ public struct TapeStatistics: Sendable, Codable, Hashable {
             )
             let groups = rows.map { row in
                 Group(
-                    route: row["route"], outcome: row["outcome"], sessions: row["sessions"],
-                    clientBytes: Int64(row["client_bytes"] as Double), upstreamBytes: Int64(row["upstream_bytes"] as Double),
+                    route: row["route"],
+                    outcome: row["outcome"],
+                    sessions: row["sessions"],
+                    clientBytes: Int64(row["client_bytes"] as Double),
+                    upstreamBytes: Int64(row["upstream_bytes"] as Double),
                     durationNanoseconds: Int64(row["duration_ns"] as Double)
                 )
             }
@@ -59,7 +62,9 @@ public struct TapeStatistics: Sendable, Codable, Hashable {
         var largest: [SessionSummary] = []
         let ids = try tape.reading { db in
             try Int64.fetchAll(
-                db, sql: "SELECT id FROM sessions ORDER BY client_bytes + upstream_bytes DESC, id LIMIT ?", arguments: [largestCount]
+                db,
+                sql: "SELECT id FROM sessions ORDER BY client_bytes + upstream_bytes DESC, id LIMIT ?",
+                arguments: [largestCount]
             )
         }
         for id in ids {

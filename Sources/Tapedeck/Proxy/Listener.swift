@@ -26,7 +26,8 @@ enum Listener {
                 .serverChannelOption(ChannelOptions.maxMessagesPerRead, value: 16)
             if reusePort {
                 bootstrap = bootstrap.serverChannelOption(
-                    ChannelOptions.socket(SocketOptionLevel(SOL_SOCKET), SO_REUSEPORT), value: 1
+                    ChannelOptions.socket(SocketOptionLevel(SOL_SOCKET), SO_REUSEPORT),
+                    value: 1
                 )
             }
             return bootstrap

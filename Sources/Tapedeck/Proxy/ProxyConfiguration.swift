@@ -59,7 +59,12 @@ public struct ProxyConfiguration: Sendable, Hashable {
         } catch {
             throw TapedeckError(.invalidConfiguration, "cannot read config '\(path)': \(Self.reason(error))")
         }
-        return try parse(data, path: path, defaultConnectTimeout: defaultConnectTimeout, requireUpstream: requireUpstream)
+        return try parse(
+            data,
+            path: path,
+            defaultConnectTimeout: defaultConnectTimeout,
+            requireUpstream: requireUpstream
+        )
     }
 
     /// Parses configuration text; `path` decides the format and names the file in errors.
@@ -115,7 +120,10 @@ public struct ProxyConfiguration: Sendable, Hashable {
 
     static func isValidName(_ name: String) -> Bool {
         !name.isEmpty && name.utf8.count <= 64
-            && name.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_.".unicodeScalars.contains($0)) }
+            && name.unicodeScalars.allSatisfy {
+                $0.isASCII
+                    && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_.".unicodeScalars.contains($0))
+            }
     }
 
     /// A one-line reason for a decoding or file error; Foundation and Yams messages can span lines.

@@ -98,8 +98,10 @@ public final class ProxyServer: Sendable {
                 bound.append(BoundRoute(name: route.name, address: address))
                 logger.info(
                     "listening",
-                    metadata: ["tapedeck.route": "\(route.name)", "tapedeck.address": "\(address)",
-                               "tapedeck.upstream": "\(route.upstreamText)"]
+                    metadata: [
+                        "tapedeck.route": "\(route.name)", "tapedeck.address": "\(address)",
+                        "tapedeck.upstream": "\(route.upstreamText)",
+                    ]
                 )
             }
         } catch {
@@ -170,7 +172,10 @@ public final class ProxyServer: Sendable {
             route: route,
             clientAddress: client.remoteAddress.map { "\(Endpoint($0))" } ?? "unknown"
         )
-        let (clientRelay, upstreamRelay) = RelayHandler.matchedPair(lingerTimeout: Self.lingerTimeout, recorder: session)
+        let (clientRelay, upstreamRelay) = RelayHandler.matchedPair(
+            lingerTimeout: Self.lingerTimeout,
+            recorder: session
+        )
         let upstreamHandler = NIOLoopBound(upstreamRelay, eventLoop: client.eventLoop)
         let sessionHandle = session.map { NIOLoopBound($0, eventLoop: client.eventLoop) }
         // Sits behind the relay, which passes on lifecycle events but never reads, so it costs nothing per byte.
@@ -187,7 +192,11 @@ public final class ProxyServer: Sendable {
         session: NIOLoopBound<SessionRecorder>?
     ) {
         // start() refused routes without an upstream.
-        let connected = UpstreamConnector.connect(to: route.upstream!, timeout: route.connectTimeout, on: client.eventLoop) {
+        let connected = UpstreamConnector.connect(
+            to: route.upstream!,
+            timeout: route.connectTimeout,
+            on: client.eventLoop
+        ) {
             try $0.pipeline.syncOperations.addHandler(relay.value)
         }
         connected.assumeIsolated().whenComplete { result in
@@ -200,7 +209,13 @@ public final class ProxyServer: Sendable {
                 // The relay is glued: from now on every byte read has somewhere to go.
                 try? client.syncOptions?.setOption(ChannelOptions.autoRead, value: true)
             case .failure(let error):
-                UpstreamConnector.reportFailure(error, route: route, client: client, session: session?.value, logger: self.logger)
+                UpstreamConnector.reportFailure(
+                    error,
+                    route: route,
+                    client: client,
+                    session: session?.value,
+                    logger: self.logger
+                )
                 client.pipeline.fireUserInboundEventTriggered(RelayHandler.ResetRequest(interrupted: false))
             }
         }

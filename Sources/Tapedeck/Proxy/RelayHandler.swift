@@ -146,7 +146,11 @@ final class RelayHandler: ChannelDuplexHandler {
                 // `inputClosed`: it is the peer's half-close all the same.
                 recorder.recordHalfClose(from: side.direction)
             }
-            recorder.recordEnd(of: side.direction, reset: endedInReset || !(outputShutByUs || closedByUs), byPeer: !closedByUs)
+            recorder.recordEnd(
+                of: side.direction,
+                reset: endedInReset || !(outputShutByUs || closedByUs),
+                byPeer: !closedByUs
+            )
         }
         partner?.partnerEnded(reset: reset)
         partner = nil

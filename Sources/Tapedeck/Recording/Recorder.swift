@@ -49,15 +49,22 @@ public final class Recorder: Sendable {
         do {
             (runID, routeIDs) = try tape.database.write { db in
                 var run = RunRecord(
-                    id: nil, startedAt: WallClock.nowNanoseconds(), endedAt: nil, toolVersion: tapedeckVersion,
-                    mode: mode, label: label
+                    id: nil,
+                    startedAt: WallClock.nowNanoseconds(),
+                    endedAt: nil,
+                    toolVersion: tapedeckVersion,
+                    mode: mode,
+                    label: label
                 )
                 try run.insert(db)
                 let runID = db.lastInsertedRowID
                 var routeIDs: [String: Int64] = [:]
                 for route in routes {
                     var record = RouteRecord(
-                        id: nil, runID: runID, name: route.name, listen: "\(route.listen)",
+                        id: nil,
+                        runID: runID,
+                        name: route.name,
+                        listen: "\(route.listen)",
                         upstream: route.upstreamText
                     )
                     try record.insert(db)
@@ -82,8 +89,13 @@ public final class Recorder: Sendable {
     func beginSession(route: Route, clientAddress: String) -> SessionRecorder {
         let key = nextKey.loadThenWrappingIncrement(ordering: .relaxed)
         let start = TapeWriter.SessionStart(
-            key: key, runID: runID, routeID: routeIDs[route.name] ?? 0, route: route.name,
-            clientAddress: clientAddress, upstreamAddress: route.upstreamText, startedAt: WallClock.nowNanoseconds()
+            key: key,
+            runID: runID,
+            routeID: routeIDs[route.name] ?? 0,
+            route: route.name,
+            clientAddress: clientAddress,
+            upstreamAddress: route.upstreamText,
+            startedAt: WallClock.nowNanoseconds()
         )
         return SessionRecorder(key: key, start: start, writer: writer)
     }
@@ -115,7 +127,10 @@ public final class Recorder: Sendable {
         if let failure = await writer.finish() { throw failure }
         do {
             try await tape.database.write { [runID] db in
-                try db.execute(sql: "UPDATE runs SET ended_at = ? WHERE id = ?", arguments: [WallClock.nowNanoseconds(), runID])
+                try db.execute(
+                    sql: "UPDATE runs SET ended_at = ? WHERE id = ?",
+                    arguments: [WallClock.nowNanoseconds(), runID]
+                )
             }
             // Fold the write-ahead log back into the tape, so a finished tape is one file to commit or copy.
             try await tape.database.writeWithoutTransaction { db in

@@ -109,8 +109,14 @@ final class SessionRecorder {
         writer.submit(
             .sessionEnded(
                 TapeWriter.SessionEnd(
-                    key: key, outcome: outcome, upstreamAddress: upstreamAddress, endedAt: WallClock.nowNanoseconds(),
-                    duration: offsetNow(), clientBytes: clientBytes, upstreamBytes: upstreamBytes, eventCount: seq
+                    key: key,
+                    outcome: outcome,
+                    upstreamAddress: upstreamAddress,
+                    endedAt: WallClock.nowNanoseconds(),
+                    duration: offsetNow(),
+                    clientBytes: clientBytes,
+                    upstreamBytes: upstreamBytes,
+                    eventCount: seq
                 )
             )
         )

@@ -225,7 +225,14 @@ private struct WriterState {
         switch command {
         case .event(let key, let seq, let offset, let direction, let kind, let payload):
             guard let sessionID = sessionIDs[key] else { return }
-            try insert(sessionID: sessionID, seq: seq, offset: offset, direction: direction, kind: kind, payload: payload)
+            try insert(
+                sessionID: sessionID,
+                seq: seq,
+                offset: offset,
+                direction: direction,
+                kind: kind,
+                payload: payload
+            )
         case .sessionStarted(let start):
             try insertSession.execute(arguments: [
                 start.runID, start.routeID, start.route, start.clientAddress, start.upstreamAddress, start.startedAt,
@@ -244,7 +251,12 @@ private struct WriterState {
 
     /// The hot path: binds straight to SQLite, with the payload bound in place (no copy).
     private func insert(
-        sessionID: Int64, seq: Int64, offset: Int64, direction: Direction, kind: EventKind, payload: ByteBuffer?
+        sessionID: Int64,
+        seq: Int64,
+        offset: Int64,
+        direction: Direction,
+        kind: EventKind,
+        payload: ByteBuffer?
     ) throws {
         let statement = insertEvent.sqliteStatement
         sqlite3_bind_int64(statement, 1, sessionID)
@@ -256,7 +268,13 @@ private struct WriterState {
         if let payload {
             code = payload.withUnsafeReadableBytes { bytes in
                 // SQLITE_STATIC is safe: the bytes stay alive until sqlite3_step returns, within this closure.
-                sqlite3_bind_blob(statement, 6, bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32(bytes.count), nil)
+                sqlite3_bind_blob(
+                    statement,
+                    6,
+                    bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 1),
+                    Int32(bytes.count),
+                    nil
+                )
                 return sqlite3_step(statement)
             }
         } else {
@@ -265,7 +283,10 @@ private struct WriterState {
         }
         sqlite3_reset(statement)
         guard code == SQLITE_DONE else {
-            throw DatabaseError(resultCode: ResultCode(rawValue: code), message: String(cString: sqlite3_errmsg(db.sqliteConnection)))
+            throw DatabaseError(
+                resultCode: ResultCode(rawValue: code),
+                message: String(cString: sqlite3_errmsg(db.sqliteConnection))
+            )
         }
     }
 }
@@ -288,4 +309,3 @@ private struct FileIdentity {
         return stat(path, &info) == 0 && UInt64(info.st_dev) == device && UInt64(info.st_ino) == inode
     }
 }
-

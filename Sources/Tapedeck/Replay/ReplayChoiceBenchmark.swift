@@ -15,8 +15,22 @@ public enum ReplayChoiceBenchmark {
             return ReplayScript(
                 sessionID: Int64(index + 1),
                 events: [
-                    EventRecord(sessionID: Int64(index + 1), seq: 0, offsetNanoseconds: 0, direction: .clientToUpstream, kind: .data, payload: request),
-                    EventRecord(sessionID: Int64(index + 1), seq: 1, offsetNanoseconds: 1_000, direction: .upstreamToClient, kind: .data, payload: reply),
+                    EventRecord(
+                        sessionID: Int64(index + 1),
+                        seq: 0,
+                        offsetNanoseconds: 0,
+                        direction: .clientToUpstream,
+                        kind: .data,
+                        payload: request
+                    ),
+                    EventRecord(
+                        sessionID: Int64(index + 1),
+                        seq: 1,
+                        offsetNanoseconds: 1_000,
+                        direction: .upstreamToClient,
+                        kind: .data,
+                        payload: reply
+                    ),
                 ]
             )
         }

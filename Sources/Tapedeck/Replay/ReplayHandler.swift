@@ -125,16 +125,23 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
         let clientAddress = self.client
         logger.info(
             "no recorded session matches, recording a new one",
-            metadata: ["tapedeck.route": "\(route)", "tapedeck.client": "\(clientAddress)", "tapedeck.reason": "\(reason)"]
+            metadata: [
+                "tapedeck.route": "\(route)", "tapedeck.client": "\(clientAddress)", "tapedeck.reason": "\(reason)",
+            ]
         )
         let session = missing.recorder.beginSession(route: missing.route, clientAddress: clientAddress)
-        let (clientRelay, upstreamRelay) = RelayHandler.matchedPair(lingerTimeout: ProxyServer.lingerTimeout, recorder: session)
+        let (clientRelay, upstreamRelay) = RelayHandler.matchedPair(
+            lingerTimeout: ProxyServer.lingerTimeout,
+            recorder: session
+        )
         let skip = SkipPrefixHandler(count: matcher.serverBytesSent, session: session)
         let upstreamHandlers = NIOLoopBound((skip, upstreamRelay), eventLoop: context.eventLoop)
         // No reads while connecting: what arrives waits in the kernel, and then goes through the relay.
         try? client.syncOptions?.setOption(ChannelOptions.autoRead, value: false)
         let connected = UpstreamConnector.connect(
-            to: missing.upstream, timeout: missing.route.connectTimeout, on: context.eventLoop
+            to: missing.upstream,
+            timeout: missing.route.connectTimeout,
+            on: context.eventLoop
         ) { channel in
             try channel.pipeline.syncOperations.addHandlers(upstreamHandlers.value.0, upstreamHandlers.value.1)
         }
@@ -159,7 +166,13 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
                 try? client.pipeline.syncOperations.addHandler(clientRelay)
                 try? client.syncOptions?.setOption(ChannelOptions.autoRead, value: true)
             case .failure(let error):
-                UpstreamConnector.reportFailure(error, route: missing.route, client: client, session: session, logger: self.logger)
+                UpstreamConnector.reportFailure(
+                    error,
+                    route: missing.route,
+                    client: client,
+                    session: session,
+                    logger: self.logger
+                )
                 session.recordEnd(of: .clientToUpstream, reset: false, byPeer: false)
                 RelayHandler.armReset(client)
                 client.close(promise: nil)
@@ -194,8 +207,12 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
             handOff(context: context, reason: mismatch.reason)
         case .mismatch(let mismatch):
             let entry = ReplayReport.Mismatch(
-                route: route, client: client, closestSession: mismatch.closestSessionID, offset: mismatch.offset,
-                expected: ByteExcerpt.render(mismatch.expected), actual: ByteExcerpt.render(mismatch.actual),
+                route: route,
+                client: client,
+                closestSession: mismatch.closestSessionID,
+                offset: mismatch.offset,
+                expected: ByteExcerpt.render(mismatch.expected),
+                actual: ByteExcerpt.render(mismatch.actual),
                 reason: mismatch.reason
             )
             logger.warning("replay mismatch: \(entry)")

@@ -14,7 +14,10 @@ public enum ReplayPace: Sendable, Hashable, CustomStringConvertible {
         case "recorded": self = .recorded(factor: 1)
         default:
             guard text.hasSuffix("x"), let factor = Double(text.dropLast()), factor.isFinite, factor > 0 else {
-                throw TapedeckError(.invalidArgument, "invalid pace '\(text)': use fast, recorded, or a factor such as 2x or 0.5x")
+                throw TapedeckError(
+                    .invalidArgument,
+                    "invalid pace '\(text)': use fast, recorded, or a factor such as 2x or 0.5x"
+                )
             }
             self = .recorded(factor: factor)
         }
@@ -99,7 +102,15 @@ struct ReplayMatcher {
     /// A client connected: pick the earliest recorded session and say what its upstream says first.
     mutating func start() -> [Action] {
         guard let chosen = catalog.claim(in: range, serverSent: Data()) else {
-            return fail(Mismatch(closestSessionID: nil, offset: 0, expected: Data(), actual: Data(), reason: "no unused recorded session"))
+            return fail(
+                Mismatch(
+                    closestSessionID: nil,
+                    offset: 0,
+                    expected: Data(),
+                    actual: Data(),
+                    reason: "no unused recorded session"
+                )
+            )
         }
         lead = chosen
         let script = catalog.script(at: chosen)
@@ -144,8 +155,12 @@ struct ReplayMatcher {
             let expected = script.clientStream.dropFirst(received).prefix(Self.excerptLength)
             return fail(
                 Mismatch(
-                    closestSessionID: script.sessionID, offset: received, expected: Data(expected), actual: Data(),
-                    reason: "the client ended after \(received) bytes; the recorded client sent \(script.clientStream.count)"
+                    closestSessionID: script.sessionID,
+                    offset: received,
+                    expected: Data(expected),
+                    actual: Data(),
+                    reason:
+                        "the client ended after \(received) bytes; the recorded client sent \(script.clientStream.count)"
                 )
             )
         }
@@ -182,7 +197,9 @@ struct ReplayMatcher {
         if catalog.script(at: successor).serverStreamStarts(with: Data(sent)) {
             // Same upstream so far: skip exactly the bytes already sent, even in the middle of a step.
             var done = 0
-            while nextStep < steps.count, case .send(let bytes) = steps[nextStep].action, done + bytes.count <= sentCount {
+            while nextStep < steps.count, case .send(let bytes) = steps[nextStep].action,
+                done + bytes.count <= sentCount
+            {
                 done += bytes.count
                 nextStep += 1
             }
@@ -259,7 +276,13 @@ struct ReplayMatcher {
             ? "the client sent more than the \(script.clientStream.count) bytes recorded"
             : "the client's bytes differ from every recorded session"
         return fail(
-            Mismatch(closestSessionID: script.sessionID, offset: offset, expected: Data(expected), actual: Data(actual), reason: reason)
+            Mismatch(
+                closestSessionID: script.sessionID,
+                offset: offset,
+                expected: Data(expected),
+                actual: Data(actual),
+                reason: reason
+            )
         )
     }
 

@@ -37,7 +37,8 @@ public struct ReplayReport: Sendable, Codable, Hashable {
 
         public var description: String {
             let closest = closestSession.map { "closest session \($0)" } ?? "no session"
-            return "\(reason) (route '\(route)', client \(client), \(closest), byte \(offset)): expected \"\(expected)\", got \"\(actual)\""
+            return
+                "\(reason) (route '\(route)', client \(client), \(closest), byte \(offset)): expected \"\(expected)\", got \"\(actual)\""
         }
     }
 
@@ -102,9 +103,16 @@ public struct ReplayReport: Sendable, Codable, Hashable {
         let failures = failures(requireAll: requireAll)
         guard !failures.isEmpty else { return }
         var counts: [String] = []
-        if !mismatches.isEmpty { counts.append("\(mismatches.count) mismatched connection\(mismatches.count == 1 ? "" : "s")") }
-        if requireAll, !unused.isEmpty { counts.append("\(unused.count) unused session\(unused.count == 1 ? "" : "s")") }
-        throw TapedeckError(.replayMismatch, "replay found \(counts.joined(separator: " and ")): " + failures.joined(separator: "; "))
+        if !mismatches.isEmpty {
+            counts.append("\(mismatches.count) mismatched connection\(mismatches.count == 1 ? "" : "s")")
+        }
+        if requireAll, !unused.isEmpty {
+            counts.append("\(unused.count) unused session\(unused.count == 1 ? "" : "s")")
+        }
+        throw TapedeckError(
+            .replayMismatch,
+            "replay found \(counts.joined(separator: " and ")): " + failures.joined(separator: "; ")
+        )
     }
 
     /// The report as pretty-printed JSON.

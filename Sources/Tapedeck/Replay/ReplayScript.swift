@@ -76,14 +76,42 @@ struct ReplayScript: Sendable {
                 {
                     steps[steps.count - 1].action = .send(previous + bytes)
                 } else {
-                    steps.append(Step(clientPosition: client.count, afterClientEnd: ended, offset: event.offsetNanoseconds, action: .send(bytes)))
+                    steps.append(
+                        Step(
+                            clientPosition: client.count,
+                            afterClientEnd: ended,
+                            offset: event.offsetNanoseconds,
+                            action: .send(bytes)
+                        )
+                    )
                 }
             case (.upstreamToClient, .halfClose):
-                steps.append(Step(clientPosition: client.count, afterClientEnd: ended, offset: event.offsetNanoseconds, action: .halfClose))
+                steps.append(
+                    Step(
+                        clientPosition: client.count,
+                        afterClientEnd: ended,
+                        offset: event.offsetNanoseconds,
+                        action: .halfClose
+                    )
+                )
             case (.upstreamToClient, .close):
-                steps.append(Step(clientPosition: client.count, afterClientEnd: ended, offset: event.offsetNanoseconds, action: .close))
+                steps.append(
+                    Step(
+                        clientPosition: client.count,
+                        afterClientEnd: ended,
+                        offset: event.offsetNanoseconds,
+                        action: .close
+                    )
+                )
             case (.upstreamToClient, .reset):
-                steps.append(Step(clientPosition: client.count, afterClientEnd: ended, offset: event.offsetNanoseconds, action: .reset))
+                steps.append(
+                    Step(
+                        clientPosition: client.count,
+                        afterClientEnd: ended,
+                        offset: event.offsetNanoseconds,
+                        action: .reset
+                    )
+                )
             case (_, .connectFailed):
                 connectFailed = true
                 connectFailureDelay = event.offsetNanoseconds

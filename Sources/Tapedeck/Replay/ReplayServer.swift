@@ -31,7 +31,11 @@ public final class ReplayServer: Sendable {
         public var recordMissing: MissingSessionRecording?
 
         /// Creates options; by default no waits, each session replayed at most once, nothing recorded.
-        public init(pace: ReplayPace = .fast, repeatSessions: Bool = false, recordMissing: MissingSessionRecording? = nil) {
+        public init(
+            pace: ReplayPace = .fast,
+            repeatSessions: Bool = false,
+            recordMissing: MissingSessionRecording? = nil
+        ) {
             self.pace = pace
             self.repeatSessions = repeatSessions
             self.recordMissing = recordMissing
@@ -73,10 +77,13 @@ public final class ReplayServer: Sendable {
                 let known = recorded.keys.sorted().map { "'\($0)'" }.joined(separator: ", ")
                 throw TapedeckError(
                     .invalidArgument,
-                    "tape '\(tape.path)' has no route '\(route.name)'" + (known.isEmpty ? " (it has no sessions)" : " (it has \(known))")
+                    "tape '\(tape.path)' has no route '\(route.name)'"
+                        + (known.isEmpty ? " (it has no sessions)" : " (it has \(known))")
                 )
             }
-            served.append(ServedRoute(route: route, catalog: SessionCatalog(scripts: scripts, repeatable: options.repeatSessions)))
+            served.append(
+                ServedRoute(route: route, catalog: SessionCatalog(scripts: scripts, repeatable: options.repeatSessions))
+            )
         }
         self.served = served
         self.options = options
@@ -98,7 +105,11 @@ public final class ReplayServer: Sendable {
         var opened: [any Channel] = []
         do {
             for entry in served {
-                let routeListeners = try await Listener.bind(entry.route.listen, routeName: entry.route.name, group: group) { loop in
+                let routeListeners = try await Listener.bind(
+                    entry.route.listen,
+                    routeName: entry.route.name,
+                    group: group
+                ) { loop in
                     ServerBootstrap(group: loop, childGroup: loop)
                         .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
                         .childChannelInitializer { [self] channel in
@@ -111,13 +122,18 @@ public final class ReplayServer: Sendable {
                                 var handoff: MissingSessionHandoff?
                                 if let recording = options.recordMissing, let upstream = entry.route.upstream {
                                     handoff = MissingSessionHandoff(
-                                        route: entry.route, upstream: upstream, recorder: recording.recorder,
+                                        route: entry.route,
+                                        upstream: upstream,
+                                        recorder: recording.recorder,
                                         tracker: tracker
                                     )
                                 }
                                 try channel.pipeline.syncOperations.addHandler(
                                     ReplayHandler(
-                                        matcher: matcher, route: entry.route.name, ledger: ledger, logger: logger,
+                                        matcher: matcher,
+                                        route: entry.route.name,
+                                        ledger: ledger,
+                                        logger: logger,
                                         missing: handoff
                                     )
                                 )
@@ -145,9 +161,11 @@ public final class ReplayServer: Sendable {
 
     /// The report so far: connections served, mismatches, and sessions not (yet) replayed.
     public var report: ReplayReport {
-        ledger.snapshot(unused: served.flatMap { entry in
-            entry.catalog.unusedSessionIDs.map { ReplayReport.Unused(route: entry.route.name, session: $0) }
-        })
+        ledger.snapshot(
+            unused: served.flatMap { entry in
+                entry.catalog.unusedSessionIDs.map { ReplayReport.Unused(route: entry.route.name, session: $0) }
+            }
+        )
     }
 
     /// Stops accepting, lets open connections finish for up to `drainTimeout`, resets the rest, and returns
@@ -184,7 +202,8 @@ extension Tape {
             }
             let cursor = try EventRecord.fetchCursor(
                 db,
-                sql: "SELECT session_id, seq, offset_ns, direction, kind, payload FROM event_log ORDER BY session_id, seq"
+                sql:
+                    "SELECT session_id, seq, offset_ns, direction, kind, payload FROM event_log ORDER BY session_id, seq"
             )
             var seen = Set<Int64>()
             while let event = try cursor.next() {

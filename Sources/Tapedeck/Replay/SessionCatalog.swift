@@ -45,8 +45,10 @@ final class SessionCatalog: Sendable {
         let leaves = sorted
         availability = NIOLockedValueBox(
             Availability(
-                unused: MinTree(leaves: leaves), free: MinTree(leaves: leaves),
-                replays: [Int](repeating: 0, count: scripts.count), claims: [Int](repeating: 0, count: scripts.count)
+                unused: MinTree(leaves: leaves),
+                free: MinTree(leaves: leaves),
+                replays: [Int](repeating: 0, count: scripts.count),
+                claims: [Int](repeating: 0, count: scripts.count)
             )
         )
     }
@@ -101,11 +103,13 @@ final class SessionCatalog: Sendable {
             for requireSameServer in [true, false] {
                 for preferFree in [true, false] {
                     func acceptable(_ index: Int) -> Bool {
-                        accepts(scripts[index]) && (!requireSameServer || scripts[index].serverStreamStarts(with: serverSent))
+                        accepts(scripts[index])
+                            && (!requireSameServer || scripts[index].serverStreamStarts(with: serverSent))
                     }
                     // Read the tree in place: a copy held across the update below would be copied on write,
                     // which costs as much as a scan.
-                    let chosen = preferFree
+                    let chosen =
+                        preferFree
                         ? earliest(in: range, of: state.free, where: acceptable)
                         : earliest(in: range, of: state.unused, where: acceptable)
                     if let chosen {

@@ -65,7 +65,8 @@ struct ChildCommand: Sendable {
         }
 
         let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
-        let envp: [UnsafeMutablePointer<CChar>?] = environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        let envp: [UnsafeMutablePointer<CChar>?] =
+            environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer {
             for pointer in argv { free(pointer) }
             for pointer in envp { free(pointer) }
@@ -73,7 +74,10 @@ struct ChildCommand: Sendable {
         var child: pid_t = 0
         let status = posix_spawn(&child, executable, &actions, &attributes, argv, envp)
         guard status == 0 else {
-            throw TapedeckError(.commandNotRun, "cannot run '\(arguments.first ?? executable)': \(String(cString: strerror(status)))")
+            throw TapedeckError(
+                .commandNotRun,
+                "cannot run '\(arguments.first ?? executable)': \(String(cString: strerror(status)))"
+            )
         }
         pid = child
     }

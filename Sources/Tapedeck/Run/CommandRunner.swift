@@ -52,7 +52,9 @@ public struct CommandRunner: Sendable {
         drainTimeout: Duration = .seconds(5),
         reportPath: String? = nil,
         environment: [String: String] = ProcessInfo.processInfo.environment,
-        diagnostics: @escaping @Sendable (String) -> Void = { FileHandle.standardError.write(Data("tapedeck: \($0)\n".utf8)) }
+        diagnostics: @escaping @Sendable (String) -> Void = {
+            FileHandle.standardError.write(Data("tapedeck: \($0)\n".utf8))
+        }
     ) {
         self.command = command
         self.mode = mode
@@ -93,15 +95,21 @@ public struct CommandRunner: Sendable {
         let deck: Deck
         do {
             deck = try await Deck.start(mode, tape: tape, routes: routes, options: options)
-        } catch let error as TapedeckError where error.code == .tapeUnreadable && !FileManager.default.fileExists(atPath: tape ?? "") {
-            throw TapedeckError(error.code, error.message + "; record it with --mode record (or \(TapedeckMode.environmentVariable)=record)")
+        } catch let error as TapedeckError
+            where error.code == .tapeUnreadable && !FileManager.default.fileExists(atPath: tape ?? "")
+        {
+            throw TapedeckError(
+                error.code,
+                error.message + "; record it with --mode record (or \(TapedeckMode.environmentVariable)=record)"
+            )
         }
 
         let status: Int32
         do {
             SignalForwarding.install()
             let child = try ChildCommand(
-                executable: executable, arguments: command,
+                executable: executable,
+                arguments: command,
                 environment: environment.merging(RouteEnvironment.variables(for: deck.routes)) { $1 }
             )
             SignalForwarding.forward(to: child.pid)

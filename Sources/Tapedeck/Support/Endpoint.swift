@@ -54,7 +54,10 @@ public enum Endpoint: Sendable, Hashable, CustomStringConvertible {
         guard !portText.isEmpty, portText.allSatisfy(\.isASCII), portText.allSatisfy(\.isNumber),
             let port = Int(portText), (0...65535).contains(port)
         else { throw invalid("port must be a number from 0 to 65535") }
-        guard host.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == ":" || $0 == "%" || $0 == "_" })
+        guard
+            host.allSatisfy({
+                $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == ":" || $0 == "%" || $0 == "_"
+            })
         else { throw invalid("host contains characters a host name cannot hold") }
         self = .tcp(host: String(host), port: port)
     }

@@ -20,7 +20,9 @@ final class ChildProcess: Sendable {
     /// Starts `arguments[0]` (a full path) with the rest as arguments; stdout goes to `outputPath`, stderr to
     /// `errorPath` (or also to `outputPath`). `environment` sets (or, with nil, removes) variables of ours.
     init(
-        _ arguments: [String], outputPath: String = "/dev/null", errorPath: String? = nil,
+        _ arguments: [String],
+        outputPath: String = "/dev/null",
+        errorPath: String? = nil,
         environment: [String: String?] = [:]
     ) throws {
         self.outputPath = outputPath

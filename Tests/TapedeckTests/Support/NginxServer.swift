@@ -41,7 +41,10 @@ final class NginxServer: Sendable {
             }
             """
         try Data(config.utf8).write(to: URL(fileURLWithPath: directory + "/nginx.conf"))
-        server = try ChildProcess([executable, "-c", directory + "/nginx.conf", "-p", directory], outputPath: directory + "/stdout.log")
+        server = try ChildProcess(
+            [executable, "-c", directory + "/nginx.conf", "-p", directory],
+            outputPath: directory + "/stdout.log"
+        )
         try await waitForPort(port)
     }
 

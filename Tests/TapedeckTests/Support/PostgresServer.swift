@@ -19,10 +19,14 @@ final class PostgresServer: Sendable {
         port = try await FreePort.find()
         directory = "/tmp/tapedeck-pg-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let runAs = geteuid() == 0 ? ["/usr/bin/setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--"] : []
+        let runAs =
+            geteuid() == 0 ? ["/usr/bin/setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--"] : []
         if geteuid() == 0 { _ = try ChildProcess.run(["/bin/chown", "postgres:postgres", directory]) }
         let initdb = try ChildProcess.run(
-            runAs + [binaries + "/initdb", "-D", directory + "/data", "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]
+            runAs + [
+                binaries + "/initdb", "-D", directory + "/data", "-U", "postgres", "--auth=trust", "-E", "UTF8",
+                "--no-sync",
+            ]
         )
         guard initdb.status == 0 else { throw TestProcessError("initdb failed: \(initdb.output.suffix(500))") }
         server = try ChildProcess(
@@ -51,7 +55,9 @@ final class PostgresServer: Sendable {
     /// Runs `psql` against `port` with one SQL command; returns its unaligned output.
     static func psql(port: Int, _ sql: String) throws -> String {
         guard let psql else { throw TestProcessError("psql is not installed") }
-        let result = try ChildProcess.run([psql, "-h", "127.0.0.1", "-p", "\(port)", "-U", "postgres", "-d", "postgres", "-X", "-At", "-c", sql])
+        let result = try ChildProcess.run([
+            psql, "-h", "127.0.0.1", "-p", "\(port)", "-U", "postgres", "-d", "postgres", "-X", "-At", "-c", sql,
+        ])
         return result.output
     }
 }

@@ -19,8 +19,10 @@ final class TemporaryDirectory: Sendable {
     /// Writes `routes.yaml` with two routes, `alpha` and `beta`, both to `upstream`; returns its path.
     func twoRouteConfig(upstream: Endpoint) throws -> String {
         let config = path("routes.yaml")
-        try Data("routes:\n  - {name: alpha, upstream: \"\(upstream)\"}\n  - {name: beta, upstream: \"\(upstream)\"}\n".utf8)
-            .write(to: URL(fileURLWithPath: config))
+        try Data(
+            "routes:\n  - {name: alpha, upstream: \"\(upstream)\"}\n  - {name: beta, upstream: \"\(upstream)\"}\n".utf8
+        )
+        .write(to: URL(fileURLWithPath: config))
         return config
     }
 
@@ -69,7 +71,9 @@ extension Array where Element == EventRecord {
 
     /// The kinds of events that are not data, as "direction kind", in order.
     var markers: [String] {
-        filter { $0.kind != .data }.map { "\($0.direction == .clientToUpstream ? "client" : "upstream") \($0.kind.rawValue)" }
+        filter { $0.kind != .data }.map {
+            "\($0.direction == .clientToUpstream ? "client" : "upstream") \($0.kind.rawValue)"
+        }
     }
 }
 

@@ -21,10 +21,13 @@ final class TapedeckProcess: Sendable {
     }
 
     init(_ arguments: [String], environment: [String: String?] = [:]) throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("tapedeck-process-\(UUID().uuidString)").path
+        directory =
+            FileManager.default.temporaryDirectory.appendingPathComponent("tapedeck-process-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         child = try ChildProcess(
-            [Self.executable.path] + arguments, outputPath: directory + "/stdout", errorPath: directory + "/stderr",
+            [Self.executable.path] + arguments,
+            outputPath: directory + "/stdout",
+            errorPath: directory + "/stderr",
             environment: environment
         )
     }
@@ -35,7 +38,9 @@ final class TapedeckProcess: Sendable {
 
     /// Runs to completion (at most `timeout`) and returns the exit status and output.
     static func run(
-        _ arguments: [String], environment: [String: String?] = [:], timeout: Duration = .seconds(30)
+        _ arguments: [String],
+        environment: [String: String?] = [:],
+        timeout: Duration = .seconds(30)
     ) async throws -> (status: Int32, stdout: String, stderr: String) {
         let child = try TapedeckProcess(arguments, environment: environment)
         let status = try await child.waitForExit(timeout: timeout)
