@@ -36,6 +36,8 @@ struct DeckTests {
         #expect(replaying.replayReport?.replayed.count == 1)
         let outcome = try await replaying.stop()
         #expect(replayed.reply == "hello deck")
+        // Replaying left nothing beside the tape: a committed fixture stays one clean file.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path("nested/dir")) == ["echo.tape"])
         let report = try #require(outcome.replay)
         #expect(report.replayed.count == 1 && report.mismatches.isEmpty && report.unused.isEmpty)
         try report.verify(requireAll: true)

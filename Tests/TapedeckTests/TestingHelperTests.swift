@@ -179,3 +179,22 @@ struct TapedeckTraitTests {
         }
     }
 }
+
+/// The trait on a suite: each test, and each case of a parameterized test, runs in its own deck. The tapes,
+/// `fixtures/TapedeckSuiteTraitTests/pings.tape` and `…/echoes_word.tape`, were recorded from a real
+/// redis-server on port 6379 with `TAPEDECK_MODE=record swift test --filter TapedeckSuiteTraitTests`; the
+/// two cases of `echoes` share their tape, the first recording replacing it and the second adding a run.
+@Suite(.tapedeck(upstream: "127.0.0.1:6379"), .timeLimit(.minutes(1)))
+struct TapedeckSuiteTraitTests {
+    @Test func pings() async throws {
+        let deck = try #require(Deck.current)
+        #expect(try await TestClient.exchange(deck.address, "*1\r\n$4\r\nPING\r\n").reply == "+PONG\r\n")
+    }
+
+    @Test(arguments: ["tape", "deck"])
+    func echoes(word: String) async throws {
+        let deck = try #require(Deck.current)
+        let reply = try await TestClient.exchange(deck.address, "*2\r\n$4\r\nECHO\r\n$4\r\n\(word)\r\n")
+        #expect(reply.reply == "$4\r\n\(word)\r\n")
+    }
+}

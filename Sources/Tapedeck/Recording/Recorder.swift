@@ -136,7 +136,7 @@ public final class Recorder: Sendable {
             try await tape.database.writeWithoutTransaction { db in
                 _ = try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(TRUNCATE)")
             }
-            tape.compactIfSmall()
+            tape.settle()
         } catch {
             throw TapedeckError(.recordingFailed, "cannot write tape '\(tape.path)': \(Tape.reason(error))")
         }

@@ -87,11 +87,11 @@ public final class Tape: Sendable {
         }
         let isNew = try Self.checkIsTape(database, path: path, allowEmpty: true)
         do {
-            if isNew {
-                try database.writeWithoutTransaction { db in
-                    try db.execute(sql: "PRAGMA page_size = \(pageSize)")
-                    try db.execute(sql: "PRAGMA journal_mode = WAL")
-                }
+            try database.writeWithoutTransaction { db in
+                if isNew { try db.execute(sql: "PRAGMA page_size = \(pageSize)") }
+                // A finished tape is left in rollback-journal mode (see settle()); recording wants WAL again,
+                // so that the tape can be read while it is written.
+                try db.execute(sql: "PRAGMA journal_mode = WAL")
             }
             try TapeSchema.migrator.migrate(database)
         } catch {
@@ -106,18 +106,19 @@ public final class Tape: Sendable {
     /// would.
     static let compactPageSize = 4096
 
-    /// Rewrites a small tape with small pages; larger tapes keep the pages that write bulk traffic fast.
+    /// Leaves a finished tape as one plain file, ready to commit as a fixture.
     ///
-    /// Best effort: it needs the tape to itself, so a reader holding it open leaves it as it is. Runs appended
-    /// later keep the small pages.
-    func compactIfSmall() {
+    /// The tape leaves write-ahead logging for SQLite's rollback journal: readers of a WAL tape (every replay
+    /// in CI) would leave `-wal` and `-shm` files beside it, and a rollback-journal tape is read with no side
+    /// files at all. Recording into it again switches it back to WAL. A small tape is also rewritten with small
+    /// pages; larger tapes keep the pages that write bulk traffic fast, and runs appended later keep the pages
+    /// the tape has. Best effort: both need the tape to itself, so a reader holding it open leaves it as it is.
+    func settle() {
         try? database.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA journal_mode = DELETE")
             let pageSize = try Int.fetchOne(db, sql: "PRAGMA page_size") ?? 0
             let pageCount = try Int.fetchOne(db, sql: "PRAGMA page_count") ?? 0
             guard pageSize > Self.compactPageSize, pageSize * pageCount <= Self.compactionLimit else { return }
-            // The page size of a WAL database is fixed; leave WAL for the rewrite and come back to it.
-            defer { try? db.execute(sql: "PRAGMA journal_mode = WAL") }
-            try db.execute(sql: "PRAGMA journal_mode = DELETE")
             try db.execute(sql: "PRAGMA page_size = \(Self.compactPageSize)")
             try db.execute(sql: "VACUUM")
         }
