@@ -95,12 +95,19 @@ public enum TapeExporter {
 
 /// One event as a JSON line; field names are stable.
 public struct EventLine: Encodable {
+    /// The session's id.
     public var session: Int64
+    /// The event's number within the session, from 1.
     public var seq: Int64
+    /// Nanoseconds since the session was accepted.
     public var offset_ns: Int64
+    /// `client_to_upstream` or `upstream_to_client`.
     public var direction: String
+    /// `data`, `half_close`, `close`, `reset` or `connect_failed`.
     public var kind: String
+    /// Payload bytes.
     public var size: Int
+    /// The payload, base64; absent for events without one.
     public var payload: String?
 
     /// The JSON form of `event`.

@@ -5,11 +5,17 @@ import GRDB
 public struct TapeStatistics: Sendable, Codable, Hashable {
     /// Totals for one route and outcome.
     public struct Group: Sendable, Codable, Hashable {
+        /// The route.
         public var route: String
+        /// The sessions' outcome.
         public var outcome: String
+        /// Sessions with this route and outcome.
         public var sessions: Int
+        /// Bytes the clients sent.
         public var clientBytes: Int64
+        /// Bytes the upstreams sent.
         public var upstreamBytes: Int64
+        /// The sessions' durations added up, in nanoseconds.
         public var durationNanoseconds: Int64
 
         enum CodingKeys: String, CodingKey {

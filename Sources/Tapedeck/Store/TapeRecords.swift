@@ -68,6 +68,7 @@ public enum SessionOutcome: String, Sendable, Hashable, Codable, CaseIterable, D
 
 /// One recording run: a `tapedeck record` invocation.
 public struct RunRecord: Sendable, Hashable, Codable, FetchableRecord, PersistableRecord {
+    /// The table holding these rows.
     public static let databaseTableName = "runs"
     /// The run's row id.
     public var id: Int64?
@@ -92,6 +93,7 @@ public struct RunRecord: Sendable, Hashable, Codable, FetchableRecord, Persistab
 
 /// A route as it was configured for a run.
 public struct RouteRecord: Sendable, Hashable, Codable, FetchableRecord, PersistableRecord {
+    /// The table holding these rows.
     public static let databaseTableName = "routes"
     /// The route's row id.
     public var id: Int64?
@@ -112,6 +114,7 @@ public struct RouteRecord: Sendable, Hashable, Codable, FetchableRecord, Persist
 
 /// One accepted client connection and what became of it.
 public struct SessionRecord: Sendable, Hashable, Codable, FetchableRecord, PersistableRecord {
+    /// The table holding these rows.
     public static let databaseTableName = "sessions"
     /// The session's id, unique within the tape.
     public var id: Int64?
@@ -157,6 +160,7 @@ public struct SessionRecord: Sendable, Hashable, Codable, FetchableRecord, Persi
 
 /// One event of a session, in order.
 public struct EventRecord: Sendable, Hashable, Codable, FetchableRecord {
+    /// The table holding these rows.
     public static let databaseTableName = "events"
     /// The session the event belongs to.
     public var sessionID: Int64
