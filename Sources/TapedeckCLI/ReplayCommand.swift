@@ -33,22 +33,10 @@ struct ReplayCommand: AsyncParsableCommand {
     )
     var config: String?
 
-    @Option(
-        help: ArgumentHelp("fast (no waits), recorded (the recorded delays), or a factor: 2x, 0.5x.", valueName: "pace")
-    )
-    var pace: String = "fast"
-
-    @Flag(name: .customLong("repeat"), help: "Let a recorded session serve more than one connection.")
-    var repeatSessions = false
-
     @Flag(help: "Exit 3 at shutdown if any connection mismatched or found no session.")
     var strict = false
 
-    @Flag(help: "Like --strict, and also exit 3 if a recorded session was never replayed.")
-    var requireAll = false
-
-    @Option(help: ArgumentHelp("Write the replay report as JSON to this file at shutdown.", valueName: "file"))
-    var report: String?
+    @OptionGroup var playback: PlaybackOptions
 
     @Option(help: ArgumentHelp("The real upstream, for --record-missing.", valueName: "address"))
     var upstream: String?
@@ -63,10 +51,7 @@ struct ReplayCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = runtime.makeLogger(label: "tapedeck.replay")
-        let pace: ReplayPace
-        do { pace = try ReplayPace(parsing: self.pace) } catch let error as TapedeckError {
-            throw ValidationError(error.message)
-        }
+        let pace = try playback.replayPace()
         if config != nil, listen != nil || route != nil {
             throw ValidationError("--config cannot be combined with --listen or --route")
         }
@@ -86,7 +71,7 @@ struct ReplayCommand: AsyncParsableCommand {
             routes: try replayRoutes(connectTimeout: timeout),
             options: Deck.Options(
                 pace: pace,
-                repeatSessions: repeatSessions,
+                repeatSessions: playback.repeatSessions,
                 group: try runtime.makeEventLoopGroup(),
                 logger: logger
             )
@@ -96,14 +81,14 @@ struct ReplayCommand: AsyncParsableCommand {
         let outcome = try await deck.stop(drainTimeout: runtime.drainTimeout)
         let replay = outcome.replay ?? ReplayReport()
         FileHandle.standardError.write(Data((replay.summary + "\n").utf8))
-        if let report {
+        if let report = playback.report {
             do {
                 try replay.json().write(to: URL(fileURLWithPath: report))
             } catch {
                 throw TapedeckError(.invalidArgument, "cannot write report '\(report)': \(error.localizedDescription)")
             }
         }
-        if (strict || requireAll) && !replay.failures(requireAll: requireAll).isEmpty {
+        if strict || playback.requireAll, !replay.failures(requireAll: playback.requireAll).isEmpty {
             throw ExitCode(3)
         }
     }

@@ -39,20 +39,10 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(help: "When recording, add a run to the tape instead of replacing it.")
     var append = false
 
-    @Option(help: ArgumentHelp("Replay pace: fast, recorded, or a factor such as 2x.", valueName: "pace"))
-    var pace: String = "fast"
-
-    @Flag(name: .customLong("repeat"), help: "Let a recorded session serve more than one connection.")
-    var repeatSessions = false
-
     @Flag(inversion: .prefixedNo, help: "Exit 3 if the command passed but a replayed connection mismatched.")
     var strict = true
 
-    @Flag(help: "Also exit 3 if a recorded session was never replayed.")
-    var requireAll = false
-
-    @Option(help: ArgumentHelp("Write the replay report as JSON to this file.", valueName: "file"))
-    var report: String?
+    @OptionGroup var playback: PlaybackOptions
 
     @OptionGroup var runtime: RuntimeOptions
 
@@ -73,10 +63,7 @@ struct RunCommand: AsyncParsableCommand {
         if needsUpstream, routes.upstream == nil, routes.config == nil {
             throw ValidationError("\(resolved) mode needs --upstream (or --config FILE)")
         }
-        let pace: ReplayPace
-        do { pace = try ReplayPace(parsing: self.pace) } catch let error as TapedeckError {
-            throw ValidationError(error.message)
-        }
+        let pace = try playback.replayPace()
         let configuration = try routes.configuration(requireUpstream: needsUpstream)
         // The command owns stdout and the terminal: Tapedeck speaks only when something is wrong.
         let logger = runtime.makeLogger(label: "tapedeck.run", defaultLevel: .warning, raiseOpenFileLimit: false)
@@ -89,14 +76,14 @@ struct RunCommand: AsyncParsableCommand {
                 label: label,
                 overwrite: !append,
                 pace: pace,
-                repeatSessions: repeatSessions,
+                repeatSessions: playback.repeatSessions,
                 group: try runtime.makeEventLoopGroup(),
                 logger: logger
             ),
             strict: strict,
-            requireAll: requireAll,
+            requireAll: playback.requireAll,
             drainTimeout: runtime.drainTimeout,
-            reportPath: report
+            reportPath: playback.report
         )
         let status = try await runner.run()
         if status != 0 { throw ExitCode(status) }

@@ -40,8 +40,28 @@ struct ChildCommand: Sendable {
         throw TapedeckError(.commandNotRun, "cannot run '\(name)': command not found in PATH")
     }
 
+    /// Where one of the child's standard descriptors goes instead of ours.
+    struct Redirection: Sendable {
+        /// The child's descriptor: 0, 1 or 2.
+        var descriptor: Int32
+        /// The file it opens, or another of its descriptors it duplicates.
+        var target: Target
+
+        enum Target: Sendable {
+            case file(path: String, flags: Int32)
+            case descriptor(Int32)
+        }
+    }
+
     /// Starts `executable` with `arguments` (the first being the program's name) and `environment`.
-    init(executable: String, arguments: [String], environment: [String: String]) throws {
+    ///
+    /// - Parameter redirections: Standard descriptors to point elsewhere, applied in order; the others are ours.
+    init(
+        executable: String,
+        arguments: [String],
+        environment: [String: String],
+        redirections: [Redirection] = []
+    ) throws {
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
@@ -57,6 +77,14 @@ struct ChildCommand: Sendable {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
+        for redirection in redirections {
+            switch redirection.target {
+            case .file(let path, let flags):
+                posix_spawn_file_actions_addopen(&actions, redirection.descriptor, path, flags, 0o644)
+            case .descriptor(let source):
+                posix_spawn_file_actions_adddup2(&actions, source, redirection.descriptor)
+            }
+        }
         // Sockets and the tape are opened close-on-exec, but a descriptor inherited from our own parent may not
         // be. glibc 2.34+ has posix_spawn_file_actions_addclosefrom_np, which Swift's Glibc module does not import.
         if let symbol = dlsym(dlopen(nil, RTLD_NOW), "posix_spawn_file_actions_addclosefrom_np") {

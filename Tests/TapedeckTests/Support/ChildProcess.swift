@@ -3,14 +3,19 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
+@testable import Tapedeck
+
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// A child process started with `posix_spawn`, a clean signal mask and default signal handlers.
+/// A child process started like `tapedeck run` starts its command (`ChildCommand`): `posix_spawn`, a clean
+/// signal mask, default signal handlers and none of our descriptors, with its output going to files.
 ///
 /// Foundation's `Process` hands the child the spawning thread's signal mask, and test threads may block
-/// SIGTERM and SIGINT: a server started that way cannot be stopped politely. This one can, by its PID.
+/// SIGTERM and SIGINT: a server started that way cannot be stopped politely. This one can, by its PID. And the
+/// test process holds many sockets, which a server must not inherit (PostgreSQL refuses to start when too few
+/// descriptors are left).
 final class ChildProcess: Sendable {
     let pid: pid_t
     let outputPath: String
@@ -26,47 +31,23 @@ final class ChildProcess: Sendable {
         environment: [String: String?] = [:]
     ) throws {
         self.outputPath = outputPath
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attributes, &empty)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for number in [SIGINT, SIGTERM, SIGPIPE, SIGHUP, SIGQUIT] { sigaddset(&defaults, number) }
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        if let errorPath {
-            posix_spawn_file_actions_addopen(&actions, 2, errorPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        } else {
-            posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        }
-        // The test process holds many sockets; a server must not inherit them (PostgreSQL refuses to start
-        // when too few descriptors are left).
-        // glibc 2.34+ has posix_spawn_file_actions_addclosefrom_np, which Swift's Glibc module does not import.
-        if let symbol = dlsym(dlopen(nil, RTLD_NOW), "posix_spawn_file_actions_addclosefrom_np") {
-            typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
-            _ = unsafeBitCast(symbol, to: CloseFrom.self)(&actions, 3)
-        }
-
-        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         var variables = ProcessInfo.processInfo.environment
         for (name, value) in environment { variables[name] = value }
-        var envp: [UnsafeMutablePointer<CChar>?] = variables.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { for pointer in argv + envp { free(pointer) } }
-        var child: pid_t = 0
-        let status = posix_spawn(&child, arguments[0], &actions, &attributes, &argv, &envp)
-        guard status == 0 else {
-            throw TestProcessError("cannot start \(arguments[0]): \(String(cString: strerror(status)))")
-        }
-        pid = child
+        let output = ChildCommand.Redirection.Target.file(path: outputPath, flags: O_WRONLY | O_CREAT | O_APPEND)
+        let command = try ChildCommand(
+            executable: arguments[0],
+            arguments: arguments,
+            environment: variables,
+            redirections: [
+                .init(descriptor: 0, target: .file(path: "/dev/null", flags: O_RDONLY)),
+                .init(descriptor: 1, target: output),
+                .init(
+                    descriptor: 2,
+                    target: errorPath.map { .file(path: $0, flags: O_WRONLY | O_CREAT | O_APPEND) } ?? .descriptor(1)
+                ),
+            ]
+        )
+        pid = command.pid
     }
 
     /// The exit status (128 + signal for a killed process), once the process has exited; reaps it.

@@ -1,0 +1,28 @@
+import ArgumentParser
+import Tapedeck
+
+/// How a replay plays the tape and what it reports, shared by `replay` and `run`.
+struct PlaybackOptions: ParsableArguments {
+    @Option(
+        help: ArgumentHelp("fast (no waits), recorded (the recorded delays), or a factor: 2x, 0.5x.", valueName: "pace")
+    )
+    var pace: String = "fast"
+
+    @Flag(name: .customLong("repeat"), help: "Let a recorded session serve more than one connection.")
+    var repeatSessions = false
+
+    @Flag(help: "Also fail (exit 3) if a recorded session was never replayed.")
+    var requireAll = false
+
+    @Option(help: ArgumentHelp("Write the replay report as JSON to this file at the end.", valueName: "file"))
+    var report: String?
+
+    /// The pace; a malformed one is a usage error.
+    func replayPace() throws -> ReplayPace {
+        do {
+            return try ReplayPace(parsing: pace)
+        } catch let error as TapedeckError {
+            throw ValidationError(error.message)
+        }
+    }
+}
