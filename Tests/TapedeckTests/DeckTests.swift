@@ -206,3 +206,51 @@ struct RouteEnvironmentTests {
         )
     }
 }
+
+/// Re-recording over an existing tape keeps the old one until the new recording is complete.
+@Suite(.timeLimit(.minutes(1)))
+struct TapeReplacementTests {
+    @Test func overwritingReplacesTheTapeOnlyWhenTheRecordingIsDone() async throws {
+        let directory = try TemporaryDirectory()
+        let tape = directory.path("replace.tape")
+        let upstream = try await TestServer.start(.echo)
+        defer { Task { await upstream.stop() } }
+        let route = Route(upstream: upstream.endpoint)
+        let first = try await Deck.start(.record, tape: tape, routes: [route])
+        _ = try await TestClient.exchange(first.address, "old")
+        try await first.stop()
+
+        let second = try await Deck.start(.record, tape: tape, routes: [route], options: .init(overwrite: true))
+        _ = try await TestClient.exchange(second.address, "new one")
+        // While recording, the old tape is still the tape.
+        #expect(try Tape(readingAt: tape).sessions().map(\.clientBytes) == [3])
+        #expect(FileManager.default.fileExists(atPath: tape + ".recording"))
+        try await second.stop()
+        #expect(try Tape(readingAt: tape).sessions().map(\.clientBytes) == [7])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path("")) == ["replace.tape"])
+    }
+
+    @Test func aRecordingThatCannotStartLeavesTheOldTapeAlone() async throws {
+        let directory = try TemporaryDirectory()
+        let tape = directory.path("keep.tape")
+        let upstream = try await TestServer.start(.echo)
+        defer { Task { await upstream.stop() } }
+        let recording = try await Deck.start(.record, tape: tape, routes: [Route(upstream: upstream.endpoint)])
+        _ = try await TestClient.exchange(recording.address, "kept")
+        // Its listener holds the port the next recording asks for.
+        let busy = try await Deck.start(.proxy, tape: nil, routes: [Route(upstream: upstream.endpoint)])
+        try await recording.stop()
+
+        await #expect(throws: TapedeckError.self) {
+            try await Deck.start(
+                .record,
+                tape: tape,
+                routes: [Route(listen: busy.address, upstream: upstream.endpoint)],
+                options: .init(overwrite: true)
+            )
+        }
+        try await busy.stop()
+        #expect(try Tape(readingAt: tape).sessions().count == 1)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path("")) == ["keep.tape"])
+    }
+}

@@ -28,7 +28,9 @@ public final class Deck: Sendable {
     public struct Options: Sendable {
         /// A label stored with a recording run.
         public var label: String?
-        /// Whether recording starts a fresh tape instead of appending a run to an existing one.
+        /// Whether recording starts a fresh tape instead of appending a run to an existing one. The fresh tape
+        /// is recorded beside the old one (`<tape>.recording`) and replaces it once the recording is complete,
+        /// so a recording that fails or never starts leaves the old tape as it was.
         public var overwrite: Bool
         /// How fast replay plays the upstream's part.
         public var pace: ReplayPace
@@ -78,14 +80,23 @@ public final class Deck: Sendable {
     public let routes: [BoundRoute]
     private let server: Server
     private let recorder: Recorder?
+    private let replacement: TapeReplacement?
     private let stopped = NIOLockedValueBox<Bool>(false)
 
-    private init(mode: TapedeckMode, tapePath: String?, routes: [BoundRoute], server: Server, recorder: Recorder?) {
+    private init(
+        mode: TapedeckMode,
+        tapePath: String?,
+        routes: [BoundRoute],
+        server: Server,
+        recorder: Recorder?,
+        replacement: TapeReplacement?
+    ) {
         self.mode = mode
         self.tapePath = tapePath
         self.routes = routes
         self.server = server
         self.recorder = recorder
+        self.replacement = replacement
     }
 
     /// The first route's bound address: the one to use when there is a single route.
@@ -139,8 +150,17 @@ public final class Deck: Sendable {
         if mode != .proxy, tape == nil {
             throw TapedeckError(.invalidArgument, "\(mode) mode needs a tape")
         }
+        // Overwriting records beside the old tape and replaces it only once the new recording is complete.
+        let replacement = mode == .record && options.overwrite ? TapeReplacement(replacing: tape!) : nil
         let recorder =
-            try mode.writesTape ? makeRecorder(tape: tape!, mode: mode, routes: routes, options: options) : nil
+            try mode.writesTape
+            ? makeRecorder(
+                tape: tape!,
+                writingTo: replacement?.recordingPath ?? tape!,
+                mode: mode,
+                routes: routes,
+                options: options
+            ) : nil
         do {
             switch mode {
             case .proxy, .record:
@@ -151,7 +171,14 @@ public final class Deck: Sendable {
                     logger: options.logger
                 )
                 let bound = try await server.start()
-                return Deck(mode: mode, tapePath: tape, routes: bound, server: .relay(server), recorder: recorder)
+                return Deck(
+                    mode: mode,
+                    tapePath: tape,
+                    routes: bound,
+                    server: .relay(server),
+                    recorder: recorder,
+                    replacement: replacement
+                )
             case .replay, .recordMissing, .auto:
                 let reading = try Tape(readingAt: tape!)
                 routes = try servedRoutes(routes, in: reading)
@@ -165,10 +192,18 @@ public final class Deck: Sendable {
                     logger: options.logger
                 )
                 let bound = try await server.start()
-                return Deck(mode: mode, tapePath: tape, routes: bound, server: .replay(server), recorder: recorder)
+                return Deck(
+                    mode: mode,
+                    tapePath: tape,
+                    routes: bound,
+                    server: .replay(server),
+                    recorder: recorder,
+                    replacement: nil
+                )
             }
         } catch {
             try? await recorder?.finish()
+            replacement?.discard()
             throw error
         }
     }
@@ -198,6 +233,7 @@ public final class Deck: Sendable {
             outcome.recordedSessions = try recorder.sessionCount()
             // The deck may outlive its stop (a test case object keeps it); the tape must be one closed file now.
             try recorder.tape.close()
+            try replacement?.commit()
         }
         return outcome
     }
@@ -206,6 +242,7 @@ public final class Deck: Sendable {
 
     private static func makeRecorder(
         tape: String,
+        writingTo path: String,
         mode: TapedeckMode,
         routes: [Route],
         options: Options
@@ -221,7 +258,7 @@ public final class Deck: Sendable {
                 )
             }
         }
-        let writable = try Tape(recordingAt: tape, overwrite: options.overwrite && mode == .record)
+        let writable = try Tape(recordingAt: path, overwrite: options.overwrite && mode == .record)
         let logger = options.logger
         let report = options.onRecordingFailure
         return try Recorder(
