@@ -119,6 +119,28 @@ struct RunCommandTests {
         )
     }
 
+    @Test func aTapeThatCannotBeWrittenFailsAPassingCommandLoudly() async throws {
+        let directory = try TemporaryDirectory()
+        let tape = directory.path("lost.tape")
+        let upstream = try await TestServer.start(.echo)
+        defer { Task { await upstream.stop() } }
+        // The command removes the tape under the recorder, then talks through Tapedeck, and passes.
+        let script = """
+            rm -f '\(tape)'
+            exec 3<>"/dev/tcp/$TAPEDECK_HOST/$TAPEDECK_PORT"
+            printf ping >&3
+            head -c 4 <&3 >/dev/null
+            sleep 0.5
+            """
+        let result = try await TapedeckProcess.run(
+            ["run", "--tape", tape, "--mode", "record", "--upstream", "\(upstream.endpoint)", "--", "/bin/bash", "-c", script],
+            environment: Self.clean
+        )
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("tapedeck: error: "))
+        #expect(result.stderr.contains("the recording is incomplete"))
+    }
+
     private func waitUntil(timeout: Duration = .seconds(20), _ condition: () -> Bool) async throws {
         let deadline = ContinuousClock.now.advanced(by: timeout)
         while !condition() {
