@@ -82,6 +82,29 @@ struct RunCommandTests {
         #expect(try String(contentsOfFile: tape, encoding: .utf8) == "not touched")
     }
 
+    @Test func aCommandThatCannotStartKeepsTheTapeBeingReRecorded() async throws {
+        let directory = try TemporaryDirectory()
+        let tape = directory.path("keep.tape")
+        let upstream = try await TestServer.start(.echo)
+        defer { Task { await upstream.stop() } }
+        let recording = try await Deck.start(.record, tape: tape, routes: [Route(upstream: upstream.endpoint)])
+        _ = try await TestClient.exchange(recording.address, "kept")
+        try await recording.stop()
+        // Executable, but not a program the system can start.
+        let bogus = directory.path("bogus")
+        try Data([0x7F, 0x45, 0x4C, 0x46, 0x00, 0x01]).write(to: URL(fileURLWithPath: bogus))
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: bogus)
+
+        let result = try await TapedeckProcess.run(
+            ["run", "--tape", tape, "--mode", "record", "--upstream", "\(upstream.endpoint)", "--", bogus],
+            environment: Self.clean
+        )
+        #expect(result.status == 127)
+        #expect(result.stderr.hasPrefix("tapedeck: error: cannot run '\(bogus)': "))
+        #expect(try Tape(readingAt: tape).sessions().count == 1)
+        #expect(!FileManager.default.fileExists(atPath: tape + ".recording"))
+    }
+
     @Test(
         arguments: [
             (["run", "--upstream", "127.0.0.1:1"], [:], "tapedeck: error: missing the command to run, after '--'"),
@@ -133,7 +156,10 @@ struct RunCommandTests {
             sleep 0.5
             """
         let result = try await TapedeckProcess.run(
-            ["run", "--tape", tape, "--mode", "record", "--upstream", "\(upstream.endpoint)", "--", "/bin/bash", "-c", script],
+            [
+                "run", "--tape", tape, "--mode", "record", "--upstream", "\(upstream.endpoint)", "--", "/bin/bash",
+                "-c", script,
+            ],
             environment: Self.clean
         )
         #expect(result.status == 1)

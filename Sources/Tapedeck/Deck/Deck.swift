@@ -215,6 +215,12 @@ public final class Deck: Sendable {
     /// - Throws: ``TapedeckError`` with code `recordingFailed` if any part of the recording could not be written.
     @discardableResult
     public func stop(drainTimeout: Duration = .seconds(5)) async throws -> DeckOutcome {
+        try await stop(drainTimeout: drainTimeout, keepingRecording: true)
+    }
+
+    /// Stops like ``stop(drainTimeout:)``; with `keepingRecording` false, a tape being re-recorded keeps its
+    /// old contents, for a run whose command never started.
+    func stop(drainTimeout: Duration, keepingRecording: Bool) async throws -> DeckOutcome {
         let first = stopped.withLockedValue { stopped in
             defer { stopped = true }
             return !stopped
@@ -233,7 +239,11 @@ public final class Deck: Sendable {
             outcome.recordedSessions = try recorder.sessionCount()
             // The deck may outlive its stop (a test case object keeps it); the tape must be one closed file now.
             try recorder.tape.close()
-            try replacement?.commit()
+            if keepingRecording {
+                try replacement?.commit()
+            } else {
+                replacement?.discard()
+            }
         }
         return outcome
     }

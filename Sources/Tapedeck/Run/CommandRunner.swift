@@ -116,7 +116,8 @@ public struct CommandRunner: Sendable {
             status = await child.exitStatus()
             SignalForwarding.stop()
         } catch {
-            _ = try? await deck.stop(drainTimeout: .zero)
+            // The command never ran: nothing it did was recorded, so a tape being re-recorded stays as it was.
+            _ = try? await deck.stop(drainTimeout: .zero, keepingRecording: false)
             throw error
         }
 
