@@ -147,6 +147,14 @@ public final class Deck: Sendable {
                 mode == .recordMissing ? "recording missing sessions" : mode == .proxy ? "proxying" : "recording"
             for route in routes { _ = try route.requireUpstream(for: purpose) }
         }
+        for route in routes where !route.listen.isLoopback {
+            // Tapedeck listens on loopback unless told otherwise; say so when told otherwise, since a tape's
+            // sessions (and a relay to an internal service) then answer anyone who can reach the address.
+            options.logger.notice(
+                "listening beyond loopback",
+                metadata: ["tapedeck.route": "\(route.name)", "tapedeck.address": "\(route.listen)"]
+            )
+        }
         if mode != .proxy, tape == nil {
             throw TapedeckError(.invalidArgument, "\(mode) mode needs a tape")
         }
