@@ -106,4 +106,26 @@ struct RealServerReplayTests {
         #expect(recorded[0] == Data("hello from nginx\n".utf8) + big)
         #expect(replayed == recorded)
     }
+
+    /// curl writes the port it connects to into its Host header. Recorded on one free port and replayed on
+    /// another, the requests still match: replay recognizes each side's own listen address.
+    @Test(.enabled(if: NginxServer.isInstalled, "needs nginx and curl (installed by .ci/run)"))
+    func curlReplaysOnAnotherPortThanRecorded() async throws {
+        let nginx = try await NginxServer(files: ["page.html": Data("<h1>tapes</h1>\n".utf8)])
+        defer { nginx.stop() }
+        let directory = try TemporaryDirectory()
+        let tape = directory.path("fixtures/http.tape")
+        let (recorded, recordedPort) = try await withTapedeck(.record, tape: tape, upstream: "127.0.0.1:\(nginx.port)")
+        {
+            address throws in
+            (try NginxServer.curl(port: address.port!, ["/page.html"]), address.port!)
+        }
+        nginx.stop()
+        let (replayed, replayedPort) = try await withTapedeck(.replay, tape: tape, requireAll: true) { address throws in
+            (try NginxServer.curl(port: address.port!, ["/page.html"]), address.port!)
+        }
+        #expect(recordedPort != replayedPort)
+        #expect(recorded == Data("<h1>tapes</h1>\n".utf8))
+        #expect(replayed == recorded)
+    }
 }

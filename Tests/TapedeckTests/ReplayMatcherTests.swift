@@ -231,3 +231,28 @@ struct ReplayMatcherTests {
         #expect(throws: TapedeckError.self) { try ReplayPace(parsing: text) }
     }
 }
+
+/// The listen address clients write into their requests, normalized on both sides.
+struct ListenAddressTextTests {
+    @Test func replacesEverySpellingOfTheAddressAndNothingElse() throws {
+        let text = try #require(ListenAddressText(.tcp(host: "127.0.0.1", port: 41234)))
+        let request = Data(
+            "GET / HTTP/1.1\r\nHost: 127.0.0.1:41234\r\nReferer: http://localhost:41234/x\r\nX: 127.0.0.1:4123\r\n".utf8
+        )
+        #expect(
+            String(decoding: text.normalize(request), as: UTF8.self)
+                == "GET / HTTP/1.1\r\nHost: {tapedeck:listen}\r\nReferer: http://{tapedeck:listen}/x\r\nX: 127.0.0.1:4123\r\n"
+        )
+        let other = try #require(ListenAddressText(.tcp(host: "127.0.0.1", port: 50000)))
+        #expect(
+            other.normalize(Data("Host: 127.0.0.1:50000\r\n".utf8))
+                == text.normalize(Data("Host: 127.0.0.1:41234\r\n".utf8))
+        )
+        #expect(text.normalize(Data("no address here".utf8)) == Data("no address here".utf8))
+        #expect(ListenAddressText(.tcp(host: "127.0.0.1", port: 0)) == nil)
+        #expect(ListenAddressText(.unix(path: "/tmp/s")) == nil)
+        #expect(
+            try #require(ListenAddressText(.tcp(host: "::1", port: 8080))).spellings.contains(Data("[::1]:8080".utf8))
+        )
+    }
+}

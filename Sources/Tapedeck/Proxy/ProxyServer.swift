@@ -109,6 +109,7 @@ public final class ProxyServer: Sendable {
             state.withLockedValue { $0 = .stopped }
             throw error
         }
+        recorder?.routesBound(bound)
         state.withLockedValue { $0 = .running(bound, listeners: listeners) }
         return bound
     }

@@ -100,6 +100,17 @@ public final class Recorder: Sendable {
         return SessionRecorder(key: key, start: start, writer: writer)
     }
 
+    /// Stores the addresses the routes' listeners were bound to, in place of the configured ones.
+    ///
+    /// Replay needs the real address of a listener started on port 0: clients write it into what they send
+    /// (HTTP's `Host` header), and replay recognizes it there.
+    func routesBound(_ routes: [BoundRoute]) {
+        for route in routes {
+            guard let routeID = routeIDs[route.name] else { continue }
+            writer.submit(.routeBound(routeID: routeID, listen: "\(route.address)"))
+        }
+    }
+
     /// Waits until everything recorded so far is committed to the tape.
     public func flush() async throws {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in

@@ -16,6 +16,8 @@ final class TapeWriter: Sendable {
         case sessionStarted(SessionStart)
         case event(key: UInt64, seq: Int64, offset: Int64, direction: Direction, kind: EventKind, payload: ByteBuffer?)
         case sessionEnded(SessionEnd)
+        /// A route's listener is bound: store the address it got, in place of the configured one (port 0).
+        case routeBound(routeID: Int64, listen: String)
         /// Commit now and call back; for shutdown and tests.
         case flush(@Sendable () -> Void)
     }
@@ -244,6 +246,8 @@ private struct WriterState {
                 end.outcome.rawValue, end.upstreamAddress, end.endedAt, end.duration, end.clientBytes,
                 end.upstreamBytes, end.eventCount, sessionID,
             ])
+        case .routeBound(let routeID, let listen):
+            try db.execute(sql: "UPDATE routes SET listen = ? WHERE id = ?", arguments: [listen, routeID])
         case .flush:
             break
         }

@@ -24,6 +24,8 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var pendingIndex = 0
     private var waiting = false
     private var client = "unknown"
+    /// The address this client connected to, as it may write it; normalized like the tape's recorded one.
+    private var listenAddress: ListenAddressText?
 
     init(matcher: ReplayMatcher, route: String, ledger: ReplayLedger, logger: Logger, missing: MissingSessionHandoff?) {
         self.matcher = matcher
@@ -35,6 +37,7 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        listenAddress = context.channel.localAddress.flatMap { ListenAddressText(Endpoint($0)) }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -52,7 +55,8 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
         let buffer = unwrapInboundIn(data)
         if missing != nil { clientBytes.writeImmutableBuffer(buffer) }
         guard !handingOff else { return }
-        run(matcher.receive(Data(buffer.readableBytesView)))
+        let bytes = Data(buffer.readableBytesView)
+        run(matcher.receive(listenAddress?.normalize(bytes) ?? bytes))
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {

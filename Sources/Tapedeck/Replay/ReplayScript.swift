@@ -44,7 +44,11 @@ struct ReplayScript: Sendable {
     /// When the client's bytes arrived: the stream length after each client read, and its offset.
     var clientArrivals: [(end: Int, offset: Int64)]
 
-    init(sessionID: Int64, events: [EventRecord]) {
+    /// Builds the script of a session from its events.
+    ///
+    /// - Parameter listenAddress: The recording listener's address as clients wrote it, normalized in the
+    ///   client's bytes exactly as replay normalizes its own listener's address in what clients send.
+    init(sessionID: Int64, events: [EventRecord], listenAddress: ListenAddressText? = nil) {
         self.sessionID = sessionID
         var client = Data()
         var server = Data()
@@ -58,7 +62,8 @@ struct ReplayScript: Sendable {
         for event in events {
             switch (event.direction, event.kind) {
             case (.clientToUpstream, .data):
-                client.append(event.payload ?? Data())
+                let payload = event.payload ?? Data()
+                client.append(listenAddress?.normalize(payload) ?? payload)
                 arrivals.append((client.count, event.offsetNanoseconds))
             case (.clientToUpstream, .halfClose), (.clientToUpstream, .close):
                 if clientEndsAt == nil { clientEndsAt = client.count }

@@ -155,6 +155,7 @@ public final class ReplayServer: Sendable {
             for channel in opened { try? await channel.close() }
             throw error
         }
+        options.recordMissing?.recorder.routesBound(bound)
         listeners.withLockedValue { $0 = opened }
         return bound
     }
@@ -194,11 +195,26 @@ extension Tape {
             let sessions = try SessionRecord.order(Column("id")).fetchAll(db)
             var routeOf: [Int64: String] = [:]
             for session in sessions { routeOf[session.id!] = session.route }
+            // Where each run's listener was bound, to normalize the address clients wrote into their bytes.
+            var listenOfRoute: [Int64: ListenAddressText] = [:]
+            for route in try RouteRecord.fetchAll(db) {
+                if let id = route.id, let endpoint = try? Endpoint(parsing: route.listen) {
+                    listenOfRoute[id] = ListenAddressText(endpoint)
+                }
+            }
+            var listenOfSession: [Int64: ListenAddressText] = [:]
+            for session in sessions { listenOfSession[session.id!] = listenOfRoute[session.routeID] }
             var byRoute: [String: [ReplayScript]] = [:]
             var current: (id: Int64, events: [EventRecord])?
             func flush() {
                 guard let current, let route = routeOf[current.id] else { return }
-                byRoute[route, default: []].append(ReplayScript(sessionID: current.id, events: current.events))
+                byRoute[route, default: []].append(
+                    ReplayScript(
+                        sessionID: current.id,
+                        events: current.events,
+                        listenAddress: listenOfSession[current.id]
+                    )
+                )
             }
             let cursor = try EventRecord.fetchCursor(
                 db,

@@ -101,7 +101,8 @@ public struct RouteRecord: Sendable, Hashable, Codable, FetchableRecord, Persist
     public var runID: Int64
     /// The route's name.
     public var name: String
-    /// The configured listen address.
+    /// The address the listener was bound to (the configured one until it is bound, and in tapes recorded
+    /// before Tapedeck stored the bound one).
     public var listen: String
     /// The configured upstream address.
     public var upstream: String
