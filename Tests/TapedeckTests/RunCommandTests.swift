@@ -69,6 +69,37 @@ struct RunCommandTests {
         #expect(process.stdout.contains("got-\(name)"))
     }
 
+    /// Ctrl-C at a terminal goes to the whole foreground process group, the command included: Tapedeck must
+    /// not pass on a second copy. `script` gives the two a pseudo-terminal; the test types Ctrl-C into it.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/script"), "needs script (util-linux)"))
+    func ctrlCAtATerminalReachesTheCommandOnce() async throws {
+        let directory = try TemporaryDirectory()
+        let keyboard = directory.path("keyboard")
+        let output = directory.path("output")
+        guard mkfifo(keyboard, 0o600) == 0 else { throw TestProcessError("mkfifo failed") }
+        // Held open for reading and writing, so that neither side's open of the FIFO waits for the other.
+        let typing = open(keyboard, O_RDWR)
+        defer { close(typing) }
+        let command = [
+            TapedeckProcess.executable.path, "run", "--mode", "proxy", "--upstream", "127.0.0.1:1", "--", "/bin/sh",
+            "-c",
+            "n=0; trap 'n=$((n+1))' INT; echo ready; i=0; while [ $i -lt 40 ]; do sleep 0.05; i=$((i+1)); done; echo interrupts=$n; exit 3",
+        ].map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
+        let terminal = try ChildProcess(
+            ["/usr/bin/script", "-qfec", command, "/dev/null"],
+            outputPath: output,
+            environment: Self.clean,
+            standardInput: keyboard
+        )
+        try await waitUntil { ((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").contains("ready") }
+        _ = write(typing, [UInt8(3)], 1)
+        let deadline = ContinuousClock.now.advanced(by: .seconds(20))
+        while terminal.isRunning, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+        #expect(text.contains("interrupts=1"))
+        #expect(terminal.exitStatus == 3)
+    }
+
     @Test func aMissingCommandExits127AndLeavesTheTapeAlone() async throws {
         let directory = try TemporaryDirectory()
         let tape = directory.path("keep.tape")

@@ -23,12 +23,14 @@ final class ChildProcess: Sendable {
     private let reaped = NIOLockedValueBox<Int32?>(nil)
 
     /// Starts `arguments[0]` (a full path) with the rest as arguments; stdout goes to `outputPath`, stderr to
-    /// `errorPath` (or also to `outputPath`). `environment` sets (or, with nil, removes) variables of ours.
+    /// `errorPath` (or also to `outputPath`); stdin comes from `standardInput`. `environment` sets (or, with nil,
+    /// removes) variables of ours.
     init(
         _ arguments: [String],
         outputPath: String = "/dev/null",
         errorPath: String? = nil,
-        environment: [String: String?] = [:]
+        environment: [String: String?] = [:],
+        standardInput: String = "/dev/null"
     ) throws {
         self.outputPath = outputPath
         var variables = ProcessInfo.processInfo.environment
@@ -39,7 +41,7 @@ final class ChildProcess: Sendable {
             arguments: arguments,
             environment: variables,
             redirections: [
-                .init(descriptor: 0, target: .file(path: "/dev/null", flags: O_RDONLY)),
+                .init(descriptor: 0, target: .file(path: standardInput, flags: O_RDONLY)),
                 .init(descriptor: 1, target: output),
                 .init(
                     descriptor: 2,
