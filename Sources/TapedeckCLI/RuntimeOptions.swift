@@ -18,7 +18,7 @@ struct RuntimeOptions: ParsableArguments {
     @Option(
         name: .customLong("drain-timeout"),
         help: ArgumentHelp(
-            "How long open sessions may run on after SIGINT/SIGTERM before they are reset.",
+            "How long open sessions may run on at shutdown (SIGINT/SIGTERM, or the end of run's command) before they are reset.",
             valueName: "duration"
         ),
         transform: { text in
