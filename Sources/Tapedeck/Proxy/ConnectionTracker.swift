@@ -34,6 +34,16 @@ final class ConnectionTracker: Sendable {
         return true
     }
 
+    /// Lets open channels finish for up to `timeout`, then closes the rest with a reset.
+    ///
+    /// - Returns: How many channels were still open and reset.
+    func drain(timeout: Duration) async -> Int {
+        if await waitUntilIdle(timeout: timeout) { return 0 }
+        let remaining = count
+        await closeAll()
+        return remaining
+    }
+
     /// Closes every tracked channel at once, with a reset: the session is being cut off, not finished.
     ///
     /// The relay handler does the closing, so that it knows the end was ours and a recording says so.

@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import NIOPosix
 
@@ -61,6 +62,42 @@ enum Listener {
             for listener in listeners { try? await listener.close() }
             if let error = error as? TapedeckError { throw failure(error.message) }
             throw failure(ProxyServer.describe(error))
+        }
+    }
+
+    /// Binds the listeners of every route, all or none: on the first failure those already bound are closed.
+    ///
+    /// - Parameters:
+    ///   - makeBootstrap: The server bootstrap for the route at an index of `routes`, on one event loop.
+    /// - Returns: Every listener, and each route with the address it got (port 0 replaced by the real port).
+    static func bindAll(
+        _ routes: [Route],
+        group: any EventLoopGroup,
+        makeBootstrap: (_ routeIndex: Int, _ loop: any EventLoop) -> ServerBootstrap
+    ) async throws -> (listeners: [any Channel], bound: [BoundRoute]) {
+        var listeners: [any Channel] = []
+        var bound: [BoundRoute] = []
+        do {
+            for (index, route) in routes.enumerated() {
+                let routeListeners = try await bind(route.listen, routeName: route.name, group: group) { loop in
+                    makeBootstrap(index, loop)
+                }
+                listeners.append(contentsOf: routeListeners)
+                let address = routeListeners.first?.localAddress.map(Endpoint.init) ?? route.listen
+                bound.append(BoundRoute(name: route.name, address: address))
+            }
+        } catch {
+            for listener in listeners { try? await listener.close() }
+            throw error
+        }
+        return (listeners, bound)
+    }
+
+    /// Closes `listeners` and removes the socket files of the routes that listen on a Unix socket.
+    static func close(_ listeners: [any Channel], routes: [Route]) async {
+        for listener in listeners { try? await listener.close() }
+        for route in routes {
+            if case .unix(let path) = route.listen { try? FileManager.default.removeItem(atPath: path) }
         }
     }
 }

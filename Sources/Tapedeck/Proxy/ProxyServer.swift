@@ -82,32 +82,25 @@ public final class ProxyServer: Sendable {
             }
             state = .starting
         }
+        let listeners: [any Channel]
+        let bound: [BoundRoute]
         do {
             for route in configuration.routes { _ = try route.requireUpstream(for: "relaying") }
+            (listeners, bound) = try await Listener.bindAll(configuration.routes, group: group) { index, loop in
+                bootstrap(for: configuration.routes[index], on: loop)
+            }
         } catch {
             state.withLockedValue { $0 = .stopped }
             throw error
         }
-        var listeners: [any Channel] = []
-        var bound: [BoundRoute] = []
-        do {
-            for route in configuration.routes {
-                let routeListeners = try await bind(route)
-                listeners.append(contentsOf: routeListeners)
-                let address = routeListeners.first?.localAddress.map(Endpoint.init) ?? route.listen
-                bound.append(BoundRoute(name: route.name, address: address))
-                logger.info(
-                    "listening",
-                    metadata: [
-                        "tapedeck.route": "\(route.name)", "tapedeck.address": "\(address)",
-                        "tapedeck.upstream": "\(route.upstreamText)",
-                    ]
-                )
-            }
-        } catch {
-            for listener in listeners { try? await listener.close() }
-            state.withLockedValue { $0 = .stopped }
-            throw error
+        for (route, address) in zip(configuration.routes, bound.map(\.address)) {
+            logger.info(
+                "listening",
+                metadata: [
+                    "tapedeck.route": "\(route.name)", "tapedeck.address": "\(address)",
+                    "tapedeck.upstream": "\(route.upstreamText)",
+                ]
+            )
         }
         recorder?.routesBound(bound)
         state.withLockedValue { $0 = .running(bound, listeners: listeners) }
@@ -124,42 +117,33 @@ public final class ProxyServer: Sendable {
             if case .running(_, let listeners) = state { return listeners }
             return []
         }
-        for listener in listeners {
-            try? await listener.close()
+        await Listener.close(listeners, routes: configuration.routes)
+        let interrupted = await tracker.drain(timeout: drainTimeout)
+        if interrupted > 0 {
+            logger.warning(
+                "drain timeout passed, reset open connections",
+                metadata: ["tapedeck.connections": "\(interrupted)"]
+            )
         }
-        for route in configuration.routes {
-            if case .unix(let path) = route.listen { try? FileManager.default.removeItem(atPath: path) }
-        }
-        if await tracker.waitUntilIdle(timeout: drainTimeout) {
-            return ShutdownOutcome(interruptedConnections: 0)
-        }
-        let remaining = tracker.count
-        logger.warning(
-            "drain timeout passed, resetting open connections",
-            metadata: ["tapedeck.connections": "\(remaining)"]
-        )
-        await tracker.closeAll()
-        return ShutdownOutcome(interruptedConnections: remaining)
+        return ShutdownOutcome(interruptedConnections: interrupted)
     }
 
     // MARK: Accepting
 
-    private func bind(_ route: Route) async throws -> [any Channel] {
-        try await Listener.bind(route.listen, routeName: route.name, group: group) { loop in
-            var bootstrap = ServerBootstrap(group: loop, childGroup: loop)
-                .childChannelOption(ChannelOptions.autoRead, value: false)
-                .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-                .childChannelOption(ChannelOptions.recvAllocator, value: Self.receiveAllocator)
-                .childChannelInitializer { [self] channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try self.initializeClient(channel, route: route)
-                    }
+    private func bootstrap(for route: Route, on loop: any EventLoop) -> ServerBootstrap {
+        var bootstrap = ServerBootstrap(group: loop, childGroup: loop)
+            .childChannelOption(ChannelOptions.autoRead, value: false)
+            .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+            .childChannelOption(ChannelOptions.recvAllocator, value: Self.receiveAllocator)
+            .childChannelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try self.initializeClient(channel, route: route)
                 }
-            if case .tcp = route.listen {
-                bootstrap = bootstrap.childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             }
-            return bootstrap
+        if case .tcp = route.listen {
+            bootstrap = bootstrap.childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
         }
+        return bootstrap
     }
 
     /// Reads start small and grow with the traffic: NIO keeps one receive buffer per channel between reads, so

@@ -101,59 +101,46 @@ public final class ReplayServer: Sendable {
     /// Binds every route's listener and starts serving.
     @discardableResult
     public func start() async throws -> [BoundRoute] {
-        var bound: [BoundRoute] = []
-        var opened: [any Channel] = []
-        do {
-            for entry in served {
-                let routeListeners = try await Listener.bind(
-                    entry.route.listen,
-                    routeName: entry.route.name,
-                    group: group
-                ) { loop in
-                    ServerBootstrap(group: loop, childGroup: loop)
-                        .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-                        .childChannelInitializer { [self] channel in
-                            channel.eventLoop.makeCompletedFuture {
-                                tracker.track(channel)
-                                if case .tcp = entry.route.listen {
-                                    try channel.syncOptions?.setOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
-                                }
-                                let matcher = ReplayMatcher(catalog: entry.catalog, pace: options.pace)
-                                var handoff: MissingSessionHandoff?
-                                if let recording = options.recordMissing, let upstream = entry.route.upstream {
-                                    handoff = MissingSessionHandoff(
-                                        route: entry.route,
-                                        upstream: upstream,
-                                        recorder: recording.recorder,
-                                        tracker: tracker
-                                    )
-                                }
-                                try channel.pipeline.syncOperations.addHandler(
-                                    ReplayHandler(
-                                        matcher: matcher,
-                                        route: entry.route.name,
-                                        ledger: ledger,
-                                        logger: logger,
-                                        missing: handoff
-                                    )
-                                )
-                            }
+        let (opened, bound) = try await Listener.bindAll(served.map(\.route), group: group) { index, loop in
+            let entry = served[index]
+            return ServerBootstrap(group: loop, childGroup: loop)
+                .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+                .childChannelInitializer { [self] channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        tracker.track(channel)
+                        if case .tcp = entry.route.listen {
+                            try channel.syncOptions?.setOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
                         }
+                        let matcher = ReplayMatcher(catalog: entry.catalog, pace: options.pace)
+                        var handoff: MissingSessionHandoff?
+                        if let recording = options.recordMissing, let upstream = entry.route.upstream {
+                            handoff = MissingSessionHandoff(
+                                route: entry.route,
+                                upstream: upstream,
+                                recorder: recording.recorder,
+                                tracker: tracker
+                            )
+                        }
+                        try channel.pipeline.syncOperations.addHandler(
+                            ReplayHandler(
+                                matcher: matcher,
+                                route: entry.route.name,
+                                ledger: ledger,
+                                logger: logger,
+                                missing: handoff
+                            )
+                        )
+                    }
                 }
-                opened.append(contentsOf: routeListeners)
-                let address = routeListeners.first?.localAddress.map(Endpoint.init) ?? entry.route.listen
-                bound.append(BoundRoute(name: entry.route.name, address: address))
-                logger.info(
-                    "replaying",
-                    metadata: [
-                        "tapedeck.route": "\(entry.route.name)", "tapedeck.address": "\(address)",
-                        "tapedeck.sessions": "\(entry.catalog.scripts.count)",
-                    ]
-                )
-            }
-        } catch {
-            for channel in opened { try? await channel.close() }
-            throw error
+        }
+        for (entry, route) in zip(served, bound) {
+            logger.info(
+                "replaying",
+                metadata: [
+                    "tapedeck.route": "\(route.name)", "tapedeck.address": "\(route.address)",
+                    "tapedeck.sessions": "\(entry.catalog.scripts.count)",
+                ]
+            )
         }
         options.recordMissing?.recorder.routesBound(bound)
         listeners.withLockedValue { $0 = opened }
@@ -177,13 +164,8 @@ public final class ReplayServer: Sendable {
             defer { channels = [] }
             return channels
         }
-        for channel in channels { try? await channel.close() }
-        for entry in served {
-            if case .unix(let path) = entry.route.listen { try? FileManager.default.removeItem(atPath: path) }
-        }
-        if !(await tracker.waitUntilIdle(timeout: drainTimeout)) {
-            await tracker.closeAll()
-        }
+        await Listener.close(channels, routes: served.map(\.route))
+        _ = await tracker.drain(timeout: drainTimeout)
         return report
     }
 }
