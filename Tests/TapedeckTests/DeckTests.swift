@@ -48,9 +48,7 @@ struct DeckTests {
         let tape = directory.path("echo.tape")
         let upstream = try await TestServer.start(.echo)
         defer { Task { await upstream.stop() } }
-        let recording = try await Deck.start(.record, tape: tape, routes: [Route(upstream: upstream.endpoint)])
-        _ = try await TestClient.exchange(recording.address, "GET /a")
-        try await recording.stop()
+        try await recordExchange("GET /a", into: tape, upstream: upstream.endpoint)
 
         let deck = try await Deck.start(.replay, tape: tape, routes: [Route()])
         let answer = try await TestClient.exchange(deck.address, "GET /b")
@@ -108,13 +106,7 @@ struct DeckTests {
         let tape = directory.path("named.tape")
         let upstream = try await TestServer.start(.echo)
         defer { Task { await upstream.stop() } }
-        let recording = try await Deck.start(
-            .record,
-            tape: tape,
-            routes: [Route(name: "cache", upstream: upstream.endpoint)]
-        )
-        _ = try await TestClient.exchange(recording.address, "named")
-        try await recording.stop()
+        try await recordExchange("named", into: tape, upstream: upstream.endpoint, route: "cache")
 
         let deck = try await Deck.start(.replay, tape: tape, routes: [Route()])
         #expect(deck.routes.map(\.name) == ["cache"])
@@ -216,9 +208,7 @@ struct TapeReplacementTests {
         let upstream = try await TestServer.start(.echo)
         defer { Task { await upstream.stop() } }
         let route = Route(upstream: upstream.endpoint)
-        let first = try await Deck.start(.record, tape: tape, routes: [route])
-        _ = try await TestClient.exchange(first.address, "old")
-        try await first.stop()
+        try await recordExchange("old", into: tape, upstream: upstream.endpoint)
 
         let second = try await Deck.start(.record, tape: tape, routes: [route], options: .init(overwrite: true))
         _ = try await TestClient.exchange(second.address, "new one")
@@ -235,11 +225,9 @@ struct TapeReplacementTests {
         let tape = directory.path("keep.tape")
         let upstream = try await TestServer.start(.echo)
         defer { Task { await upstream.stop() } }
-        let recording = try await Deck.start(.record, tape: tape, routes: [Route(upstream: upstream.endpoint)])
-        _ = try await TestClient.exchange(recording.address, "kept")
+        try await recordExchange("kept", into: tape, upstream: upstream.endpoint)
         // Its listener holds the port the next recording asks for.
         let busy = try await Deck.start(.proxy, tape: nil, routes: [Route(upstream: upstream.endpoint)])
-        try await recording.stop()
 
         await #expect(throws: TapedeckError.self) {
             try await Deck.start(

@@ -118,9 +118,7 @@ struct RunCommandTests {
         let tape = directory.path("keep.tape")
         let upstream = try await TestServer.start(.echo)
         defer { Task { await upstream.stop() } }
-        let recording = try await Deck.start(.record, tape: tape, routes: [Route(upstream: upstream.endpoint)])
-        _ = try await TestClient.exchange(recording.address, "kept")
-        try await recording.stop()
+        try await recordExchange("kept", into: tape, upstream: upstream.endpoint)
         // Executable, but not a program the system can start.
         let bogus = directory.path("bogus")
         try Data([0x7F, 0x45, 0x4C, 0x46, 0x00, 0x01]).write(to: URL(fileURLWithPath: bogus))

@@ -73,9 +73,7 @@ struct WithTapedeckTests {
         let upstream = try await TestServer.start(.echo)
         defer { Task { await upstream.stop() } }
         // A stale tape from an earlier recording, written without the helpers.
-        let stale = try await Deck.start(.record, tape: tape, routes: [Route(upstream: upstream.endpoint)])
-        _ = try await TestClient.exchange(stale.address, "stale")
-        try await stale.stop()
+        try await recordExchange("stale", into: tape, upstream: upstream.endpoint)
 
         for phase in ["one", "two"] {
             try await withTapedeck(.record, tape: tape, upstream: "\(upstream.endpoint)") { address in

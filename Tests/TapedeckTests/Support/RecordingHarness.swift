@@ -80,3 +80,18 @@ extension Array where Element == EventRecord {
 extension ByteBuffer {
     var data: Data { Data(readableBytesView) }
 }
+
+/// Records one exchange, `request` and the upstream's reply, through a recording deck into `tape`: a tape to
+/// replay, or one for a later recording to replace.
+func recordExchange(
+    _ request: String,
+    into tape: String,
+    upstream: Endpoint,
+    route: String = Route.defaultName
+)
+    async throws
+{
+    let recording = try await Deck.start(.record, tape: tape, routes: [Route(name: route, upstream: upstream)])
+    _ = try await TestClient.exchange(recording.address, request)
+    try await recording.stop()
+}
