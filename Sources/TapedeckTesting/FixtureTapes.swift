@@ -21,9 +21,14 @@ enum FixtureTapes {
     }
 
     /// The tape for a test: `<fixtures>/<components…>/<name>.tape`.
-    static func path(sourceFile: String, components: [String], name: String) -> String {
+    static func path(
+        sourceFile: String,
+        components: [String],
+        name: String,
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) -> String {
         let directory: String
-        if let overridden = ProcessInfo.processInfo.environment[directoryVariable], !overridden.isEmpty {
+        if let overridden = environment[directoryVariable], !overridden.isEmpty {
             directory = overridden
         } else {
             directory = packageRoot(containing: sourceFile) + "/fixtures"

@@ -143,6 +143,14 @@ struct TapedeckTraitTests {
         #expect(path == root + "/fixtures/TapedeckTraitTests/tapesAreNamedAfterTheSuiteAndTheTest.tape")
         #expect(FixtureTapes.fileName("load(id:)") == "load_id")
         #expect(
+            FixtureTapes.path(
+                sourceFile: #filePath,
+                components: ["Suite"],
+                name: "test()",
+                environment: ["TAPEDECK_FIXTURES": "/elsewhere"]
+            ) == "/elsewhere/Suite/test.tape"
+        )
+        #expect(
             FixtureTapes.path(explicit: "/abs/x.tape", sourceFile: #filePath, components: [], name: "n")
                 == "/abs/x.tape"
         )

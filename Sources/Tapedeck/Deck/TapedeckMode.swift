@@ -27,12 +27,8 @@ public enum TapedeckMode: String, Sendable, Hashable, CaseIterable, CustomString
     ///
     /// - Throws: ``TapedeckError`` with code `invalidArgument` naming the text and the valid modes.
     public init(parsing text: String) throws {
-        let name = text.trimmingCharacters(in: .whitespaces).lowercased()
-        guard let mode = TapedeckMode(rawValue: name) else {
-            throw TapedeckError(
-                .invalidArgument,
-                "invalid mode '\(text)': use \(Self.allCases.map(\.rawValue).joined(separator: ", "))"
-            )
+        guard let mode = Self.named(text) else {
+            throw TapedeckError(.invalidArgument, "invalid mode '\(text)': use \(Self.names)")
         }
         self = mode
     }
@@ -50,11 +46,8 @@ public enum TapedeckMode: String, Sendable, Hashable, CaseIterable, CustomString
         guard let text = environment[environmentVariable], !text.trimmingCharacters(in: .whitespaces).isEmpty else {
             return defaultMode
         }
-        guard let mode = TapedeckMode(rawValue: text.trimmingCharacters(in: .whitespaces).lowercased()) else {
-            throw TapedeckError(
-                .invalidArgument,
-                "invalid \(environmentVariable) '\(text)': use \(allCases.map(\.rawValue).joined(separator: ", "))"
-            )
+        guard let mode = named(text) else {
+            throw TapedeckError(.invalidArgument, "invalid \(environmentVariable) '\(text)': use \(names)")
         }
         return mode
     }
@@ -65,6 +58,16 @@ public enum TapedeckMode: String, Sendable, Hashable, CaseIterable, CustomString
         guard self == .auto else { return self }
         guard let path, FileManager.default.fileExists(atPath: path) else { return .record }
         return .replay
+    }
+
+    /// The mode a name spells, ignoring case and surrounding spaces.
+    private static func named(_ text: String) -> TapedeckMode? {
+        TapedeckMode(rawValue: text.trimmingCharacters(in: .whitespaces).lowercased())
+    }
+
+    /// Every mode's name, for error messages.
+    private static var names: String {
+        allCases.map(\.rawValue).joined(separator: ", ")
     }
 
     /// Whether this mode relays to upstreams for every connection.

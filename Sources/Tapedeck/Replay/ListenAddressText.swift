@@ -25,8 +25,7 @@ struct ListenAddressText: Sendable {
 
     /// `bytes` with every whole occurrence of the address replaced by ``token``.
     func normalize(_ bytes: Data) -> Data {
-        // Most reads hold no spelling: search first, copy only when there is something to replace.
-        guard spellings.contains(where: { bytes.range(of: $0) != nil }) else { return bytes }
+        // Most reads hold no spelling: they are searched once per spelling and returned as they are.
         var result = bytes
         for spelling in spellings {
             var searchStart = result.startIndex
