@@ -15,7 +15,7 @@ struct WithTapedeckTests {
         let upstream = try await TestServer.start(.echo)
         let upstreamAddress = "\(upstream.endpoint)"
 
-        let (recorded, recordedAt) = try await withTapedeck(.record, tape: tape, upstream: upstreamAddress) { address in
+        let (recorded, recordedAt) = try await withTapedeck(.record, tape: tape, upstream: upstreamAddress) { address throws in
             #expect(Deck.current?.address == address)
             return (try await TestClient.exchange(address, "hello helper").reply, address)
         }
@@ -83,6 +83,27 @@ struct WithTapedeckTests {
         let sessions = try Tape(readingAt: tape).sessions()
         #expect(sessions.count == 2)
         #expect(Set(sessions.map(\.runID)).count == 2)
+    }
+
+    @Test func concurrentRecordingsOfOneTapeTakeTurns() async throws {
+        let directory = try TemporaryDirectory()
+        let tape = directory.path("fixtures/shared.tape")
+        let upstream = try await TestServer.start(.echo)
+        defer { Task { await upstream.stop() } }
+        let upstreamAddress = "\(upstream.endpoint)"
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for word in ["alpha", "beta", "gamma"] {
+                group.addTask {
+                    try await withTapedeck(.record, tape: tape, upstream: upstreamAddress) { address throws in
+                        #expect(try await TestClient.exchange(address, word).reply == word)
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let sessions = try Tape(readingAt: tape).sessions()
+        #expect(sessions.count == 3)
+        #expect(Set(sessions.map(\.runID)).count == 3)
     }
 
     @Test func aMissingTapeSaysHowToRecordIt() async throws {
