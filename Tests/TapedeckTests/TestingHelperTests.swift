@@ -15,7 +15,8 @@ struct WithTapedeckTests {
         let upstream = try await TestServer.start(.echo)
         let upstreamAddress = "\(upstream.endpoint)"
 
-        let (recorded, recordedAt) = try await withTapedeck(.record, tape: tape, upstream: upstreamAddress) { address throws in
+        let (recorded, recordedAt) = try await withTapedeck(.record, tape: tape, upstream: upstreamAddress) {
+            address throws in
             #expect(Deck.current?.address == address)
             return (try await TestClient.exchange(address, "hello helper").reply, address)
         }
