@@ -85,8 +85,10 @@ struct RunCommandTests {
             "-c",
             "n=0; trap 'n=$((n+1))' INT; echo ready; i=0; while [ $i -lt 40 ]; do sleep 0.05; i=$((i+1)); done; echo interrupts=$n; exit 3",
         ].map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
+        // `script` runs the line with a shell; `exec` makes Tapedeck the terminal's foreground process, as an
+        // interactive shell would. Without it a non-interactive shell in between dies of the Ctrl-C itself.
         let terminal = try ChildProcess(
-            ["/usr/bin/script", "-qfec", command, "/dev/null"],
+            ["/usr/bin/script", "-qfec", "exec " + command, "/dev/null"],
             outputPath: output,
             environment: Self.clean,
             standardInput: keyboard
