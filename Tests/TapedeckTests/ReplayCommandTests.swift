@@ -28,7 +28,7 @@ struct ReplayCommandTests {
         #expect(try await ReplayTests.exchange(ByteBuffer(string: "three"), at: address).1 == .reset)
         child.signal(SIGTERM)
         #expect(try await child.waitForExit(timeout: .seconds(10)) == 3)
-        #expect(child.stderr.contains("replay: 2 connections, 1 sessions replayed, 1 mismatched, 1 unused"))
+        #expect(child.stderr.contains("replay: 2 connections, 1 session replayed, 1 mismatched, 1 unused"))
         #expect(child.stderr.contains("replay mismatch: the client's bytes differ from every recorded session"))
 
         let report = try JSONDecoder().decode(
@@ -59,7 +59,7 @@ struct ReplayCommandTests {
             _ = try await ReplayTests.exchange(ByteBuffer(string: "two"), at: address)
             child.signal(SIGTERM)
             #expect(try await child.waitForExit(timeout: .seconds(10)) == status, "\(flags)")
-            #expect(child.stderr.contains("replay: 1 connections, 1 sessions replayed, 0 mismatched, 1 unused"))
+            #expect(child.stderr.contains("replay: 1 connection, 1 session replayed, 0 mismatched, 1 unused"))
         }
     }
 

@@ -76,8 +76,13 @@ public struct ReplayReport: Sendable, Codable, Hashable {
 
     /// The one-line summary printed at shutdown.
     public var summary: String {
-        "replay: \(connections) connections, \(replayed.count) sessions replayed, \(mismatches.count) mismatched, "
-            + "\(unused.count) unused" + (recorded.isEmpty ? "" : ", \(recorded.count) recorded")
+        "replay: \(counted(connections, "connection")), \(counted(replayed.count, "session")) replayed, "
+            + "\(mismatches.count) mismatched, \(unused.count) unused"
+            + (recorded.isEmpty ? "" : ", \(recorded.count) recorded")
+    }
+
+    private func counted(_ count: Int, _ noun: String) -> String {
+        "\(count) \(noun)\(count == 1 ? "" : "s")"
     }
 
     /// What makes this replay a failure, one line each: every mismatch, and with `requireAll` every session
