@@ -40,8 +40,8 @@ struct RelayHandlerTests {
             upstream = EmbeddedChannel(loop: loop)
             try client.pipeline.syncOperations.addHandlers(clientReads, clientRelay)
             try upstream.pipeline.syncOperations.addHandlers(upstreamCloses, upstreamRelay)
-            try client.connect(to: .init(ipAddress: "127.0.0.1", port: 1)).wait()
-            try upstream.connect(to: .init(ipAddress: "127.0.0.1", port: 2)).wait()
+            client.connect(to: try .init(ipAddress: "127.0.0.1", port: 1), promise: nil)
+            upstream.connect(to: try .init(ipAddress: "127.0.0.1", port: 2), promise: nil)
         }
     }
 
@@ -109,8 +109,8 @@ struct RecordingBackpressureTests {
         let upstream = EmbeddedChannel(loop: loop)
         try client.pipeline.syncOperations.addHandlers(reads, clientRelay)
         try upstream.pipeline.syncOperations.addHandler(upstreamRelay)
-        try client.connect(to: .init(ipAddress: "127.0.0.1", port: 1)).wait()
-        try upstream.connect(to: .init(ipAddress: "127.0.0.1", port: 2)).wait()
+        client.connect(to: try .init(ipAddress: "127.0.0.1", port: 1), promise: nil)
+        upstream.connect(to: try .init(ipAddress: "127.0.0.1", port: 2), promise: nil)
 
         // The writer is behind: more than the budget is waiting for the disk.
         session.budget.reserve(2 << 20)

@@ -48,7 +48,7 @@ public final class Recorder: Sendable {
         self.tape = tape
         do {
             (runID, routeIDs) = try tape.database.write { db in
-                var run = RunRecord(
+                let run = RunRecord(
                     id: nil,
                     startedAt: WallClock.nowNanoseconds(),
                     endedAt: nil,
@@ -60,7 +60,7 @@ public final class Recorder: Sendable {
                 let runID = db.lastInsertedRowID
                 var routeIDs: [String: Int64] = [:]
                 for route in routes {
-                    var record = RouteRecord(
+                    let record = RouteRecord(
                         id: nil,
                         runID: runID,
                         name: route.name,
