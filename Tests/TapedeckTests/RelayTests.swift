@@ -282,4 +282,48 @@ struct RelayTests {
             await #expect(throws: IOError.self) { _ = try await iterator.next() }
         }
     }
+
+    /// Small request-reply traffic must not wait for Nagle's algorithm on either leg of the relay.
+    @Test func bothSocketsOfASessionHaveNagleOff() async throws {
+        let upstream = try await TestServer.start(.echo)
+        defer { Task { await upstream.stop() } }
+        let upstreamPort = try #require(upstream.endpoint.port)
+        try await withProxy(upstream: upstream.endpoint) { address, _ in
+            let proxyPort = try #require(address.port)
+            let connection = try await TestClient.connect(to: address)
+            try await connection.executeThenClose { inbound, outbound in
+                try await outbound.write(ByteBuffer(string: "ping"))
+                var iterator = inbound.makeAsyncIterator()
+                _ = try await iterator.next()
+                // The proxy runs in this process: find its two sockets of the session among ours.
+                let accepted = Self.openSockets().filter { $0.local == proxyPort }
+                let connected = Self.openSockets().filter { $0.peer == upstreamPort && $0.local != upstreamPort }
+                #expect(accepted.count == 1)
+                #expect(connected.count == 1)
+                for socket in accepted + connected { #expect(socket.noDelay, "port \(socket.local)") }
+            }
+        }
+    }
+
+    /// This process's connected TCP sockets: local and peer port, and whether TCP_NODELAY is set.
+    private static func openSockets() -> [(local: Int, peer: Int, noDelay: Bool)] {
+        let descriptors = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+        return descriptors.compactMap { Int32($0) }.compactMap { fd in
+            func port(_ call: (Int32, UnsafeMutablePointer<sockaddr>, UnsafeMutablePointer<socklen_t>) -> Int32) -> Int?
+            {
+                var address = sockaddr_in()
+                var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+                let result = withUnsafeMutablePointer(to: &address) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { call(fd, $0, &length) }
+                }
+                guard result == 0, address.sin_family == sa_family_t(AF_INET) else { return nil }
+                return Int(UInt16(bigEndian: address.sin_port))
+            }
+            guard let local = port(getsockname), let peer = port(getpeername) else { return nil }
+            var flag: Int32 = 0
+            var size = socklen_t(MemoryLayout<Int32>.size)
+            guard getsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &flag, &size) == 0 else { return nil }
+            return (local, peer, flag != 0)
+        }
+    }
 }

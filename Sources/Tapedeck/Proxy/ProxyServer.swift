@@ -131,19 +131,23 @@ public final class ProxyServer: Sendable {
     // MARK: Accepting
 
     private func bootstrap(for route: Route, on loop: any EventLoop) -> ServerBootstrap {
-        var bootstrap = ServerBootstrap(group: loop, childGroup: loop)
-            .childChannelOption(ChannelOptions.autoRead, value: false)
-            .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-            .childChannelOption(ChannelOptions.recvAllocator, value: Self.receiveAllocator)
+        // No child channel options: the bootstrap applies those one future at a time, which costs more than the
+        // rest of setting up a connection; the initializer sets them synchronously instead. TCP_NODELAY needs no
+        // setting: accepted sockets inherit it from the listener, where NIO sets it.
+        ServerBootstrap(group: loop, childGroup: loop)
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     try self.initializeClient(channel, route: route)
                 }
             }
-        if case .tcp = route.listen {
-            bootstrap = bootstrap.childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
-        }
-        return bootstrap
+    }
+
+    /// Sets the options every relayed channel needs, synchronously, before it is registered.
+    static func setRelayOptions(on channel: any Channel, autoRead: Bool) throws {
+        guard let options = channel.syncOptions else { return }
+        try options.setOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+        try options.setOption(ChannelOptions.recvAllocator, value: receiveAllocator)
+        if !autoRead { try options.setOption(ChannelOptions.autoRead, value: false) }
     }
 
     /// Reads start small and grow with the traffic: NIO keeps one receive buffer per channel between reads, so
@@ -152,6 +156,8 @@ public final class ProxyServer: Sendable {
 
     /// Runs on the client channel's event loop before it is registered.
     private func initializeClient(_ client: any Channel, route: Route) throws {
+        // Reads wait until the upstream is connected and the relay is glued.
+        try Self.setRelayOptions(on: client, autoRead: false)
         tracker.track(client)
         let session = recorder?.beginSession(
             route: route,

@@ -223,12 +223,24 @@ final class RelayHandler: ChannelDuplexHandler {
     /// every earlier write, so the shutdown waits for it.
     private func partnerInputEnded() {
         guard let context, !closedByUs else { return }
+        guard hasQueuedBytes(context) else {
+            outputShutByUs = true
+            context.close(mode: .output, promise: nil)
+            return
+        }
         let flushed = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(wrapOutboundOut(ByteBuffer()), promise: flushed)
         flushed.futureResult.assumeIsolated().whenSuccess {
             self.outputShutByUs = true
             context.close(mode: .output, promise: nil)
         }
+    }
+
+    /// Whether writes are still queued on this side; when none are, an end can be passed on at once, without
+    /// the empty write, promise and linger timer that waiting for them costs on every connection.
+    private func hasQueuedBytes(_ context: ChannelHandlerContext) -> Bool {
+        let queued = try? context.channel.syncOptions?.getOption(ChannelOptions.bufferedWritableBytes)
+        return queued.map { $0 > 0 } ?? true
     }
 
     /// The partner's connection is gone. Forward the way it ended: a reset as a reset, an orderly close as an
@@ -250,6 +262,10 @@ final class RelayHandler: ChannelDuplexHandler {
 
     private func closeAfterFlushing(context: ChannelHandlerContext, reset: Bool) {
         guard !closedByUs else { return }
+        guard hasQueuedBytes(context) else {
+            close(context: context, reset: reset)
+            return
+        }
         let flushed = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(wrapOutboundOut(ByteBuffer()), promise: flushed)
         // A peer that stopped reading must not hold the connection open for ever.

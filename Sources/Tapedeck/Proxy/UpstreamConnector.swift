@@ -12,16 +12,18 @@ enum UpstreamConnector {
         on loop: any EventLoop,
         initialize: @escaping @Sendable (any Channel) throws -> Void
     ) -> EventLoopFuture<any Channel> {
-        var bootstrap = ClientBootstrap(group: loop)
+        // Options are set synchronously in the initializer rather than as bootstrap options, which are applied
+        // one future at a time; TCP_NODELAY is the bootstrap's default.
+        let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(timeout.timeAmount)
-            .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-            .channelOption(ChannelOptions.recvAllocator, value: ProxyServer.receiveAllocator)
             .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try initialize(channel) }
+                channel.eventLoop.makeCompletedFuture {
+                    try ProxyServer.setRelayOptions(on: channel, autoRead: true)
+                    try initialize(channel)
+                }
             }
         switch upstream {
         case .tcp(let host, let port):
-            bootstrap = bootstrap.channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             // An IP literal needs no resolver; a host name is resolved for each connection.
             if let address = upstream.literalAddress { return bootstrap.connect(to: address) }
             return bootstrap.connect(host: host, port: port)

@@ -103,14 +103,13 @@ public final class ReplayServer: Sendable {
     public func start() async throws -> [BoundRoute] {
         let (opened, bound) = try await Listener.bindAll(served.map(\.route), group: group) { index, loop in
             let entry = served[index]
+            // Options set synchronously, not as child options (see ProxyServer); TCP_NODELAY is inherited from
+            // the listener.
             return ServerBootstrap(group: loop, childGroup: loop)
-                .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
                 .childChannelInitializer { [self] channel in
                     channel.eventLoop.makeCompletedFuture {
+                        try channel.syncOptions?.setOption(ChannelOptions.allowRemoteHalfClosure, value: true)
                         tracker.track(channel)
-                        if case .tcp = entry.route.listen {
-                            try channel.syncOptions?.setOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
-                        }
                         let matcher = ReplayMatcher(catalog: entry.catalog, pace: options.pace)
                         var handoff: MissingSessionHandoff?
                         if let recording = options.recordMissing, let upstream = entry.route.upstream {
