@@ -223,7 +223,9 @@ final class RelayHandler: ChannelDuplexHandler {
     /// every earlier write, so the shutdown waits for it.
     private func partnerInputEnded() {
         guard let context, !closedByUs else { return }
-        guard hasQueuedBytes(context) else {
+        // Not before the channel is connected, though: a shutdown then would abort the connect, while a write
+        // waits for it.
+        if context.channel.isActive, !hasQueuedBytes(context) {
             outputShutByUs = true
             context.close(mode: .output, promise: nil)
             return
