@@ -218,13 +218,13 @@ final class RelayHandler: ChannelDuplexHandler {
 
     /// The partner's peer shut down its write half: shut down ours once every byte before it is written.
     ///
-    /// Shutting the output down at once would be wrong: on a channel whose input is already closed, NIO turns
-    /// `close(mode: .output)` into a full close that drops queued writes. An empty write completes only after
-    /// every earlier write, so the shutdown waits for it.
+    /// With writes still queued, shutting the output down at once would be wrong: on a channel whose input is
+    /// already closed, NIO turns `close(mode: .output)` into a full close that drops them. An empty write
+    /// completes only after every earlier write, so the shutdown waits for it. Nor may it happen before the
+    /// channel is connected, as a shutdown would abort the connect while a write waits for it. With nothing
+    /// queued on a connected channel, the shutdown goes at once.
     private func partnerInputEnded() {
         guard let context, !closedByUs else { return }
-        // Not before the channel is connected, though: a shutdown then would abort the connect, while a write
-        // waits for it.
         if context.channel.isActive, !hasQueuedBytes(context) {
             outputShutByUs = true
             context.close(mode: .output, promise: nil)
