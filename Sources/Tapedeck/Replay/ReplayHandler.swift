@@ -79,6 +79,7 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
             // The client went away without a FIN we saw (it reset, or closed while we wrote).
             run(matcher.endOfInput(reset: true))
         }
+        if matcher.regroupedExchanges > 0 { ledger.regrouped(matcher.regroupedExchanges) }
         if let session = matcher.connectionClosed() {
             ledger.replayed(.init(route: route, session: session, client: client))
         }

@@ -16,6 +16,10 @@ final class ReplayLedger: Sendable {
         report.withLockedValue { $0.recorded.append(entry) }
     }
 
+    func regrouped(_ exchanges: Int) {
+        report.withLockedValue { $0.regroupedExchanges += exchanges }
+    }
+
     func mismatched(_ entry: ReplayReport.Mismatch) {
         report.withLockedValue { $0.mismatches.append(entry) }
     }

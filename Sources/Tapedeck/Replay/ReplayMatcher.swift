@@ -47,6 +47,12 @@ public enum ReplayPace: Sendable, Hashable, CustomStringConvertible {
 /// as it comes due. Bytes are compared as streams, so how the client splits its writes never matters. When the
 /// lead stops matching, the earliest other candidate that also agrees with everything already sent takes over;
 /// when none is left, the connection has said something the tape never heard.
+///
+/// Unless a recorded exchange elsewhere fits: when the client's bytes leave the lead at the start of an
+/// exchange (after the lead's reply to everything before), the matcher looks among all recorded exchanges for
+/// one whose client began the same way and goes on from there (regrouping). A connection pool carries its
+/// requests over whichever connection is free, so each connection's sequence of exchanges differs from run to
+/// run even when every exchange is as recorded.
 struct ReplayMatcher {
     /// What the connection should do next, in order.
     enum Action: Equatable {
@@ -71,6 +77,14 @@ struct ReplayMatcher {
     private let pace: ReplayPace
     private var range: Range<Int>
     private var received = 0
+    /// Client bytes received minus the lead's position: nonzero once regrouped into another exchange.
+    private var shift = 0
+    /// Regrouped at least once: the lead is followed by its stream alone, no longer by the candidate range.
+    private var regrouped = false
+    /// How many times this connection went on in another recorded exchange than its lead's next one.
+    private(set) var regroupedExchanges = 0
+    /// Where in the lead this connection began following it: 0, or the exchange it was regrouped into.
+    private var followedFrom = 0
     /// The last bytes received, for the excerpt of a mismatch.
     private var recent = Data()
     private(set) var lead: Int?
@@ -124,35 +138,114 @@ struct ReplayMatcher {
     /// Bytes from the client.
     mutating func receive(_ chunk: Data) -> [Action] {
         guard !finished, mismatch == nil, let current = lead, !chunk.isEmpty else { return [] }
-        let narrowed = catalog.narrow(range, offset: received, chunk: chunk)
-        guard !narrowed.isEmpty else { return diverged(from: current, chunk: chunk) }
-        range = narrowed
-        if !catalog.contains(range, script: current) {
-            guard !performedControl, let successor = takeOver(from: current, where: { _ in true }) else {
-                return diverged(from: current, chunk: chunk)
+        if regrouped {
+            let position = received - shift
+            guard chunk.count <= catalog.script(at: current).clientStream.count - position,
+                Self.commonPrefix(chunk, catalog.script(at: current).clientStream, at: position) == chunk.count
+            else { return leaveLead(current, chunk: chunk) }
+        } else {
+            let narrowed = catalog.narrow(range, offset: received, chunk: chunk)
+            guard !narrowed.isEmpty else { return leaveLead(current, chunk: chunk) }
+            range = narrowed
+            if !catalog.contains(range, script: current) {
+                guard !performedControl, let successor = takeOver(from: current, where: { _ in true }) else {
+                    return leaveLead(current, chunk: chunk)
+                }
+                lead = successor
             }
-            lead = successor
         }
+        accept(chunk)
+        return dueActions()
+    }
+
+    private mutating func accept(_ chunk: Data) {
         received += chunk.count
         recent.append(chunk)
         if recent.count > Self.excerptLength { recent.removeFirst(recent.count - Self.excerptLength) }
-        return dueActions()
+    }
+
+    private static func commonPrefix(_ chunk: Data, _ stream: Data, at position: Int) -> Int {
+        var same = 0
+        for (mine, recorded) in zip(chunk, stream.dropFirst(position)) {
+            guard mine == recorded else { break }
+            same += 1
+        }
+        return same
+    }
+
+    // MARK: Regrouping
+
+    /// The client's bytes part from the lead's: play the lead up to its last exchange start within what still
+    /// matches, then go on in another recorded exchange that fits, or report the mismatch.
+    private mutating func leaveLead(_ current: Int, chunk: Data) -> [Action] {
+        let script = catalog.script(at: current)
+        let position = received - shift
+        guard !performedControl, !clientEnded else { return diverged(from: current, chunk: chunk) }
+        let same = Self.commonPrefix(chunk, script.clientStream, at: position)
+        let start = script.exchangeStart(atOrBefore: position + same)
+        if start > position {
+            // A later exchange of the lead begins within the bytes that still match: play up to it first.
+            let head = chunk.prefix(start - position)
+            return receive(Data(head)) + receive(Data(chunk.dropFirst(head.count)))
+        }
+        let exchangeStart = script.exchangeStart(atOrBefore: position)
+        let pending =
+            Data(
+                script.clientStream[(script.clientStream.startIndex + exchangeStart)...].prefix(
+                    position - exchangeStart
+                )
+            ) + chunk
+        let already = position - exchangeStart
+        guard
+            let target = catalog.regroup(
+                pending,
+                minimum: already + 1,
+                leaving: current,
+                played: followedFrom..<exchangeStart,
+                releasingClaim: !regrouped
+            )
+        else { return diverged(from: current, chunk: chunk) }
+        let next = catalog.script(at: target.script)
+        lead = target.script
+        regrouped = true
+        regroupedExchanges += 1
+        followedFrom = target.start
+        // The current exchange began `already` bytes ago; in the new lead it begins at `target.start`.
+        shift = received - already - target.start
+        nextStep = next.firstStep(after: target.start)
+        partialSend = 0
+        lastOffset = next.recordedArrival(ofPosition: target.start)
+        let taken = target.matched - already
+        accept(Data(chunk.prefix(taken)))
+        var actions = dueActions()
+        if taken < chunk.count { actions += receive(Data(chunk.dropFirst(taken))) }
+        return actions
     }
 
     /// The client shut down its write half (or closed, or reset).
     mutating func endOfInput(reset: Bool) -> [Action] {
-        guard !finished, mismatch == nil, let current = lead else { return [] }
+        guard !finished, mismatch == nil, var current = lead else { return [] }
         var script = catalog.script(at: current)
-        if received < script.clientStream.count, !performedControl,
+        let position = received - shift
+        if position < script.clientStream.count, !performedControl, !regrouped,
             let successor = takeOver(from: current, where: { [received] in $0.clientStream.count == received })
         {
             // Another candidate's client stopped right here, as this one did.
             lead = successor
+            current = successor
             script = catalog.script(at: successor)
         }
         clientEnded = true
-        if received < script.clientStream.count {
-            let expected = script.clientStream.dropFirst(received).prefix(Self.excerptLength)
+        if position < script.clientStream.count {
+            if !performedControl, script.exchangeStart(atOrBefore: position) == position,
+                regrouped || catalog.wasRegroupedInto(current)
+            {
+                // Between exchanges, in a session whose exchanges went over several connections: the rest of
+                // this one went over others.
+                finished = true
+                return reset ? [] : [.close(delay: 0)]
+            }
+            let expected = script.clientStream.dropFirst(position).prefix(Self.excerptLength)
             return fail(
                 Mismatch(
                     closestSessionID: script.sessionID,
@@ -176,10 +269,17 @@ struct ReplayMatcher {
         guard let current = lead else { return nil }
         lead = nil
         if mismatch == nil {
-            catalog.finish(current)
+            // Every exchange it entered counts as played; one it never reached does not.
+            let played = followedFrom..<max(followedFrom, received - shift)
+            if regrouped {
+                catalog.finishRegrouped(current, played: played)
+            } else {
+                catalog.finish(current, played: played)
+            }
             return catalog.script(at: current).sessionID
         }
-        catalog.release(current)
+        // Only a connection that followed its session from the start holds a claim on it.
+        if !regrouped { catalog.release(current) }
         return nil
     }
 
@@ -223,7 +323,7 @@ struct ReplayMatcher {
         var actions: [Action] = []
         while nextStep < script.steps.count {
             let step = script.steps[nextStep]
-            guard step.clientPosition <= received, !step.afterClientEnd || clientEnded else { break }
+            guard step.clientPosition <= received - shift, !step.afterClientEnd || clientEnded else { break }
             let base = max(lastOffset, script.recordedArrival(ofPosition: step.clientPosition))
             let delay = pace.scale(step.offset - base)
             lastOffset = max(lastOffset, step.offset)
@@ -260,16 +360,13 @@ struct ReplayMatcher {
 
     private mutating func diverged(from current: Int, chunk: Data) -> [Action] {
         let script = catalog.script(at: current)
-        let theirs = script.clientStream.dropFirst(received)
-        var same = 0
-        for (mine, recorded) in zip(chunk, theirs) {
-            guard mine == recorded else { break }
-            same += 1
-        }
+        let position = received - shift
+        let theirs = script.clientStream.dropFirst(position)
+        let same = Self.commonPrefix(chunk, script.clientStream, at: position)
         let offset = received + same
-        let context = min(16, same + recent.count)
+        let context = min(16, same + recent.count, position + same)
         let actualBefore = (recent + chunk.prefix(same)).suffix(context)
-        let expected = script.clientStream.dropFirst(offset - context).prefix(context + Self.excerptLength)
+        let expected = script.clientStream.dropFirst(position + same - context).prefix(context + Self.excerptLength)
         let actual = actualBefore + chunk.dropFirst(same).prefix(Self.excerptLength)
         let reason =
             theirs.count <= same

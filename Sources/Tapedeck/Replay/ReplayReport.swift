@@ -70,15 +70,35 @@ public struct ReplayReport: Sendable, Codable, Hashable {
     public var unused: [Unused] = []
     /// Connections recorded as new sessions (`--record-missing`).
     public var recorded: [Recorded] = []
+    /// Times a connection went on in a recorded exchange of another session, or another exchange of its own,
+    /// than the one its session had next: a connection pool grouping the same exchanges differently.
+    public var regroupedExchanges: Int = 0
+
+    enum CodingKeys: String, CodingKey {
+        case connections, replayed, mismatches, unused, recorded
+        case regroupedExchanges = "regrouped_exchanges"
+    }
 
     /// Creates an empty report.
     public init() {}
+
+    /// Reads a report, also one written before `regrouped_exchanges` existed.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        connections = try container.decode(Int.self, forKey: .connections)
+        replayed = try container.decode([Replayed].self, forKey: .replayed)
+        mismatches = try container.decode([Mismatch].self, forKey: .mismatches)
+        unused = try container.decode([Unused].self, forKey: .unused)
+        recorded = try container.decodeIfPresent([Recorded].self, forKey: .recorded) ?? []
+        regroupedExchanges = try container.decodeIfPresent(Int.self, forKey: .regroupedExchanges) ?? 0
+    }
 
     /// The one-line summary printed at shutdown.
     public var summary: String {
         "replay: \(counted(connections, "connection")), \(counted(replayed.count, "session")) replayed, "
             + "\(mismatches.count) mismatched, \(unused.count) unused"
             + (recorded.isEmpty ? "" : ", \(recorded.count) recorded")
+            + (regroupedExchanges == 0 ? "" : ", \(counted(regroupedExchanges, "exchange")) regrouped")
     }
 
     private func counted(_ count: Int, _ noun: String) -> String {

@@ -43,6 +43,9 @@ struct ReplayScript: Sendable {
     var serverStream: Data
     /// When the client's bytes arrived: the stream length after each client read, and its offset.
     var clientArrivals: [(end: Int, offset: Int64)]
+    /// Where the client's exchanges start, ascending: 0, and every point of its stream at which the upstream
+    /// sent something (a reply to what came before; what the client sent next began a new exchange).
+    var exchangeStarts: [Int]
 
     /// Builds the script of a session from its events.
     ///
@@ -130,6 +133,28 @@ struct ReplayScript: Sendable {
         self.connectFailed = connectFailed
         self.connectFailureDelay = connectFailureDelay
         self.clientArrivals = arrivals
+        var starts = [0]
+        for step in steps where !step.afterClientEnd && step.clientPosition > starts[starts.count - 1] {
+            if case .send = step.action { starts.append(step.clientPosition) }
+        }
+        self.exchangeStarts = starts
+    }
+
+    /// The start of the exchange that the client's byte at `position` belongs to; `position` itself if an
+    /// exchange starts there.
+    func exchangeStart(atOrBefore position: Int) -> Int {
+        var low = 0
+        var high = exchangeStarts.count
+        while low < high {
+            let middle = (low + high) / 2
+            if exchangeStarts[middle] <= position { low = middle + 1 } else { high = middle }
+        }
+        return exchangeStarts[max(0, low - 1)]
+    }
+
+    /// The index of the first step not yet due when the client has sent exactly `position` bytes.
+    func firstStep(after position: Int) -> Int {
+        steps.firstIndex { $0.clientPosition > position || $0.afterClientEnd } ?? steps.count
     }
 
     /// When, in the recording, the client had sent `position` bytes: the moment a step due at that position

@@ -25,6 +25,30 @@ final class SessionCatalog: Sendable {
         var free: MinTree
         var replays: [Int]
         var claims: [Int]
+        /// Exchanges played by a connection that ended without a mismatch, or regrouped into: as (script index,
+        /// exchange start).
+        var played: Set<ExchangeKey> = []
+        /// Sessions a connection was regrouped into.
+        var regroupedInto: [Bool]
+        /// Every exchange that starts with client bytes, sorted by its first bytes; built at the first regroup,
+        /// so that a replay which never regroups never pays for it.
+        var exchangeIndex: [ExchangeKey]?
+    }
+
+    /// How many of an exchange's first client bytes its place in the exchange index goes by.
+    private static let exchangeKeyLength = 256
+
+    private struct ExchangeKey: Hashable {
+        var script: Int
+        var start: Int
+    }
+
+    /// Where a regrouped connection goes on: a script, the start of the exchange in it, and how many of the
+    /// client's pending bytes that exchange (and what follows it in the script) takes.
+    struct RegroupTarget {
+        var script: Int
+        var start: Int
+        var matched: Int
     }
 
     /// - Parameters:
@@ -48,7 +72,8 @@ final class SessionCatalog: Sendable {
                 unused: MinTree(leaves: leaves),
                 free: MinTree(leaves: leaves),
                 replays: [Int](repeating: 0, count: scripts.count),
-                claims: [Int](repeating: 0, count: scripts.count)
+                claims: [Int](repeating: 0, count: scripts.count),
+                regroupedInto: [Bool](repeating: false, count: scripts.count)
             )
         )
     }
@@ -135,6 +160,120 @@ final class SessionCatalog: Sendable {
         return chosen
     }
 
+    /// Finds where a connection goes on when its own session does not continue with what its client is
+    /// sending: the earliest recorded exchange, in any session, whose client began with `pending` (the bytes
+    /// of the connection's current exchange so far), taking at least `minimum` of them. A connection pool may
+    /// carry the recorded exchanges over its connections in another grouping than when recording; this puts
+    /// each exchange back with its reply.
+    ///
+    /// Only an exchange not played yet qualifies, or any when sessions repeat. Counts the exchanges of `current`
+    /// that the connection played, those starting in `played`, as played, and gives back its claim on `current`
+    /// if it had one (it followed `current` from the start). The target's session is not claimed: a connection
+    /// that follows it from the start may still come, for the exchanges before this one.
+    func regroup(
+        _ pending: Data,
+        minimum: Int,
+        leaving current: Int,
+        played: Range<Int>,
+        releasingClaim: Bool
+    ) -> RegroupTarget? {
+        availability.withLockedValue { state in
+            if state.exchangeIndex == nil { state.exchangeIndex = makeExchangeIndex() }
+            let index = state.exchangeIndex!
+            var best: (rank: Int, target: RegroupTarget)?
+            // The index finds exchanges that take all of `pending`; one that takes part of it, ending where its
+            // session's client stopped, is looked for among all only when none takes all.
+            let first = candidates(in: index, startingWith: pending)
+            for key in first + (first.isEmpty ? index[...] : []) {
+                let stream = scripts[key.script].clientStream
+                let rank = state.played.contains(key) ? 1 : 0
+                guard rank == 0 || repeatable else { continue }
+                if let best, (best.rank, best.target.script, best.target.start) <= (rank, key.script, key.start) {
+                    continue
+                }
+                let matched = min(pending.count, stream.count - key.start)
+                guard matched >= minimum,
+                    clientBytes(of: key).prefix(matched).elementsEqual(pending.prefix(matched)),
+                    // Taking fewer bytes than pending is fine only where the session's client stopped after a
+                    // reply, so that the rest can be regrouped in turn.
+                    matched == pending.count || scripts[key.script].exchangeStarts.last == stream.count
+                else { continue }
+                best = (rank, RegroupTarget(script: key.script, start: key.start, matched: matched))
+            }
+            guard let target = best?.target else { return nil }
+            markPlayed(&state, current, played)
+            if releasingClaim { state.claims[current] -= 1 }
+            update(&state, current)
+            state.played.insert(ExchangeKey(script: target.script, start: target.start))
+            state.regroupedInto[target.script] = true
+            update(&state, target.script)
+            return target
+        }
+    }
+
+    private func clientBytes(of key: ExchangeKey) -> Data.SubSequence {
+        let stream = scripts[key.script].clientStream
+        return stream[(stream.startIndex + key.start)...]
+    }
+
+    private func makeExchangeIndex() -> [ExchangeKey] {
+        var keys: [ExchangeKey] = []
+        for (index, script) in scripts.enumerated() {
+            for start in script.exchangeStarts where start < script.clientStream.count {
+                keys.append(ExchangeKey(script: index, start: start))
+            }
+        }
+        return keys.sorted { left, right in
+            let a = clientBytes(of: left).prefix(Self.exchangeKeyLength)
+            let b = clientBytes(of: right).prefix(Self.exchangeKeyLength)
+            return a.lexicographicallyPrecedes(b)
+                || (a.elementsEqual(b) && (left.script, left.start) < (right.script, right.start))
+        }
+    }
+
+    /// The exchanges whose first bytes agree with `pending` as far as the index goes: one range of it.
+    private func candidates(in index: [ExchangeKey], startingWith pending: Data) -> ArraySlice<ExchangeKey> {
+        let probe = pending.prefix(Self.exchangeKeyLength)
+        func order(_ position: Int) -> Int {
+            let key = clientBytes(of: index[position]).prefix(Self.exchangeKeyLength)
+            if key.starts(with: probe) { return 0 }
+            return key.lexicographicallyPrecedes(probe) ? -1 : 1
+        }
+        var low = 0
+        var high = index.count
+        while low < high {
+            let middle = (low + high) / 2
+            if order(middle) < 0 { low = middle + 1 } else { high = middle }
+        }
+        let lower = low
+        high = index.count
+        while low < high {
+            let middle = (low + high) / 2
+            if order(middle) <= 0 { low = middle + 1 } else { high = middle }
+        }
+        return index[lower..<low]
+    }
+
+    /// Whether a connection was regrouped into one of this session's exchanges: the rest of the session may then
+    /// have gone over other connections.
+    func wasRegroupedInto(_ index: Int) -> Bool {
+        availability.withLockedValue { $0.regroupedInto[index] }
+    }
+
+    private func markPlayed(_ state: inout Availability, _ index: Int, _ played: Range<Int>) {
+        for start in scripts[index].exchangeStarts where played.contains(start) {
+            state.played.insert(ExchangeKey(script: index, start: start))
+        }
+    }
+
+    /// Records the exchanges of a session that a regrouped connection played, those starting in `played`.
+    func finishRegrouped(_ index: Int, played: Range<Int>) {
+        availability.withLockedValue { state in
+            markPlayed(&state, index, played)
+            update(&state, index)
+        }
+    }
+
     /// Gives back a claim the connection no longer needs, without counting a replay.
     func release(_ index: Int) {
         availability.withLockedValue { state in
@@ -143,9 +282,11 @@ final class SessionCatalog: Sendable {
         }
     }
 
-    /// Records that a connection replayed the session: it is no longer a candidate unless sessions repeat.
-    func finish(_ index: Int) {
+    /// Records that a connection replayed the session, playing the exchanges that start in `played` (all of
+    /// them unless it was regrouped): it is no longer a candidate unless sessions repeat.
+    func finish(_ index: Int, played: Range<Int> = 0..<Int.max) {
         availability.withLockedValue { state in
+            markPlayed(&state, index, played)
             state.claims[index] -= 1
             state.replays[index] += 1
             update(&state, index)
@@ -153,7 +294,11 @@ final class SessionCatalog: Sendable {
     }
 
     private func update(_ state: inout Availability, _ index: Int) {
-        let unused = repeatable || state.replays[index] == 0
+        // A session whose first exchange a connection played before being regrouped elsewhere is no longer new:
+        // a new connection following it would play that exchange twice and leave another unplayed.
+        let unused =
+            repeatable
+            || (state.replays[index] == 0 && !state.played.contains(ExchangeKey(script: index, start: 0)))
         let position = positions[index]
         if unused { state.unused.insert(index, at: position) } else { state.unused.remove(at: position) }
         if unused && state.claims[index] == 0 {
@@ -163,10 +308,18 @@ final class SessionCatalog: Sendable {
         }
     }
 
-    /// Sessions never replayed, by tape id.
+    /// Sessions never replayed, by tape id: never followed to the end by a connection, and, if their exchanges
+    /// were served over several connections, with an exchange no connection played.
     var unusedSessionIDs: [Int64] {
         availability.withLockedValue { state in
-            scripts.indices.filter { state.replays[$0] == 0 }.map { scripts[$0].sessionID }
+            scripts.indices.filter { index in
+                guard state.regroupedInto[index] || state.replays[index] > 0 else { return true }
+                let script = scripts[index]
+                return script.exchangeStarts.contains { start in
+                    start < script.clientStream.count
+                        && !state.played.contains(ExchangeKey(script: index, start: start))
+                }
+            }.map { scripts[$0].sessionID }
         }
     }
 }
