@@ -128,4 +128,41 @@ struct RealServerReplayTests {
         #expect(recorded == Data("<h1>tapes</h1>\n".utf8))
         #expect(replayed == recorded)
     }
+
+    /// `curl --parallel` spreads its requests over a pool of keep-alive connections as they come free, so which
+    /// connection carries which request changes from run to run. Replay regroups the recorded exchanges: every
+    /// request gets its own recorded reply, and none is left out.
+    @Test(.enabled(if: NginxServer.isInstalled, "needs nginx and curl (installed by .ci/run)"))
+    func curlParallelOverAPoolOfKeepAliveConnections() async throws {
+        let names = (1...16).map { "f\($0).txt" }
+        var files: [String: Data] = [:]
+        for (index, name) in names.enumerated() {
+            files[name] = Data(repeating: UInt8(ascii: "a") + UInt8(index), count: (index + 1) * 3000)
+        }
+        let nginx = try await NginxServer(files: files)
+        defer { nginx.stop() }
+        let directory = try TemporaryDirectory()
+        let tape = directory.path("fixtures/pool.tape")
+        @Sendable func fetchAll(_ address: Endpoint, round: Int) throws -> [Data] {
+            let outputs = names.map { directory.path("round\(round)-\($0)") }
+            let result = try ChildProcess.run(
+                [NginxServer.curl!, "-sS", "--fail", "--parallel", "--parallel-max", "4"]
+                    + zip(names, outputs).flatMap { name, output in ["-o", output, "http://\(address)/\(name)"] }
+            )
+            guard result.status == 0 else { throw TestProcessError("curl exited \(result.status): \(result.output)") }
+            return try outputs.map { try Data(contentsOf: URL(fileURLWithPath: $0)) }
+        }
+        let recorded = try await withTapedeck(.record, tape: tape, upstream: "127.0.0.1:\(nginx.port)") {
+            address throws in try fetchAll(address, round: 0)
+        }
+        nginx.stop()
+        #expect(recorded == names.map { files[$0]! })
+        #expect(try Tape(readingAt: tape).sessions().count > 1, "curl used a pool of connections")
+        for round in 1...3 {
+            let replayed = try await withTapedeck(.replay, tape: tape, requireAll: true) { address throws in
+                try fetchAll(address, round: round)
+            }
+            #expect(replayed == recorded, "round \(round)")
+        }
+    }
 }

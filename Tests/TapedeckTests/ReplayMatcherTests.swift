@@ -256,3 +256,113 @@ struct ListenAddressTextTests {
         )
     }
 }
+
+/// A connection pool carries the recorded exchanges over its connections in another grouping than when
+/// recording: each exchange must still get its own reply, and the report must still know what was left out.
+struct RegroupingTests {
+    typealias T = ReplayMatcherTests
+
+    /// Two keep-alive connections, two requests each, recorded as a/b and c/d.
+    static let pool = [
+        T.session(1, [T.client("GET /a\n"), T.server("A"), T.client("GET /b\n"), T.server("B"), T.clientHalfClose]),
+        T.session(2, [T.client("GET /c\n"), T.server("C"), T.client("GET /d\n"), T.server("D"), T.clientHalfClose]),
+    ]
+
+    @Test func requestsRegroupedOverThePoolEachGetTheirReply() {
+        let catalog = SessionCatalog(scripts: Self.pool, repeatable: false)
+        var first = ReplayMatcher(catalog: catalog, pace: .fast)
+        var second = ReplayMatcher(catalog: catalog, pace: .fast)
+        _ = first.start()
+        _ = second.start()
+        // Replayed as a/d and c/b, interleaved.
+        #expect(T.replies(first.receive(Data("GET /a\n".utf8))) == "A")
+        #expect(T.replies(second.receive(Data("GET /c\n".utf8))) == "C")
+        #expect(T.replies(first.receive(Data("GET /d\n".utf8))) == "D")
+        #expect(T.replies(second.receive(Data("GET /b\n".utf8))) == "B")
+        #expect(T.replies(first.endOfInput(reset: false)) == "<close>")
+        #expect(T.replies(second.endOfInput(reset: false)) == "<close>")
+        #expect(first.regroupedExchanges == 1 && second.regroupedExchanges == 1)
+        #expect(first.connectionClosed() != nil && second.connectionClosed() != nil)
+        #expect(catalog.unusedSessionIDs.isEmpty)
+    }
+
+    @Test func aConnectionsFirstRequestMayBeAnotherConnectionsSecond() {
+        let catalog = SessionCatalog(scripts: Self.pool, repeatable: false)
+        var matcher = ReplayMatcher(catalog: catalog, pace: .fast)
+        // One connection asks for everything, in an order no recorded connection used, pipelined.
+        let actions = matcher.start() + matcher.receive(Data("GET /d\nGET /a\nGET /c\nGET /b\n".utf8))
+        #expect(T.replies(actions) == "DACB")
+        #expect(T.replies(matcher.endOfInput(reset: false)) == "<close>")
+        #expect(matcher.connectionClosed() != nil)
+        #expect(catalog.unusedSessionIDs.isEmpty)
+    }
+
+    @Test func anExchangeIsServedOnceUnlessSessionsRepeat() {
+        for repeatable in [false, true] {
+            let catalog = SessionCatalog(scripts: Self.pool, repeatable: repeatable)
+            var matcher = ReplayMatcher(catalog: catalog, pace: .fast)
+            let actions = matcher.start() + matcher.receive(Data("GET /a\nGET /b\nGET /b\n".utf8))
+            #expect(T.replies(actions) == (repeatable ? "ABB" : "AB<mismatch>"), "repeat \(repeatable)")
+        }
+    }
+
+    @Test func somethingNoRecordedExchangeStartsWithStillMismatches() throws {
+        let catalog = SessionCatalog(scripts: Self.pool, repeatable: false)
+        var matcher = ReplayMatcher(catalog: catalog, pace: .fast)
+        let actions = matcher.start() + matcher.receive(Data("GET /a\nGET /x\n".utf8))
+        #expect(T.replies(actions) == "A<mismatch>")
+        let mismatch = try #require(matcher.mismatch)
+        #expect(mismatch.offset == 12)
+        #expect(mismatch.closestSessionID == 1)
+    }
+
+    @Test func leftOutRequestsLeaveTheirSessionUnused() {
+        let catalog = SessionCatalog(scripts: Self.pool, repeatable: false)
+        var first = ReplayMatcher(catalog: catalog, pace: .fast)
+        var second = ReplayMatcher(catalog: catalog, pace: .fast)
+        _ = first.start() + first.receive(Data("GET /a\nGET /d\n".utf8)) + first.endOfInput(reset: false)
+        // The second connection stops after c: b was never asked for. Its own session was regrouped into, so
+        // ending between exchanges is no mismatch; the session whose exchange was left out is unused.
+        let ending = second.start() + second.receive(Data("GET /c\n".utf8)) + second.endOfInput(reset: false)
+        #expect(T.replies(ending) == "C<close>")
+        #expect(first.connectionClosed() != nil && second.connectionClosed() != nil)
+        #expect(catalog.unusedSessionIDs == [1])
+    }
+
+    @Test func withoutRegroupingEndingEarlyIsStillAMismatch() {
+        let catalog = SessionCatalog(scripts: Self.pool, repeatable: false)
+        var matcher = ReplayMatcher(catalog: catalog, pace: .fast)
+        let actions = matcher.start() + matcher.receive(Data("GET /a\n".utf8)) + matcher.endOfInput(reset: false)
+        #expect(T.replies(actions) == "A<mismatch>")
+    }
+
+    @Test func aHandshakeWithASaltRegroupsAfterTheHandshake() {
+        // Like PostgreSQL's md5: the server's salt differs per session and the client's answer depends on it;
+        // the query that follows is what tells the sessions apart.
+        let scripts = (1...3).map { id in
+            T.session(
+                Int64(id),
+                [
+                    T.client("HELLO\n"), T.server("SALT\(id)\n"), T.client("PASS\(id)\n"), T.server("OK\n"),
+                    T.client("QUERY \(id)\n"), T.server("ROW \(id)\n"), T.clientHalfClose,
+                ]
+            )
+        }
+        let catalog = SessionCatalog(scripts: scripts, repeatable: false)
+        var matchers = (0..<3).map { _ in ReplayMatcher(catalog: catalog, pace: .fast) }
+        var salts: [String] = []
+        for index in matchers.indices {
+            salts.append(T.replies(matchers[index].start() + matchers[index].receive(Data("HELLO\n".utf8))))
+        }
+        #expect(salts == ["SALT1\n", "SALT2\n", "SALT3\n"])
+        for index in matchers.indices {
+            // Each answers its own salt, then asks the query another connection asked when recording.
+            let query = "QUERY \((index + 1) % 3 + 1)\n"
+            let actions = matchers[index].receive(Data("PASS\(index + 1)\n\(query)".utf8))
+            #expect(T.replies(actions) == "OK\nROW \((index + 1) % 3 + 1)\n")
+            #expect(T.replies(matchers[index].endOfInput(reset: false)) == "<close>")
+        }
+        #expect(matchers.indices.allSatisfy { matchers[$0].connectionClosed() != nil })
+        #expect(catalog.unusedSessionIDs.isEmpty)
+    }
+}

@@ -85,6 +85,9 @@ struct ReplayMatcher {
     private(set) var regroupedExchanges = 0
     /// Where in the lead this connection began following it: 0, or the exchange it was regrouped into.
     private var followedFrom = 0
+    /// No session was free when the connection came: the lead is a placeholder until the client's first
+    /// bytes are regrouped into an exchange.
+    private var provisional = false
     /// The last bytes received, for the excerpt of a mismatch.
     private var recent = Data()
     private(set) var lead: Int?
@@ -116,6 +119,15 @@ struct ReplayMatcher {
     /// A client connected: pick the earliest recorded session and say what its upstream says first.
     mutating func start() -> [Action] {
         guard let chosen = catalog.claim(in: range, serverSent: Data()) else {
+            // Every session is in use or used up, but an exchange of one may still be unplayed: a pool opening
+            // more connections than when recording. Wait for the client's bytes and regroup them, as long as
+            // the upstream waited for the client too.
+            if let silent = catalog.scripts.indices.first(where: { catalog.script(at: $0).firstStep(after: 0) == 0 }) {
+                lead = silent
+                regrouped = true
+                provisional = true
+                return []
+            }
             return fail(
                 Mismatch(
                     closestSessionID: nil,
@@ -138,6 +150,7 @@ struct ReplayMatcher {
     /// Bytes from the client.
     mutating func receive(_ chunk: Data) -> [Action] {
         guard !finished, mismatch == nil, let current = lead, !chunk.isEmpty else { return [] }
+        if provisional { return leaveLead(current, chunk: chunk) }
         if regrouped {
             let position = received - shift
             guard chunk.count <= catalog.script(at: current).clientStream.count - position,
@@ -183,7 +196,7 @@ struct ReplayMatcher {
         guard !performedControl, !clientEnded else { return diverged(from: current, chunk: chunk) }
         let same = Self.commonPrefix(chunk, script.clientStream, at: position)
         let start = script.exchangeStart(atOrBefore: position + same)
-        if start > position {
+        if start > position, !provisional {
             // A later exchange of the lead begins within the bytes that still match: play up to it first.
             let head = chunk.prefix(start - position)
             return receive(Data(head)) + receive(Data(chunk.dropFirst(head.count)))
@@ -204,7 +217,21 @@ struct ReplayMatcher {
                 played: followedFrom..<exchangeStart,
                 releasingClaim: !regrouped
             )
-        else { return diverged(from: current, chunk: chunk) }
+        else {
+            guard !provisional else {
+                return fail(
+                    Mismatch(
+                        closestSessionID: nil,
+                        offset: 0,
+                        expected: Data(),
+                        actual: Data(chunk.prefix(Self.excerptLength)),
+                        reason: "no unused recorded session or exchange begins with the client's bytes"
+                    )
+                )
+            }
+            return diverged(from: current, chunk: chunk)
+        }
+        provisional = false
         let next = catalog.script(at: target.script)
         lead = target.script
         regrouped = true
@@ -268,6 +295,8 @@ struct ReplayMatcher {
     mutating func connectionClosed() -> Int64? {
         guard let current = lead else { return nil }
         lead = nil
+        // Nothing was served: the client left before saying anything.
+        if provisional { return nil }
         if mismatch == nil {
             // Every exchange it entered counts as played; one it never reached does not.
             let played = followedFrom..<max(followedFrom, received - shift)

@@ -178,30 +178,31 @@ final class SessionCatalog: Sendable {
         releasingClaim: Bool
     ) -> RegroupTarget? {
         availability.withLockedValue { state in
+            // What this connection played of its old lead is no longer there to be regrouped into.
+            let marked = markPlayed(&state, current, played)
             if state.exchangeIndex == nil { state.exchangeIndex = makeExchangeIndex() }
             let index = state.exchangeIndex!
             var best: (rank: Int, target: RegroupTarget)?
-            // The index finds exchanges that take all of `pending`; one that takes part of it, ending where its
-            // session's client stopped, is looked for among all only when none takes all.
+            // The index finds the exchanges that begin with all of `pending`. One that is all of it and
+            // shorter (the client sent the next exchange in the same write) is looked for among all only when
+            // none is found: the rest is then regrouped in turn.
             let first = candidates(in: index, startingWith: pending)
             for key in first + (first.isEmpty ? index[...] : []) {
-                let stream = scripts[key.script].clientStream
                 let rank = state.played.contains(key) ? 1 : 0
                 guard rank == 0 || repeatable else { continue }
                 if let best, (best.rank, best.target.script, best.target.start) <= (rank, key.script, key.start) {
                     continue
                 }
-                let matched = min(pending.count, stream.count - key.start)
-                guard matched >= minimum,
-                    clientBytes(of: key).prefix(matched).elementsEqual(pending.prefix(matched)),
-                    // Taking fewer bytes than pending is fine only where the session's client stopped after a
-                    // reply, so that the rest can be regrouped in turn.
-                    matched == pending.count || scripts[key.script].exchangeStarts.last == stream.count
+                let matched = min(pending.count, exchangeBytes(of: key).count)
+                guard matched >= minimum, exchangeBytes(of: key).prefix(matched).elementsEqual(pending.prefix(matched))
                 else { continue }
                 best = (rank, RegroupTarget(script: key.script, start: key.start, matched: matched))
             }
-            guard let target = best?.target else { return nil }
-            markPlayed(&state, current, played)
+            guard let target = best?.target else {
+                // The connection mismatches: it played nothing, as with any mismatch.
+                state.played.subtract(marked)
+                return nil
+            }
             if releasingClaim { state.claims[current] -= 1 }
             update(&state, current)
             state.played.insert(ExchangeKey(script: target.script, start: target.start))
@@ -211,9 +212,12 @@ final class SessionCatalog: Sendable {
         }
     }
 
-    private func clientBytes(of key: ExchangeKey) -> Data.SubSequence {
-        let stream = scripts[key.script].clientStream
-        return stream[(stream.startIndex + key.start)...]
+    /// The client's bytes of one exchange: from its start to the next exchange's, or to the end of the stream.
+    private func exchangeBytes(of key: ExchangeKey) -> Data.SubSequence {
+        let script = scripts[key.script]
+        let stream = script.clientStream
+        let end = script.exchangeStarts.first { $0 > key.start } ?? stream.count
+        return stream[(stream.startIndex + key.start)..<(stream.startIndex + end)]
     }
 
     private func makeExchangeIndex() -> [ExchangeKey] {
@@ -224,8 +228,8 @@ final class SessionCatalog: Sendable {
             }
         }
         return keys.sorted { left, right in
-            let a = clientBytes(of: left).prefix(Self.exchangeKeyLength)
-            let b = clientBytes(of: right).prefix(Self.exchangeKeyLength)
+            let a = exchangeBytes(of: left).prefix(Self.exchangeKeyLength)
+            let b = exchangeBytes(of: right).prefix(Self.exchangeKeyLength)
             return a.lexicographicallyPrecedes(b)
                 || (a.elementsEqual(b) && (left.script, left.start) < (right.script, right.start))
         }
@@ -235,7 +239,7 @@ final class SessionCatalog: Sendable {
     private func candidates(in index: [ExchangeKey], startingWith pending: Data) -> ArraySlice<ExchangeKey> {
         let probe = pending.prefix(Self.exchangeKeyLength)
         func order(_ position: Int) -> Int {
-            let key = clientBytes(of: index[position]).prefix(Self.exchangeKeyLength)
+            let key = exchangeBytes(of: index[position]).prefix(Self.exchangeKeyLength)
             if key.starts(with: probe) { return 0 }
             return key.lexicographicallyPrecedes(probe) ? -1 : 1
         }
@@ -260,10 +264,16 @@ final class SessionCatalog: Sendable {
         availability.withLockedValue { $0.regroupedInto[index] }
     }
 
-    private func markPlayed(_ state: inout Availability, _ index: Int, _ played: Range<Int>) {
+    /// Counts the exchanges of a session starting in `played` as played; returns those that were not before.
+    @discardableResult
+    private func markPlayed(_ state: inout Availability, _ index: Int, _ played: Range<Int>) -> [ExchangeKey] {
+        var marked: [ExchangeKey] = []
         for start in scripts[index].exchangeStarts where played.contains(start) {
-            state.played.insert(ExchangeKey(script: index, start: start))
+            if state.played.insert(ExchangeKey(script: index, start: start)).inserted {
+                marked.append(ExchangeKey(script: index, start: start))
+            }
         }
+        return marked
     }
 
     /// Records the exchanges of a session that a regrouped connection played, those starting in `played`.
@@ -308,13 +318,13 @@ final class SessionCatalog: Sendable {
         }
     }
 
-    /// Sessions never replayed, by tape id: never followed to the end by a connection, and, if their exchanges
-    /// were served over several connections, with an exchange no connection played.
+    /// Sessions never replayed, by tape id: those with an exchange no connection played (or, for a session whose
+    /// client sent nothing, that no connection was served).
     var unusedSessionIDs: [Int64] {
         availability.withLockedValue { state in
             scripts.indices.filter { index in
-                guard state.regroupedInto[index] || state.replays[index] > 0 else { return true }
                 let script = scripts[index]
+                guard !script.clientStream.isEmpty else { return state.replays[index] == 0 }
                 return script.exchangeStarts.contains { start in
                     start < script.clientStream.count
                         && !state.played.contains(ExchangeKey(script: index, start: start))
