@@ -3,11 +3,12 @@ import Foundation
 /// What a replay did: which sessions were replayed, which connections matched nothing, which sessions were
 /// never asked for. Written as JSON by `--report FILE`; field names are stable.
 public struct ReplayReport: Sendable, Codable, Hashable {
-    /// A connection that was served a recorded session from start to end.
+    /// A connection that was served without a mismatch: a recorded session from start to end, or recorded
+    /// exchanges regrouped from several sessions.
     public struct Replayed: Sendable, Codable, Hashable {
         /// The route the connection came in on.
         public var route: String
-        /// The recorded session it was served.
+        /// The recorded session it was served (the last one, when its exchanges were regrouped).
         public var session: Int64
         /// The client's address.
         public var client: String
@@ -66,7 +67,7 @@ public struct ReplayReport: Sendable, Codable, Hashable {
     public var replayed: [Replayed] = []
     /// Connections that diverged from the tape.
     public var mismatches: [Mismatch] = []
-    /// Sessions never replayed.
+    /// Sessions never replayed: with an exchange no connection played.
     public var unused: [Unused] = []
     /// Connections recorded as new sessions (`--record-missing`).
     public var recorded: [Recorded] = []
