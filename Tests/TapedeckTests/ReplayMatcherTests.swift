@@ -316,17 +316,49 @@ struct RegroupingTests {
         #expect(mismatch.closestSessionID == 1)
     }
 
-    @Test func leftOutRequestsLeaveTheirSessionUnused() {
+    @Test func aLeftOutRequestLeavesItsSessionReplayedInPart() {
         let catalog = SessionCatalog(scripts: Self.pool, repeatable: false)
         var first = ReplayMatcher(catalog: catalog, pace: .fast)
         var second = ReplayMatcher(catalog: catalog, pace: .fast)
         _ = first.start() + first.receive(Data("GET /a\nGET /d\n".utf8)) + first.endOfInput(reset: false)
         // The second connection stops after c: b was never asked for. Its own session was regrouped into, so
-        // ending between exchanges is no mismatch; the session whose exchange was left out is unused.
+        // ending between exchanges is no mismatch; the session whose exchange was left out is replayed in part.
         let ending = second.start() + second.receive(Data("GET /c\n".utf8)) + second.endOfInput(reset: false)
         #expect(T.replies(ending) == "C<close>")
         #expect(first.connectionClosed() != nil && second.connectionClosed() != nil)
-        #expect(catalog.unusedSessionIDs == [1])
+        #expect(catalog.unusedSessionIDs.isEmpty)
+        #expect(catalog.incompleteSessions.map(\.session) == [1])
+        #expect(catalog.incompleteSessions.map(\.offset) == [7])
+    }
+
+    @Test func skippingACallOfItsOwnSessionIsAFailureEvenWhenRegrouped() {
+        // One connection, recorded as BEGIN, INSERT, COMMIT; the client leaves out BEGIN.
+        let catalog = SessionCatalog(
+            scripts: [
+                T.session(
+                    1,
+                    [
+                        T.client("BEGIN\n"), T.server("ok\n"), T.client("INSERT\n"), T.server("1\n"),
+                        T.client("COMMIT\n"), T.server("ok\n"), T.clientHalfClose,
+                    ]
+                )
+            ],
+            repeatable: false
+        )
+        var matcher = ReplayMatcher(catalog: catalog, pace: .fast)
+        let actions =
+            matcher.start() + matcher.receive(Data("INSERT\nCOMMIT\n".utf8)) + matcher.endOfInput(reset: false)
+        #expect(T.replies(actions) == "1\nok\n<close>")
+        #expect(matcher.connectionClosed() == 1)
+        #expect(catalog.incompleteSessions.map(\.session) == [1])
+        var report = ReplayReport()
+        report.incomplete = catalog.incompleteSessions.map {
+            .init(route: "db", session: $0.session, offset: $0.offset)
+        }
+        #expect(
+            report.failures() == ["session 1 of route 'db' was replayed in part: its exchange at byte 0 never was"]
+        )
+        #expect(throws: TapedeckError.self) { try report.verify() }
     }
 
     @Test func withoutRegroupingEndingEarlyIsStillAMismatch() {

@@ -25,9 +25,10 @@ final class ReplayLedger: Sendable {
     }
 
     /// The report so far, with the sessions that no connection asked for.
-    func snapshot(unused: [ReplayReport.Unused]) -> ReplayReport {
+    func snapshot(unused: [ReplayReport.Unused], incomplete: [ReplayReport.Incomplete]) -> ReplayReport {
         var snapshot = report.withLockedValue { $0 }
         snapshot.unused = unused
+        snapshot.incomplete = incomplete
         return snapshot
     }
 }

@@ -61,6 +61,20 @@ public struct ReplayReport: Sendable, Codable, Hashable {
         public var session: Int64
     }
 
+    /// A recorded session played in part: a client left out an exchange it made when recording.
+    public struct Incomplete: Sendable, Codable, Hashable, CustomStringConvertible {
+        /// The session's route.
+        public var route: String
+        /// The session's id.
+        public var session: Int64
+        /// Offset in the recorded client's byte stream of the first exchange no connection played.
+        public var offset: Int
+
+        public var description: String {
+            "session \(session) of route '\(route)' was replayed in part: its exchange at byte \(offset) never was"
+        }
+    }
+
     /// Connections accepted.
     public var connections: Int = 0
     /// Connections served a session without a difference.
@@ -71,12 +85,14 @@ public struct ReplayReport: Sendable, Codable, Hashable {
     public var unused: [Unused] = []
     /// Connections recorded as new sessions (`--record-missing`).
     public var recorded: [Recorded] = []
+    /// Sessions replayed in part; a failure like a mismatch.
+    public var incomplete: [Incomplete] = []
     /// Times a connection went on in a recorded exchange of another session, or another exchange of its own,
     /// than the one its session had next: a connection pool grouping the same exchanges differently.
     public var regroupedExchanges: Int = 0
 
     enum CodingKeys: String, CodingKey {
-        case connections, replayed, mismatches, unused, recorded
+        case connections, replayed, mismatches, unused, recorded, incomplete
         case regroupedExchanges = "regrouped_exchanges"
     }
 
@@ -91,6 +107,7 @@ public struct ReplayReport: Sendable, Codable, Hashable {
         mismatches = try container.decode([Mismatch].self, forKey: .mismatches)
         unused = try container.decode([Unused].self, forKey: .unused)
         recorded = try container.decodeIfPresent([Recorded].self, forKey: .recorded) ?? []
+        incomplete = try container.decodeIfPresent([Incomplete].self, forKey: .incomplete) ?? []
         regroupedExchanges = try container.decodeIfPresent(Int.self, forKey: .regroupedExchanges) ?? 0
     }
 
@@ -98,6 +115,7 @@ public struct ReplayReport: Sendable, Codable, Hashable {
     public var summary: String {
         "replay: \(counted(connections, "connection")), \(counted(replayed.count, "session")) replayed, "
             + "\(mismatches.count) mismatched, \(unused.count) unused"
+            + (incomplete.isEmpty ? "" : ", \(incomplete.count) replayed in part")
             + (recorded.isEmpty ? "" : ", \(recorded.count) recorded")
             + (regroupedExchanges == 0 ? "" : ", \(counted(regroupedExchanges, "exchange")) regrouped")
     }
@@ -109,7 +127,7 @@ public struct ReplayReport: Sendable, Codable, Hashable {
     /// What makes this replay a failure, one line each: every mismatch, and with `requireAll` every session
     /// never replayed. Empty when the replay went as recorded.
     public func failures(requireAll: Bool = false) -> [String] {
-        var lines = mismatches.map(\.description)
+        var lines = mismatches.map(\.description) + incomplete.map(\.description)
         if requireAll {
             lines += unused.map { "session \($0.session) of route '\($0.route)' was never replayed" }
         }
@@ -131,6 +149,9 @@ public struct ReplayReport: Sendable, Codable, Hashable {
         var counts: [String] = []
         if !mismatches.isEmpty {
             counts.append("\(mismatches.count) mismatched connection\(mismatches.count == 1 ? "" : "s")")
+        }
+        if !incomplete.isEmpty {
+            counts.append("\(incomplete.count) session\(incomplete.count == 1 ? "" : "s") replayed in part")
         }
         if requireAll, !unused.isEmpty {
             counts.append("\(unused.count) unused session\(unused.count == 1 ? "" : "s")")

@@ -146,11 +146,16 @@ public final class ReplayServer: Sendable {
         return bound
     }
 
-    /// The report so far: connections served, mismatches, and sessions not (yet) replayed.
+    /// The report so far: connections served, mismatches, and sessions not (yet) replayed, or replayed in part.
     public var report: ReplayReport {
         ledger.snapshot(
             unused: served.flatMap { entry in
                 entry.catalog.unusedSessionIDs.map { ReplayReport.Unused(route: entry.route.name, session: $0) }
+            },
+            incomplete: served.flatMap { entry in
+                entry.catalog.incompleteSessions.map {
+                    ReplayReport.Incomplete(route: entry.route.name, session: $0.session, offset: $0.offset)
+                }
             }
         )
     }

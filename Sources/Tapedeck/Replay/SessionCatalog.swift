@@ -318,19 +318,35 @@ final class SessionCatalog: Sendable {
         }
     }
 
-    /// Sessions never replayed, by tape id: those with an exchange no connection played (or, for a session whose
-    /// client sent nothing, that no connection was served).
+    /// Sessions never replayed, by tape id: none of their exchanges played (or, for a session whose client sent
+    /// nothing, no connection served).
     var unusedSessionIDs: [Int64] {
         availability.withLockedValue { state in
             scripts.indices.filter { index in
-                let script = scripts[index]
-                guard !script.clientStream.isEmpty else { return state.replays[index] == 0 }
-                return script.exchangeStarts.contains { start in
-                    start < script.clientStream.count
-                        && !state.played.contains(ExchangeKey(script: index, start: start))
-                }
+                let starts = exchangeStarts(of: index)
+                guard !starts.isEmpty else { return state.replays[index] == 0 }
+                return !starts.contains { state.played.contains(ExchangeKey(script: index, start: $0)) }
             }.map { scripts[$0].sessionID }
         }
+    }
+
+    /// Sessions played in part: some exchanges played, and the first one not, as (tape id, client offset). A
+    /// connection pool's exchanges regrouped over its connections leave none; a client that skipped a call its
+    /// session made leaves one.
+    var incompleteSessions: [(session: Int64, offset: Int)] {
+        availability.withLockedValue { state in
+            scripts.indices.compactMap { index in
+                let starts = exchangeStarts(of: index)
+                let unplayed = starts.filter { !state.played.contains(ExchangeKey(script: index, start: $0)) }
+                guard let first = unplayed.first, unplayed.count < starts.count else { return nil }
+                return (scripts[index].sessionID, first)
+            }
+        }
+    }
+
+    /// Where the exchanges of a session start that carry client bytes.
+    private func exchangeStarts(of index: Int) -> [Int] {
+        scripts[index].exchangeStarts.filter { $0 < scripts[index].clientStream.count }
     }
 }
 
