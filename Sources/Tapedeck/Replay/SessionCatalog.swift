@@ -102,6 +102,12 @@ final class SessionCatalog: Sendable {
             }
             return theirs.lexicographicallyPrecedes(chunk.prefix(available)) ? -1 : 1
         }
+        return Self.equalRange(in: range, order: order)
+    }
+
+    /// The positions in `range` where `order` is 0, given that it is -1 before them and 1 after: two binary
+    /// searches.
+    private static func equalRange(in range: Range<Int>, order: (Int) -> Int) -> Range<Int> {
         var low = range.lowerBound
         var high = range.upperBound
         while low < high {
@@ -243,19 +249,7 @@ final class SessionCatalog: Sendable {
             if key.starts(with: probe) { return 0 }
             return key.lexicographicallyPrecedes(probe) ? -1 : 1
         }
-        var low = 0
-        var high = index.count
-        while low < high {
-            let middle = (low + high) / 2
-            if order(middle) < 0 { low = middle + 1 } else { high = middle }
-        }
-        let lower = low
-        high = index.count
-        while low < high {
-            let middle = (low + high) / 2
-            if order(middle) <= 0 { low = middle + 1 } else { high = middle }
-        }
-        return index[lower..<low]
+        return index[Self.equalRange(in: index.indices, order: order)]
     }
 
     /// Whether a connection was regrouped into one of this session's exchanges: the rest of the session may then
