@@ -127,11 +127,8 @@ struct RecordingTests {
         let closed = try await TestServer.start(.echo)
         let endpoint = closed.endpoint
         await closed.stop()
-        try await withRecordingProxy(upstream: endpoint, tapePath: tapePath) { address in
-            let connection = try await TestClient.connect(to: address)
-            let ending = try await connection.executeThenClose { inbound, _ in await TestClient.readAll(inbound).ending
-            }
-            #expect(ending == .reset)
+        try await withRecordingProxy(upstream: endpoint, tapePath: tapePath) { address throws in
+            #expect(try await TestClient.listen(to: address, halfClosing: false) == .reset)
         }
         let tape = try Tape(readingAt: tapePath)
         let session = try #require(try tape.sessions().first)

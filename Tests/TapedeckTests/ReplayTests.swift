@@ -11,13 +11,7 @@ struct ReplayTests {
     /// Sends `request`, half-closes, and returns everything received and how it ended. A connection reset
     /// before the request is written counts as an ending, not an error.
     static func exchange(_ request: ByteBuffer?, at address: Endpoint) async throws -> (ByteBuffer, TestClient.Ending) {
-        let connection: TestClient.Connection
-        do {
-            connection = try await TestClient.connect(to: address)
-        } catch let error as NIOConnectionError
-            where error.connectionErrors.contains(where: { ($0.error as? IOError)?.errnoCode == ECONNRESET })
-        {
-            // Reset so fast that the connect itself saw it.
+        guard let connection = try await TestClient.connectUnlessReset(to: address) else {
             return (ByteBuffer(), .reset)
         }
         return try await connection.executeThenClose { inbound, outbound in
