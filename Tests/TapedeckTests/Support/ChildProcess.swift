@@ -104,18 +104,53 @@ final class ChildProcess: Sendable {
 }
 
 /// Waits until something accepts TCP connections on `port`, for at most `timeout`.
-func waitForPort(_ port: Int, timeout: Duration = .seconds(20)) async throws {
+/// Waits until `server` itself listens on 127.0.0.1:`port`. Something else answering there does not count: a
+/// port found free a moment ago may have gone to another test's listener before the server could bind it.
+///
+/// - Returns: `false` if the server exited first (it could not bind, say), so the caller can try another port.
+func waitUntilListening(_ server: ChildProcess, port: Int, timeout: Duration = .seconds(20)) async throws -> Bool {
     let deadline = ContinuousClock.now.advanced(by: timeout)
     while ContinuousClock.now < deadline {
-        // A plain channel: an unused NIOAsyncChannel would trap when its writer is dropped unfinished.
-        if let channel = try? await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connectTimeout(.seconds(1))
-            .connect(host: "127.0.0.1", port: port).get()
-        {
-            try? await channel.close()
-            return
-        }
+        if ListeningSockets.process(server.pid, listensOn: port) { return true }
+        if !server.isRunning { return false }
         try await Task.sleep(for: .milliseconds(50))
     }
-    throw TestProcessError("nothing listened on port \(port) in time")
+    throw TestProcessError("process \(server.pid) did not listen on port \(port) in time")
+}
+
+/// Starts a server on a fresh free port, trying another port when the server could not bind the first.
+func startListening(
+    attempts: Int = 5,
+    timeout: Duration = .seconds(20),
+    _ start: (Int) throws -> ChildProcess
+) async throws -> (port: Int, server: ChildProcess) {
+    for _ in 0..<attempts {
+        let port = try await FreePort.find()
+        let server = try start(port)
+        if try await waitUntilListening(server, port: port, timeout: timeout) { return (port, server) }
+        server.stop()
+    }
+    throw TestProcessError("the server exited \(attempts) times before listening")
+}
+
+/// Whether a process listens on a TCP port, from the kernel's socket table and the process's descriptors.
+enum ListeningSockets {
+    static func process(_ pid: pid_t, listensOn port: Int) -> Bool {
+        guard let table = try? String(contentsOfFile: "/proc/net/tcp", encoding: .utf8) else { return false }
+        let wanted = String(format: ":%04X", port)
+        // Columns: sl, local_address, rem_address, st (0A is LISTEN), ..., inode (the tenth).
+        let sockets = Set(
+            table.split(separator: "\n").dropFirst().compactMap { line -> String? in
+                let columns = line.split(separator: " ", omittingEmptySubsequences: true)
+                guard columns.count > 9, columns[1].hasSuffix(wanted), columns[3] == "0A" else { return nil }
+                return "socket:[\(columns[9])]"
+            }
+        )
+        guard !sockets.isEmpty else { return false }
+        let descriptors = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []
+        return descriptors.contains { descriptor in
+            let link = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(descriptor)")
+            return link.map(sockets.contains) ?? false
+        }
+    }
 }

@@ -14,38 +14,40 @@ final class NginxServer: Sendable {
     /// Serves `files` (name → contents).
     init(files: [String: Data]) async throws {
         guard let executable = Self.executable else { throw TestProcessError("nginx is not installed") }
-        port = try await FreePort.find()
         directory = "/tmp/tapedeck-nginx-\(UUID().uuidString.prefix(8))"
         root = directory + "/www"
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         for (name, contents) in files { try contents.write(to: URL(fileURLWithPath: root + "/" + name)) }
-        let config = """
-            daemon off;
-            master_process off;
-            pid \(directory)/nginx.pid;
-            error_log \(directory)/error.log;
-            events { worker_connections 128; }
-            http {
-                access_log off;
-                client_body_temp_path \(directory)/body;
-                proxy_temp_path \(directory)/proxy;
-                fastcgi_temp_path \(directory)/fastcgi;
-                uwsgi_temp_path \(directory)/uwsgi;
-                scgi_temp_path \(directory)/scgi;
-                default_type application/octet-stream;
-                keepalive_timeout 10s;
-                server {
-                    listen 127.0.0.1:\(port);
-                    root \(root);
+        let directory = self.directory
+        let root = self.root
+        (port, server) = try await startListening { port in
+            let config = """
+                daemon off;
+                master_process off;
+                pid \(directory)/nginx.pid;
+                error_log \(directory)/error.log;
+                events { worker_connections 128; }
+                http {
+                    access_log off;
+                    client_body_temp_path \(directory)/body;
+                    proxy_temp_path \(directory)/proxy;
+                    fastcgi_temp_path \(directory)/fastcgi;
+                    uwsgi_temp_path \(directory)/uwsgi;
+                    scgi_temp_path \(directory)/scgi;
+                    default_type application/octet-stream;
+                    keepalive_timeout 10s;
+                    server {
+                        listen 127.0.0.1:\(port);
+                        root \(root);
+                    }
                 }
-            }
-            """
-        try Data(config.utf8).write(to: URL(fileURLWithPath: directory + "/nginx.conf"))
-        server = try ChildProcess(
-            [executable, "-c", directory + "/nginx.conf", "-p", directory],
-            outputPath: directory + "/stdout.log"
-        )
-        try await waitForPort(port)
+                """
+            try Data(config.utf8).write(to: URL(fileURLWithPath: directory + "/nginx.conf"))
+            return try ChildProcess(
+                [executable, "-c", directory + "/nginx.conf", "-p", directory],
+                outputPath: directory + "/stdout.log"
+            )
+        }
     }
 
     func stop() {

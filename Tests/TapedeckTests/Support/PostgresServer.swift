@@ -16,7 +16,6 @@ final class PostgresServer: Sendable {
 
     init() async throws {
         guard let binaries = Self.binaries else { throw TestProcessError("PostgreSQL is not installed") }
-        port = try await FreePort.find()
         directory = "/tmp/tapedeck-pg-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let runAs =
@@ -29,18 +28,21 @@ final class PostgresServer: Sendable {
             ]
         )
         guard initdb.status == 0 else { throw TestProcessError("initdb failed: \(initdb.output.suffix(500))") }
-        server = try ChildProcess(
-            runAs + [
-                binaries + "/postgres", "-D", directory + "/data", "-p", "\(port)", "-c", "listen_addresses=127.0.0.1",
-                "-c", "unix_socket_directories=\(directory)", "-c", "fsync=off", "-c", "max_connections=50",
-            ],
-            outputPath: directory + "/server.log"
-        )
+        let directory = self.directory
         do {
-            try await waitForPort(port, timeout: .seconds(60))
+            (port, server) = try await startListening(timeout: .seconds(60)) { port in
+                try ChildProcess(
+                    runAs + [
+                        binaries + "/postgres", "-D", directory + "/data", "-p", "\(port)", "-c",
+                        "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=\(directory)", "-c", "fsync=off",
+                        "-c", "max_connections=50",
+                    ],
+                    outputPath: directory + "/server.log"
+                )
+            }
         } catch {
             let log = (try? String(contentsOfFile: directory + "/server.log", encoding: .utf8)) ?? ""
-            throw TestProcessError("PostgreSQL did not start on port \(port): \(log.suffix(800))")
+            throw TestProcessError("PostgreSQL did not start: \(error): \(log.suffix(800))")
         }
     }
 

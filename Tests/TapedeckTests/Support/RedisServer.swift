@@ -18,23 +18,12 @@ final class RedisServer: Sendable {
 
     init() async throws {
         guard let executable = Self.executable else { throw TestProcessError("redis-server is not installed") }
-        port = try await FreePort.find()
-        process = try ChildProcess([
-            executable, "--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-            "--daemonize", "no",
-        ])
-        // Ready once it accepts a connection; bounded.
-        for _ in 0..<100 {
-            if let channel = try? await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .connect(host: "127.0.0.1", port: port).get()
-            {
-                try? await channel.close()
-                return
-            }
-            try await Task.sleep(for: .milliseconds(50))
+        (port, process) = try await startListening { port in
+            try ChildProcess([
+                executable, "--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--daemonize", "no",
+            ])
         }
-        stop()
-        throw TestProcessError("redis-server did not start on port \(port)")
     }
 
     /// Stops the server by its PID.
