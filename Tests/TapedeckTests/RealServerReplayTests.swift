@@ -7,9 +7,9 @@ import Testing
 /// Real clients against real servers: record, stop the server, replay, and require identical output.
 @Suite(.serialized, .timeLimit(.minutes(3)))
 struct RealServerReplayTests {
-    /// Records through Tapedeck on a free port with the test helpers, as a user's suite would, then replays on
-    /// the same port (clients such as curl put the port in what they send). The replay must serve every
-    /// recorded session and mismatch nowhere, or `withTapedeck` throws with the diagnostics.
+    /// Records through Tapedeck with the test helpers, as a user's suite would, then replays, each on a port of
+    /// its own (clients that put the port in what they send still match). The replay must serve every recorded
+    /// session and mismatch nowhere, or `withTapedeck` throws with the diagnostics.
     static func recordThenReplay<Output: Equatable & Sendable>(
         upstreamPort: Int,
         stopUpstream: () -> Void,
@@ -18,19 +18,14 @@ struct RealServerReplayTests {
     ) async throws -> (recorded: [Output], replayed: [Output]) {
         let directory = try TemporaryDirectory()
         let tapePath = directory.path("fixtures/real.tape")
-        let port = try await FreePort.find()
-        let recorded = try await withTapedeck(
-            .record,
-            tape: tapePath,
-            upstream: "127.0.0.1:\(upstreamPort)",
-            listen: "127.0.0.1:\(port)"
-        ) { _ throws in
-            try clients.map { try $0(port) }
+        let recorded = try await withTapedeck(.record, tape: tapePath, upstream: "127.0.0.1:\(upstreamPort)") {
+            address throws in
+            try clients.map { try $0(address.port!) }
         }
         stopUpstream()
 
-        let replayed = try await withTapedeck(.replay, tape: tapePath, listen: "127.0.0.1:\(port)", requireAll: true) {
-            _ in
+        let replayed = try await withTapedeck(.replay, tape: tapePath, requireAll: true) { address in
+            let port = address.port!
             if concurrentReplay {
                 return try await withThrowingTaskGroup(of: (Int, Output).self) { group in
                     // Started in reverse order, all at once.

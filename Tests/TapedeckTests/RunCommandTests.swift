@@ -83,7 +83,8 @@ struct RunCommandTests {
         let command = [
             TapedeckProcess.executable.path, "run", "--mode", "proxy", "--upstream", "127.0.0.1:1", "--", "/bin/sh",
             "-c",
-            "n=0; trap 'n=$((n+1))' INT; echo ready; i=0; while [ $i -lt 40 ]; do sleep 0.05; i=$((i+1)); done; echo interrupts=$n; exit 3",
+            // Waits (bounded) for the first interrupt, then a second longer for a duplicate that must not come.
+            "n=0; trap 'n=$((n+1))' INT; echo ready; i=0; while [ $n -eq 0 ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; sleep 1; echo interrupts=$n; exit 3",
         ].map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
         // `script` runs the line with a shell; `exec` makes Tapedeck the terminal's foreground process, as an
         // interactive shell would. Without it a non-interactive shell in between dies of the Ctrl-C itself.
@@ -95,7 +96,7 @@ struct RunCommandTests {
         )
         try await waitUntil { ((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").contains("ready") }
         _ = write(typing, [UInt8(3)], 1)
-        let deadline = ContinuousClock.now.advanced(by: .seconds(20))
+        let deadline = ContinuousClock.now.advanced(by: .seconds(45))
         while terminal.isRunning, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
         let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
         #expect(text.contains("interrupts=1"))
