@@ -8,6 +8,9 @@ import NIOConcurrencyHelpers
 /// choosing a session grows with the log of the number of sessions, not with the number. Over that sorted order
 /// two min-trees give the earliest recorded session in a range that is still unused, and that no other live
 /// connection has claimed.
+///
+/// It also keeps which exchanges (a client's request and the upstream's reply) connections played, for
+/// regrouping a connection pool's exchanges and for telling sessions replayed in part from unused ones.
 final class SessionCatalog: Sendable {
     /// The scripts in recording order; a script's index is its rank in that order.
     let scripts: [ReplayScript]
@@ -44,7 +47,7 @@ final class SessionCatalog: Sendable {
     }
 
     /// Where a regrouped connection goes on: a script, the start of the exchange in it, and how many of the
-    /// client's pending bytes that exchange (and what follows it in the script) takes.
+    /// client's pending bytes that exchange takes (all of them, or the whole exchange when the client sent more).
     struct RegroupTarget {
         var script: Int
         var start: Int
