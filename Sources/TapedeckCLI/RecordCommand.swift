@@ -47,7 +47,6 @@ struct RecordCommand: AsyncParsableCommand {
         TerminationSignals.install { _ in stop.request(.signal) }
 
         var drainTimeout = runtime.drainTimeout
-        var reported = false
         switch await stop.next() {
         case .signal:
             logger.info("shutting down", metadata: ["tapedeck.drain-timeout": "\(DurationText.format(drainTimeout))"])
@@ -56,15 +55,8 @@ struct RecordCommand: AsyncParsableCommand {
                 Data("tapedeck: error: \(error.message); stopped accepting, the recording is incomplete\n".utf8)
             )
             drainTimeout = .zero
-            reported = true
         }
-        let outcome: DeckOutcome
-        do {
-            outcome = try await deck.stop(drainTimeout: drainTimeout)
-        } catch let error as TapedeckError where !reported {
-            // The failure surfaced only when closing the tape: say what it means all the same.
-            throw TapedeckError(error.code, error.message + "; the recording is incomplete")
-        }
+        let outcome = try await deck.stop(drainTimeout: drainTimeout)
         logger.info(
             "recorded",
             metadata: ["tapedeck.sessions": "\(outcome.recordedSessions)", "tapedeck.tape": "\(tape)"]

@@ -244,9 +244,15 @@ public final class Deck: Sendable {
         if let recorder {
             // The listeners are closed and the connections gone: nothing else will be recorded, so flush last.
             try await recorder.finish()
-            outcome.recordedSessions = try recorder.sessionCount()
-            // The deck may outlive its stop (a test case object keeps it); the tape must be one closed file now.
-            try recorder.tape.close()
+            do {
+                outcome.recordedSessions = try recorder.sessionCount()
+                // The deck may outlive its stop (a test case object keeps it); the tape must be one closed file now.
+                try recorder.tape.close()
+            } catch let error as TapedeckError {
+                // The writer had no complaint, yet the tape cannot be read back or closed (removed under us, say):
+                // a failure of the recording, whichever step found it.
+                throw TapedeckError(.recordingFailed, error.message + "; the recording is incomplete")
+            }
             if keepingRecording {
                 try replacement?.commit()
             } else {

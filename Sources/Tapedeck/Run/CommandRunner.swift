@@ -125,11 +125,7 @@ public struct CommandRunner: Sendable {
         do {
             outcome = try await deck.stop(drainTimeout: drainTimeout)
         } catch let error as TapedeckError {
-            if !recordingFailed.withLockedValue({ $0 }) {
-                // However the failure surfaced (a write, or closing the tape), say what it means for the tape.
-                let recording = deck.mode == .record || deck.mode == .recordMissing
-                diagnostics("error: \(error.message)" + (recording ? "; the recording is incomplete" : ""))
-            }
+            if !recordingFailed.withLockedValue({ $0 }) { diagnostics("error: \(error.message)") }
             return status != 0 ? status : Self.recordingFailureStatus
         }
         guard let report = outcome.replay else { return status }
