@@ -120,6 +120,17 @@ struct FixtureSession: Sendable {
         }
     }
 
+    /// What fails a test once its deck has stopped, one line each: every replay problem, or the error the stop
+    /// threw (a tape that could not be written fully).
+    static func problems(of outcome: Result<DeckOutcome, any Error>, requireAll: Bool, tape: String) -> [String] {
+        switch outcome {
+        case .success(let outcome):
+            return (outcome.replay?.failures(requireAll: requireAll) ?? []).map { "Tapedeck: \($0) (tape '\(tape)')" }
+        case .failure(let error):
+            return ["Tapedeck could not finish the tape '\(tape)': \(error)"]
+        }
+    }
+
     /// Stops the deck, flushing the tape, and gives up the tape's turn.
     func stop(drainTimeout: Duration) async -> Result<DeckOutcome, any Error> {
         let outcome: Result<DeckOutcome, any Error>

@@ -57,13 +57,8 @@ public struct TapedeckTrait: TestTrait, SuiteTrait, TestScoping {
         ) { _ in
             try await function()
         }
-        switch outcome {
-        case .success(let outcome):
-            for failure in outcome.replay?.failures(requireAll: requireAll) ?? [] {
-                Issue.record("Tapedeck: \(failure) (tape '\(tapePath)')", sourceLocation: test.sourceLocation)
-            }
-        case .failure(let error):
-            Issue.record(error, "Tapedeck could not finish the tape '\(tapePath)'", sourceLocation: test.sourceLocation)
+        for problem in FixtureSession.problems(of: outcome, requireAll: requireAll, tape: tapePath) {
+            Issue.record(Comment(rawValue: problem), sourceLocation: test.sourceLocation)
         }
         try result.get()
     }

@@ -75,13 +75,9 @@ extension XCTestCase {
         )
         let session = try await FixtureSession.start(mode, tape: tapePath, routes: routes, options: options)
         addTeardownBlock { [requireAll] in
-            switch await session.stop(drainTimeout: .seconds(1)) {
-            case .success(let outcome):
-                for failure in outcome.replay?.failures(requireAll: requireAll) ?? [] {
-                    XCTFail("Tapedeck: \(failure) (tape '\(tapePath)')", file: file, line: line)
-                }
-            case .failure(let error):
-                XCTFail("Tapedeck could not finish the tape '\(tapePath)': \(error)", file: file, line: line)
+            let outcome = await session.stop(drainTimeout: .seconds(1))
+            for problem in FixtureSession.problems(of: outcome, requireAll: requireAll, tape: tapePath) {
+                XCTFail(problem, file: file, line: line)
             }
         }
         return session.deck
