@@ -11,8 +11,8 @@ struct ReplayCommand: AsyncParsableCommand {
         discussion: """
             The client's bytes choose the session; each recorded session is served at most once unless --repeat. \
             Prints 'listening <route> <address>' per route once bound. At shutdown (SIGINT/SIGTERM) prints a \
-            summary on stderr; exits 3 if --strict and a connection mismatched, or --require-all and a session \
-            was never replayed.
+            summary on stderr; exits 3 if --strict and a connection mismatched or a session was replayed in part, or \
+            --require-all and a session was never replayed.
             """
     )
 
@@ -33,7 +33,9 @@ struct ReplayCommand: AsyncParsableCommand {
     )
     var config: String?
 
-    @Flag(help: "Exit 3 at shutdown if any connection mismatched or found no session.")
+    @Flag(
+        help: "Exit 3 at shutdown if any connection mismatched or found no session, or a session was replayed in part."
+    )
     var strict = false
 
     @OptionGroup var playback: PlaybackOptions

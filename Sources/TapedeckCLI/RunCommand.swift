@@ -14,7 +14,8 @@ struct RunCommand: AsyncParsableCommand {
             (TAPEDECK_ADDR, TAPEDECK_HOST, TAPEDECK_PORT for a single route; TAPEDECK_<ROUTE>_ADDR, _HOST, \
             _PORT for each named route; _SOCKET instead of _HOST and _PORT for a Unix socket), stops when it \
             exits, and exits with its status. Replay is strict: if the command passed but a connection \
-            mismatched, exits 3 (with --require-all, also if a recorded session was never replayed). Recording \
+            mismatched or a session was replayed in part, exits 3 (with --require-all, also if a recorded \
+            session was never replayed). Recording \
             replaces the tape unless --append. SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 are passed \
             on to the command.
             """
@@ -39,7 +40,10 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(help: "When recording, add a run to the tape instead of replacing it.")
     var append = false
 
-    @Flag(inversion: .prefixedNo, help: "Exit 3 if the command passed but a replayed connection mismatched.")
+    @Flag(
+        inversion: .prefixedNo,
+        help: "Exit 3 if the command passed but a replayed connection mismatched or a session was replayed in part."
+    )
     var strict = true
 
     @OptionGroup var playback: PlaybackOptions
