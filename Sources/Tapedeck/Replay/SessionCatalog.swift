@@ -175,7 +175,8 @@ final class SessionCatalog: Sendable {
     /// carry the recorded exchanges over its connections in another grouping than when recording; this puts
     /// each exchange back with its reply.
     ///
-    /// Only an exchange not played yet qualifies, or any when sessions repeat. Counts the exchanges of `current`
+    /// Only an exchange not counted as played yet qualifies (a connection still open counts what it played when
+    /// it ends or regroups), or any when sessions repeat. Counts the exchanges of `current`
     /// that the connection played, those starting in `played`, as played, and gives back its claim on `current`
     /// if it had one (it followed `current` from the start). The target's session is not claimed: a connection
     /// that follows it from the start may still come, for the exchanges before this one.
