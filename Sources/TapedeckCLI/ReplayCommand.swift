@@ -83,13 +83,7 @@ struct ReplayCommand: AsyncParsableCommand {
         let outcome = try await deck.stop(drainTimeout: runtime.drainTimeout)
         let replay = outcome.replay ?? ReplayReport()
         FileHandle.standardError.write(Data((replay.summary + "\n").utf8))
-        if let report = playback.report {
-            do {
-                try replay.json().write(to: URL(fileURLWithPath: report))
-            } catch {
-                throw TapedeckError(.invalidArgument, "cannot write report '\(report)': \(error.localizedDescription)")
-            }
-        }
+        if let report = playback.report { try replay.write(toPath: report) }
         if strict || playback.requireAll, !replay.failures(requireAll: playback.requireAll).isEmpty {
             throw ExitCode(3)
         }

@@ -162,6 +162,17 @@ public struct ReplayReport: Sendable, Codable, Hashable {
         )
     }
 
+    /// Writes the report as JSON to `path` (what `--report` writes).
+    ///
+    /// - Throws: ``TapedeckError`` naming the file when it cannot be written.
+    public func write(toPath path: String) throws {
+        do {
+            try json().write(to: URL(fileURLWithPath: path))
+        } catch {
+            throw TapedeckError(.invalidArgument, "cannot write report '\(path)': \(error.localizedDescription)")
+        }
+    }
+
     /// The report as pretty-printed JSON.
     public func json() throws -> Data {
         let encoder = JSONEncoder()

@@ -130,10 +130,8 @@ public struct CommandRunner: Sendable {
         }
         guard let report = outcome.replay else { return status }
         if let reportPath {
-            do {
-                try report.json().write(to: URL(fileURLWithPath: reportPath))
-            } catch {
-                diagnostics("error: cannot write report '\(reportPath)': \(error.localizedDescription)")
+            do { try report.write(toPath: reportPath) } catch let error as TapedeckError {
+                diagnostics("error: \(error.message)")
             }
         }
         let failures = report.failures(requireAll: requireAll)
