@@ -73,7 +73,7 @@ struct InspectCommandTests {
         let upstream = try await TestServer.start(.echo)
         defer { Task { await upstream.stop() } }
         try await withRecordingProxy(upstream: upstream.endpoint, tapePath: tapePath) { address throws in
-            _ = try await ReplayTests.exchange(ByteBuffer(string: String(repeating: "x", count: 3000)), at: address)
+            _ = try await TestClient.exchange(ByteBuffer(string: String(repeating: "x", count: 3000)), at: address)
         }
         let cut = try await TapedeckProcess.run(["show", tapePath, "1"])
         #expect(cut.stdout.contains("more bytes (--full shows all)"))

@@ -12,7 +12,7 @@ struct ReplayCommandTests {
         let upstream = try await TestServer.start(.echo)
         defer { Task { await upstream.stop() } }
         try await withRecordingProxy(upstream: upstream.endpoint, tapePath: path) { address throws in
-            for message in messages { _ = try await ReplayTests.exchange(ByteBuffer(string: message), at: address) }
+            for message in messages { _ = try await TestClient.exchange(ByteBuffer(string: message), at: address) }
         }
     }
 
@@ -24,8 +24,8 @@ struct ReplayCommandTests {
 
         let child = try TapedeckProcess(["replay", "--tape", tapePath, "--strict", "--report", reportPath])
         let address = try #require(try await child.waitForListening()["default"])
-        #expect(String(buffer: try await ReplayTests.exchange(ByteBuffer(string: "one"), at: address).0) == "one")
-        #expect(try await ReplayTests.exchange(ByteBuffer(string: "three"), at: address).1 == .reset)
+        #expect(String(buffer: try await TestClient.exchange(ByteBuffer(string: "one"), at: address).0) == "one")
+        #expect(try await TestClient.exchange(ByteBuffer(string: "three"), at: address).1 == .reset)
         child.signal(SIGTERM)
         #expect(try await child.waitForExit(timeout: .seconds(10)) == 3)
         #expect(child.stderr.contains("replay: 2 connections, 1 session replayed, 1 mismatched, 1 unused"))
@@ -56,7 +56,7 @@ struct ReplayCommandTests {
         for (flags, status) in [([String](), Int32(0)), (["--strict"], 0), (["--require-all"], 3)] {
             let child = try TapedeckProcess(["replay", "--tape", tapePath] + flags)
             let address = try #require(try await child.waitForListening()["default"])
-            _ = try await ReplayTests.exchange(ByteBuffer(string: "two"), at: address)
+            _ = try await TestClient.exchange(ByteBuffer(string: "two"), at: address)
             child.signal(SIGTERM)
             #expect(try await child.waitForExit(timeout: .seconds(10)) == status, "\(flags)")
             #expect(child.stderr.contains("replay: 1 connection, 1 session replayed, 0 mismatched, 1 unused"))
@@ -71,8 +71,8 @@ struct ReplayCommandTests {
         let config = try directory.twoRouteConfig(upstream: upstream.endpoint)
         let recorder = try TapedeckProcess(["record", "--config", config, "--tape", tapePath])
         let recording = try await recorder.waitForListening(count: 2)
-        _ = try await ReplayTests.exchange(ByteBuffer(string: "to alpha"), at: try #require(recording["alpha"]))
-        _ = try await ReplayTests.exchange(ByteBuffer(string: "to beta"), at: try #require(recording["beta"]))
+        _ = try await TestClient.exchange(ByteBuffer(string: "to alpha"), at: try #require(recording["alpha"]))
+        _ = try await TestClient.exchange(ByteBuffer(string: "to beta"), at: try #require(recording["beta"]))
         recorder.signal(SIGTERM)
         #expect(try await recorder.waitForExit(timeout: .seconds(10)) == 0)
 
@@ -90,7 +90,7 @@ struct ReplayCommandTests {
         let beta = try TapedeckProcess(["replay", "--tape", tapePath, "--route", "beta", "--strict"])
         let betaAddress = try #require(try await beta.waitForListening()["beta"])
         #expect(
-            String(buffer: try await ReplayTests.exchange(ByteBuffer(string: "to beta"), at: betaAddress).0)
+            String(buffer: try await TestClient.exchange(ByteBuffer(string: "to beta"), at: betaAddress).0)
                 == "to beta"
         )
         beta.signal(SIGTERM)
@@ -102,7 +102,7 @@ struct ReplayCommandTests {
         let routes = try await all.waitForListening(count: 2)
         #expect(
             String(
-                buffer: try await ReplayTests.exchange(
+                buffer: try await TestClient.exchange(
                     ByteBuffer(string: "to alpha"),
                     at: try #require(routes["alpha"])
                 ).0
@@ -110,7 +110,7 @@ struct ReplayCommandTests {
         )
         #expect(
             String(
-                buffer: try await ReplayTests.exchange(ByteBuffer(string: "to beta"), at: try #require(routes["beta"]))
+                buffer: try await TestClient.exchange(ByteBuffer(string: "to beta"), at: try #require(routes["beta"]))
                     .0
             ) == "to beta"
         )
@@ -142,7 +142,7 @@ struct ReplayCommandTests {
             let child = try TapedeckProcess(["replay", "--tape", tapePath, "--pace", pace, "--repeat"])
             let address = try #require(try await child.waitForListening()["default"])
             let started = ContinuousClock.now
-            let (reply, _) = try await ReplayTests.exchange(ByteBuffer(string: "ask"), at: address)
+            let (reply, _) = try await TestClient.exchange(ByteBuffer(string: "ask"), at: address)
             elapsed[pace] = ContinuousClock.now - started
             #expect(String(buffer: reply) == "answer")
             child.signal(SIGTERM)

@@ -8,19 +8,6 @@ import Testing
 /// Record through the in-process proxy, stop the upstream, replay, and require the client to see the same bytes.
 @Suite(.timeLimit(.minutes(3)))
 struct ReplayTests {
-    /// Sends `request`, half-closes, and returns everything received and how it ended. A connection reset
-    /// before the request is written counts as an ending, not an error.
-    static func exchange(_ request: ByteBuffer?, at address: Endpoint) async throws -> (ByteBuffer, TestClient.Ending) {
-        guard let connection = try await TestClient.connectUnlessReset(to: address) else {
-            return (ByteBuffer(), .reset)
-        }
-        return try await connection.executeThenClose { inbound, outbound in
-            if let request { try? await outbound.write(request) }
-            outbound.finish()
-            return await TestClient.readAll(inbound)
-        }
-    }
-
     static func withReplay<T>(
         tapePath: String,
         options: ReplayServer.Options = .init(),
@@ -44,7 +31,7 @@ struct ReplayTests {
         let requests = (0..<16).map { Payload.random(count: 1000 + 37 * $0, seed: UInt64($0 + 100)) }
         var recorded: [ByteBuffer] = []
         try await withRecordingProxy(upstream: upstream.endpoint, tapePath: tapePath) { address in
-            for request in requests { recorded.append(try await Self.exchange(request, at: address).0) }
+            for request in requests { recorded.append(try await TestClient.exchange(request, at: address).0) }
         }
         await upstream.stop()
 
@@ -52,7 +39,7 @@ struct ReplayTests {
             try await withThrowingTaskGroup(of: (Int, ByteBuffer, TestClient.Ending).self) { group in
                 for index in (0..<16).reversed() {
                     group.addTask {
-                        let (bytes, ending) = try await Self.exchange(requests[index], at: address)
+                        let (bytes, ending) = try await TestClient.exchange(requests[index], at: address)
                         return (index, bytes, ending)
                     }
                 }
@@ -106,17 +93,17 @@ struct ReplayTests {
         let resetting = try await TestServer.start(.resetOnData)
         let endpoint = resetting.endpoint
         try await withRecordingProxy(upstream: endpoint, tapePath: tapePath) { address throws in
-            #expect(try await Self.exchange(ByteBuffer(string: "boom"), at: address).1 == .reset)
+            #expect(try await TestClient.exchange(ByteBuffer(string: "boom"), at: address).1 == .reset)
         }
         await resetting.stop()
         // The same port, now closed: a refused connect, appended as a second run. The client only listens: a
         // write racing the reset would end the connection before the reset is seen.
         try await withRecordingProxy(upstream: endpoint, tapePath: tapePath) { address throws in
-            #expect(try await Self.exchange(nil, at: address).1 == .reset)
+            #expect(try await TestClient.exchange(nil, at: address).1 == .reset)
         }
         let (_, report) = try await Self.withReplay(tapePath: tapePath) { address, _ throws in
-            #expect(try await Self.exchange(ByteBuffer(string: "boom"), at: address).1 == .reset)
-            #expect(try await Self.exchange(nil, at: address).1 == .reset)
+            #expect(try await TestClient.exchange(ByteBuffer(string: "boom"), at: address).1 == .reset)
+            #expect(try await TestClient.exchange(nil, at: address).1 == .reset)
         }
         #expect(report.replayed.count == 2)
     }
@@ -126,11 +113,14 @@ struct ReplayTests {
         let tapePath = directory.path("mismatch.tape")
         let upstream = try await TestServer.start(.echo)
         try await withRecordingProxy(upstream: upstream.endpoint, tapePath: tapePath) { address in
-            _ = try await Self.exchange(ByteBuffer(string: "GET /known HTTP/1.1\r\n\r\n"), at: address)
+            _ = try await TestClient.exchange(ByteBuffer(string: "GET /known HTTP/1.1\r\n\r\n"), at: address)
         }
         await upstream.stop()
         let (_, report) = try await Self.withReplay(tapePath: tapePath) { address, _ throws in
-            #expect(try await Self.exchange(ByteBuffer(string: "GET /other HTTP/1.1\r\n\r\n"), at: address).1 == .reset)
+            #expect(
+                try await TestClient.exchange(ByteBuffer(string: "GET /other HTTP/1.1\r\n\r\n"), at: address).1
+                    == .reset
+            )
         }
         let mismatch = try #require(report.mismatches.first)
         #expect(mismatch.closestSession == 1)
@@ -159,7 +149,7 @@ struct FixtureReplayTests {
             ("*1\r\n$4\r\nPING\r\n", "+PONG\r\n"),
         ]
         for (request, reply) in exchanges {
-            let (bytes, ending) = try await ReplayTests.exchange(ByteBuffer(string: request), at: address)
+            let (bytes, ending) = try await TestClient.exchange(ByteBuffer(string: request), at: address)
             #expect(String(buffer: bytes) == reply)
             #expect(ending == .eof)
         }
@@ -200,13 +190,13 @@ struct RecordMissingTests {
         let upstream = try await TestServer.start(.echo)
         let endpoint = upstream.endpoint
         try await withRecordingProxy(upstream: endpoint, tapePath: tapePath) { address throws in
-            _ = try await ReplayTests.exchange(ByteBuffer(string: "known"), at: address)
+            _ = try await TestClient.exchange(ByteBuffer(string: "known"), at: address)
         }
         let (replies, report) = try await Self.replayRecordingMissing(tapePath: tapePath, upstream: endpoint) {
             address in
             [
-                String(buffer: try await ReplayTests.exchange(ByteBuffer(string: "known"), at: address).0),
-                String(buffer: try await ReplayTests.exchange(ByteBuffer(string: "new episode"), at: address).0),
+                String(buffer: try await TestClient.exchange(ByteBuffer(string: "known"), at: address).0),
+                String(buffer: try await TestClient.exchange(ByteBuffer(string: "new episode"), at: address).0),
             ]
         }
         #expect(replies == ["known", "new episode"])
@@ -218,7 +208,7 @@ struct RecordMissingTests {
         // The new episode is on tape: with the upstream gone, replay serves it.
         let (_, second) = try await ReplayTests.withReplay(tapePath: tapePath) { address, _ throws in
             #expect(
-                String(buffer: try await ReplayTests.exchange(ByteBuffer(string: "new episode"), at: address).0)
+                String(buffer: try await TestClient.exchange(ByteBuffer(string: "new episode"), at: address).0)
                     == "new episode"
             )
         }
@@ -233,12 +223,12 @@ struct RecordMissingTests {
         defer { Task { await upstream.stop() } }
         try await withRecordingProxy(upstream: upstream.endpoint, tapePath: tapePath) { address throws in
             #expect(
-                String(buffer: try await ReplayTests.exchange(ByteBuffer(string: "A"), at: address).0) == "HELLO\nA"
+                String(buffer: try await TestClient.exchange(ByteBuffer(string: "A"), at: address).0) == "HELLO\nA"
             )
         }
         let (reply, report) = try await Self.replayRecordingMissing(tapePath: tapePath, upstream: upstream.endpoint) {
             address in
-            String(buffer: try await ReplayTests.exchange(ByteBuffer(string: "B"), at: address).0)
+            String(buffer: try await TestClient.exchange(ByteBuffer(string: "B"), at: address).0)
         }
         // The greeting came from the tape; the real upstream's greeting was recorded but not passed on again.
         #expect(reply == "HELLO\nB")
