@@ -79,8 +79,9 @@ struct ReplayMatcher {
     private var received = 0
     /// Client bytes received minus the lead's position: nonzero once regrouped into another exchange.
     private var shift = 0
-    /// Regrouped at least once: the lead is followed by its stream alone, no longer by the candidate range.
-    private var regrouped = false
+    /// Regrouped at least once, or waiting to be (provisional): the lead is followed by its stream alone, no
+    /// longer by the candidate range, and the connection holds no claim on it.
+    private var regrouped: Bool { regroupedExchanges > 0 || provisional }
     /// How many times this connection went on in another recorded exchange than its lead's next one.
     private(set) var regroupedExchanges = 0
     /// Where in the lead this connection began following it: 0, or the exchange it was regrouped into.
@@ -124,7 +125,6 @@ struct ReplayMatcher {
             // the upstream waited for the client too.
             if let silent = catalog.scripts.indices.first(where: { catalog.script(at: $0).firstStep(after: 0) == 0 }) {
                 lead = silent
-                regrouped = true
                 provisional = true
                 return []
             }
@@ -234,7 +234,6 @@ struct ReplayMatcher {
         provisional = false
         let next = catalog.script(at: target.script)
         lead = target.script
-        regrouped = true
         regroupedExchanges += 1
         followedFrom = target.start
         // The current exchange began `already` bytes ago; in the new lead it begins at `target.start`.
