@@ -53,10 +53,11 @@ struct SessionsCommand: ParsableCommand {
             query.outcome = parsed
         }
         if let since {
-            guard let date = Self.parseDate(since) else {
-                throw ValidationError("invalid time '\(since)': use 2026-11-25 or 2026-11-25T10:00:00Z")
+            do {
+                query.sinceNanoseconds = try TimestampText.parse(since)
+            } catch let error as TapedeckError {
+                throw ValidationError(error.message)
             }
-            query.since = date
         }
         if let limit, limit < 0 { throw ValidationError("--limit must not be negative") }
         let tapeFile = try Tape(readingAt: tape)
@@ -110,14 +111,5 @@ struct SessionsCommand: ParsableCommand {
             line += (rightAligned.contains(index) ? pad + fitted : fitted + pad) + "  "
         }
         return line + "\n"
-    }
-
-    static func parseDate(_ text: String) -> Date? {
-        let full = ISO8601DateFormatter()
-        full.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        let plain = ISO8601DateFormatter()
-        let day = ISO8601DateFormatter()
-        day.formatOptions = [.withFullDate]
-        return full.date(from: text) ?? plain.date(from: text) ?? day.date(from: text)
     }
 }

@@ -19,18 +19,16 @@ struct TapeReplacement: Sendable {
     }
 
     /// Puts the finished recording in the tape's place, in one rename.
+    ///
+    /// The old tape's log, shared memory and journal go first: left beside the new file, SQLite would apply
+    /// them to it (see ``TapeFiles``).
     func commit() throws {
-        guard rename(recordingPath, tapePath) == 0 else {
-            throw TapedeckError(
-                .recordingFailed,
-                "cannot replace tape '\(tapePath)' with the new recording '\(recordingPath)': \(Tape.errnoReason())"
-            )
-        }
+        try TapeFiles.replace(tapePath, with: recordingPath)
     }
 
     /// Removes a recording that never started.
     func discard() {
-        for suffix in ["", "-wal", "-shm", "-journal"] {
+        for suffix in [""] + TapeFiles.sideFileSuffixes {
             try? FileManager.default.removeItem(atPath: recordingPath + suffix)
         }
     }

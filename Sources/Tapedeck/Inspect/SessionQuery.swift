@@ -13,6 +13,9 @@ public struct SessionQuery: Sendable, Hashable {
     public var outcome: SessionOutcome?
     /// Only sessions that started at or after this time.
     public var since: Date?
+    /// Only sessions that started at or after this many nanoseconds since 1970 (see ``TimestampText``); exact,
+    /// and used in place of ``since`` when both are set.
+    public var sinceNanoseconds: Int64?
     /// At most this many sessions, in recording order.
     public var limit: Int?
 
@@ -92,9 +95,9 @@ extension Tape {
             conditions.append("s.outcome = ?")
             _ = arguments.append(contentsOf: [outcome.rawValue])
         }
-        if let since = query.since {
+        if let since = query.sinceNanoseconds ?? query.since.map(Self.nanoseconds(since:)) {
             conditions.append("s.started_at >= ?")
-            _ = arguments.append(contentsOf: [Int64(since.timeIntervalSince1970 * 1e9)])
+            _ = arguments.append(contentsOf: [since])
         }
         let filter = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
         let limit = query.limit.map { " LIMIT \($0)" } ?? ""
@@ -110,6 +113,14 @@ extension Tape {
         }
     }
 
+    /// A date as nanoseconds since 1970, pinned to the range 64 bits hold rather than trapping beyond it.
+    static func nanoseconds(since date: Date) -> Int64 {
+        let value = date.timeIntervalSince1970 * 1e9
+        guard value.isFinite else { return value < 0 ? .min : .max }
+        guard value.magnitude < 9.2e18 else { return value < 0 ? .min : .max }
+        return Int64(value)
+    }
+
     /// A session's events in order, read lazily so a session of any size streams in bounded memory.
     public func forEachEvent(inSession id: Int64, _ body: (EventRecord) throws -> Void) throws {
         try reading { db in
@@ -118,8 +129,7 @@ extension Tape {
             }
             let cursor = try EventRecord.fetchCursor(
                 db,
-                sql:
-                    "SELECT session_id, seq, offset_ns, direction, kind, payload FROM event_log WHERE session_id = ? ORDER BY seq",
+                sql: EventRecord.selectSQL + " WHERE session_id = ? ORDER BY seq",
                 arguments: [id]
             )
             while let event = try cursor.next() { try body(event) }

@@ -49,7 +49,9 @@ public enum TapeExporter {
         ) { packet in writer.writePacket(packet, timestamp: now) }
         var handshakeDone = false
         try tape.forEachEvent(inSession: session.id) { event in
-            now = session.startedAt + event.offsetNanoseconds
+            // A tape may hold any start and offset: a packet time beyond 64 bits is pinned to the last one.
+            let (time, overflow) = session.startedAt.addingReportingOverflow(event.offsetNanoseconds)
+            now = overflow ? (event.offsetNanoseconds > 0 ? .max : .min) : time
             let side: TCPSynthesizer.Side = event.direction == .clientToUpstream ? .client : .server
             if event.kind == .connectFailed {
                 synthesizer.refused()

@@ -68,10 +68,7 @@ public struct TapeSearch: Sendable {
         try tape.reading { db in
             let cursor = try EventRecord.fetchCursor(
                 db,
-                sql: """
-                    SELECT session_id, seq, offset_ns, direction, kind, payload FROM event_log \(filter)
-                    ORDER BY session_id, seq
-                    """,
+                sql: EventRecord.selectSQL + " \(filter) ORDER BY session_id, seq",
                 arguments: arguments
             )
             while let event = try cursor.next() {

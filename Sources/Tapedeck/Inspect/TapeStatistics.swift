@@ -50,19 +50,26 @@ public struct TapeStatistics: Sendable, Codable, Hashable {
                     FROM sessions GROUP BY route, outcome ORDER BY route, outcome
                     """
             )
-            let groups = rows.map { row in
+            let groups = try rows.map { row in
                 Group(
-                    route: row["route"],
-                    outcome: row["outcome"],
-                    sessions: row["sessions"],
-                    clientBytes: Int64(row["client_bytes"] as Double),
-                    upstreamBytes: Int64(row["upstream_bytes"] as Double),
-                    durationNanoseconds: Int64(row["duration_ns"] as Double)
+                    route: try row.decode(String.self, forColumn: "route"),
+                    outcome: try row.decode(String.self, forColumn: "outcome"),
+                    sessions: try row.decode(Int.self, forColumn: "sessions"),
+                    clientBytes: try Self.whole(row.decode(Double.self, forColumn: "client_bytes"), "client bytes"),
+                    upstreamBytes: try Self.whole(row.decode(Double.self, forColumn: "upstream_bytes"), "upstream bytes"),
+                    durationNanoseconds: try Self.whole(row.decode(Double.self, forColumn: "duration_ns"), "durations")
                 )
             }
             let runs = try Int.fetchOne(db, sql: "SELECT count(*) FROM runs") ?? 0
-            let events = try Int.fetchOne(db, sql: "SELECT total(event_count) FROM sessions").map { $0 } ?? 0
-            let bytes = groups.reduce(Int64(0)) { $0 + $1.clientBytes + $1.upstreamBytes }
+            let events = Int(try Self.whole(Double.fetchOne(db, sql: "SELECT total(event_count) FROM sessions") ?? 0, "events"))
+            var bytes: Int64 = 0
+            for group in groups {
+                for part in [group.clientBytes, group.upstreamBytes] {
+                    let (sum, overflow) = bytes.addingReportingOverflow(part)
+                    guard !overflow else { throw TapeContentError("the tape's byte total is beyond 64 bits") }
+                    bytes = sum
+                }
+            }
             return (groups, runs, groups.reduce(0) { $0 + $1.sessions }, events, bytes)
         }
         var largest: [SessionSummary] = []
@@ -77,5 +84,14 @@ public struct TapeStatistics: Sendable, Codable, Hashable {
             try tape.forEachSession(matching: SessionQuery(id: id)) { largest.append($0) }
         }
         self.largest = largest
+    }
+
+    /// A total SQLite summed as a float, as a whole number; a tape whose totals do not fit 64 bits was not
+    /// written by Tapedeck, and converting would trap.
+    private static func whole(_ total: Double, _ what: String) throws -> Int64 {
+        guard total.isFinite, total.magnitude < 9.2e18 else {
+            throw TapeContentError("the tape's total of \(what) is beyond 64 bits")
+        }
+        return Int64(total)
     }
 }

@@ -108,6 +108,11 @@ final class TapeWriter: Sendable {
             finished.unlock(withValue: true)
         }
         let identity = FileIdentity(path: tape.path)
+        // The log and shared memory this connection uses: if the tape is replaced under us, they must go with
+        // it, or SQLite would apply them to the new file at the path.
+        let sideFiles = TapeFiles.sideFileSuffixes.compactMap { suffix in
+            FileIdentity(path: tape.path + suffix).map { (path: tape.path + suffix, identity: $0) }
+        }
         do {
             try tape.database.writeWithoutTransaction { db in
                 var state = try WriterState(db: db)
@@ -119,6 +124,9 @@ final class TapeWriter: Sendable {
                     }
                     try writeTransaction(startingWith: first, state: &state, db: db)
                     if let identity, !identity.stillNames(tape.path) {
+                        // SQLite keeps its side files when the database has moved (it skips the checkpoint on
+                        // close), so remove ours ourselves, and only ours.
+                        for side in sideFiles where side.identity.stillNames(side.path) { unlink(side.path) }
                         throw TapedeckError(
                             .recordingFailed,
                             "tape '\(tape.path)' was removed or replaced while recording"
@@ -292,24 +300,5 @@ private struct WriterState {
                 message: String(cString: sqlite3_errmsg(db.sqliteConnection))
             )
         }
-    }
-}
-
-/// The inode a path named when recording began, to notice the tape being deleted or replaced underneath us:
-/// SQLite would go on writing to the unlinked file without an error.
-private struct FileIdentity {
-    let device: UInt64
-    let inode: UInt64
-
-    init?(path: String) {
-        var info = stat()
-        guard stat(path, &info) == 0 else { return nil }
-        device = UInt64(info.st_dev)
-        inode = UInt64(info.st_ino)
-    }
-
-    func stillNames(_ path: String) -> Bool {
-        var info = stat()
-        return stat(path, &info) == 0 && UInt64(info.st_dev) == device && UInt64(info.st_ino) == inode
     }
 }

@@ -7,7 +7,13 @@ public enum ReplayPace: Sendable, Hashable, CustomStringConvertible {
     /// The recorded delays divided by `factor`: 1 is as recorded, 2 twice as fast, 0.5 half as fast.
     case recorded(factor: Double)
 
+    /// The factors a pace accepts: a thousand times slower to a million times faster. Beyond them, delays
+    /// either overflow or round to nothing, and `fast` says the latter plainly.
+    public static let factorRange: ClosedRange<Double> = 0.001...1_000_000
+
     /// Parses `fast`, `recorded`, or a factor such as `2x` or `0.5x`.
+    ///
+    /// - Throws: ``TapedeckError`` for anything else, or a factor outside ``factorRange``.
     public init(parsing text: String) throws {
         switch text {
         case "fast": self = .fast
@@ -19,6 +25,12 @@ public enum ReplayPace: Sendable, Hashable, CustomStringConvertible {
                     "invalid pace '\(text)': use fast, recorded, or a factor such as 2x or 0.5x"
                 )
             }
+            guard Self.factorRange.contains(factor) else {
+                throw TapedeckError(
+                    .invalidArgument,
+                    "invalid pace '\(text)': the factor must be from 0.001x to 1000000x"
+                )
+            }
             self = .recorded(factor: factor)
         }
     }
@@ -28,14 +40,20 @@ public enum ReplayPace: Sendable, Hashable, CustomStringConvertible {
         case .fast: return "fast"
         case .recorded(let factor):
             if factor == 1 { return "recorded" }
-            return factor == factor.rounded() ? "\(Int(factor))x" : "\(factor)x"
+            // Int(_:) traps on a factor too large for Int, which the library does not stop a caller from making.
+            return factor == factor.rounded() && abs(factor) < 1e15 ? "\(Int(factor))x" : "\(factor)x"
         }
     }
 
+    /// A recorded delay at this pace, saturating at `Int64.max` rather than trapping: a tape is untrusted input,
+    /// and a library caller may pass any factor.
     func scale(_ nanoseconds: Int64) -> Int64 {
         switch self {
         case .fast: return 0
-        case .recorded(let factor): return Int64(Double(max(0, nanoseconds)) / factor)
+        case .recorded(let factor):
+            let scaled = Double(max(0, nanoseconds)) / factor
+            guard scaled.isFinite, scaled < 9.2e18 else { return scaled.isNaN ? 0 : .max }
+            return max(0, Int64(scaled))
         }
     }
 }
@@ -353,7 +371,10 @@ struct ReplayMatcher {
             let step = script.steps[nextStep]
             guard step.clientPosition <= received - shift, !step.afterClientEnd || clientEnded else { break }
             let base = max(lastOffset, script.recordedArrival(ofPosition: step.clientPosition))
-            let delay = pace.scale(step.offset - base)
+            // Offsets come from the tape, which may hold anything: a difference that overflows is no delay at all
+            // or the longest one, never a trap.
+            let (difference, overflow) = step.offset.subtractingReportingOverflow(base)
+            let delay = pace.scale(overflow ? (step.offset < base ? 0 : .max) : difference)
             lastOffset = max(lastOffset, step.offset)
             nextStep += 1
             switch step.action {

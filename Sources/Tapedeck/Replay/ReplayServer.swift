@@ -204,8 +204,7 @@ extension Tape {
             }
             let cursor = try EventRecord.fetchCursor(
                 db,
-                sql:
-                    "SELECT session_id, seq, offset_ns, direction, kind, payload FROM event_log ORDER BY session_id, seq"
+                sql: EventRecord.selectSQL + " ORDER BY session_id, seq"
             )
             var seen = Set<Int64>()
             while let event = try cursor.next() {

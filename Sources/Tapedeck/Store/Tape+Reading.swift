@@ -22,10 +22,7 @@ extension Tape {
         try reading { db in
             try EventRecord.fetchAll(
                 db,
-                sql: """
-                    SELECT session_id, seq, offset_ns, direction, kind, payload FROM event_log
-                    WHERE session_id = ? ORDER BY seq
-                    """,
+                sql: EventRecord.selectSQL + " WHERE session_id = ? ORDER BY seq",
                 arguments: [id]
             )
         }

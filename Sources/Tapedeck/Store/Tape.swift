@@ -33,6 +33,7 @@ public final class Tape: Sendable {
         guard FileManager.default.fileExists(atPath: path) else {
             throw TapedeckError(.tapeUnreadable, "cannot open tape '\(path)': no such file")
         }
+        try Self.requireRegularFile(path)
         guard FileManager.default.isReadableFile(atPath: path) else {
             throw TapedeckError(.tapeUnreadable, "cannot open tape '\(path)': permission denied")
         }
@@ -55,29 +56,33 @@ public final class Tape: Sendable {
     /// - Throws: ``TapedeckError`` with code `tapeUnwritable` or `tapeUnreadable`.
     public init(recordingAt path: String, overwrite: Bool = false, pageSize: Int = Tape.pageSize) throws {
         self.path = path
-        let fileManager = FileManager.default
         if overwrite {
-            for suffix in ["", "-wal", "-shm", "-journal"] where fileManager.fileExists(atPath: path + suffix) {
-                do {
-                    try fileManager.removeItem(atPath: path + suffix)
-                } catch {
-                    throw TapedeckError(.tapeUnwritable, "cannot overwrite tape '\(path)': \(Self.reason(error))")
+            do {
+                try TapeFiles.withDirectoryLock(of: path) {
+                    if TapeFiles.exists(path), unlink(path) != 0 {
+                        throw TapedeckError(.tapeUnwritable, "cannot overwrite tape '\(path)': \(Self.errnoReason())")
+                    }
+                    try TapeFiles.removeSideFiles(of: path)
                 }
             }
         }
-        if !fileManager.fileExists(atPath: path) {
-            // Tapes can hold secrets: create the file ourselves, owner-only, before SQLite opens it. SQLite
-            // gives its -wal and -shm files the same mode.
-            let descriptor = open(path, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0o600)
-            guard descriptor >= 0 else {
-                throw TapedeckError(.tapeUnwritable, "cannot create tape '\(path)': \(Self.errnoReason())")
+        // A new tape is built beside its path and renamed into place whole: another recorder creating the same
+        // tape at the same moment finds either nothing or a complete tape, and a failure leaves no empty file
+        // that `auto` mode would take for a fixture.
+        _ = try TapeFiles.createIfMissing(at: path) { temporary in
+            do {
+                let creating = try DatabaseQueue(path: temporary, configuration: Self.configuration())
+                try creating.writeWithoutTransaction { db in
+                    try db.execute(sql: "PRAGMA page_size = \(pageSize)")
+                }
+                try TapeSchema.migrator.migrate(creating)
+                try creating.close()
+            } catch {
+                throw TapedeckError(.tapeUnwritable, "cannot create tape '\(path)': \(Self.reason(error))")
             }
-            #if canImport(Glibc)
-            _ = Glibc.close(descriptor)
-            #else
-            _ = Darwin.close(descriptor)
-            #endif
-        } else if !fileManager.isWritableFile(atPath: path) {
+        }
+        try Self.requireRegularFile(path)
+        guard FileManager.default.isWritableFile(atPath: path) else {
             throw TapedeckError(.tapeUnwritable, "cannot write tape '\(path)': permission denied")
         }
         do {
@@ -88,6 +93,7 @@ public final class Tape: Sendable {
         let isNew = try Self.checkIsTape(database, path: path, allowEmpty: true)
         do {
             try database.writeWithoutTransaction { db in
+                // An empty file given as a tape (made with touch, say) becomes one here.
                 if isNew { try db.execute(sql: "PRAGMA page_size = \(pageSize)") }
                 // A finished tape is left in rollback-journal mode (see settle()); recording wants WAL again,
                 // so that the tape can be read while it is written.
@@ -96,6 +102,22 @@ public final class Tape: Sendable {
             try TapeSchema.migrator.migrate(database)
         } catch {
             throw TapedeckError(.tapeUnwritable, "cannot write tape '\(path)': \(Self.reason(error))")
+        }
+    }
+
+    /// Refuses a path that is not a regular file (a directory, a device such as `/dev/null`, a socket), which
+    /// SQLite would report only as a puzzling "disk I/O error" or "not a database".
+    static func requireRegularFile(_ path: String) throws {
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            throw TapedeckError(.tapeUnreadable, "cannot open tape '\(path)': \(errnoReason())")
+        }
+        let type = info.st_mode & S_IFMT
+        guard type != S_IFDIR else {
+            throw TapedeckError(.tapeUnreadable, "cannot open tape '\(path)': it is a directory, not a tape file")
+        }
+        guard type == S_IFREG else {
+            throw TapedeckError(.tapeUnreadable, "cannot open tape '\(path)': not a regular file")
         }
     }
 
@@ -165,12 +187,21 @@ public final class Tape: Sendable {
                 guard let version else {
                     throw TapedeckError(.tapeUnreadable, "cannot open tape '\(path)': no format version recorded")
                 }
-                let superseded = try TapeSchema.migrator.hasBeenSuperseded(db)
-                if version > TapeSchema.currentVersion || superseded {
+                if version > TapeSchema.currentVersion {
                     throw TapedeckError(
                         .tapeFromNewerVersion,
                         "cannot open tape '\(path)': it has format version \(version), newer than this Tapedeck "
-                            + "(\(tapedeckVersion)) reads (\(TapeSchema.currentVersion)); upgrade Tapedeck"
+                            + "(\(tapedeckVersion)) reads (up to \(TapeSchema.currentVersion)); upgrade Tapedeck"
+                    )
+                }
+                // The same version with migrations this build does not know: a newer Tapedeck changed the tape.
+                if try TapeSchema.migrator.hasBeenSuperseded(db) {
+                    let unknown = try TapeSchema.migrator.appliedIdentifiers(db)
+                        .subtracting(TapeSchema.migrator.migrations).sorted()
+                    throw TapedeckError(
+                        .tapeFromNewerVersion,
+                        "cannot open tape '\(path)': it was changed by a newer Tapedeck (migration "
+                            + "\(unknown.joined(separator: ", ")) is unknown to Tapedeck \(tapedeckVersion)); upgrade Tapedeck"
                     )
                 }
                 return false
@@ -195,7 +226,20 @@ public final class Tape: Sendable {
         if let error = error as? CocoaError, let underlying = error.underlying as? POSIXError {
             return String(cString: strerror(underlying.code.rawValue)).lowercased()
         }
-        return "\(error)".split(whereSeparator: \.isNewline).first.map(String.init) ?? "\(error)"
+        if let error = error as? RowDecodingError {
+            // GRDB's description goes on with the whole row and the SQL over several lines; the value and the
+            // column are what a user can act on.
+            let text = "\(error)"
+            let cut = text.range(of: ", column index:").map { text[..<$0.lowerBound] } ?? Substring(text)
+            return oneLine(String(cut))
+        }
+        return oneLine("\(error)")
+    }
+
+    /// The first line of `text`, at most 300 characters: an error message must not flood a terminal.
+    static func oneLine(_ text: String) -> String {
+        let line = text.split(whereSeparator: \.isNewline).first.map(String.init) ?? text
+        return line.count > 300 ? String(line.prefix(299)) + "…" : line
     }
 
     static func errnoReason() -> String {

@@ -17,6 +17,12 @@ public enum Direction: String, Sendable, Hashable, Codable, CaseIterable, Databa
         case .upstreamToClient: return 1
         }
     }
+
+    /// The direction stored as `code`, or nil for a code no Tapedeck writes.
+    init?(code: Int64) {
+        guard let direction = Self.allCases.first(where: { Int64($0.code) == code }) else { return nil }
+        self = direction
+    }
 }
 
 /// What happened in one event of a session.
@@ -43,6 +49,12 @@ public enum EventKind: String, Sendable, Hashable, Codable, CaseIterable, Databa
         case .reset: return 3
         case .connectFailed: return 4
         }
+    }
+
+    /// The kind stored as `code`, or nil for a code no Tapedeck writes.
+    init?(code: Int64) {
+        guard let kind = Self.allCases.first(where: { Int64($0.code) == code }) else { return nil }
+        self = kind
     }
 }
 
@@ -160,7 +172,13 @@ public struct SessionRecord: Sendable, Hashable, Codable, FetchableRecord, Persi
 }
 
 /// One event of a session, in order.
+///
+/// Read from the `events` table with ``selectSQL``, codes and all: an event whose direction or kind is a code no
+/// Tapedeck writes makes the read fail, rather than vanish from a join with the names.
 public struct EventRecord: Sendable, Hashable, Codable, FetchableRecord {
+    /// The one column list every reader of events selects, followed by its own `WHERE` and `ORDER BY`.
+    static let selectSQL = "SELECT session_id, seq, offset_ns, direction, kind, payload FROM events"
+
     /// The table holding these rows.
     public static let databaseTableName = "events"
     /// The session the event belongs to.
@@ -180,5 +198,59 @@ public struct EventRecord: Sendable, Hashable, Codable, FetchableRecord {
         case seq, direction, kind, payload
         case sessionID = "session_id"
         case offsetNanoseconds = "offset_ns"
+    }
+
+    /// Creates an event from its parts.
+    public init(
+        sessionID: Int64,
+        seq: Int64,
+        offsetNanoseconds: Int64,
+        direction: Direction,
+        kind: EventKind,
+        payload: Data?
+    ) {
+        self.sessionID = sessionID
+        self.seq = seq
+        self.offsetNanoseconds = offsetNanoseconds
+        self.direction = direction
+        self.kind = kind
+        self.payload = payload
+    }
+
+    /// Decodes a row of ``selectSQL``.
+    ///
+    /// - Throws: ``TapeContentError`` for a missing value or an unknown direction or kind code.
+    public init(row: Row) throws {
+        let sessionID = try row.decode(Int64.self, forColumn: "session_id")
+        let seq = try row.decode(Int64.self, forColumn: "seq")
+        let directionCode = try row.decode(Int64.self, forColumn: "direction")
+        let kindCode = try row.decode(Int64.self, forColumn: "kind")
+        guard let direction = Direction(code: directionCode) else {
+            throw TapeContentError("session \(sessionID) event \(seq) has an unknown direction code \(directionCode)")
+        }
+        guard let kind = EventKind(code: kindCode) else {
+            throw TapeContentError("session \(sessionID) event \(seq) has an unknown kind code \(kindCode)")
+        }
+        self.init(
+            sessionID: sessionID,
+            seq: seq,
+            offsetNanoseconds: try row.decode(Int64.self, forColumn: "offset_ns"),
+            direction: direction,
+            kind: kind,
+            payload: try row.decode(Data?.self, forColumn: "payload")
+        )
+    }
+}
+
+/// A tape whose contents no Tapedeck would write: a value out of range, missing, or of an unknown kind.
+///
+/// Readers treat a tape as untrusted input; this becomes the reason of a one-line ``TapedeckError``.
+public struct TapeContentError: Error, Sendable, CustomStringConvertible {
+    /// What is wrong, without the tape's name.
+    public var description: String
+
+    /// Creates the error with its one-line reason.
+    public init(_ description: String) {
+        self.description = description
     }
 }

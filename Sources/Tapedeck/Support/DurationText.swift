@@ -2,8 +2,12 @@ import Foundation
 
 /// Reads and writes durations as people type them on a command line or in a config file.
 ///
-/// Accepted forms: `5` (seconds), `5s`, `250ms`, `1.5s`, `2m`. Negative values are refused.
+/// Accepted forms: `5` (seconds), `5s`, `250ms`, `1.5s`, `2m`. Negative values, and values beyond what a
+/// 64-bit count of nanoseconds holds (about 292 years), are refused.
 public enum DurationText {
+    /// The longest duration ``parse(_:)`` accepts, in whole seconds: the largest a 64-bit nanosecond count holds.
+    public static let maximumSeconds: Int64 = Int64.max / 1_000_000_000
+
     /// Parses a duration such as `5s`, `250ms`, `2m` or a bare number of seconds.
     ///
     /// - Throws: ``TapedeckError`` with code `invalidArgument` naming the text.
@@ -20,12 +24,20 @@ public enum DurationText {
         guard let value = Double(number), value.isFinite, value >= 0 else {
             throw TapedeckError(.invalidArgument, "invalid duration '\(text)': use a number with ms, s, m or h, as 5s")
         }
-        return .nanoseconds(Int64((value * scale * 1e9).rounded()))
+        let nanoseconds = (value * scale * 1e9).rounded()
+        // Int64(_: Double) traps beyond Int64.max; compare in seconds, where the bound is exact enough.
+        guard nanoseconds / 1e9 <= Double(maximumSeconds) else {
+            throw TapedeckError(
+                .invalidArgument,
+                "invalid duration '\(text)': must be from 0 to \(maximumSeconds)s (about 292 years)"
+            )
+        }
+        return .nanoseconds(Int64(nanoseconds))
     }
 
     /// Formats a duration in the shortest of the forms ``parse(_:)`` reads.
     public static func format(_ duration: Duration) -> String {
-        let nanos = duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000
+        let nanos = duration.nanoseconds
         if nanos % 1_000_000_000 == 0 { return "\(nanos / 1_000_000_000)s" }
         if nanos % 1_000_000 == 0 { return "\(nanos / 1_000_000)ms" }
         return "\(Double(nanos) / 1e9)s"
