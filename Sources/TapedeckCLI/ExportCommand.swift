@@ -29,24 +29,23 @@ struct ExportCommand: ParsableCommand {
     @Option(help: ArgumentHelp("The file to write ('-' for stdout).", valueName: "file"))
     var output: String
 
+    @Flag(help: "Write even where a symbolic link stands at --output (to the file it points to).")
+    var force = false
+
     func run() throws {
         guard let format = TapeExporter.Format(rawValue: format) else {
             throw ValidationError("unknown format '\(format)': use pcapng or jsonl")
         }
         let tapeFile = try Tape(readingAt: tape)
-        let descriptor: Int32
         if output == "-" {
-            descriptor = 1
+            let buffer = OutputBuffer()
+            try TapeExporter.export(tapeFile, sessions: sessions, format: format, to: buffer)
+            try buffer.finish()
         } else {
-            descriptor = open(output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-            guard descriptor >= 0 else {
-                throw TapedeckError(
-                    .invalidArgument,
-                    "cannot write '\(output)': \(String(cString: strerror(errno)).lowercased())"
-                )
+            // A new owner-only file renamed into place when complete: a failed export leaves nothing behind.
+            try OutputFile.write(to: output, followingSymlink: force) { buffer in
+                try TapeExporter.export(tapeFile, sessions: sessions, format: format, to: buffer)
             }
         }
-        defer { if descriptor != 1 { close(descriptor) } }
-        try TapeExporter.export(tapeFile, sessions: sessions, format: format, to: OutputBuffer(descriptor: descriptor))
     }
 }

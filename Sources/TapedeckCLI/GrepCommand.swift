@@ -45,7 +45,7 @@ struct GrepCommand: ParsableCommand {
                 "session \(match.sessionID)  event \(match.seq)  \(arrow)  at \(match.offset)  \(ByteExcerpt.render(match.excerpt))\n"
             )
         }
-        output.flush()
+        try output.finish()
         if matches == 0 { throw ExitCode(1) }
     }
 

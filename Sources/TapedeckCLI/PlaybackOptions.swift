@@ -4,6 +4,7 @@ import Tapedeck
 /// How a replay plays the tape and what it reports, shared by `replay` and `run`.
 struct PlaybackOptions: ParsableArguments {
     @Option(
+        parsing: .unconditional,
         help: ArgumentHelp("fast (no waits), recorded (the recorded delays), or a factor: 2x, 0.5x.", valueName: "pace")
     )
     var pace: String = "fast"
@@ -16,6 +17,9 @@ struct PlaybackOptions: ParsableArguments {
 
     @Option(help: ArgumentHelp("Write the replay report as JSON to this file at the end.", valueName: "file"))
     var report: String?
+
+    @Flag(help: "Write the --report file even where a symbolic link stands (to the file it points to).")
+    var force = false
 
     /// The pace; a malformed one is a usage error.
     func replayPace() throws -> ReplayPace {

@@ -25,7 +25,11 @@ struct ProxyCommand: AsyncParsableCommand {
             .proxy,
             tape: nil,
             routes: configuration.routes,
-            options: Deck.Options(group: try runtime.makeEventLoopGroup(), logger: logger)
+            options: Deck.Options(
+                group: try runtime.makeEventLoopGroup(),
+                logger: logger,
+                onWarning: CommandLineWarning.print
+            )
         )
         ListeningAnnouncement.print(deck.routes)
         _ = await TerminationSignals.wait()

@@ -40,7 +40,8 @@ struct RecordCommand: AsyncParsableCommand {
                 overwrite: overwrite,
                 group: try runtime.makeEventLoopGroup(),
                 logger: logger,
-                onRecordingFailure: { stop.request(.recordingFailed($0)) }
+                onRecordingFailure: { stop.request(.recordingFailed($0)) },
+                onWarning: CommandLineWarning.print
             )
         )
         ListeningAnnouncement.print(deck.routes)
@@ -50,13 +51,20 @@ struct RecordCommand: AsyncParsableCommand {
         switch await stop.next() {
         case .signal:
             logger.info("shutting down", metadata: ["tapedeck.drain-timeout": "\(DurationText.format(drainTimeout))"])
-        case .recordingFailed(let error):
-            FileHandle.standardError.write(
-                Data("tapedeck: error: \(error.message); stopped accepting, the recording is incomplete\n".utf8)
-            )
+        case .recordingFailed:
+            // Nothing more can be recorded: reset what is open at once. The failure is said once, below, as the
+            // error stop() throws.
             drainTimeout = .zero
         }
-        let outcome = try await deck.stop(drainTimeout: drainTimeout)
+        let outcome: DeckOutcome
+        do {
+            outcome = try await deck.stop(drainTimeout: drainTimeout)
+        } catch let error as TapedeckError where error.code == .recordingFailed {
+            let message =
+                error.message.hasSuffix("the recording is incomplete")
+                ? error.message : error.message + "; stopped accepting, the recording is incomplete"
+            throw TapedeckError(.recordingFailed, message)
+        }
         logger.info(
             "recorded",
             metadata: ["tapedeck.sessions": "\(outcome.recordedSessions)", "tapedeck.tape": "\(tape)"]

@@ -46,7 +46,10 @@ struct ReplayCommand: AsyncParsableCommand {
     @Flag(help: "Relay connections no recorded session matches to the upstream, and record them into the tape.")
     var recordMissing = false
 
-    @Option(help: ArgumentHelp("How long an upstream connect may take (with --record-missing).", valueName: "duration"))
+    @Option(
+        parsing: .unconditional,
+        help: ArgumentHelp("How long an upstream connect may take (with --record-missing).", valueName: "duration")
+    )
     var connectTimeout: String = "5s"
 
     @OptionGroup var runtime: RuntimeOptions
@@ -75,7 +78,8 @@ struct ReplayCommand: AsyncParsableCommand {
                 pace: pace,
                 repeatSessions: playback.repeatSessions,
                 group: try runtime.makeEventLoopGroup(),
-                logger: logger
+                logger: logger,
+                onWarning: CommandLineWarning.print
             )
         )
         ListeningAnnouncement.print(deck.routes)
@@ -83,7 +87,7 @@ struct ReplayCommand: AsyncParsableCommand {
         let outcome = try await deck.stop(drainTimeout: runtime.drainTimeout)
         let replay = outcome.replay ?? ReplayReport()
         FileHandle.standardError.write(Data((replay.summary + "\n").utf8))
-        if let report = playback.report { try replay.write(toPath: report) }
+        if let report = playback.report { try replay.write(toPath: report, followingSymlink: playback.force) }
         if strict || playback.requireAll, !replay.failures(requireAll: playback.requireAll).isEmpty {
             throw ExitCode(3)
         }
@@ -111,7 +115,7 @@ struct ReplayCommand: AsyncParsableCommand {
             guard names.count <= 1 else {
                 throw TapedeckError(
                     .invalidArgument,
-                    "tape '\(tape)' has routes \(names.map { "'\($0)'" }.joined(separator: ", ")): choose one with --route or serve all with --config"
+                    "tape '\(tape)' has routes \(names.map { "'\(TerminalText.escape($0))'" }.joined(separator: ", ")): choose one with --route or serve all with --config"
                 )
             }
         }

@@ -23,6 +23,7 @@ struct RouteOptions: ParsableArguments {
     var config: String?
 
     @Option(
+        parsing: .unconditional,
         help: ArgumentHelp("How long an upstream connect may take before the client is reset.", valueName: "duration")
     )
     var connectTimeout: String = "5s"

@@ -71,7 +71,7 @@ struct RunCommand: AsyncParsableCommand {
         let configuration = try routes.configuration(requireUpstream: needsUpstream)
         // The command owns stdout and the terminal: Tapedeck speaks only when something is wrong.
         let logger = runtime.makeLogger(label: "tapedeck.run", defaultLevel: .warning, raiseOpenFileLimit: false)
-        let runner = CommandRunner(
+        var runner = CommandRunner(
             command: command,
             mode: resolved,
             tape: tape,
@@ -82,13 +82,15 @@ struct RunCommand: AsyncParsableCommand {
                 pace: pace,
                 repeatSessions: playback.repeatSessions,
                 group: try runtime.makeEventLoopGroup(),
-                logger: logger
+                logger: logger,
+                onWarning: CommandLineWarning.print
             ),
             strict: strict,
             requireAll: playback.requireAll,
             drainTimeout: runtime.drainTimeout,
             reportPath: playback.report
         )
+        runner.reportFollowsSymlink = playback.force
         let status = try await runner.run()
         if status != 0 { throw ExitCode(status) }
     }

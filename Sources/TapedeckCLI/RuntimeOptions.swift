@@ -11,12 +11,21 @@ struct RuntimeOptions: ParsableArguments {
         help: ArgumentHelp(
             "Log level on stderr: trace, debug, info, notice, warning, error, critical (default: info; warning for run).",
             valueName: "level"
-        )
+        ),
+        transform: { text in
+            guard let level = Logger.Level(rawValue: text) else {
+                throw ValidationError(
+                    "invalid log level '\(text)': use one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))"
+                )
+            }
+            return level
+        }
     )
     var logLevel: Logger.Level?
 
     @Option(
         name: .customLong("drain-timeout"),
+        parsing: .unconditional,
         help: ArgumentHelp(
             "How long open sessions may run on at shutdown (SIGINT/SIGTERM, or the end of run's command) before they are reset.",
             valueName: "duration"
@@ -29,13 +38,13 @@ struct RuntimeOptions: ParsableArguments {
     )
     var drainTimeout: Duration = .seconds(5)
 
-    @Option(help: ArgumentHelp("Event loop threads (default: one per core).", valueName: "count"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Event loop threads (default: one per core).", valueName: "count"))
     var threads: Int?
 
     /// The event loops to relay on.
     func makeEventLoopGroup() throws -> any EventLoopGroup {
         guard let threads else { return MultiThreadedEventLoopGroup.singleton }
-        guard (1...256).contains(threads) else { throw ValidationError("--threads must be from 1 to 256") }
+        guard (1...256).contains(threads) else { throw ValidationError("invalid --threads \(threads): use a count from 1 to 256") }
         return MultiThreadedEventLoopGroup(numberOfThreads: threads)
     }
 
@@ -53,14 +62,13 @@ struct RuntimeOptions: ParsableArguments {
     }
 }
 
-extension Logger.Level: @retroactive ExpressibleByArgument {}
 
 /// The line per route that scripts read to learn bound addresses.
 enum ListeningAnnouncement {
     static func print(_ bound: [BoundRoute]) {
         var text = ""
         for route in bound {
-            text += "listening \(route.name) \(route.address)\n"
+            text += "listening \(TerminalText.escape(route.name)) \(route.address)\n"
         }
         FileHandle.standardOutput.write(Data(text.utf8))
     }

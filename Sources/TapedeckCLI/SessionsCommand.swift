@@ -36,7 +36,7 @@ struct SessionsCommand: ParsableCommand {
     )
     var since: String?
 
-    @Option(help: "At most this many sessions.")
+    @Option(parsing: .unconditional, help: "At most this many sessions.")
     var limit: Int?
 
     @Flag(help: "Print a JSON array of objects instead of a table.")
@@ -59,7 +59,7 @@ struct SessionsCommand: ParsableCommand {
                 throw ValidationError(error.message)
             }
         }
-        if let limit, limit < 0 { throw ValidationError("--limit must not be negative") }
+        if let limit, limit < 0 { throw ValidationError("invalid --limit \(limit): use 0 or more, as --limit 10") }
         let tapeFile = try Tape(readingAt: tape)
         let output = OutputBuffer()
         if json {
@@ -81,7 +81,8 @@ struct SessionsCommand: ParsableCommand {
             try tapeFile.forEachSession(matching: query) { session in
                 output.write(
                     Self.row([
-                        "\(session.id)", session.route, session.label ?? "-", session.client,
+                        "\(session.id)", TerminalText.escape(session.route),
+                        session.label.map(TerminalText.escape) ?? "-", TerminalText.escape(session.client),
                         InspectFormat.timestamp(session.startedAt),
                         session.durationNanoseconds.map(InspectFormat.duration) ?? "-",
                         "\(session.clientBytes)", "\(session.upstreamBytes)", "\(session.events)",
@@ -90,7 +91,7 @@ struct SessionsCommand: ParsableCommand {
                 )
             }
         }
-        output.flush()
+        try output.finish()
     }
 
     /// Fixed column widths, so rows print as they are read; long values are cut with '…'.

@@ -39,7 +39,7 @@ struct ShowCommand: ParsableCommand {
         } else {
             try printLadder(summary, tapeFile, output)
         }
-        output.flush()
+        try output.finish()
     }
 
     static func summary(of id: Int64, in tape: Tape) throws -> SessionSummary? {
@@ -56,7 +56,8 @@ struct ShowCommand: ParsableCommand {
     private func printLadder(_ session: SessionSummary, _ tape: Tape, _ output: OutputBuffer) throws {
         let color = colors
         output.write(
-            "session \(session.id)  route \(session.route)  \(session.client) → \(session.upstream)  "
+            "session \(session.id)  route \(TerminalText.escape(session.route))  "
+                + "\(TerminalText.escape(session.client)) → \(TerminalText.escape(session.upstream))  "
                 + "\(session.outcome.rawValue)  \(session.durationNanoseconds.map(InspectFormat.duration) ?? "-")  "
                 + "started \(InspectFormat.timestamp(session.startedAt))\n"
         )

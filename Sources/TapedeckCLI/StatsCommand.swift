@@ -30,7 +30,7 @@ struct StatsCommand: ParsableCommand {
             for group in statistics.groups {
                 output.write(
                     Self.pad([
-                        group.route, group.outcome, "\(group.sessions)", "\(group.clientBytes)",
+                        TerminalText.escape(group.route), TerminalText.escape(group.outcome), "\(group.sessions)", "\(group.clientBytes)",
                         "\(group.upstreamBytes)",
                         InspectFormat.duration(group.durationNanoseconds),
                     ])
@@ -39,11 +39,11 @@ struct StatsCommand: ParsableCommand {
             output.write("\nlargest sessions\n")
             for session in statistics.largest {
                 output.write(
-                    "  \(session.id)  \(session.route)  \(session.clientBytes + session.upstreamBytes) bytes  \(session.outcome.rawValue)\n"
+                    "  \(session.id)  \(TerminalText.escape(session.route))  \(session.clientBytes + session.upstreamBytes) bytes  \(session.outcome.rawValue)\n"
                 )
             }
         }
-        output.flush()
+        try output.finish()
     }
 
     static func pad(_ cells: [String]) -> String {

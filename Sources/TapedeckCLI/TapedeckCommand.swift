@@ -20,6 +20,9 @@ struct TapedeckCommand: AsyncParsableCommand {
     /// 0 for success and help, 1 for runtime failures, 2 for usage errors, 127 when `run` cannot start its command.
     static func main() async {
         TerminationSignals.unblock()
+        // A reader that goes away (`tapedeck sessions TAPE | head`) ends output quietly through EPIPE, rather than
+        // killing the process; children get the default back (see ChildCommand).
+        signal(SIGPIPE, SIG_IGN)
         do {
             var command = try parseAsRoot()
             if var command = command as? any AsyncParsableCommand {
@@ -42,6 +45,13 @@ struct TapedeckCommand: AsyncParsableCommand {
                 self.message(for: error).split(whereSeparator: \.isNewline).first.map(String.init) ?? "\(error)"
             CommandLineFailure.exit(message: message.prefix(1).lowercased() + message.dropFirst(), status: status)
         }
+    }
+}
+
+/// Prints a warning the user must see whatever the log level, as one line on stderr.
+enum CommandLineWarning {
+    @Sendable static func print(_ message: String) {
+        FileHandle.standardError.write(Data("tapedeck: warning: \(message)\n".utf8))
     }
 }
 

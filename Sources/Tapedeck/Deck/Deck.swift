@@ -41,8 +41,11 @@ public final class Deck: Sendable {
         /// Where the deck logs.
         public var logger: Logger
         /// Called once, from the tape's writer thread, if the tape cannot be written; ``Deck/stop(drainTimeout:)``
-        /// then throws the same error.
+        /// then throws the same error. Without it, the failure is logged as an error.
         public var onRecordingFailure: (@Sendable (TapedeckError) -> Void)?
+        /// Called with each warning the user must see whatever the log level, such as a listener beyond
+        /// loopback; without it, warnings are logged at `warning` level. The command line prints them on stderr.
+        public var onWarning: (@Sendable (String) -> Void)?
 
         /// Creates options: append to the tape, replay fast, each session served once.
         public init(
@@ -52,7 +55,8 @@ public final class Deck: Sendable {
             repeatSessions: Bool = false,
             group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
             logger: Logger = Logger(label: "tapedeck"),
-            onRecordingFailure: (@Sendable (TapedeckError) -> Void)? = nil
+            onRecordingFailure: (@Sendable (TapedeckError) -> Void)? = nil,
+            onWarning: (@Sendable (String) -> Void)? = nil
         ) {
             self.label = label
             self.overwrite = overwrite
@@ -61,6 +65,7 @@ public final class Deck: Sendable {
             self.group = group
             self.logger = logger
             self.onRecordingFailure = onRecordingFailure
+            self.onWarning = onWarning
         }
     }
 
@@ -147,13 +152,24 @@ public final class Deck: Sendable {
                 mode == .recordMissing ? "recording missing sessions" : mode == .proxy ? "proxying" : "recording"
             for route in routes { _ = try route.requireUpstream(for: purpose) }
         }
-        for route in routes where !route.listen.isLoopback {
-            // Tapedeck listens on loopback unless told otherwise; say so when told otherwise, since a tape's
-            // sessions (and a relay to an internal service) then answer anyone who can reach the address.
-            options.logger.notice(
-                "listening beyond loopback",
-                metadata: ["tapedeck.route": "\(route.name)", "tapedeck.address": "\(route.listen)"]
+        if let label = options.label, let control = TerminalText.firstControlCharacter(in: label) {
+            throw TapedeckError(
+                .invalidArgument,
+                "invalid label '\(TerminalText.escape(label))': it holds the control character "
+                    + "\(TerminalText.escape(String(control))); use printable text"
             )
+        }
+        for route in routes where !route.listen.isLoopback {
+            // Tapedeck listens on loopback unless told otherwise; say so every time when told otherwise, since a
+            // tape's sessions (and a relay to an internal service) then answer anyone who can reach the address.
+            let warning =
+                "route '\(route.name)' listens on \(route.listen), beyond loopback: anyone who can reach that "
+                + "address is served"
+            if let onWarning = options.onWarning {
+                onWarning(warning)
+            } else {
+                options.logger.warning("\(warning)")
+            }
         }
         if mode != .proxy, tape == nil {
             throw TapedeckError(.invalidArgument, "\(mode) mode needs a tape")
@@ -291,11 +307,15 @@ public final class Deck: Sendable {
             label: options.label,
             mode: mode == .record ? "record" : "replay"
         ) { error in
-            logger.error(
-                "recording failed",
-                metadata: ["tapedeck.tape": "\(tape)", "tapedeck.error": "\(error.message)"]
-            )
-            report?(error)
+            // One report of a failure: to the caller who asked for it, else to the log.
+            guard let report else {
+                logger.error(
+                    "recording failed",
+                    metadata: ["tapedeck.tape": "\(tape)", "tapedeck.error": "\(error.message)"]
+                )
+                return
+            }
+            report(error)
         }
     }
 

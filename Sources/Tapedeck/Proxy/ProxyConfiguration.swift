@@ -37,6 +37,19 @@ public struct ProxyConfiguration: Sendable, Hashable {
             guard seen.insert(route.name).inserted else {
                 throw TapedeckError(.invalidConfiguration, "route name '\(route.name)' is used twice")
             }
+            // A zero timeout fails every connect, and port 0 is no upstream: either would reset every client.
+            guard route.connectTimeout > .zero else {
+                throw TapedeckError(
+                    .invalidConfiguration,
+                    "route '\(route.name)': the connect timeout must be more than 0, as 5s"
+                )
+            }
+            if let upstream = route.upstream, upstream.port == 0 {
+                throw TapedeckError(
+                    .invalidConfiguration,
+                    "route '\(route.name)': upstream \(upstream) has port 0; give the port the upstream listens on"
+                )
+            }
         }
         self.routes = routes
     }
@@ -54,6 +67,10 @@ public struct ProxyConfiguration: Sendable, Hashable {
         requireUpstream: Bool = true
     ) throws -> ProxyConfiguration {
         let data: Data
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw TapedeckError(.invalidConfiguration, "cannot read config '\(path)': it is a directory, not a file")
+        }
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path))
         } catch {
@@ -139,6 +156,15 @@ public struct ProxyConfiguration: Sendable, Hashable {
             text = "no such file"
         case let error as CocoaError where error.code == .fileReadNoPermission:
             text = "permission denied"
+        case let error as CocoaError:
+            // Foundation's description of a file error is a multi-line dump; the POSIX reason is the news.
+            if let underlying = error.userInfo[NSUnderlyingErrorKey] as? NSError,
+                underlying.domain == NSPOSIXErrorDomain
+            {
+                text = String(cString: strerror(Int32(underlying.code))).lowercased()
+            } else {
+                text = "cannot read the file (\(error.code.rawValue))"
+            }
         default:
             text = "\(error)"
         }

@@ -119,7 +119,8 @@ public final class ProxyServer: Sendable {
         }
         await Listener.close(listeners, routes: configuration.routes)
         let interrupted = await tracker.drain(timeout: drainTimeout)
-        if interrupted > 0 {
+        // With no drain (the recording failed, or the caller asked for none) resetting is the plan, not news.
+        if interrupted > 0, drainTimeout > .zero {
             logger.warning(
                 "drain timeout passed, reset open connections",
                 metadata: ["tapedeck.connections": "\(interrupted)"]

@@ -164,13 +164,12 @@ public struct ReplayReport: Sendable, Codable, Hashable {
 
     /// Writes the report as JSON to `path` (what `--report` writes).
     ///
-    /// - Throws: ``TapedeckError`` naming the file when it cannot be written.
-    public func write(toPath path: String) throws {
-        do {
-            try json().write(to: URL(fileURLWithPath: path))
-        } catch {
-            throw TapedeckError(.invalidArgument, "cannot write report '\(path)': \(error.localizedDescription)")
-        }
+    /// The report holds payload excerpts, so it is written like an export: a new file, owner-only (0600),
+    /// renamed into place once complete; a symbolic link at `path` is refused unless `followingSymlink`.
+    ///
+    /// - Throws: ``TapedeckError`` with code `outputUnwritable`, one line naming the path.
+    public func write(toPath path: String, followingSymlink: Bool = false) throws {
+        try OutputFile.write(try json(), to: path, followingSymlink: followingSymlink)
     }
 
     /// The report as pretty-printed JSON.

@@ -35,6 +35,8 @@ public struct CommandRunner: Sendable {
     public var drainTimeout: Duration
     /// Where to write the replay report as JSON, if anywhere.
     public var reportPath: String?
+    /// Whether the report may be written through a symbolic link at ``reportPath`` (`--force`).
+    public var reportFollowsSymlink = false
     /// The environment the command starts from; the route variables are added to it.
     public var environment: [String: String]
     /// Where one-line messages for the user go; standard error by default.
@@ -130,7 +132,7 @@ public struct CommandRunner: Sendable {
         }
         guard let report = outcome.replay else { return status }
         if let reportPath {
-            do { try report.write(toPath: reportPath) } catch let error as TapedeckError {
+            do { try report.write(toPath: reportPath, followingSymlink: reportFollowsSymlink) } catch let error as TapedeckError {
                 diagnostics("error: \(error.message)")
             }
         }

@@ -17,6 +17,7 @@ public struct TapedeckError: Error, Sendable, Hashable, CustomStringConvertible 
             case recordingFailed = "recording failed"
             case replayMismatch = "replay mismatch"
             case commandNotRun = "command not run"
+            case outputUnwritable = "output unwritable"
         }
 
         private let base: Base
@@ -47,6 +48,8 @@ public struct TapedeckError: Error, Sendable, Hashable, CustomStringConvertible 
         public static let replayMismatch = Code(.replayMismatch)
         /// A command to run inside Tapedeck could not be found or started.
         public static let commandNotRun = Code(.commandNotRun)
+        /// An output file or stream (an export, a report, standard output) could not be written in full.
+        public static let outputUnwritable = Code(.outputUnwritable)
 
         public var description: String { base.rawValue }
     }
