@@ -46,8 +46,35 @@ struct TapeFileTests {
             #expect(error?.code == .tapeFromNewerVersion)
             #expect(
                 error?.description
-                    == "cannot open tape '\(path)': it has format version 99, newer than this Tapedeck (\(tapedeckVersion)) reads (1); upgrade Tapedeck"
+                    == "cannot open tape '\(path)': it has format version 99, newer than this Tapedeck (\(tapedeckVersion)) reads (up to 1); upgrade Tapedeck"
             )
+        }
+    }
+
+    @Test func aTapeChangedByANewerTapedeckInTheSameVersionIsRefusedWithoutContradiction() throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.path("changed.tape")
+        _ = try Tape(recordingAt: path)
+        try DatabaseQueue(path: path).write { db in
+            try db.execute(sql: "INSERT INTO grdb_migrations(identifier) VALUES ('v1-extra')")
+        }
+        let error = #expect(throws: TapedeckError.self) { try Tape(readingAt: path) }
+        #expect(error?.code == .tapeFromNewerVersion)
+        #expect(
+            error?.description
+                == "cannot open tape '\(path)': it was changed by a newer Tapedeck (migration v1-extra is unknown to Tapedeck \(tapedeckVersion)); upgrade Tapedeck"
+        )
+    }
+
+    @Test func aDirectoryOrADeviceIsNotATape() throws {
+        let directory = try TemporaryDirectory()
+        for open in [{ _ = try Tape(readingAt: directory.url.path) }, { _ = try Tape(recordingAt: directory.url.path) }] {
+            let error = #expect(throws: TapedeckError.self) { try open() }
+            #expect(error?.description == "cannot open tape '\(directory.url.path)': it is a directory, not a tape file")
+        }
+        for open in [{ _ = try Tape(readingAt: "/dev/null") }, { _ = try Tape(recordingAt: "/dev/null") }] {
+            let error = #expect(throws: TapedeckError.self) { try open() }
+            #expect(error?.description == "cannot open tape '/dev/null': not a regular file")
         }
     }
 
