@@ -39,11 +39,15 @@ struct SessionsCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "At most this many sessions.")
     var limit: Int?
 
+    @Flag(help: "Also list readiness probes: connections that closed without a byte either way.")
+    var all = false
+
     @Flag(help: "Print a JSON array of objects instead of a table.")
     var json = false
 
     func run() throws {
         var query = SessionQuery(route: route, label: label, limit: limit)
+        query.includeProbes = all || outcome == SessionOutcome.probe.rawValue
         if let outcome {
             guard let parsed = SessionOutcome(rawValue: outcome) else {
                 throw ValidationError(

@@ -18,6 +18,9 @@ public struct SessionQuery: Sendable, Hashable {
     public var sinceNanoseconds: Int64?
     /// At most this many sessions, in recording order.
     public var limit: Int?
+    /// Whether readiness probes (``SessionOutcome/probe``) are listed; `tapedeck sessions` hides them unless
+    /// asked with `--all` or `--outcome probe`.
+    public var includeProbes = true
 
     /// Creates a query; with no filters it lists every session.
     public init(
@@ -94,6 +97,10 @@ extension Tape {
         if let outcome = query.outcome {
             conditions.append("s.outcome = ?")
             _ = arguments.append(contentsOf: [outcome.rawValue])
+        }
+        if !query.includeProbes {
+            conditions.append("s.outcome != ?")
+            _ = arguments.append(contentsOf: [SessionOutcome.probe.rawValue])
         }
         if let since = query.sinceNanoseconds ?? query.since.map(Self.nanoseconds(since:)) {
             conditions.append("s.started_at >= ?")

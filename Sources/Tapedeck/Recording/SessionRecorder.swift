@@ -101,6 +101,9 @@ final class SessionRecorder {
             outcome = connectFailure
         } else if interrupted {
             outcome = .interrupted
+        } else if clientBytes == 0, upstreamBytes == 0, firstReset != .upstreamToClient {
+            // Opened and closed without a byte either way: a readiness probe (`nc -z`, a health check).
+            outcome = .probe
         } else if let firstReset {
             outcome = firstReset == .clientToUpstream ? .resetByClient : .resetByUpstream
         } else {

@@ -82,6 +82,10 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
         if matcher.regroupedExchanges > 0 { ledger.regrouped(matcher.regroupedExchanges) }
         if let session = matcher.connectionClosed() {
             ledger.replayed(.init(route: route, session: session, client: client))
+        } else if matcher.probe {
+            ledger.probed()
+        } else if let twice = matcher.replayedTwice {
+            report(twice)
         }
         context.fireChannelInactive()
     }
@@ -211,20 +215,24 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .mismatch(let mismatch) where missing != nil:
             handOff(context: context, reason: mismatch.reason)
         case .mismatch(let mismatch):
-            let entry = ReplayReport.Mismatch(
-                route: route,
-                client: client,
-                closestSession: mismatch.closestSessionID,
-                offset: mismatch.offset,
-                expected: ByteExcerpt.render(mismatch.expected),
-                actual: ByteExcerpt.render(mismatch.actual),
-                reason: mismatch.reason
-            )
-            logger.warning("replay mismatch: \(entry)")
-            ledger.mismatched(entry)
+            report(mismatch)
             RelayHandler.armReset(context.channel)
             context.close(promise: nil)
         }
+    }
+
+    private func report(_ mismatch: ReplayMatcher.Mismatch) {
+        let entry = ReplayReport.Mismatch(
+            route: route,
+            client: client,
+            closestSession: mismatch.closestSessionID,
+            offset: mismatch.offset,
+            expected: ByteExcerpt.render(mismatch.expected),
+            actual: ByteExcerpt.render(mismatch.actual),
+            reason: mismatch.reason
+        )
+        logger.warning("replay mismatch: \(entry)")
+        ledger.mismatched(entry)
     }
 }
 

@@ -8,6 +8,10 @@ final class ReplayLedger: Sendable {
         report.withLockedValue { $0.connections += 1 }
     }
 
+    func probed() {
+        report.withLockedValue { $0.probes += 1 }
+    }
+
     func replayed(_ entry: ReplayReport.Replayed) {
         report.withLockedValue { $0.replayed.append(entry) }
     }

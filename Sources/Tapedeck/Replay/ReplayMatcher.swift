@@ -123,6 +123,15 @@ struct ReplayMatcher {
     /// The lead's part is played out and the connection closed (or being closed).
     private(set) var finished = false
     private(set) var mismatch: Mismatch?
+    /// The connection ended without a byte either way: a readiness probe (`nc -z`, a health check), which is
+    /// neither a replay of a session nor a mismatch.
+    private(set) var probe = false
+    /// The session this connection played out had been finished by another connection first, which said the
+    /// same at the same time; set by ``connectionClosed()``.
+    private(set) var replayedTwice: Mismatch?
+    /// The earliest session that matches every byte the client sent but was taken (replayed, or followed by
+    /// another connection), to say so if the connection finds no other.
+    private var takenCandidate: (index: Int, alreadyReplayed: Bool)?
 
     static let excerptLength = 48
 
@@ -180,6 +189,7 @@ struct ReplayMatcher {
             range = narrowed
             if !catalog.contains(range, script: current) {
                 guard !performedControl, let successor = takeOver(from: current, where: { _ in true }) else {
+                    takenCandidate = catalog.whyTaken(in: narrowed)
                     return leaveLead(current, chunk: chunk)
                 }
                 lead = successor
@@ -237,6 +247,9 @@ struct ReplayMatcher {
             )
         else {
             guard !provisional else {
+                if let taken = catalog.whyTaken(in: catalog.narrow(catalog.all, offset: 0, chunk: chunk)) {
+                    return fail(takenMismatch(taken, chunk: chunk))
+                }
                 return fail(
                     Mismatch(
                         closestSessionID: nil,
@@ -250,6 +263,7 @@ struct ReplayMatcher {
             return diverged(from: current, chunk: chunk)
         }
         provisional = false
+        takenCandidate = nil
         let next = catalog.script(at: target.script)
         lead = target.script
         regroupedExchanges += 1
@@ -269,6 +283,14 @@ struct ReplayMatcher {
     /// The client shut down its write half (or closed, or reset).
     mutating func endOfInput(reset: Bool) -> [Action] {
         guard !finished, mismatch == nil, var current = lead else { return [] }
+        // Nothing either way, not even from the upstream's side of the tape: a probe that checks the port is
+        // open. A reset ends it; a FIN ends it too, unless a recorded session ended just so.
+        let silent = received == 0 && sentCount == 0 && regroupedExchanges == 0 && !performedControl
+        if silent, reset || provisional {
+            probe = true
+            finished = true
+            return []
+        }
         var script = catalog.script(at: current)
         let position = received - shift
         if position < script.clientStream.count, !performedControl, !regrouped,
@@ -280,6 +302,11 @@ struct ReplayMatcher {
             script = catalog.script(at: successor)
         }
         clientEnded = true
+        if position < script.clientStream.count, silent {
+            probe = true
+            finished = true
+            return [.close(delay: 0)]
+        }
         if position < script.clientStream.count {
             if !performedControl, script.exchangeStart(atOrBefore: position) == position,
                 regrouped || catalog.wasRegroupedInto(current)
@@ -314,13 +341,18 @@ struct ReplayMatcher {
         lead = nil
         // Nothing was served: the client left before saying anything.
         if provisional { return nil }
+        if probe {
+            if !regrouped { catalog.release(current) }
+            return nil
+        }
         if mismatch == nil {
             // Every exchange it entered counts as played; one it never reached does not.
             let played = followedFrom..<max(followedFrom, received - shift)
             if regrouped {
                 catalog.finishRegrouped(current, played: played)
-            } else {
-                catalog.finish(current, played: played)
+            } else if !catalog.finish(current, played: played) {
+                replayedTwice = takenMismatch((current, true), chunk: Data())
+                return nil
             }
             return catalog.script(at: current).sessionID
         }
@@ -408,6 +440,7 @@ struct ReplayMatcher {
     }
 
     private mutating func diverged(from current: Int, chunk: Data) -> [Action] {
+        if let takenCandidate { return fail(takenMismatch(takenCandidate, chunk: chunk)) }
         let script = catalog.script(at: current)
         let position = received - shift
         let theirs = script.clientStream.dropFirst(position)
@@ -429,6 +462,20 @@ struct ReplayMatcher {
                 actual: Data(actual),
                 reason: reason
             )
+        )
+    }
+
+    /// The mismatch of a connection whose bytes only a taken session matches.
+    private func takenMismatch(_ taken: (index: Int, alreadyReplayed: Bool), chunk: Data) -> Mismatch {
+        let id = catalog.script(at: taken.index).sessionID
+        return Mismatch(
+            closestSessionID: id,
+            offset: received,
+            expected: Data(),
+            actual: Data((recent + chunk).suffix(Self.excerptLength)),
+            reason: taken.alreadyReplayed
+                ? "session \(id) was already replayed; --repeat allows it again"
+                : "session \(id) is being replayed to another connection; --repeat allows it again"
         )
     }
 

@@ -77,6 +77,9 @@ public struct ReplayReport: Sendable, Codable, Hashable {
 
     /// Connections accepted.
     public var connections: Int = 0
+    /// Connections that opened and closed without a byte either way (readiness probes): neither replays nor
+    /// mismatches.
+    public var probes: Int = 0
     /// Connections served a session without a difference.
     public var replayed: [Replayed] = []
     /// Connections that diverged from the tape.
@@ -92,7 +95,7 @@ public struct ReplayReport: Sendable, Codable, Hashable {
     public var regroupedExchanges: Int = 0
 
     enum CodingKeys: String, CodingKey {
-        case connections, replayed, mismatches, unused, recorded, incomplete
+        case connections, probes, replayed, mismatches, unused, recorded, incomplete
         case regroupedExchanges = "regrouped_exchanges"
     }
 
@@ -103,6 +106,7 @@ public struct ReplayReport: Sendable, Codable, Hashable {
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         connections = try container.decode(Int.self, forKey: .connections)
+        probes = try container.decodeIfPresent(Int.self, forKey: .probes) ?? 0
         replayed = try container.decode([Replayed].self, forKey: .replayed)
         mismatches = try container.decode([Mismatch].self, forKey: .mismatches)
         unused = try container.decode([Unused].self, forKey: .unused)
@@ -115,6 +119,7 @@ public struct ReplayReport: Sendable, Codable, Hashable {
     public var summary: String {
         "replay: \(counted(connections, "connection")), \(counted(replayed.count, "session")) replayed, "
             + "\(mismatches.count) mismatched, \(unused.count) unused"
+            + (probes == 0 ? "" : ", \(counted(probes, "probe"))")
             + (incomplete.isEmpty ? "" : ", \(incomplete.count) replayed in part")
             + (recorded.isEmpty ? "" : ", \(recorded.count) recorded")
             + (regroupedExchanges == 0 ? "" : ", \(counted(regroupedExchanges, "exchange")) regrouped")

@@ -171,6 +171,13 @@ struct ReplayScript: Sendable {
         return low < clientArrivals.count ? clientArrivals[low].offset : (clientArrivals.last?.offset ?? 0)
     }
 
+    /// Whether the session was a readiness probe: a connection that opened and closed without a byte either
+    /// way (`nc -z`, a health check). Replay does not require such a session to be replayed.
+    var isProbe: Bool {
+        clientStream.isEmpty && serverStream.isEmpty && !connectFailed
+            && !steps.contains { $0.action == .reset }
+    }
+
     /// Whether the server stream starts with `sent`.
     func serverStreamStarts(with sent: Data) -> Bool {
         sent.count <= serverStream.count && serverStream.prefix(sent.count) == sent

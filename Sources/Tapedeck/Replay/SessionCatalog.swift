@@ -292,12 +292,31 @@ final class SessionCatalog: Sendable {
 
     /// Records that a connection replayed the session, playing the exchanges that start in `played` (all of
     /// them unless it was regrouped): it is no longer a candidate unless sessions repeat.
-    func finish(_ index: Int, played: Range<Int> = 0..<Int.max) {
+    ///
+    /// - Returns: False if another connection finished the same session first and sessions do not repeat: two
+    ///   connections that said the same thing at once both followed it, and only the first may count.
+    @discardableResult
+    func finish(_ index: Int, played: Range<Int> = 0..<Int.max) -> Bool {
         availability.withLockedValue { state in
+            let first = repeatable || state.replays[index] == 0
             markPlayed(&state, index, played)
             state.claims[index] -= 1
             state.replays[index] += 1
             update(&state, index)
+            return first
+        }
+    }
+
+    /// Why the earliest recorded session in `range` cannot serve another connection, if it is taken: it was
+    /// replayed already, or a live connection follows it. Nil when sessions repeat or it is free.
+    func whyTaken(in range: Range<Int>) -> (index: Int, alreadyReplayed: Bool)? {
+        guard !repeatable, !range.isEmpty else { return nil }
+        return availability.withLockedValue { state in
+            guard let earliest = range.map({ sorted[$0] }).min() else { return nil }
+            if state.replays[earliest] > 0 || state.played.contains(ExchangeKey(script: earliest, start: 0)) {
+                return (earliest, true)
+            }
+            return state.claims[earliest] > 0 ? (earliest, false) : nil
         }
     }
 
@@ -317,10 +336,11 @@ final class SessionCatalog: Sendable {
     }
 
     /// Sessions never replayed, by tape id: none of their exchanges played (or, for a session whose client sent
-    /// nothing, no connection served).
+    /// nothing, no connection served). Recorded probes are never required, so never unused.
     var unusedSessionIDs: [Int64] {
         availability.withLockedValue { state in
             scripts.indices.filter { index in
+                guard !scripts[index].isProbe else { return false }
                 let starts = exchangeStarts(of: index)
                 guard !starts.isEmpty else { return state.replays[index] == 0 }
                 return !starts.contains { state.played.contains(ExchangeKey(script: index, start: $0)) }

@@ -76,6 +76,9 @@ public enum SessionOutcome: String, Sendable, Hashable, Codable, CaseIterable, D
     case interrupted
     /// The session has no recorded end: it is still being recorded, or the recorder crashed.
     case incomplete
+    /// The client opened the connection and closed it without a byte either way: a readiness probe such as
+    /// `nc -z` or a health check. Listed only on request, and never required to be replayed.
+    case probe
 }
 
 /// One recording run: a `tapedeck record` invocation.
