@@ -20,13 +20,14 @@ final class TapedeckProcess: Sendable {
         return directory.appendingPathComponent("tapedeck")
     }
 
-    init(_ arguments: [String], environment: [String: String?] = [:]) throws {
+    /// - Parameter standardOutput: Where stdout goes instead of a file of its own (`/dev/full`, say).
+    init(_ arguments: [String], environment: [String: String?] = [:], standardOutput: String? = nil) throws {
         directory =
             FileManager.default.temporaryDirectory.appendingPathComponent("tapedeck-process-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         child = try ChildProcess(
             [Self.executable.path] + arguments,
-            outputPath: directory + "/stdout",
+            outputPath: standardOutput ?? directory + "/stdout",
             errorPath: directory + "/stderr",
             environment: environment
         )
@@ -40,9 +41,10 @@ final class TapedeckProcess: Sendable {
     static func run(
         _ arguments: [String],
         environment: [String: String?] = [:],
+        standardOutput: String? = nil,
         timeout: Duration = .seconds(30)
     ) async throws -> (status: Int32, stdout: String, stderr: String) {
-        let child = try TapedeckProcess(arguments, environment: environment)
+        let child = try TapedeckProcess(arguments, environment: environment, standardOutput: standardOutput)
         let status = try await child.waitForExit(timeout: timeout)
         return (status, child.stdout, child.stderr)
     }
