@@ -30,7 +30,8 @@ struct BackpressureTests {
             #expect(await upstream.log.waitFor(timeout: .seconds(90)) { _ in upstream.log.bytesReceived == total })
         }
         let peak = try #require(child.peakResidentBytes)
-        #expect(peak < Self.memoryCeiling, "relay peaked at \(peak >> 20) MiB")
+        // A sanitizer's shadow memory and quarantine outgrow the ceiling; the bytes still all arrive.
+        #expect(Sanitizer.isActive || peak < Self.memoryCeiling, "relay peaked at \(peak >> 20) MiB")
         child.signal(SIGTERM)
         _ = try await child.waitForExit(timeout: .seconds(10))
     }
@@ -58,7 +59,8 @@ struct BackpressureTests {
         }
         #expect(received == total)
         let peak = try #require(child.peakResidentBytes)
-        #expect(peak < Self.memoryCeiling, "relay peaked at \(peak >> 20) MiB")
+        // A sanitizer's shadow memory and quarantine outgrow the ceiling; the bytes still all arrive.
+        #expect(Sanitizer.isActive || peak < Self.memoryCeiling, "relay peaked at \(peak >> 20) MiB")
         child.signal(SIGTERM)
         _ = try await child.waitForExit(timeout: .seconds(10))
     }

@@ -164,7 +164,10 @@ struct TapedeckModeTests {
         let directory = try TemporaryDirectory()
         let path = directory.path("t.tape")
         #expect(TapedeckMode.auto.resolved(forTape: path) == .record)
+        // An empty file (a tape whose creation failed) is no fixture: auto records it.
         #expect(FileManager.default.createFile(atPath: path, contents: Data()))
+        #expect(TapedeckMode.auto.resolved(forTape: path) == .record)
+        #expect(FileManager.default.createFile(atPath: path, contents: Data("SQLite format 3".utf8)))
         #expect(TapedeckMode.auto.resolved(forTape: path) == .replay)
         #expect(TapedeckMode.record.resolved(forTape: path) == .record)
     }

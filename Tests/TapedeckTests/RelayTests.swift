@@ -163,7 +163,7 @@ struct RelayTests {
             let started = ContinuousClock.now
             let ending = try await TestClient.listen(to: address)
             #expect(ending == .reset)
-            #expect(ContinuousClock.now - started < .seconds(2))
+            #expect(ContinuousClock.now - started < Sanitizer.scaled(.seconds(2)))
         }
     }
 
@@ -179,7 +179,7 @@ struct RelayTests {
             let elapsed = ContinuousClock.now - started
             #expect(ending == .reset)
             #expect(elapsed >= .milliseconds(250))
-            #expect(elapsed < .seconds(4))
+            #expect(elapsed < Sanitizer.scaled(.seconds(4)))
         }
     }
 
@@ -308,7 +308,7 @@ struct RelayTests {
             let started = ContinuousClock.now
             let outcome = await server.shutdown(drainTimeout: .milliseconds(300))
             #expect(outcome.interruptedConnections == 2)
-            #expect(ContinuousClock.now - started < .seconds(3))
+            #expect(ContinuousClock.now - started < Sanitizer.scaled(.seconds(3)))
             await #expect(throws: IOError.self) { _ = try await iterator.next() }
         }
     }

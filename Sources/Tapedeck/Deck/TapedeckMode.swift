@@ -52,12 +52,15 @@ public enum TapedeckMode: String, Sendable, Hashable, CaseIterable, CustomString
         return mode
     }
 
-    /// The mode to run for a tape: ``auto`` becomes ``record`` when the tape file does not exist yet and
-    /// ``replay`` when it does; every other mode is itself.
+    /// The mode to run for a tape: ``auto`` becomes ``record`` when the tape file does not exist yet (or is
+    /// empty, as a tape whose creation failed in an older Tapedeck could be) and ``replay`` when it does; every
+    /// other mode is itself.
     public func resolved(forTape path: String?) -> TapedeckMode {
         guard self == .auto else { return self }
-        guard let path, FileManager.default.fileExists(atPath: path) else { return .record }
-        return .replay
+        guard let path, let attributes = try? FileManager.default.attributesOfItem(atPath: path) else {
+            return .record
+        }
+        return (attributes[.size] as? NSNumber)?.intValue == 0 ? .record : .replay
     }
 
     /// The mode a name spells, ignoring case and surrounding spaces.
