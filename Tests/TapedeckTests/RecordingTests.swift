@@ -124,9 +124,8 @@ struct RecordingTests {
     @Test func recordsARefusedUpstream() async throws {
         let directory = try TemporaryDirectory()
         let tapePath = directory.path("refused.tape")
-        let closed = try await TestServer.start(.echo)
+        let closed = try ClosedPort()
         let endpoint = closed.endpoint
-        await closed.stop()
         try await withRecordingProxy(upstream: endpoint, tapePath: tapePath) { address throws in
             #expect(try await TestClient.listen(to: address, halfClosing: false) == .reset)
         }

@@ -155,11 +155,8 @@ struct RelayTests {
     }
 
     @Test func refusedUpstreamResetsTheClientAtOnce() async throws {
-        // A port that was free a moment ago: nothing listens there.
-        let closed = try await TestServer.start(.echo)
-        let endpoint = closed.endpoint
-        await closed.stop()
-        try await withProxy(upstream: endpoint) { address, _ in
+        let closed = try ClosedPort()
+        try await withProxy(upstream: closed.endpoint) { address, _ in
             let started = ContinuousClock.now
             let ending = try await TestClient.listen(to: address)
             #expect(ending == .reset)

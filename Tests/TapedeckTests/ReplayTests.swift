@@ -96,9 +96,10 @@ struct ReplayTests {
             #expect(try await TestClient.exchange(ByteBuffer(string: "boom"), at: address).1 == .reset)
         }
         await resetting.stop()
-        // The same port, now closed: a refused connect, appended as a second run. The client only listens: a
+        // A port nothing listens on: a refused connect, appended as a second run. The client only listens: a
         // write racing the reset would end the connection before the reset is seen.
-        try await withRecordingProxy(upstream: endpoint, tapePath: tapePath) { address throws in
+        let closed = try ClosedPort()
+        try await withRecordingProxy(upstream: closed.endpoint, tapePath: tapePath) { address throws in
             #expect(try await TestClient.exchange(nil, at: address).1 == .reset)
         }
         let (_, report) = try await Self.withReplay(tapePath: tapePath) { address, _ throws in

@@ -4,10 +4,13 @@ import Foundation
 public enum InspectFormat {
     /// `2026-11-25T10:30:36.123Z` for nanoseconds since 1970.
     public static func timestamp(_ nanoseconds: Int64) -> String {
-        var seconds = time_t(nanoseconds / 1_000_000_000)
+        // Floor division, so a time before 1970 keeps its milliseconds positive.
+        let (quotient, remainder) = nanoseconds.quotientAndRemainder(dividingBy: 1_000_000_000)
+        var seconds = time_t(remainder < 0 ? quotient - 1 : quotient)
         var parts = tm()
-        gmtime_r(&seconds, &parts)
-        let millis = Int(nanoseconds % 1_000_000_000 / 1_000_000)
+        // Every Int64 of nanoseconds is a year from 1677 to 2262, which gmtime_r always converts; be safe anyway.
+        guard gmtime_r(&seconds, &parts) != nil else { return "\(nanoseconds)ns" }
+        let millis = Int((remainder < 0 ? remainder + 1_000_000_000 : remainder) / 1_000_000)
         return String(
             format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
             Int(parts.tm_year) + 1900,
