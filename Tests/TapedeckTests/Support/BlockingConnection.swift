@@ -66,5 +66,24 @@ final class BlockingConnection {
         return try receive(count: text.utf8.count)
     }
 
+    /// Like ``echo(_:)``, but a connection the other side reset or closed is an answer too: nil. Only silence
+    /// until the timeout is an error.
+    func echoUnlessEnded(_ text: String) throws -> String? {
+        let bytes = Array(text.utf8)
+        guard Glibc.send(descriptor, bytes, bytes.count, Int32(MSG_NOSIGNAL)) == bytes.count else {
+            if errno == ECONNRESET || errno == EPIPE { return nil }
+            throw TestProcessError("send failed: errno \(errno)")
+        }
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: bytes.count)
+        while received.count < bytes.count {
+            let read = recv(descriptor, &buffer, bytes.count - received.count, 0)
+            if read == 0 || (read < 0 && errno == ECONNRESET) { return nil }
+            guard read > 0 else { throw TestProcessError("receive failed: errno \(errno)") }
+            received += buffer[0..<read]
+        }
+        return String(decoding: received, as: UTF8.self)
+    }
+
     deinit { close(descriptor) }
 }
