@@ -8,7 +8,7 @@ struct GrepCommand: ParsableCommand {
         commandName: "grep",
         abstract: "Find sessions and events whose payload contains a string or matches a regex.",
         discussion:
-            "Prints one line per matching event: session, event number, direction, offset, and an excerpt. Exits 1 if nothing matched."
+            "Prints one line per matching event: session, event number, direction, offset, and an excerpt. Exits 1 if nothing matched, or if a regex works on one payload for more than a second."
     )
 
     @Argument(help: ArgumentHelp("The tape to search.", valueName: "tape"))

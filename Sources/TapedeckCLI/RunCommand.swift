@@ -17,7 +17,7 @@ struct RunCommand: AsyncParsableCommand {
             mismatched or a session was replayed in part, exits 3 (with --require-all, also if a recorded \
             session was never replayed). Recording \
             replaces the tape unless --append. SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 are passed \
-            on to the command.
+            on to the command; a second SIGINT or SIGTERM ends it and Tapedeck at once.
             """
     )
 

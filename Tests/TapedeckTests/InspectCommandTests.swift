@@ -120,6 +120,40 @@ extension InspectCommandTests {
         #expect(badRegex.stderr == "tapedeck: error: invalid regular expression '('\n")
     }
 
+    /// `(.*a){20}` backtracks exponentially on a long run of `a`s without a match: the search must give up with
+    /// one line naming the pattern, not run for years.
+    @Test func aCatastrophicRegexGivesUpWithOneLine() async throws {
+        let directory = try TemporaryDirectory()
+        let tape = directory.path("as.tape")
+        let upstream = try await TestServer.start(.echo)
+        defer { Task { await upstream.stop() } }
+        try await recordExchange(String(repeating: "a", count: 4096) + "b", into: tape, upstream: upstream.endpoint)
+
+        let started = ContinuousClock.now
+        let slow = try await TapedeckProcess.run(["grep", tape, "(.*a){20}", "--regex"], timeout: .seconds(30))
+        #expect(ContinuousClock.now - started < Sanitizer.scaled(.seconds(20)))
+        #expect(slow.status == 1)
+        #expect(
+            slow.stderr
+                == "tapedeck: error: regular expression '(.*a){20}' took too long: stopped after 1s on session 1, event 0\n"
+        )
+        let plain = try await TapedeckProcess.run(["grep", tape, "a{4}b", "--regex"])
+        #expect(plain.status == 0)
+        // The client's bytes were recorded in chunks as they were read; the match is in the last one.
+        #expect(plain.stdout.hasPrefix("session 1  event ") && plain.stdout.contains("aaaab"))
+    }
+
+    @Test func aRegexTimeLimitStopsTheSearchInTheLibraryToo() throws {
+        let search = try TapeSearch(.regex("(.*a){20}"), regexTimeLimit: .milliseconds(100))
+        let started = ContinuousClock.now
+        #expect(throws: TapeSearch.RegexTimeout.self) {
+            _ = try search.firstMatch(in: Data(repeating: UInt8(ascii: "a"), count: 2048))
+        }
+        #expect(ContinuousClock.now - started < Sanitizer.scaled(.seconds(5)))
+        let quick = try TapeSearch(.regex("a+b"), regexTimeLimit: .milliseconds(100))
+        #expect(try quick.firstMatch(in: Data("xxaab".utf8))?.offset == 2)
+    }
+
     @Test func statsTotalsPerRouteAndOutcome() async throws {
         let result = try await TapedeckProcess.run(["stats", Self.fixture, "--json"])
         let statistics = try JSONDecoder().decode(TapeStatistics.self, from: Data(result.stdout.utf8))

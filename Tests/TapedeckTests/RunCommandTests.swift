@@ -103,6 +103,49 @@ struct RunCommandTests {
         #expect(terminal.exitStatus == 3)
     }
 
+    @Test func theCommandDoesNotOutliveAKilledRun() async throws {
+        let directory = try TemporaryDirectory()
+        let pidFile = directory.path("command.pid")
+        let process = try TapedeckProcess(
+            [
+                "run", "--mode", "proxy", "--upstream", "127.0.0.1:1", "--", "/bin/sh", "-c",
+                Self.patientScript(pidFile),
+            ],
+            environment: Self.clean
+        )
+        let command = try await waitForPID(in: pidFile)
+        defer { Self.stopIfStillRunning(command, pidFile: pidFile) }
+        #expect(ProcessResources.isRunning(command))
+
+        process.signal(SIGKILL)
+        #expect(try await process.waitForExit(timeout: .seconds(20)) == 128 + SIGKILL)
+        try? await waitUntil(timeout: .seconds(5)) { !ProcessResources.isRunning(command) }
+        #expect(!ProcessResources.isRunning(command), "the command outlived tapedeck run")
+    }
+
+    @Test func aSecondSignalEndsRunAndACommandThatIgnoresTheFirst() async throws {
+        let directory = try TemporaryDirectory()
+        let pidFile = directory.path("command.pid")
+        let process = try TapedeckProcess(
+            [
+                "run", "--mode", "proxy", "--upstream", "127.0.0.1:1", "--", "/bin/sh", "-c",
+                "trap 'echo got-TERM' TERM; " + Self.patientScript(pidFile),
+            ],
+            environment: Self.clean
+        )
+        let command = try await waitForPID(in: pidFile)
+        defer { Self.stopIfStillRunning(command, pidFile: pidFile) }
+
+        process.signal(SIGTERM)
+        try await waitUntil { process.stdout.contains("got-TERM") }
+        #expect(process.exitStatus == nil)
+        process.signal(SIGTERM)
+        #expect(try await process.waitForExit(timeout: .seconds(20)) == 128 + SIGTERM)
+        #expect(process.stderr.contains("tapedeck: second signal, exiting now"))
+        try? await waitUntil(timeout: .seconds(5)) { !ProcessResources.isRunning(command) }
+        #expect(!ProcessResources.isRunning(command), "the command outlived tapedeck run")
+    }
+
     @Test func aMissingCommandExits127AndLeavesTheTapeAlone() async throws {
         let directory = try TemporaryDirectory()
         let tape = directory.path("keep.tape")
@@ -197,6 +240,33 @@ struct RunCommandTests {
         #expect(result.status == 1)
         #expect(result.stderr.contains("tapedeck: error: "))
         #expect(result.stderr.contains("the recording is incomplete"))
+    }
+
+    /// A shell script that writes its pid to `pidFile` and then waits, for at most five minutes, in steps short
+    /// enough for a trapped signal to be handled at once.
+    private static func patientScript(_ pidFile: String) -> String {
+        "echo $$ > '\(pidFile)'; i=0; while [ $i -lt 6000 ]; do sleep 0.05; i=$((i+1)); done"
+    }
+
+    /// The pid a command wrote to `pidFile`, once it is there whole.
+    private func waitForPID(in pidFile: String) async throws -> pid_t {
+        var pid: pid_t?
+        try await waitUntil {
+            let text = (try? String(contentsOfFile: pidFile, encoding: .utf8)) ?? ""
+            pid = text.hasSuffix("\n") ? pid_t(text.dropLast()) : nil
+            return pid != nil
+        }
+        return try #require(pid)
+    }
+
+    /// Kills a command a test started that outlived its `tapedeck run`, so a failing test leaves nothing behind;
+    /// only if the pid still names that command (its command line holds the pid file's path).
+    private static func stopIfStillRunning(_ pid: pid_t, pidFile: String) {
+        guard ProcessResources.isRunning(pid),
+            let line = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"),
+            String(decoding: line, as: UTF8.self).contains(pidFile)
+        else { return }
+        kill(pid, SIGKILL)
     }
 
     private func waitUntil(timeout: Duration = .seconds(20), _ condition: () -> Bool) async throws {

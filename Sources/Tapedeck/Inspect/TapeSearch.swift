@@ -28,10 +28,19 @@ public struct TapeSearch: Sendable {
 
     let pattern: Pattern
     private let regex: NSRegularExpression?
+    /// How long a regular expression may work on one payload.
+    let regexTimeLimit: Duration
 
+    /// The time a regular expression gets per payload unless told otherwise.
+    public static let defaultRegexTimeLimit: Duration = .seconds(1)
+
+    /// - Parameters:
+    ///   - regexTimeLimit: How long a regular expression may work on one payload before the search gives up:
+    ///     a backtracking engine can take exponential time (`(.*a){20}`), and a search must end.
     /// - Throws: ``TapedeckError`` for a regular expression that does not compile.
-    public init(_ pattern: Pattern) throws {
+    public init(_ pattern: Pattern, regexTimeLimit: Duration = Self.defaultRegexTimeLimit) throws {
         self.pattern = pattern
+        self.regexTimeLimit = regexTimeLimit
         if case .regex(let source) = pattern {
             do {
                 regex = try NSRegularExpression(pattern: source)
@@ -47,21 +56,48 @@ public struct TapeSearch: Sendable {
     static let context = 24
 
     /// The first match in `payload`, if any.
-    func firstMatch(in payload: Data) -> (offset: Int, length: Int)? {
+    ///
+    /// - Throws: ``RegexTimeout`` when a regular expression works on the payload longer than the time limit.
+    func firstMatch(in payload: Data) throws -> (offset: Int, length: Int)? {
         switch pattern {
         case .bytes(let needle):
             guard !needle.isEmpty, let range = payload.range(of: needle) else { return nil }
             return (range.lowerBound - payload.startIndex, needle.count)
         case .regex:
+            guard let regex else { return nil }
             let text = String(decoding: payload.map { UInt16($0) }, as: UTF16.self)
-            guard let regex,
-                let found = regex.firstMatch(in: text, range: NSRange(location: 0, length: (text as NSString).length))
-            else { return nil }
-            return (found.range.location, found.range.length)
+            var found: NSRange?
+            var timedOut = false
+            var progressCalls = 0
+            let deadline = ContinuousClock.now.advanced(by: regexTimeLimit)
+            // With reportProgress the engine calls back every few thousand steps and at every start position,
+            // and stops when told to: the only way to bound a backtracking match from outside. Reading the
+            // clock on every call would double the cost of a plain scan, so only every 64th call does.
+            regex.enumerateMatches(
+                in: text,
+                options: .reportProgress,
+                range: NSRange(location: 0, length: (text as NSString).length)
+            ) { result, _, stop in
+                if let result {
+                    found = result.range
+                    stop.pointee = true
+                    return
+                }
+                progressCalls &+= 1
+                if progressCalls & 63 == 0, ContinuousClock.now >= deadline {
+                    timedOut = true
+                    stop.pointee = true
+                }
+            }
+            if timedOut { throw RegexTimeout() }
+            return found.map { ($0.location, $0.length) }
         }
     }
 
     /// Calls `body` for each matching event of the tape (or of one session), in tape order, streaming.
+    ///
+    /// - Throws: ``TapedeckError`` naming the pattern and the event when a regular expression works on one
+    ///   payload longer than its time limit; the matches before it have been passed to `body`.
     public func forEachMatch(in tape: Tape, session: Int64? = nil, _ body: (Match) throws -> Void) throws {
         let filter = session == nil ? "" : "WHERE session_id = ?"
         let arguments: StatementArguments = session.map { [$0] } ?? []
@@ -72,9 +108,14 @@ public struct TapeSearch: Sendable {
                 arguments: arguments
             )
             while let event = try cursor.next() {
-                guard event.kind == .data, let payload = event.payload, let found = firstMatch(in: payload) else {
-                    continue
+                guard event.kind == .data, let payload = event.payload else { continue }
+                let found: (offset: Int, length: Int)?
+                do {
+                    found = try firstMatch(in: payload)
+                } catch is RegexTimeout {
+                    throw timeoutError(session: event.sessionID, seq: event.seq)
                 }
+                guard let found else { continue }
                 let start = max(0, found.offset - Self.context)
                 let end = min(payload.count, found.offset + found.length + Self.context)
                 let excerpt = payload.subdata(in: (payload.startIndex + start)..<(payload.startIndex + end))
@@ -89,5 +130,17 @@ public struct TapeSearch: Sendable {
                 )
             }
         }
+    }
+
+    /// A regular expression ran out of time on one payload.
+    struct RegexTimeout: Error {}
+
+    private func timeoutError(session: Int64, seq: Int64) -> TapedeckError {
+        guard case .regex(let source) = pattern else { return TapedeckError(.invalidArgument, "search took too long") }
+        return TapedeckError(
+            .invalidArgument,
+            "regular expression '\(source)' took too long: stopped after \(DurationText.format(regexTimeLimit)) "
+                + "on session \(session), event \(seq)"
+        )
     }
 }

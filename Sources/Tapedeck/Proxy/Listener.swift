@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import NIOCore
 import NIOPosix
 
@@ -8,20 +9,31 @@ enum Listener {
     /// accepts its own connections and serves them without a hop to another thread (the kernel spreads
     /// connections over the loops); for a Unix socket a single listener.
     ///
+    /// Every listener pauses accepting for a moment when `accept` fails for want of descriptors or memory, rather
+    /// than retry at once and spin, and logs the pause once per route (see ``AcceptPauseHandler``).
+    ///
     /// - Parameters:
-    ///   - makeBootstrap: The server bootstrap for one event loop, with its child options and initializer.
+    ///   - makeBootstrap: The server bootstrap for one event loop, with its child options and initializer; its
+    ///     server channel initializer is replaced.
     /// - Throws: ``TapedeckError`` with code `listenFailed`, naming the address and route.
     static func bind(
         _ listen: Endpoint,
         routeName: String,
         group: any EventLoopGroup,
+        logger: Logger,
         makeBootstrap: (any EventLoop) -> ServerBootstrap
     ) async throws -> [any Channel] {
         func failure(_ reason: String) -> TapedeckError {
             TapedeckError(.listenFailed, "cannot listen on \(listen) (route '\(routeName)'): \(reason)")
         }
+        let episode = AcceptPauseHandler.Episode(route: routeName, logger: logger)
         func bootstrap(on loop: any EventLoop, reusePort: Bool) -> ServerBootstrap {
             var bootstrap = makeBootstrap(loop)
+                .serverChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(AcceptPauseHandler(episode: episode))
+                    }
+                }
                 .serverChannelOption(ChannelOptions.backlog, value: 4096)
                 .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
                 .serverChannelOption(ChannelOptions.maxMessagesPerRead, value: 16)
@@ -73,13 +85,19 @@ enum Listener {
     static func bindAll(
         _ routes: [Route],
         group: any EventLoopGroup,
+        logger: Logger,
         makeBootstrap: (_ routeIndex: Int, _ loop: any EventLoop) -> ServerBootstrap
     ) async throws -> (listeners: [any Channel], bound: [BoundRoute]) {
         var listeners: [any Channel] = []
         var bound: [BoundRoute] = []
         do {
             for (index, route) in routes.enumerated() {
-                let routeListeners = try await bind(route.listen, routeName: route.name, group: group) { loop in
+                let routeListeners = try await bind(
+                    route.listen,
+                    routeName: route.name,
+                    group: group,
+                    logger: logger
+                ) { loop in
                     makeBootstrap(index, loop)
                 }
                 listeners.append(contentsOf: routeListeners)

@@ -86,7 +86,11 @@ public final class ProxyServer: Sendable {
         let bound: [BoundRoute]
         do {
             for route in configuration.routes { _ = try route.requireUpstream(for: "relaying") }
-            (listeners, bound) = try await Listener.bindAll(configuration.routes, group: group) { index, loop in
+            (listeners, bound) = try await Listener.bindAll(
+                configuration.routes,
+                group: group,
+                logger: logger
+            ) { index, loop in
                 bootstrap(for: configuration.routes[index], on: loop)
             }
         } catch {

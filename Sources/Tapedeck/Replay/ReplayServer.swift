@@ -101,7 +101,11 @@ public final class ReplayServer: Sendable {
     /// Binds every route's listener and starts serving.
     @discardableResult
     public func start() async throws -> [BoundRoute] {
-        let (opened, bound) = try await Listener.bindAll(served.map(\.route), group: group) { index, loop in
+        let (opened, bound) = try await Listener.bindAll(
+            served.map(\.route),
+            group: group,
+            logger: logger
+        ) { index, loop in
             let entry = served[index]
             // Options set synchronously, not as child options (see ProxyServer); TCP_NODELAY is inherited from
             // the listener.

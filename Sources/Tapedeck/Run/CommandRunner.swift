@@ -77,7 +77,9 @@ public struct CommandRunner: Sendable {
     /// be written fully; 0 otherwise.
     ///
     /// Signals that ask a program to stop (SIGINT, SIGTERM, SIGHUP, SIGQUIT) and SIGUSR1/SIGUSR2 sent to this
-    /// process are passed on to the command; the deck keeps serving until the command exits.
+    /// process are passed on to the command; the deck keeps serving until the command exits. A second SIGINT or
+    /// SIGTERM ends the command (SIGKILL) and this process at once, with 128 plus the signal's number. On Linux
+    /// the command is also killed if this process dies without a chance to pass anything on (SIGKILL).
     ///
     /// - Throws: ``TapedeckError`` when the deck cannot start, or with code `commandNotRun` when the command
     ///   cannot be found or started. The tape is untouched when the command is not found.

@@ -10,12 +10,19 @@ import Glibc
 /// test suite shutting down cleanly still reaches its services. A signal a terminal generated (Ctrl-C,
 /// Ctrl-\, a hangup) is not passed on: the terminal sent it to the whole foreground process group, the
 /// command included, and a second copy would make it look like the user pressed Ctrl-C twice.
+///
+/// A second SIGINT or SIGTERM, as for `tapedeck proxy`, ends `run` at once with 128 plus the signal's number,
+/// and the command with it (SIGKILL): a command that ignores the first must not keep `run` alive.
 enum SignalForwarding {
     /// The signals passed on.
     static let signals = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2]
 
     /// Catches the signals; those arriving before ``forward(to:)`` names the child are kept for it.
     static func install() {
+        // Globals are initialized on first use, which a signal handler must not be the one to do.
+        stopRequests.store(0, ordering: .sequentiallyConsistent)
+        _ = target.load(ordering: .sequentiallyConsistent)
+        _ = pending.load(ordering: .sequentiallyConsistent)
         for number in signals {
             var action = sigaction()
             action.__sigaction_handler.sa_sigaction = { number, info, _ in
@@ -49,12 +56,20 @@ enum SignalForwarding {
 private let target = UnsafeAtomic<Int32>.create(0)
 /// Signals that arrived before there was a child to pass them to, one bit per signal number.
 private let pending = UnsafeAtomic<UInt64>.create(0)
+/// How many SIGINT and SIGTERM have arrived, from the terminal or not.
+private let stopRequests = UnsafeAtomic<Int>.create(0)
 
 /// `si_code` of a signal the kernel generated itself, as a terminal's are (Linux's SI_KERNEL).
 private let signalFromKernel: Int32 = 0x80
 
-/// Runs in the signal handler: only async-signal-safe calls (an atomic load or or, and kill).
+/// Runs in the signal handler: only async-signal-safe calls (atomic loads and read-modify-writes, kill, write,
+/// _exit).
 private func forwardFromHandler(_ number: Int32, _ info: UnsafeMutablePointer<siginfo_t>?) {
+    if number == SIGINT || number == SIGTERM,
+        stopRequests.loadThenWrappingIncrement(ordering: .sequentiallyConsistent) > 0
+    {
+        exitAtOnce(number)
+    }
     if let info, info.pointee.si_code == signalFromKernel { return }
     let pid = target.load(ordering: .sequentiallyConsistent)
     if pid > 0 {
@@ -62,4 +77,15 @@ private func forwardFromHandler(_ number: Int32, _ info: UnsafeMutablePointer<si
     } else {
         _ = pending.loadThenBitwiseOr(with: 1 << UInt64(number), ordering: .sequentiallyConsistent)
     }
+}
+
+/// Runs in the signal handler, on a second SIGINT or SIGTERM: ends the command and this process.
+private func exitAtOnce(_ number: Int32) -> Never {
+    let pid = target.load(ordering: .sequentiallyConsistent)
+    // On Linux the command's parent-death signal would kill it too; elsewhere only this does.
+    if pid > 0 { kill(pid, SIGKILL) }
+    // A static string: its bytes are in the binary, so nothing is allocated or initialized lazily here.
+    let message: StaticString = "tapedeck: second signal, exiting now\n"
+    _ = write(2, message.utf8Start, message.utf8CodeUnitCount)
+    _exit(128 + number)
 }

@@ -1,5 +1,4 @@
 import Foundation
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
@@ -9,8 +8,9 @@ import NIOPosix
 import Glibc
 #endif
 
-/// A child process started like `tapedeck run` starts its command (`ChildCommand`): `posix_spawn`, a clean
-/// signal mask, default signal handlers and none of our descriptors, with its output going to files.
+/// A child process started like `tapedeck run` starts its command (`ChildCommand`): a clean signal mask,
+/// default signal handlers and none of our descriptors, with its output going to files; on Linux it dies with
+/// the test process.
 ///
 /// Foundation's `Process` hands the child the spawning thread's signal mask, and test threads may block
 /// SIGTERM and SIGINT: a server started that way cannot be stopped politely. This one can, by its PID. And the
@@ -19,8 +19,8 @@ import Glibc
 final class ChildProcess: Sendable {
     let pid: pid_t
     let outputPath: String
-    /// The exit status once reaped: never wait on (or signal) a PID twice, the system may have reused it.
-    private let reaped = NIOLockedValueBox<Int32?>(nil)
+    /// Reaps the process and signals it only while it has not been reaped: its pid may be reused afterwards.
+    private let command: ChildCommand
 
     /// Starts `arguments[0]` (a full path) with the rest as arguments; stdout goes to `outputPath`, stderr to
     /// `errorPath` (or also to `outputPath`); stdin comes from `standardInput`. `environment` sets (or, with nil,
@@ -49,20 +49,15 @@ final class ChildProcess: Sendable {
                 ),
             ]
         )
+        self.command = command
         pid = command.pid
     }
 
-    /// The exit status (128 + signal for a killed process), once the process has exited; reaps it.
-    var exitStatus: Int32? {
-        reaped.withLockedValue { reaped in
-            if let reaped { return reaped }
-            var raw: Int32 = 0
-            guard waitpid(pid, &raw, WNOHANG) == pid else { return nil }
-            let signal = raw & 0x7F
-            reaped = signal != 0 ? 128 + signal : (raw >> 8) & 0xFF
-            return reaped
-        }
-    }
+    /// The exit status (128 + signal for a killed process), once the process has exited.
+    var exitStatus: Int32? { command.exitStatusIfExited }
+
+    /// Sends `signal` unless the process has exited.
+    func signal(_ signal: Int32) { command.signal(signal) }
 
     /// Whether the process is still running (reaping it if it has exited).
     var isRunning: Bool { exitStatus == nil }
@@ -70,11 +65,11 @@ final class ChildProcess: Sendable {
     /// Sends `signal` and waits up to `timeout` for the process to exit; then kills it.
     func stop(_ signal: Int32 = SIGTERM, timeout: Duration = .seconds(10)) {
         guard isRunning else { return }
-        kill(pid, signal)
+        command.signal(signal)
         let deadline = ContinuousClock.now.advanced(by: timeout)
         while isRunning {
             if ContinuousClock.now >= deadline {
-                kill(pid, SIGKILL)
+                command.signal(SIGKILL)
                 while isRunning { usleep(1_000) }
                 return
             }

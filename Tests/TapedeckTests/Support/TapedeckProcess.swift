@@ -5,7 +5,7 @@ import NIOConcurrencyHelpers
 
 /// The real `tapedeck` executable as a child process, for exit codes, signals and memory.
 ///
-/// Started with `posix_spawn` (see `ChildProcess`), its output going to files: Foundation's `Process` keeps run
+/// Started like `tapedeck run` starts its command (see `ChildProcess`), its output going to files: Foundation's `Process` keeps run
 /// loops and dispatch sources of its own, which is more machinery than a test on two cores needs.
 final class TapedeckProcess: Sendable {
     private let child: ChildProcess
@@ -69,7 +69,7 @@ final class TapedeckProcess: Sendable {
     }
 
     func signal(_ number: Int32) {
-        if exitStatus == nil { kill(child.pid, number) }
+        child.signal(number)
     }
 
     /// The exit status, once the process has exited (128 + signal if a signal ended it, as a shell says).
@@ -81,7 +81,7 @@ final class TapedeckProcess: Sendable {
         while true {
             if let status = exitStatus { return status }
             if ContinuousClock.now >= deadline {
-                kill(child.pid, SIGKILL)
+                child.signal(SIGKILL)
                 throw TimeoutError()
             }
             try await Task.sleep(for: .milliseconds(10))
