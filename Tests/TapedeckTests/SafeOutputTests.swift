@@ -15,7 +15,7 @@ struct SafeOutputTests {
     @Test func anExportReplacesAWorldReadableFileWithAnOwnerOnlyOne() async throws {
         let directory = try TemporaryDirectory()
         let output = directory.path("out.jsonl")
-        FileManager.default.createFile(atPath: output, contents: Data("old".utf8))
+        #expect(FileManager.default.createFile(atPath: output, contents: Data("old".utf8)))
         chmod(output, 0o644)
         let result = try await TapedeckProcess.run([
             "export", InspectCommandTests.fixture, "--format", "jsonl", "--output", output,
@@ -65,7 +65,7 @@ struct SafeOutputTests {
     @Test func theReplayReportIsOwnerOnlyAndRefusesALink() throws {
         let directory = try TemporaryDirectory()
         let report = directory.path("report.json")
-        FileManager.default.createFile(atPath: report, contents: Data())
+        #expect(FileManager.default.createFile(atPath: report, contents: Data()))
         chmod(report, 0o644)
         try ReplayReport().write(toPath: report)
         #expect(Self.mode(report) == 0o600)
