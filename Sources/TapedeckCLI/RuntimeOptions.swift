@@ -38,13 +38,18 @@ struct RuntimeOptions: ParsableArguments {
     )
     var drainTimeout: Duration = .seconds(5)
 
-    @Option(parsing: .unconditional, help: ArgumentHelp("Event loop threads (default: one per core).", valueName: "count"))
+    @Option(
+        parsing: .unconditional,
+        help: ArgumentHelp("Event loop threads (default: one per core).", valueName: "count")
+    )
     var threads: Int?
 
     /// The event loops to relay on.
     func makeEventLoopGroup() throws -> any EventLoopGroup {
         guard let threads else { return MultiThreadedEventLoopGroup.singleton }
-        guard (1...256).contains(threads) else { throw ValidationError("invalid --threads \(threads): use a count from 1 to 256") }
+        guard (1...256).contains(threads) else {
+            throw ValidationError("invalid --threads \(threads): use a count from 1 to 256")
+        }
         return MultiThreadedEventLoopGroup(numberOfThreads: threads)
     }
 
@@ -61,7 +66,6 @@ struct RuntimeOptions: ParsableArguments {
         return Logger(label: label)
     }
 }
-
 
 /// The line per route that scripts read to learn bound addresses.
 enum ListeningAnnouncement {

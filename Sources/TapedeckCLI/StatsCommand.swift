@@ -30,7 +30,8 @@ struct StatsCommand: ParsableCommand {
             for group in statistics.groups {
                 output.write(
                     Self.pad([
-                        TerminalText.escape(group.route), TerminalText.escape(group.outcome), "\(group.sessions)", "\(group.clientBytes)",
+                        TerminalText.escape(group.route), TerminalText.escape(group.outcome), "\(group.sessions)",
+                        "\(group.clientBytes)",
                         "\(group.upstreamBytes)",
                         InspectFormat.duration(group.durationNanoseconds),
                     ])

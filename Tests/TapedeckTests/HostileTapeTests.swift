@@ -14,7 +14,9 @@ struct HostileTapeTests {
         let database = try DatabaseQueue(path: tape)
         try await database.write { db in
             // Clear the screen, set the window title, and flip the text direction.
-            try db.execute(sql: "UPDATE sessions SET route = 'evil\u{1B}]0;pwned\u{07}', client_address = '\u{1B}[2J\u{202E}x'")
+            try db.execute(
+                sql: "UPDATE sessions SET route = 'evil\u{1B}]0;pwned\u{07}', client_address = '\u{1B}[2J\u{202E}x'"
+            )
             try db.execute(sql: "UPDATE runs SET label = 'label\u{1B}[31m'")
         }
         try database.close()

@@ -115,7 +115,11 @@ struct ReplayAccountingTests {
         #expect(report.replayed.count == 3)
         #expect(Set(report.replayed.map(\.session)).count == 3, "no session twice: \(report.replayed)")
         #expect(report.mismatches.count == 9)
-        #expect(report.mismatches.allSatisfy { $0.reason.contains("--repeat allows it again") || $0.reason.contains("no unused") })
+        #expect(
+            report.mismatches.allSatisfy {
+                $0.reason.contains("--repeat allows it again") || $0.reason.contains("no unused")
+            }
+        )
     }
 
     @Test func aReadinessProbeIsRecordedAsAProbeHiddenFromListingsAndNotRequired() async throws {

@@ -34,7 +34,9 @@ struct SafeOutputTests {
         configuration.foreignKeysEnabled = false
         let database = try DatabaseQueue(path: tape, configuration: configuration)
         // Session 3's last event cannot be read: sessions 1 and 2 are exported before the error.
-        try await database.write { db in try db.execute(sql: "UPDATE events SET kind = 9 WHERE session_id = 3 AND seq = 4") }
+        try await database.write { db in
+            try db.execute(sql: "UPDATE events SET kind = 9 WHERE session_id = 3 AND seq = 4")
+        }
         try database.close()
         let output = directory.path("out.pcapng")
         let result = try await TapedeckProcess.run(["export", tape, "--format", "pcapng", "--output", output])
@@ -69,12 +71,18 @@ struct SafeOutputTests {
         chmod(report, 0o644)
         try ReplayReport().write(toPath: report)
         #expect(Self.mode(report) == 0o600)
-        #expect(try JSONDecoder().decode(ReplayReport.self, from: Data(contentsOf: URL(fileURLWithPath: report))).connections == 0)
+        #expect(
+            try JSONDecoder().decode(ReplayReport.self, from: Data(contentsOf: URL(fileURLWithPath: report)))
+                .connections == 0
+        )
 
         let link = directory.path("planted.json")
         try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: directory.path("secret"))
         let error = #expect(throws: TapedeckError.self) { try ReplayReport().write(toPath: link) }
-        #expect(error?.description == "cannot write '\(link)': it is a symbolic link; use --force to write to the file it points to")
+        #expect(
+            error?.description
+                == "cannot write '\(link)': it is a symbolic link; use --force to write to the file it points to"
+        )
         #expect(!FileManager.default.fileExists(atPath: directory.path("secret")))
     }
 

@@ -68,9 +68,13 @@ struct TapeFileTests {
 
     @Test func aDirectoryOrADeviceIsNotATape() throws {
         let directory = try TemporaryDirectory()
-        for open in [{ _ = try Tape(readingAt: directory.url.path) }, { _ = try Tape(recordingAt: directory.url.path) }] {
+        for open in [
+            { _ = try Tape(readingAt: directory.url.path) }, { _ = try Tape(recordingAt: directory.url.path) },
+        ] {
             let error = #expect(throws: TapedeckError.self) { try open() }
-            #expect(error?.description == "cannot open tape '\(directory.url.path)': it is a directory, not a tape file")
+            #expect(
+                error?.description == "cannot open tape '\(directory.url.path)': it is a directory, not a tape file"
+            )
         }
         for open in [{ _ = try Tape(readingAt: "/dev/null") }, { _ = try Tape(recordingAt: "/dev/null") }] {
             let error = #expect(throws: TapedeckError.self) { try open() }

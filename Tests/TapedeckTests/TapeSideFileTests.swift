@@ -49,7 +49,9 @@ struct TapeSideFileTests {
         #expect(try tape.runs().map(\.label) == ["new"])
         #expect(try tape.sessions().count == 4)
         // A read-write open (sqlite3 on the tape) sees the same: nothing is left to be applied to it.
-        let count = try await DatabaseQueue(path: path).read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM sessions") }
+        let count = try await DatabaseQueue(path: path).read { db in
+            try Int.fetchOne(db, sql: "SELECT count(*) FROM sessions")
+        }
         #expect(count == 4)
     }
 

@@ -56,12 +56,17 @@ public struct TapeStatistics: Sendable, Codable, Hashable {
                     outcome: try row.decode(String.self, forColumn: "outcome"),
                     sessions: try row.decode(Int.self, forColumn: "sessions"),
                     clientBytes: try Self.whole(row.decode(Double.self, forColumn: "client_bytes"), "client bytes"),
-                    upstreamBytes: try Self.whole(row.decode(Double.self, forColumn: "upstream_bytes"), "upstream bytes"),
+                    upstreamBytes: try Self.whole(
+                        row.decode(Double.self, forColumn: "upstream_bytes"),
+                        "upstream bytes"
+                    ),
                     durationNanoseconds: try Self.whole(row.decode(Double.self, forColumn: "duration_ns"), "durations")
                 )
             }
             let runs = try Int.fetchOne(db, sql: "SELECT count(*) FROM runs") ?? 0
-            let events = Int(try Self.whole(Double.fetchOne(db, sql: "SELECT total(event_count) FROM sessions") ?? 0, "events"))
+            let events = Int(
+                try Self.whole(Double.fetchOne(db, sql: "SELECT total(event_count) FROM sessions") ?? 0, "events")
+            )
             var bytes: Int64 = 0
             for group in groups {
                 for part in [group.clientBytes, group.upstreamBytes] {

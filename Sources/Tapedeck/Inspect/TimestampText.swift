@@ -37,7 +37,9 @@ public enum TimestampText {
                 let minute = scanner.digits(exactly: 2), scanner.take(":"), let second = scanner.digits(exactly: 2)
             else { throw invalid(forms) }
             guard hour < 24, minute < 60, second < 60 else {
-                throw invalid("there is no time " + String(format: "%02d:%02d:%02d", hour, minute, second) + " in a day")
+                throw invalid(
+                    "there is no time " + String(format: "%02d:%02d:%02d", hour, minute, second) + " in a day"
+                )
             }
             seconds += Int64(hour * 3600 + minute * 60 + second)
             if scanner.take(".") {

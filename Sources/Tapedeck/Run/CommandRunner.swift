@@ -134,7 +134,9 @@ public struct CommandRunner: Sendable {
         }
         guard let report = outcome.replay else { return status }
         if let reportPath {
-            do { try report.write(toPath: reportPath, followingSymlink: reportFollowsSymlink) } catch let error as TapedeckError {
+            do { try report.write(toPath: reportPath, followingSymlink: reportFollowsSymlink) } catch let error
+                as TapedeckError
+            {
                 diagnostics("error: \(error.message)")
             }
         }

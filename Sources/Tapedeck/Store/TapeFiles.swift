@@ -50,7 +50,8 @@ enum TapeFiles {
             let directory = (path as NSString).deletingLastPathComponent
             let name = (path as NSString).lastPathComponent
             let temporary =
-                (directory.isEmpty ? "" : directory + "/") + ".\(name).creating-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+                (directory.isEmpty ? "" : directory + "/")
+                + ".\(name).creating-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
             // Tapes can hold secrets: create the file ourselves, owner-only, before SQLite opens it. SQLite gives
             // its side files the same mode.
             let descriptor = open(temporary, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0o600)
