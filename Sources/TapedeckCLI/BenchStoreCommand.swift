@@ -42,7 +42,7 @@ struct BenchStoreCommand: AsyncParsableCommand {
         json["events_per_second"] = result.eventsPerSecond
         json["megabytes_per_second"] = result.megabytesPerSecond
         let data = try JSONSerialization.data(withJSONObject: json, options: .sortedKeys)
-        FileHandle.standardOutput.write(data + Data("\n".utf8))
+        try StandardStreams.writeOutput(String(decoding: data, as: UTF8.self) + "\n")
     }
 }
 
@@ -71,6 +71,6 @@ struct BenchReplayChoiceCommand: ParsableCommand {
             ],
             options: .sortedKeys
         )
-        FileHandle.standardOutput.write(json + Data("\n".utf8))
+        try StandardStreams.writeOutput(String(decoding: json, as: UTF8.self) + "\n")
     }
 }

@@ -31,7 +31,13 @@ struct ProxyCommand: AsyncParsableCommand {
                 onWarning: CommandLineWarning.print
             )
         )
-        ListeningAnnouncement.print(deck.routes)
+        do {
+            try ListeningAnnouncement.print(deck.routes)
+        } catch {
+            // Scripts learn the bound addresses from this line: without it the deck is of no use.
+            _ = try? await deck.stop(drainTimeout: .zero)
+            throw error
+        }
         _ = await TerminationSignals.wait()
         logger.info(
             "shutting down",

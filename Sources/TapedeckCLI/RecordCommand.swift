@@ -44,7 +44,13 @@ struct RecordCommand: AsyncParsableCommand {
                 onWarning: CommandLineWarning.print
             )
         )
-        ListeningAnnouncement.print(deck.routes)
+        do {
+            try ListeningAnnouncement.print(deck.routes)
+        } catch {
+            // Scripts learn the bound addresses from this line: without it the deck is of no use.
+            _ = try? await deck.stop(drainTimeout: .zero)
+            throw error
+        }
         TerminationSignals.install { _ in stop.request(.signal) }
 
         var drainTimeout = runtime.drainTimeout

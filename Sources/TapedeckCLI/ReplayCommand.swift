@@ -82,11 +82,17 @@ struct ReplayCommand: AsyncParsableCommand {
                 onWarning: CommandLineWarning.print
             )
         )
-        ListeningAnnouncement.print(deck.routes)
+        do {
+            try ListeningAnnouncement.print(deck.routes)
+        } catch {
+            // Scripts learn the bound addresses from this line: without it the deck is of no use.
+            _ = try? await deck.stop(drainTimeout: .zero)
+            throw error
+        }
         _ = await TerminationSignals.wait()
         let outcome = try await deck.stop(drainTimeout: runtime.drainTimeout)
         let replay = outcome.replay ?? ReplayReport()
-        FileHandle.standardError.write(Data((replay.summary + "\n").utf8))
+        StandardStreams.writeError(replay.summary + "\n")
         if let report = playback.report { try replay.write(toPath: report, followingSymlink: playback.force) }
         if strict || playback.requireAll, !replay.failures(requireAll: playback.requireAll).isEmpty {
             throw ExitCode(3)

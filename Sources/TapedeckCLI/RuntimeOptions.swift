@@ -69,11 +69,11 @@ struct RuntimeOptions: ParsableArguments {
 
 /// The line per route that scripts read to learn bound addresses.
 enum ListeningAnnouncement {
-    static func print(_ bound: [BoundRoute]) {
+    static func print(_ bound: [BoundRoute]) throws {
         var text = ""
         for route in bound {
             text += "listening \(TerminalText.escape(route.name)) \(route.address)\n"
         }
-        FileHandle.standardOutput.write(Data(text.utf8))
+        try StandardStreams.writeOutput(text)
     }
 }

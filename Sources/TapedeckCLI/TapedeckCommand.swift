@@ -51,14 +51,14 @@ struct TapedeckCommand: AsyncParsableCommand {
 /// Prints a warning the user must see whatever the log level, as one line on stderr.
 enum CommandLineWarning {
     @Sendable static func print(_ message: String) {
-        FileHandle.standardError.write(Data("tapedeck: warning: \(message)\n".utf8))
+        StandardStreams.writeError("tapedeck: warning: \(message)\n")
     }
 }
 
 /// Prints a one-line error and exits.
 enum CommandLineFailure {
     static func exit(message: String, status: Int32) -> Never {
-        FileHandle.standardError.write(Data("tapedeck: error: \(message)\n".utf8))
+        StandardStreams.writeError("tapedeck: error: \(message)\n")
         Foundation.exit(status)
     }
 }

@@ -108,10 +108,10 @@ public func withTapedeck<T>(
         switch outcome {
         case .success(let outcome):
             for failure in outcome.replay?.failures(requireAll: requireAll) ?? [] {
-                FileHandle.standardError.write(Data("tapedeck: \(failure)\n".utf8))
+                StandardStreams.writeError("tapedeck: \(failure)\n")
             }
         case .failure(let stopError):
-            FileHandle.standardError.write(Data("tapedeck: error: \(stopError)\n".utf8))
+            StandardStreams.writeError("tapedeck: error: \(stopError)\n")
         }
         throw error
     }

@@ -108,4 +108,34 @@ struct SafeOutputTests {
         #expect(try String(contentsOfFile: statusFile, encoding: .utf8) == "0\n")
         #expect(try String(contentsOfFile: directory.path("stderr"), encoding: .utf8).isEmpty)
     }
+
+    @Test func aFullStandardErrorOrOutputEndsTheProcessWithoutATrap() async throws {
+        // An error line to a full stderr: nowhere to say it, but the exit status still says it.
+        let error = try ChildProcess(
+            [TapedeckProcess.executable.path, "sessions", "/nonexistent.tape"],
+            outputPath: "/dev/null",
+            errorPath: "/dev/full"
+        )
+        #expect(try await Self.waitForExit(error) == 1)
+        // The listening line to a full stdout: the proxy cannot tell scripts where it listens, so it stops.
+        let directory = try TemporaryDirectory()
+        let listening = try ChildProcess(
+            [TapedeckProcess.executable.path, "proxy", "--upstream", "127.0.0.1:1"],
+            outputPath: "/dev/full",
+            errorPath: directory.path("stderr")
+        )
+        #expect(try await Self.waitForExit(listening) == 1)
+        let stderr = try String(contentsOfFile: directory.path("stderr"), encoding: .utf8)
+        #expect(stderr.contains("tapedeck: error: cannot write standard output: no space left on device"), "\(stderr)")
+    }
+
+    static func waitForExit(_ child: ChildProcess) async throws -> Int32? {
+        let deadline = ContinuousClock.now.advanced(by: .seconds(20))
+        while ContinuousClock.now < deadline {
+            if let status = child.exitStatus { return status }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        child.stop(SIGKILL, timeout: .seconds(5))
+        return nil
+    }
 }

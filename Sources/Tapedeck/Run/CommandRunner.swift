@@ -55,7 +55,7 @@ public struct CommandRunner: Sendable {
         reportPath: String? = nil,
         environment: [String: String] = ProcessInfo.processInfo.environment,
         diagnostics: @escaping @Sendable (String) -> Void = {
-            FileHandle.standardError.write(Data("tapedeck: \($0)\n".utf8))
+            StandardStreams.writeError("tapedeck: \($0)\n")
         }
     ) {
         self.command = command

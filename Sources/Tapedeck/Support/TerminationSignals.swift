@@ -45,7 +45,7 @@ public enum TerminationSignals {
                 if count == 1 {
                     handler(number)
                 } else {
-                    FileHandle.standardError.write(Data("tapedeck: second signal, exiting now\n".utf8))
+                    StandardStreams.writeError("tapedeck: second signal, exiting now\n")
                     _exit(128 + number)
                 }
             }

@@ -11,8 +11,12 @@ final class TapedeckProcess: Sendable {
     private let child: ChildProcess
     private let directory: String
 
-    /// The built executable, next to the test bundle.
+    /// The built executable, next to the test bundle; `TAPEDECK_TEST_EXECUTABLE` names another one, to run the
+    /// process tests against an older build and see which of them it fails.
     static var executable: URL {
+        if let other = ProcessInfo.processInfo.environment["TAPEDECK_TEST_EXECUTABLE"] {
+            return URL(fileURLWithPath: other)
+        }
         let testBinary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         var directory = testBinary.deletingLastPathComponent()
         // On Linux the tests run from `.build/debug/<package>PackageTests.xctest`, a file beside `tapedeck`.
