@@ -11,6 +11,7 @@ let fuzzers = [
     ("fuzz-duration", "DurationFuzzer"),
     ("fuzz-pace", "PaceFuzzer"),
     ("fuzz-config", "ConfigurationFuzzer"),
+    ("fuzz-timestamp", "TimestampFuzzer"),
 ]
 
 let package = Package(

@@ -11,8 +11,8 @@ struct FuzzFinding: Error, CustomStringConvertible {
         self.description = description
     }
 
-    /// Nil if `error` is a ``TapedeckError`` with `code` (any code when nil) and a message of one line;
-    /// otherwise what is wrong with it.
+    /// Nil if `error` is a ``TapedeckError`` with `code` (any code when nil) and a message of one line, free of
+    /// control characters; otherwise what is wrong with it.
     static func checkRejection(_ error: any Error, code: TapedeckError.Code? = nil, input: String) -> FuzzFinding? {
         guard let error = error as? TapedeckError else {
             return FuzzFinding("\(input): rejected with \(type(of: error)), not a TapedeckError: \(error)")
@@ -23,9 +23,10 @@ struct FuzzFinding: Error, CustomStringConvertible {
         if error.message.isEmpty {
             return FuzzFinding("\(input): rejected with an empty message")
         }
-        // Every error is printed as one line on stderr: a line break in it would split it, or forge another.
-        if error.message.unicodeScalars.contains(where: { $0 == "\n" || $0 == "\r" }) {
-            return FuzzFinding("\(input): rejected with a message of several lines: \(error.message.debugDescription)")
+        // Every error is printed as one line on stderr: a line break in it would split it, or forge another, and
+        // other control characters (a terminal escape) would play tricks with the terminal.
+        if error.message.unicodeScalars.contains(where: { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) }) {
+            return FuzzFinding("\(input): rejected with control characters in \(error.message.debugDescription)")
         }
         return nil
     }

@@ -85,6 +85,34 @@ enum ParserFuzzing {
         return nil
     }
 
+    /// `TimestampText.parse` (`sessions --since`): an accepted time, printed as the inspect commands print a
+    /// session's start, reads back as the same time to the millisecond they show.
+    static func timestamp(_ data: Data) -> FuzzFinding? {
+        let text = String(decoding: data, as: UTF8.self)
+        let nanoseconds: Int64
+        do {
+            nanoseconds = try TimestampText.parse(text)
+        } catch {
+            return FuzzFinding.checkRejection(error, code: .invalidArgument, input: text.debugDescription)
+        }
+        let printed = InspectFormat.timestamp(nanoseconds)
+        // Printing cuts to the millisecond, towards the past, before 1970 as after.
+        let shown = nanoseconds - (nanoseconds % 1_000_000 + 1_000_000) % 1_000_000
+        do {
+            let again = try TimestampText.parse(printed)
+            guard again == shown else {
+                return FuzzFinding(
+                    "\(text.debugDescription) parsed as \(nanoseconds) ns, printed \(printed), read as \(again)"
+                )
+            }
+        } catch {
+            return FuzzFinding(
+                "\(text.debugDescription) parsed as \(nanoseconds) ns, printed \(printed), not read back"
+            )
+        }
+        return nil
+    }
+
     /// `ProxyConfiguration` from a file, read both as YAML and as JSON, with and without upstreams required:
     /// an accepted file has routes with valid, distinct names.
     static func configuration(_ data: Data) -> FuzzFinding? {

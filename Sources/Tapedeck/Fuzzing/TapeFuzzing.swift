@@ -64,24 +64,23 @@ enum TapeFuzzing {
             output.write(bytes: try encoder.encode(session))
             output.write(InspectFormat.timestamp(session.startedAt))
             output.write(session.durationNanoseconds.map(InspectFormat.duration) ?? "-")
-            output.write("\(session.id) \(session.route) \(session.label ?? "-") \(session.client)")
+            output.write(TerminalText.escape(session.route) + (session.label.map(TerminalText.escape) ?? "-"))
+            output.write(TerminalText.escape(session.client) + TerminalText.escape(session.upstream))
             sessions.append(session)
         }
         return sessions
     }
 
-    /// `tapedeck sessions --route --label --outcome --since --limit`, with the first session's values, which
-    /// must list that session at least.
+    /// `tapedeck sessions --route --label --outcome --since --limit`, with the first session's values, and
+    /// `--since` as a date too (the library's other way in).
     private static func listFiltered(_ tape: Tape, like first: SessionSummary?, _ output: OutputBuffer) throws {
         guard let first else { return }
-        let query = SessionQuery(
-            route: first.route,
-            label: first.label,
-            outcome: first.outcome,
-            since: Date(timeIntervalSince1970: Double(first.startedAt) / 1e9),
-            limit: 1_000
-        )
+        var query = SessionQuery(route: first.route, label: first.label, outcome: first.outcome, limit: 1_000)
+        query.sinceNanoseconds = first.startedAt
+        query.includeProbes = false
         try tape.forEachSession(matching: query) { output.write(InspectFormat.timestamp($0.startedAt)) }
+        let since = SessionQuery(since: Date(timeIntervalSince1970: Double(first.startedAt) / 1e9))
+        try tape.forEachSession(matching: since) { output.write(InspectFormat.timestamp($0.startedAt)) }
     }
 
     /// `tapedeck show`, as a ladder (text and hexdump) and as JSON; and a session the tape does not have.
