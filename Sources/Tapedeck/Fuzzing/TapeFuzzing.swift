@@ -10,7 +10,7 @@ import NIOPosix
 enum TapeFuzzing {
     /// Sessions whose events are read one by one, played against their own client, per input: enough to reach
     /// every kind of event, few enough to keep an execution fast.
-    static let sessionsPerInput = 16
+    static let sessionsPerInput = 8
 
     /// Writes `data` to `path` as a tape (removing SQLite's side files of the previous input first) and reads it
     /// every way Tapedeck reads tapes. Returns the first problem seen.
