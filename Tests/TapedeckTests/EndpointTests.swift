@@ -75,3 +75,17 @@ struct DurationTextTests {
         #expect(DurationText.format(.milliseconds(300)) == "300ms")
     }
 }
+
+/// Errors print as one line on stderr, whatever text they quote.
+struct TapedeckErrorTests {
+    @Test func controlCharactersInTheQuotedTextAreEscapedNotPrinted() throws {
+        let address = #expect(throws: TapedeckError.self) { try Endpoint(parsing: "a\nb") }
+        #expect(address?.description == "invalid address 'a\\nb': expected HOST:PORT or unix:/path")
+        let duration = #expect(throws: TapedeckError.self) { try DurationText.parse("5\r\n") }
+        #expect(duration?.description.hasPrefix("invalid duration '5\\r\\n'") == true)
+        let pace = #expect(throws: TapedeckError.self) { try ReplayPace(parsing: "2\u{1B}[2Jx") }
+        #expect(pace?.description.hasPrefix("invalid pace '2\\x1b[2Jx'") == true)
+        let other = TapedeckError(.invalidArgument, "one\u{0B}two\u{0C}three\u{85}four")
+        #expect(other.description == "one\\x0btwo\\x0cthree\\x85four")
+    }
+}

@@ -186,10 +186,14 @@ struct ReplayMatcher {
         } else {
             let narrowed = catalog.narrow(range, offset: received, chunk: chunk)
             guard !narrowed.isEmpty else { return leaveLead(current, chunk: chunk) }
+            let before = range
             range = narrowed
             if !catalog.contains(range, script: current) {
                 guard !performedControl, let successor = takeOver(from: current, where: { _ in true }) else {
                     takenCandidate = catalog.whyTaken(in: narrowed)
+                    // The lead stays, so the range must keep it: leaving the lead replays the part of the chunk
+                    // that it matches, which a range without it would send straight back here.
+                    range = before
                     return leaveLead(current, chunk: chunk)
                 }
                 lead = successor

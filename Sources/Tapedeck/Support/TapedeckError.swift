@@ -60,9 +60,13 @@ public struct TapedeckError: Error, Sendable, Hashable, CustomStringConvertible 
     public var message: String
 
     /// Creates an error with a category and a one-line message.
+    ///
+    /// Messages quote what users and files said (an address, a duration, a config key), which may hold a line
+    /// break or a terminal escape: control characters are escaped here, once for every message, so that an
+    /// error is always the one line it promises to be.
     public init(_ code: Code, _ message: String) {
         self.code = code
-        self.message = message
+        self.message = TerminalText.escape(message)
     }
 
     public var description: String { message }

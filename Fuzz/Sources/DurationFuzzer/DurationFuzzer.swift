@@ -1,0 +1,10 @@
+import Foundation
+import FuzzSupport
+
+@testable import Tapedeck
+
+/// libFuzzer's entry point: the bytes as a duration for `DurationText.parse`.
+@_cdecl("LLVMFuzzerTestOneInput")
+public func testOneInput(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
+    runHarness(start, count) { ParserFuzzing.duration($0) }
+}

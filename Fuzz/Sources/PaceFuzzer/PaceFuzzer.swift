@@ -1,0 +1,10 @@
+import Foundation
+import FuzzSupport
+
+@testable import Tapedeck
+
+/// libFuzzer's entry point: the bytes as a replay pace for `ReplayPace(parsing:)`.
+@_cdecl("LLVMFuzzerTestOneInput")
+public func testOneInput(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
+    runHarness(start, count) { ParserFuzzing.pace($0) }
+}
