@@ -220,8 +220,8 @@ struct ReplayMatcherTests {
                 if case .send(_, let delay) = action { return delay }
                 return nil
             }
-            // Adjacent sends merge into one step; its delay is the gap to the first of them.
-            #expect(delays == [expected[0]], "\(pace)")
+            // Each recorded send keeps its own time: the gap before the first, and the gap between them.
+            #expect(delays == expected, "\(pace)")
             _ = matcher.connectionClosed()
         }
     }

@@ -62,6 +62,7 @@ struct ReplayScript: Sendable {
         var connectFailureDelay: Int64 = 0
         var arrivals: [(end: Int, offset: Int64)] = []
         var ended = false
+        var sendRanges: [(step: Int, bytes: Range<Int>)] = []
         for event in events {
             switch (event.direction, event.kind) {
             case (.clientToUpstream, .data):
@@ -76,23 +77,21 @@ struct ReplayScript: Sendable {
                 clientResets = true
                 ended = true
             case (.upstreamToClient, .data):
-                let bytes = event.payload ?? Data()
-                server.append(bytes)
-                // Adjacent sends at the same client position merge: boundaries carry no meaning.
-                if let last = steps.last, case .send(let previous) = last.action, last.clientPosition == client.count,
-                    last.afterClientEnd == ended
-                {
-                    steps[steps.count - 1].action = .send(previous + bytes)
-                } else {
-                    steps.append(
-                        Step(
-                            clientPosition: client.count,
-                            afterClientEnd: ended,
-                            offset: event.offsetNanoseconds,
-                            action: .send(bytes)
-                        )
+                // Each recorded send stays a step of its own, with its own time, so that `--pace recorded` keeps
+                // the gaps between them (pub/sub messages a second apart). Its bytes are filled in below, as a
+                // slice of the upstream stream.
+                let start = server.count
+                server.append(event.payload ?? Data())
+                guard server.count > start else { break }
+                sendRanges.append((steps.count, start..<server.count))
+                steps.append(
+                    Step(
+                        clientPosition: client.count,
+                        afterClientEnd: ended,
+                        offset: event.offsetNanoseconds,
+                        action: .send(Data())
                     )
-                }
+                )
             case (.upstreamToClient, .halfClose):
                 steps.append(
                     Step(
@@ -124,6 +123,11 @@ struct ReplayScript: Sendable {
                 connectFailed = true
                 connectFailureDelay = event.offsetNanoseconds
             }
+        }
+        // The sends share the upstream stream's storage: a session's upstream bytes are held once, and building
+        // the script is linear in its size (appending each send to the one before copied it again and again).
+        for (index, range) in sendRanges {
+            steps[index].action = .send(server[(server.startIndex + range.lowerBound)..<(server.startIndex + range.upperBound)])
         }
         self.clientStream = client
         self.serverStream = server
