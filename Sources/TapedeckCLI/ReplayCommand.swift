@@ -93,6 +93,8 @@ struct ReplayCommand: AsyncParsableCommand {
         let outcome = try await deck.stop(drainTimeout: runtime.drainTimeout)
         let replay = outcome.replay ?? ReplayReport()
         StandardStreams.writeError(replay.summary + "\n")
+        // Mismatches were logged as they happened; a session replayed in part is known only now: name each.
+        for incomplete in replay.incomplete { StandardStreams.writeError("  \(incomplete)\n") }
         if let report = playback.report { try replay.write(toPath: report, followingSymlink: playback.force) }
         if strict || playback.requireAll, !replay.failures(requireAll: playback.requireAll).isEmpty {
             throw ExitCode(3)

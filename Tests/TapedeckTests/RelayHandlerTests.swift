@@ -34,8 +34,8 @@ struct RelayHandlerTests {
         let clientReads = ReadCounter()
         let upstreamCloses = CloseRecorder()
 
-        init() throws {
-            let (clientRelay, upstreamRelay) = RelayHandler.matchedPair(lingerTimeout: .seconds(1))
+        init(recorder: SessionRecorder? = nil) throws {
+            let (clientRelay, upstreamRelay) = RelayHandler.matchedPair(lingerTimeout: .seconds(1), recorder: recorder)
             client = EmbeddedChannel(loop: loop)
             upstream = EmbeddedChannel(loop: loop)
             try client.pipeline.syncOperations.addHandlers(clientReads, clientRelay)
@@ -70,6 +70,32 @@ struct RelayHandlerTests {
         pair.upstream.isWritable = true
         pair.upstream.pipeline.fireChannelWritabilityChanged()
         #expect(pair.clientReads.reads == 2, "the held read is issued once the upstream drains")
+    }
+
+    @Test func aReadResumedBecauseThePartnerDrainedStillWaitsForTheTape() async throws {
+        let directory = try TemporaryDirectory()
+        let route = Route(upstream: .tcp(host: "127.0.0.1", port: 9))
+        let recorder = try Recorder(
+            tape: try Tape(recordingAt: directory.path("budget.tape")),
+            routes: [route],
+            maximumPendingBytes: 1024
+        )
+        let session = recorder.beginSession(route: route, clientAddress: "127.0.0.1:1")
+        let pair = try Pair(recorder: session)
+        pair.upstream.isWritable = false
+        pair.upstream.pipeline.fireChannelWritabilityChanged()
+        pair.client.read()
+        #expect(pair.clientReads.reads == 0, "held: the upstream cannot take more")
+
+        session.budget.reserve(4096)
+        pair.upstream.isWritable = true
+        pair.upstream.pipeline.fireChannelWritabilityChanged()
+        #expect(pair.clientReads.reads == 0, "the upstream drained, but the tape is still over its budget")
+
+        session.budget.release(4096)
+        pair.loop.run()
+        #expect(pair.clientReads.reads == 1, "the held read goes once the tape has room too")
+        try await recorder.finish()
     }
 
     @Test func endOfInputBecomesAWriteShutdownAfterQueuedBytes() throws {

@@ -146,4 +146,15 @@ struct ReplayAccountingTests {
         let report = try #require(try await replay.stop().replay)
         #expect(report.failures(requireAll: true).isEmpty, "\(report.failures(requireAll: true))")
     }
+
+    @Test func aReplayServerStartsOnceAndKeepsItsListeners() async throws {
+        let server = try ReplayServer(tape: try Tape(readingAt: InspectCommandTests.fixture), routes: [Route()])
+        let bound = try await server.start()
+        let error = await #expect(throws: TapedeckError.self) { try await server.start() }
+        #expect(error?.message == "replay server was already started")
+        // The first listener still accepts: the connection is counted.
+        _ = try await TestClient.exchange(bound[0].address, "")
+        let report = await server.shutdown(drainTimeout: .zero)
+        #expect(report.connections == 1)
+    }
 }

@@ -49,6 +49,43 @@ struct ReplayCommandTests {
         }
     }
 
+    /// Sends each message on one connection, waiting for its echo before the next; returns the echoes.
+    static func conversation(_ messages: [String], at address: Endpoint) async throws -> [String] {
+        let connection = try await TestClient.connect(to: address)
+        return try await connection.executeThenClose { inbound, outbound in
+            var iterator = inbound.makeAsyncIterator()
+            var echoes: [String] = []
+            for message in messages {
+                try await outbound.write(ByteBuffer(string: message))
+                guard let reply = try await iterator.next() else { break }
+                echoes.append(String(buffer: reply))
+            }
+            return echoes
+        }
+    }
+
+    @Test func theSummaryNamesEachSessionReplayedInPart() async throws {
+        let directory = try TemporaryDirectory()
+        let tapePath = directory.path("pool.tape")
+        let upstream = try await TestServer.start(.echo)
+        defer { Task { await upstream.stop() } }
+        try await withRecordingProxy(upstream: upstream.endpoint, tapePath: tapePath) { address throws in
+            #expect(try await Self.conversation(["a", "b"], at: address) == ["a", "b"])
+            #expect(try await Self.conversation(["c"], at: address) == ["c"])
+        }
+        let child = try TapedeckProcess(["replay", "--tape", tapePath])
+        let address = try #require(try await child.waitForListening()["default"])
+        // Session 1's first exchange, then session 2's: session 1's second exchange is never played.
+        #expect(try await Self.conversation(["a", "c"], at: address) == ["a", "c"])
+        child.signal(SIGTERM)
+        #expect(try await child.waitForExit(timeout: .seconds(10)) == 0)
+        #expect(child.stderr.contains("1 replayed in part"), "\(child.stderr)")
+        #expect(
+            child.stderr.contains("  session 1 of route 'default' was replayed in part: its exchange at byte 1 never was"),
+            "\(child.stderr)"
+        )
+    }
+
     @Test func requireAllFailsWhenASessionWasNeverReplayed() async throws {
         let directory = try TemporaryDirectory()
         let tapePath = directory.path("echo.tape")

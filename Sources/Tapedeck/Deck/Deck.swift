@@ -171,20 +171,22 @@ public final class Deck: Sendable {
                 options.logger.warning("\(warning)")
             }
         }
-        if mode != .proxy, tape == nil {
-            throw TapedeckError(.invalidArgument, "\(mode) mode needs a tape")
-        }
-        // Overwriting records beside the old tape and replaces it only once the new recording is complete.
-        let replacement = mode == .record && options.overwrite ? TapeReplacement(replacing: tape!) : nil
-        let recorder =
-            try mode.writesTape
-            ? makeRecorder(
-                tape: tape!,
-                writingTo: replacement?.recordingPath ?? tape!,
+        let needsTape = TapedeckError(.invalidArgument, "\(mode) mode needs a tape")
+        if mode != .proxy, tape == nil { throw needsTape }
+        var replacement: TapeReplacement?
+        var recorder: Recorder?
+        if mode.writesTape {
+            guard let tape else { throw needsTape }
+            // Overwriting records beside the old tape and replaces it only once the new recording is complete.
+            replacement = mode == .record && options.overwrite ? TapeReplacement(replacing: tape) : nil
+            recorder = try makeRecorder(
+                tape: tape,
+                writingTo: replacement?.recordingPath ?? tape,
                 mode: mode,
                 routes: routes,
                 options: options
-            ) : nil
+            )
+        }
         do {
             switch mode {
             case .proxy, .record:
@@ -204,7 +206,8 @@ public final class Deck: Sendable {
                     replacement: replacement
                 )
             case .replay, .recordMissing, .auto:
-                let reading = try Tape(readingAt: tape!)
+                guard let tape else { throw needsTape }
+                let reading = try Tape(readingAt: tape)
                 routes = try servedRoutes(routes, in: reading)
                 var replayOptions = ReplayServer.Options(pace: options.pace, repeatSessions: options.repeatSessions)
                 replayOptions.recordMissing = recorder.map(MissingSessionRecording.init(recorder:))

@@ -193,8 +193,9 @@ final class RelayHandler: ChannelDuplexHandler {
     private func resumeRead() {
         guard pendingRead, let context else { return }
         pendingRead = false
-        // Goes through `read(context:)` again, which re-checks both partner and tape.
-        context.read()
+        // Through this handler's own `read(context:)`, which checks both partner and tape again: `context.read()`
+        // would go past it, straight to the socket, with the tape still over its budget (or the partner full).
+        read(context: context)
     }
 
     // MARK: Calls from the partner (same event loop)

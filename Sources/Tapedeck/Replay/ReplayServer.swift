@@ -54,6 +54,9 @@ public final class ReplayServer: Sendable {
     private let ledger = ReplayLedger()
     private let tracker = ConnectionTracker()
     private let listeners = NIOLockedValueBox<[any Channel]>([])
+    /// Whether ``start()`` was called: a server starts once, so that a second call cannot bind listeners again
+    /// and lose the first ones.
+    private let started = NIOLockedValueBox(false)
 
     /// Loads the sessions each route will serve.
     ///
@@ -99,8 +102,14 @@ public final class ReplayServer: Sendable {
     }
 
     /// Binds every route's listener and starts serving.
+    ///
+    /// - Throws: ``TapedeckError`` if a listener cannot bind, or if the server was started before.
     @discardableResult
     public func start() async throws -> [BoundRoute] {
+        try started.withLockedValue { started in
+            guard !started else { throw TapedeckError(.invalidArgument, "replay server was already started") }
+            started = true
+        }
         let (opened, bound) = try await Listener.bindAll(
             served.map(\.route),
             group: group,

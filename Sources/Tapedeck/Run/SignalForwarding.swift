@@ -81,11 +81,15 @@ private func forwardFromHandler(_ number: Int32, _ info: UnsafeMutablePointer<si
 
 /// Runs in the signal handler, on a second SIGINT or SIGTERM: ends the command and this process.
 private func exitAtOnce(_ number: Int32) -> Never {
-    let pid = target.load(ordering: .sequentiallyConsistent)
-    // On Linux the command's parent-death signal would kill it too; elsewhere only this does.
-    if pid > 0 { kill(pid, SIGKILL) }
     // A static string: its bytes are in the binary, so nothing is allocated or initialized lazily here.
     let message: StaticString = "tapedeck: second signal, exiting now\n"
     _ = write(2, message.utf8Start, message.utf8CodeUnitCount)
+    #if os(Linux)
+    // The command's parent-death signal kills it as this process ends. Killing it here first would let the thread
+    // that waits for it see it die and end the process with the command's status, before this `_exit` runs.
+    #else
+    let pid = target.load(ordering: .sequentiallyConsistent)
+    if pid > 0 { kill(pid, SIGKILL) }
+    #endif
     _exit(128 + number)
 }
