@@ -355,3 +355,21 @@ struct RunCommandRedisTests {
         #expect(allowed.status == 0)
     }
 }
+
+/// The README's first command: the committed HTTP fixture replayed to curl under `tapedeck run`.
+@Suite(.enabled(if: NginxServer.curl != nil, "needs curl"))
+struct QuickStartTests {
+    @Test func theHelloFixtureReplaysToCurl() async throws {
+        let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("fixtures/hello.tape").path
+        let result = try await TapedeckProcess.run(
+            ["run", "--tape", fixture, "--", "/bin/sh", "-c", "curl -s -A hello \"http://$TAPEDECK_ADDR/\""],
+            environment: ["TAPEDECK_MODE": nil]
+        )
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(
+            result.stdout == "Hello from a tape: this reply was recorded once and is now served with no upstream.\n"
+        )
+        #expect(result.stderr.isEmpty)
+    }
+}
