@@ -129,6 +129,9 @@ struct ReplayMatcher {
     /// The session this connection played out had been finished by another connection first, which said the
     /// same at the same time; set by ``connectionClosed()``.
     private(set) var replayedTwice: Mismatch?
+    /// The handshake group of this connection, once it is known: that of the session it followed through its
+    /// first exchange, or of the first exchange it was regrouped into. Nil inside: not known yet.
+    private var handshake: Int??
     /// The earliest session that matches every byte the client sent but was taken (replayed, or followed by
     /// another connection), to say so if the connection finds no other.
     private var takenCandidate: (index: Int, alreadyReplayed: Bool)?
@@ -241,13 +244,17 @@ struct ReplayMatcher {
                 )
             ) + chunk
         let already = position - exchangeStart
+        // A connection past its first exchange made the handshake of the session it followed there.
+        if handshake == nil, !provisional, exchangeStart > 0 { handshake = .some(catalog.handshakeGroup(of: current)) }
+        let filter: SessionCatalog.HandshakeFilter = handshake.map { .known($0) } ?? .unknown
         guard
             let target = catalog.regroup(
                 pending,
                 minimum: already + 1,
                 leaving: current,
                 played: followedFrom..<exchangeStart,
-                releasingClaim: !regrouped
+                releasingClaim: !regrouped,
+                handshake: filter
             )
         else {
             guard !provisional else {
@@ -268,6 +275,10 @@ struct ReplayMatcher {
         }
         provisional = false
         takenCandidate = nil
+        if handshake == nil {
+            // Regrouped within its first exchange: its handshake is the one it went on in, if it opened a session.
+            handshake = .some(target.start == 0 ? catalog.handshakeGroup(of: target.script) : nil)
+        }
         let next = catalog.script(at: target.script)
         lead = target.script
         regroupedExchanges += 1

@@ -36,6 +36,8 @@ final class SessionCatalog: Sendable {
         /// Every exchange that starts with client bytes, sorted by its first bytes; built at the first regroup,
         /// so that a replay which never regroups never pays for it.
         var exchangeIndex: [ExchangeKey]?
+        /// Each session's handshake group (see ``handshakeGroup(of:)``); built at the first regroup too.
+        var handshakeGroups: [Int?]?
     }
 
     /// How many of an exchange's first client bytes its place in the exchange index goes by.
@@ -44,6 +46,15 @@ final class SessionCatalog: Sendable {
     private struct ExchangeKey: Hashable {
         var script: Int
         var start: Int
+    }
+
+    /// Which sessions a regrouped connection may go on in, by handshake (see ``handshakeGroup(of:)``).
+    enum HandshakeFilter: Equatable {
+        /// The connection made the handshake of this group (nil: none): only sessions of the same group.
+        case known(Int?)
+        /// The connection is still in its first exchange: any session's first exchange, or any exchange of a
+        /// session without a handshake.
+        case unknown
     }
 
     /// Where a regrouped connection goes on: a script, the start of the exchange in it, and how many of the
@@ -180,18 +191,29 @@ final class SessionCatalog: Sendable {
     /// that the connection played, those starting in `played`, as played, and gives back its claim on `current`
     /// if it had one (it followed `current` from the start). The target's session is not claimed: a connection
     /// that follows it from the start may still come, for the exchanges before this one.
+    ///
+    /// A reply recorded under one handshake (a login to one database, as one user) is never served to a
+    /// connection that made another: only sessions of the connection's handshake group qualify (`handshake`).
     func regroup(
         _ pending: Data,
         minimum: Int,
         leaving current: Int,
         played: Range<Int>,
-        releasingClaim: Bool
+        releasingClaim: Bool,
+        handshake: HandshakeFilter = .unknown
     ) -> RegroupTarget? {
         availability.withLockedValue { state in
             // What this connection played of its old lead is no longer there to be regrouped into.
             let marked = markPlayed(&state, current, played)
             if state.exchangeIndex == nil { state.exchangeIndex = makeExchangeIndex() }
             let index = state.exchangeIndex!
+            let groups = handshakeGroups(&state)
+            func sameHandshake(_ key: ExchangeKey) -> Bool {
+                switch handshake {
+                case .known(let group): return groups[key.script] == group
+                case .unknown: return key.start == 0 || groups[key.script] == nil
+                }
+            }
             var best: (rank: Int, target: RegroupTarget)?
             // The index finds the exchanges that begin with all of `pending`. One that is all of it and
             // shorter (the client sent the next exchange in the same write) is looked for among all only when
@@ -199,7 +221,7 @@ final class SessionCatalog: Sendable {
             let first = candidates(in: index, startingWith: pending)
             for key in first + (first.isEmpty ? index[...] : []) {
                 let rank = state.played.contains(key) ? 1 : 0
-                guard rank == 0 || repeatable else { continue }
+                guard rank == 0 || repeatable, sameHandshake(key) else { continue }
                 if let best, (best.rank, best.target.script, best.target.start) <= (rank, key.script, key.start) {
                     continue
                 }
@@ -220,6 +242,37 @@ final class SessionCatalog: Sendable {
             update(&state, target.script)
             return target
         }
+    }
+
+    /// The handshake group of a session: the index of the earliest session whose client opened with the same
+    /// exchange, when that exchange is a handshake; nil when the session has none.
+    ///
+    /// An exchange is taken for a handshake when it opens at least two sessions and is never made later in
+    /// any session: a database login (startup message with user and database) opens every connection that logs
+    /// in alike and is never sent again. Requests of a keep-alive pool, where which request comes first varies,
+    /// are not: either one also comes later somewhere, or each opens one session only.
+    func handshakeGroup(of index: Int) -> Int? {
+        availability.withLockedValue { state in handshakeGroups(&state)[index] }
+    }
+
+    private func handshakeGroups(_ state: inout Availability) -> [Int?] {
+        if let groups = state.handshakeGroups { return groups }
+        var later = Set<Data>()
+        var opening: [Data: [Int]] = [:]
+        for (index, script) in scripts.enumerated() {
+            let starts = exchangeStarts(of: index)
+            for start in starts {
+                let bytes = Data(exchangeBytes(of: ExchangeKey(script: index, start: start)))
+                if start == 0 { opening[bytes, default: []].append(index) } else { later.insert(bytes) }
+            }
+        }
+        var groups = [Int?](repeating: nil, count: scripts.count)
+        for (bytes, sessions) in opening where sessions.count >= 2 && !later.contains(bytes) {
+            let group = sessions.min()!
+            for session in sessions { groups[session] = group }
+        }
+        state.handshakeGroups = groups
+        return groups
     }
 
     /// The client's bytes of one exchange: from its start to the next exchange's, or to the end of the stream.
