@@ -40,9 +40,6 @@ public final class ProxyServer: Sendable {
     private let tracker = ConnectionTracker()
     private let state = NIOLockedValueBox(State.idle)
 
-    /// How long bytes queued for a side may take to drain after its partner has gone, before it is reset.
-    static let lingerTimeout = TimeAmount.seconds(5)
-
     /// Creates a server; nothing is bound until ``start()``.
     ///
     /// - Parameters:
@@ -147,29 +144,17 @@ public final class ProxyServer: Sendable {
             }
     }
 
-    /// Sets the options every relayed channel needs, synchronously, before it is registered.
-    static func setRelayOptions(on channel: any Channel, autoRead: Bool) throws {
-        guard let options = channel.syncOptions else { return }
-        try options.setOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-        try options.setOption(ChannelOptions.recvAllocator, value: receiveAllocator)
-        if !autoRead { try options.setOption(ChannelOptions.autoRead, value: false) }
-    }
-
-    /// Reads start small and grow with the traffic: NIO keeps one receive buffer per channel between reads, so
-    /// the initial size is what every idle connection costs.
-    static let receiveAllocator = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 128, maximum: 256 << 10)
-
     /// Runs on the client channel's event loop before it is registered.
     private func initializeClient(_ client: any Channel, route: Route) throws {
         // Reads wait until the upstream is connected and the relay is glued.
-        try Self.setRelayOptions(on: client, autoRead: false)
+        try RelaySocket.setOptions(on: client, autoRead: false)
         tracker.track(client)
         let session = recorder?.beginSession(
             route: route,
             clientAddress: client.remoteAddress.map { "\(Endpoint($0))" } ?? "unknown"
         )
         let (clientRelay, upstreamRelay) = RelayHandler.matchedPair(
-            lingerTimeout: Self.lingerTimeout,
+            lingerTimeout: RelaySocket.lingerTimeout,
             recorder: session
         )
         let upstreamHandler = NIOLoopBound(upstreamRelay, eventLoop: client.eventLoop)
@@ -215,49 +200,5 @@ public final class ProxyServer: Sendable {
                 client.pipeline.fireUserInboundEventTriggered(RelayHandler.ResetRequest(interrupted: false))
             }
         }
-    }
-
-    /// How a failed upstream connect is recorded.
-    static func outcome(of error: any Error) -> SessionOutcome {
-        switch error {
-        case let error as IOError where error.errnoCode == ECONNREFUSED:
-            return .upstreamRefused
-        case let error as NIOConnectionError:
-            if error.connectionErrors.contains(where: { ($0.error as? IOError)?.errnoCode == ECONNREFUSED }) {
-                return .upstreamRefused
-            }
-            return .connectFailed
-        case ChannelError.connectTimeout:
-            return .connectTimeout
-        default:
-            return .connectFailed
-        }
-    }
-
-    /// A short, lowercase reason for a socket error: `connection refused`, `address already in use`.
-    static func describe(_ error: any Error) -> String {
-        switch error {
-        case let error as IOError:
-            return String(cString: strerror(error.errnoCode)).lowercased()
-        case let error as NIOConnectionError:
-            if let first = error.connectionErrors.first { return describe(first.error) }
-            if let dns = error.dnsAAAAError ?? error.dnsAError { return "cannot resolve host: \(dns)" }
-            return "cannot connect"
-        case let error as ChannelError:
-            if case .connectTimeout(let amount) = error {
-                return "connect timed out after \(DurationText.format(.nanoseconds(amount.nanoseconds)))"
-            }
-            return "\(error)"
-        case let error as SocketAddressError:
-            return "cannot resolve: \(error)"
-        default:
-            return "\(error)"
-        }
-    }
-}
-
-extension Duration {
-    var timeAmount: TimeAmount {
-        .nanoseconds(nanoseconds)
     }
 }

@@ -140,7 +140,7 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
         )
         let session = missing.recorder.beginSession(route: missing.route, clientAddress: clientAddress)
         let (clientRelay, upstreamRelay) = RelayHandler.matchedPair(
-            lingerTimeout: ProxyServer.lingerTimeout,
+            lingerTimeout: RelaySocket.lingerTimeout,
             recorder: session
         )
         let skip = SkipPrefixHandler(count: matcher.serverBytesSent, session: session)

@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 
 /// Reads and writes durations as people type them on a command line or in a config file.
 ///
@@ -51,5 +52,12 @@ extension Duration {
         let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
         if overflow { return seconds < 0 ? .min : .max }
         return scaled.addingReportingOverflow(attoseconds / 1_000_000_000).partialValue
+    }
+}
+
+extension Duration {
+    /// The duration as NIO's `TimeAmount`, saturating like ``nanoseconds``.
+    var timeAmount: TimeAmount {
+        .nanoseconds(nanoseconds)
     }
 }

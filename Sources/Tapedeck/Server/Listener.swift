@@ -73,7 +73,7 @@ enum Listener {
         } catch {
             for listener in listeners { try? await listener.close() }
             if let error = error as? TapedeckError { throw failure(error.message) }
-            throw failure(ProxyServer.describe(error))
+            throw failure(SocketErrorText.describe(error))
         }
     }
 

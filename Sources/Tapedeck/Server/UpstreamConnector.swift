@@ -18,7 +18,7 @@ enum UpstreamConnector {
             .connectTimeout(timeout.timeAmount)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try ProxyServer.setRelayOptions(on: channel, autoRead: true)
+                    try RelaySocket.setOptions(on: channel, autoRead: true)
                     try initialize(channel)
                 }
             }
@@ -41,7 +41,7 @@ enum UpstreamConnector {
         session: SessionRecorder?,
         logger: Logger
     ) {
-        let reason = ProxyServer.describe(error)
+        let reason = SocketErrorText.describe(error)
         logger.warning(
             "upstream connect failed, resetting client",
             metadata: [
@@ -50,6 +50,6 @@ enum UpstreamConnector {
                 "tapedeck.reason": "\(reason)",
             ]
         )
-        session?.recordConnectFailed(reason: reason, outcome: ProxyServer.outcome(of: error))
+        session?.recordConnectFailed(reason: reason, outcome: SessionOutcome(connectError: error))
     }
 }
