@@ -66,6 +66,30 @@ struct TapeFileTests {
         )
     }
 
+    @Test func theSchemasCodeTablesAgreeWithTheSwiftEnums() throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.path("codes.tape")
+        try Tape(recordingAt: path).close()
+        let database = try DatabaseQueue(path: path)
+        let (directions, kinds) = try database.read { db in
+            (
+                try Row.fetchAll(db, sql: "SELECT id, name FROM directions ORDER BY id").map {
+                    (Int64($0["id"] as Int64), $0["name"] as String)
+                },
+                try Row.fetchAll(db, sql: "SELECT id, name FROM event_kinds ORDER BY id").map {
+                    (Int64($0["id"] as Int64), $0["name"] as String)
+                }
+            )
+        }
+        #expect(directions.map(\.0) == Direction.allCases.map { Int64($0.code) })
+        #expect(directions.map(\.1) == Direction.allCases.map(\.rawValue))
+        #expect(kinds.map(\.0) == EventKind.allCases.map { Int64($0.code) })
+        #expect(kinds.map(\.1) == EventKind.allCases.map(\.rawValue))
+        for (code, name) in directions { #expect(Direction(code: code)?.rawValue == name) }
+        for (code, name) in kinds { #expect(EventKind(code: code)?.rawValue == name) }
+        try database.close()
+    }
+
     @Test func aDirectoryOrADeviceIsNotATape() throws {
         let directory = try TemporaryDirectory()
         for open in [

@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 
 /// Finds events whose payload contains a byte string or matches a regular expression: `tapedeck grep`.
 public struct TapeSearch: Sendable {
@@ -99,36 +98,27 @@ public struct TapeSearch: Sendable {
     /// - Throws: ``TapedeckError`` naming the pattern and the event when a regular expression works on one
     ///   payload longer than its time limit; the matches before it have been passed to `body`.
     public func forEachMatch(in tape: Tape, session: Int64? = nil, _ body: (Match) throws -> Void) throws {
-        let filter = session == nil ? "" : "WHERE session_id = ?"
-        let arguments: StatementArguments = session.map { [$0] } ?? []
-        try tape.reading { db in
-            let cursor = try EventRecord.fetchCursor(
-                db,
-                sql: EventRecord.selectSQL + " \(filter) ORDER BY session_id, seq",
-                arguments: arguments
-            )
-            while let event = try cursor.next() {
-                guard event.kind == .data, let payload = event.payload else { continue }
-                let found: (offset: Int, length: Int)?
-                do {
-                    found = try firstMatch(in: payload)
-                } catch is RegexTimeout {
-                    throw timeoutError(session: event.sessionID, seq: event.seq)
-                }
-                guard let found else { continue }
-                let start = max(0, found.offset - Self.context)
-                let end = min(payload.count, found.offset + found.length + Self.context)
-                let excerpt = payload.subdata(in: (payload.startIndex + start)..<(payload.startIndex + end))
-                try body(
-                    Match(
-                        sessionID: event.sessionID,
-                        seq: event.seq,
-                        direction: event.direction,
-                        offset: found.offset,
-                        excerpt: excerpt
-                    )
-                )
+        try tape.forEachEventInOrder(session: session) { event in
+            guard event.kind == .data, let payload = event.payload else { return }
+            let found: (offset: Int, length: Int)?
+            do {
+                found = try firstMatch(in: payload)
+            } catch is RegexTimeout {
+                throw timeoutError(session: event.sessionID, seq: event.seq)
             }
+            guard let found else { return }
+            let start = max(0, found.offset - Self.context)
+            let end = min(payload.count, found.offset + found.length + Self.context)
+            let excerpt = payload.subdata(in: (payload.startIndex + start)..<(payload.startIndex + end))
+            try body(
+                Match(
+                    sessionID: event.sessionID,
+                    seq: event.seq,
+                    direction: event.direction,
+                    offset: found.offset,
+                    excerpt: excerpt
+                )
+            )
         }
     }
 

@@ -1,6 +1,5 @@
 import Atomics
 import Foundation
-import GRDB
 import NIOCore
 
 /// Records every session of a proxy into a tape, as one run.
@@ -46,35 +45,7 @@ public final class Recorder: Sendable {
         onFailure: @escaping @Sendable (TapedeckError) -> Void = { _ in }
     ) throws {
         self.tape = tape
-        do {
-            (runID, routeIDs) = try tape.database.write { db in
-                let run = RunRecord(
-                    id: nil,
-                    startedAt: WallClock.nowNanoseconds(),
-                    endedAt: nil,
-                    toolVersion: tapedeckVersion,
-                    mode: mode,
-                    label: label
-                )
-                try run.insert(db)
-                let runID = db.lastInsertedRowID
-                var routeIDs: [String: Int64] = [:]
-                for route in routes {
-                    let record = RouteRecord(
-                        id: nil,
-                        runID: runID,
-                        name: route.name,
-                        listen: "\(route.listen)",
-                        upstream: route.upstreamText
-                    )
-                    try record.insert(db)
-                    routeIDs[route.name] = db.lastInsertedRowID
-                }
-                return (runID, routeIDs)
-            }
-        } catch {
-            throw TapedeckError(.tapeUnwritable, "cannot write tape '\(tape.path)': \(Tape.reason(error))")
-        }
+        (runID, routeIDs) = try tape.beginRun(routes: routes, label: label, mode: mode)
         writer = TapeWriter(
             tape: tape,
             budget: RecordingBudget(highMark: maximumPendingBytes, lowMark: maximumPendingBytes / 2),
@@ -122,13 +93,7 @@ public final class Recorder: Sendable {
 
     /// The number of sessions this run has on tape so far.
     public func sessionCount() throws -> Int {
-        do {
-            return try tape.database.read { [runID] db in
-                try Int.fetchOne(db, sql: "SELECT count(*) FROM sessions WHERE run_id = ?", arguments: [runID]) ?? 0
-            }
-        } catch {
-            throw TapedeckError(.tapeUnreadable, "cannot read tape '\(tape.path)': \(Tape.reason(error))")
-        }
+        try tape.sessionCount(inRun: runID)
     }
 
     /// Writes everything still queued, closes the run, and stops the writer.
@@ -136,20 +101,6 @@ public final class Recorder: Sendable {
     /// - Throws: ``TapedeckError`` with code `recordingFailed` if any part of the recording could not be written.
     public func finish() async throws {
         if let failure = await writer.finish() { throw failure }
-        do {
-            try await tape.database.write { [runID] db in
-                try db.execute(
-                    sql: "UPDATE runs SET ended_at = ? WHERE id = ?",
-                    arguments: [WallClock.nowNanoseconds(), runID]
-                )
-            }
-            // Fold the write-ahead log back into the tape, so a finished tape is one file to commit or copy.
-            try await tape.database.writeWithoutTransaction { db in
-                _ = try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(TRUNCATE)")
-            }
-            tape.settle()
-        } catch {
-            throw TapedeckError(.recordingFailed, "cannot write tape '\(tape.path)': \(Tape.reason(error))")
-        }
+        try await tape.endRun(runID)
     }
 }

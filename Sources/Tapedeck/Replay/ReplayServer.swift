@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -96,9 +95,7 @@ public final class ReplayServer: Sendable {
 
     /// The names of the routes a tape holds sessions for, in the order first recorded.
     public static func routeNames(in tape: Tape) throws -> [String] {
-        try tape.reading { db in
-            try String.fetchAll(db, sql: "SELECT route FROM sessions GROUP BY route ORDER BY min(id)")
-        }
+        try tape.sessionRouteNames()
     }
 
     /// Binds every route's listener and starts serving.
@@ -190,51 +187,45 @@ public final class ReplayServer: Sendable {
 extension Tape {
     /// Every session as a replay script, grouped by route, in recording order. One pass over the events.
     func replayScripts() throws -> [String: [ReplayScript]] {
-        try reading { db in
-            let sessions = try SessionRecord.order(Column("id")).fetchAll(db)
-            var routeOf: [Int64: String] = [:]
-            for session in sessions { routeOf[session.id!] = session.route }
-            // Where each run's listener was bound, to normalize the address clients wrote into their bytes.
-            var listenOfRoute: [Int64: ListenAddressText] = [:]
-            for route in try RouteRecord.fetchAll(db) {
-                if let id = route.id, let endpoint = try? Endpoint(parsing: route.listen) {
-                    listenOfRoute[id] = ListenAddressText(endpoint)
-                }
+        let sessions = try self.sessions()
+        var routeOf: [Int64: String] = [:]
+        for session in sessions { routeOf[session.id!] = session.route }
+        // Where each run's listener was bound, to normalize the address clients wrote into their bytes.
+        var listenOfRoute: [Int64: ListenAddressText] = [:]
+        for route in try routes() {
+            if let id = route.id, let endpoint = try? Endpoint(parsing: route.listen) {
+                listenOfRoute[id] = ListenAddressText(endpoint)
             }
-            var listenOfSession: [Int64: ListenAddressText] = [:]
-            for session in sessions { listenOfSession[session.id!] = listenOfRoute[session.routeID] }
-            var byRoute: [String: [ReplayScript]] = [:]
-            var current: (id: Int64, events: [EventRecord])?
-            func flush() {
-                guard let current, let route = routeOf[current.id] else { return }
-                byRoute[route, default: []].append(
-                    ReplayScript(
-                        sessionID: current.id,
-                        events: current.events,
-                        listenAddress: listenOfSession[current.id]
-                    )
-                )
-            }
-            let cursor = try EventRecord.fetchCursor(
-                db,
-                sql: EventRecord.selectSQL + " ORDER BY session_id, seq"
-            )
-            var seen = Set<Int64>()
-            while let event = try cursor.next() {
-                if current?.id != event.sessionID {
-                    flush()
-                    current = (event.sessionID, [])
-                    seen.insert(event.sessionID)
-                }
-                current!.events.append(event)
-            }
-            flush()
-            // Sessions without events (a client that connected and left at once) replay as empty sessions.
-            for session in sessions where !seen.contains(session.id!) {
-                byRoute[session.route, default: []].append(ReplayScript(sessionID: session.id!, events: []))
-            }
-            for route in byRoute.keys { byRoute[route]!.sort { $0.sessionID < $1.sessionID } }
-            return byRoute
         }
+        var listenOfSession: [Int64: ListenAddressText] = [:]
+        for session in sessions { listenOfSession[session.id!] = listenOfRoute[session.routeID] }
+        var byRoute: [String: [ReplayScript]] = [:]
+        var current: (id: Int64, events: [EventRecord])?
+        func flush() {
+            guard let current, let route = routeOf[current.id] else { return }
+            byRoute[route, default: []].append(
+                ReplayScript(
+                    sessionID: current.id,
+                    events: current.events,
+                    listenAddress: listenOfSession[current.id]
+                )
+            )
+        }
+        var seen = Set<Int64>()
+        try forEachEventInOrder { event in
+            if current?.id != event.sessionID {
+                flush()
+                current = (event.sessionID, [])
+                seen.insert(event.sessionID)
+            }
+            current!.events.append(event)
+        }
+        flush()
+        // Sessions without events (a client that connected and left at once) replay as empty sessions.
+        for session in sessions where !seen.contains(session.id!) {
+            byRoute[session.route, default: []].append(ReplayScript(sessionID: session.id!, events: []))
+        }
+        for route in byRoute.keys { byRoute[route]!.sort { $0.sessionID < $1.sessionID } }
+        return byRoute
     }
 }

@@ -12,6 +12,18 @@ extension Tape {
         try reading { db in try SessionRecord.order(Column("id")).fetchAll(db) }
     }
 
+    /// Every route of every run, in the order recorded.
+    public func routes() throws -> [RouteRecord] {
+        try reading { db in try RouteRecord.order(Column("id")).fetchAll(db) }
+    }
+
+    /// The names of the routes the tape holds sessions for, in the order first recorded.
+    public func sessionRouteNames() throws -> [String] {
+        try reading { db in
+            try String.fetchAll(db, sql: "SELECT route FROM sessions GROUP BY route ORDER BY min(id)")
+        }
+    }
+
     /// One session, or nil if the tape has no session with that id.
     public func session(id: Int64) throws -> SessionRecord? {
         try reading { db in try SessionRecord.fetchOne(db, key: id) }
