@@ -27,13 +27,13 @@ struct ReplayScriptTests {
             if case .send(let bytes) = step.action { return bytes.count }
             return -1
         } == [5, 5, 5])
-        #expect(script.serverStream.count == 15)
+        #expect(script.upstreamStream.count == 15)
     }
 
     @Test func upstreamBytesAreHeldOnceSharedByTheSteps() throws {
         // Large enough that Data keeps the bytes out of line, where slices share one buffer.
         let script = Self.bulk(count: 50, size: 4096)
-        let streamStart = script.serverStream.withUnsafeBytes { UInt(bitPattern: $0.baseAddress) }
+        let streamStart = script.upstreamStream.withUnsafeBytes { UInt(bitPattern: $0.baseAddress) }
         var expected = streamStart
         for step in script.steps {
             guard case .send(let bytes) = step.action else {
@@ -44,6 +44,6 @@ struct ReplayScriptTests {
             #expect(bytes.withUnsafeBytes { UInt(bitPattern: $0.baseAddress) } == expected)
             expected += UInt(bytes.count)
         }
-        #expect(expected == streamStart + UInt(script.serverStream.count))
+        #expect(expected == streamStart + UInt(script.upstreamStream.count))
     }
 }

@@ -143,7 +143,7 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
             lingerTimeout: RelaySocket.lingerTimeout,
             recorder: session
         )
-        let skip = SkipPrefixHandler(count: matcher.serverBytesSent, session: session)
+        let skip = SkipPrefixHandler(count: matcher.upstreamBytesSent, session: session)
         let upstreamHandlers = NIOLoopBound((skip, upstreamRelay), eventLoop: context.eventLoop)
         // No reads while connecting: what arrives waits in the kernel, and then goes through the relay.
         try? client.syncOptions?.setOption(ChannelOptions.autoRead, value: false)

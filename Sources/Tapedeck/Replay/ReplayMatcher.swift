@@ -116,7 +116,7 @@ struct ReplayMatcher {
     private var sentCount = 0
 
     /// Bytes of the upstream's part already sent to the client.
-    var serverBytesSent: Int { sentCount }
+    var upstreamBytesSent: Int { sentCount }
     private var performedControl = false
     private var lastOffset: Int64 = 0
     private(set) var clientEnded = false
@@ -149,7 +149,7 @@ struct ReplayMatcher {
 
     /// A client connected: pick the earliest recorded session and say what its upstream says first.
     mutating func start() -> [Action] {
-        guard let chosen = catalog.claim(in: range, serverSent: Data()) else {
+        guard let chosen = catalog.claim(in: range, upstreamSent: Data()) else {
             // Every session is in use or used up, but an exchange of one may still be unplayed: a pool opening
             // more connections than when recording. Wait for the client's bytes and regroup them, as long as
             // the upstream waited for the client too.
@@ -381,13 +381,13 @@ struct ReplayMatcher {
     /// The earliest other candidate that `accepts`, preferring one that agrees with every byte already sent,
     /// resuming where the old lead was: what was due before the client's latest bytes has been played.
     private mutating func takeOver(from current: Int, where accepts: (ReplayScript) -> Bool) -> Int? {
-        let sent = catalog.script(at: current).serverStream.prefix(sentCount)
-        guard let successor = catalog.claim(in: range, serverSent: Data(sent), where: accepts) else { return nil }
+        let sent = catalog.script(at: current).upstreamStream.prefix(sentCount)
+        guard let successor = catalog.claim(in: range, upstreamSent: Data(sent), where: accepts) else { return nil }
         catalog.release(current)
         let steps = catalog.script(at: successor).steps
         nextStep = 0
         partialSend = 0
-        if catalog.script(at: successor).serverStreamStarts(with: Data(sent)) {
+        if catalog.script(at: successor).upstreamStreamStarts(with: Data(sent)) {
             // Same upstream so far: skip exactly the bytes already sent, even in the middle of a step.
             var done = 0
             while nextStep < steps.count, case .send(let bytes) = steps[nextStep].action,

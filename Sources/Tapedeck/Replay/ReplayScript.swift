@@ -40,7 +40,7 @@ struct ReplayScript: Sendable {
     var connectFailed: Bool
     var connectFailureDelay: Int64
     /// All upstream bytes, in order: the concatenation of every `send` step.
-    var serverStream: Data
+    var upstreamStream: Data
     /// When the client's bytes arrived: the stream length after each client read, and its offset.
     var clientArrivals: [(end: Int, offset: Int64)]
     /// Where the client's exchanges start, ascending: 0, and every point of its stream at which the upstream
@@ -54,7 +54,7 @@ struct ReplayScript: Sendable {
     init(sessionID: Int64, events: [EventRecord], listenAddress: ListenAddressText? = nil) {
         self.sessionID = sessionID
         var client = Data()
-        var server = Data()
+        var upstream = Data()
         var steps: [Step] = []
         var clientEndsAt: Int?
         var clientResets = false
@@ -80,10 +80,10 @@ struct ReplayScript: Sendable {
                 // Each recorded send stays a step of its own, with its own time, so that `--pace recorded` keeps
                 // the gaps between them (pub/sub messages a second apart). Its bytes are filled in below, as a
                 // slice of the upstream stream.
-                let start = server.count
-                server.append(event.payload ?? Data())
-                guard server.count > start else { break }
-                sendRanges.append((steps.count, start..<server.count))
+                let start = upstream.count
+                upstream.append(event.payload ?? Data())
+                guard upstream.count > start else { break }
+                sendRanges.append((steps.count, start..<upstream.count))
                 steps.append(
                     Step(
                         clientPosition: client.count,
@@ -127,10 +127,12 @@ struct ReplayScript: Sendable {
         // The sends share the upstream stream's storage: a session's upstream bytes are held once, and building
         // the script is linear in its size (appending each send to the one before copied it again and again).
         for (index, range) in sendRanges {
-            steps[index].action = .send(server[(server.startIndex + range.lowerBound)..<(server.startIndex + range.upperBound)])
+            steps[index].action = .send(
+                upstream[(upstream.startIndex + range.lowerBound)..<(upstream.startIndex + range.upperBound)]
+            )
         }
         self.clientStream = client
-        self.serverStream = server
+        self.upstreamStream = upstream
         self.steps = steps
         self.clientEndsAt = clientEndsAt
         self.clientResets = clientResets
@@ -178,12 +180,12 @@ struct ReplayScript: Sendable {
     /// Whether the session was a readiness probe: a connection that opened and closed without a byte either
     /// way (`nc -z`, a health check). Replay does not require such a session to be replayed.
     var isProbe: Bool {
-        clientStream.isEmpty && serverStream.isEmpty && !connectFailed
+        clientStream.isEmpty && upstreamStream.isEmpty && !connectFailed
             && !steps.contains { $0.action == .reset }
     }
 
-    /// Whether the server stream starts with `sent`.
-    func serverStreamStarts(with sent: Data) -> Bool {
-        sent.count <= serverStream.count && serverStream.prefix(sent.count) == sent
+    /// Whether the upstream stream starts with `sent`.
+    func upstreamStreamStarts(with sent: Data) -> Bool {
+        sent.count <= upstreamStream.count && upstreamStream.prefix(sent.count) == sent
     }
 }

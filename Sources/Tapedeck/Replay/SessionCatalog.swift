@@ -138,18 +138,18 @@ final class SessionCatalog: Sendable {
     }
 
     /// Claims the earliest recorded session in `range` that `accepts`, preferring one whose upstream began with
-    /// `serverSent` (what this connection was already told), then any; and among each, one no live connection
+    /// `upstreamSent` (what this connection was already told), then any; and among each, one no live connection
     /// holds before one merely not yet replayed. Returns its script index.
     ///
     /// A session whose upstream said something else so far (a different process id in a PostgreSQL handshake,
     /// say) may still take over: if the client's bytes depended on the difference, they will not match it.
-    func claim(in range: Range<Int>, serverSent: Data, where accepts: (ReplayScript) -> Bool = { _ in true }) -> Int? {
+    func claim(in range: Range<Int>, upstreamSent: Data, where accepts: (ReplayScript) -> Bool = { _ in true }) -> Int? {
         availability.withLockedValue { state in
             for requireSameServer in [true, false] {
                 for preferFree in [true, false] {
                     func acceptable(_ index: Int) -> Bool {
                         accepts(scripts[index])
-                            && (!requireSameServer || scripts[index].serverStreamStarts(with: serverSent))
+                            && (!requireSameServer || scripts[index].upstreamStreamStarts(with: upstreamSent))
                     }
                     // Read the tree in place: a copy held across the update below would be copied on write,
                     // which costs as much as a scan.
