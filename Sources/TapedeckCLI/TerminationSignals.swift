@@ -1,15 +1,16 @@
 import Dispatch
 import Foundation
 import NIOConcurrencyHelpers
+import Tapedeck
 
 /// Waits for the signals that ask a long-running command to stop: SIGINT and SIGTERM.
 ///
 /// The first signal starts a graceful shutdown; a second one ends the process at once, for the user who does
 /// not want to wait for connections to drain.
-public enum TerminationSignals {
+enum TerminationSignals {
     /// Returns when SIGINT or SIGTERM arrives, with the signal number. From then on another such signal exits
     /// the process immediately with status 128 + signal number, as a shell reports a killed command.
-    public static func wait() async -> Int32 {
+    static func wait() async -> Int32 {
         await withCheckedContinuation { continuation in
             install { continuation.resume(returning: $0) }
         }
@@ -19,7 +20,7 @@ public enum TerminationSignals {
     ///
     /// A blocked mask is inherited across `exec`: a parent that blocks these signals (some test runners and
     /// process libraries do) would otherwise leave Tapedeck deaf to them. Call it first thing in `main`.
-    public static func unblock() {
+    static func unblock() {
         var set = sigset_t()
         sigemptyset(&set)
         sigaddset(&set, SIGINT)
@@ -29,7 +30,7 @@ public enum TerminationSignals {
 
     /// Calls `handler` on the first SIGINT or SIGTERM; a second one exits the process at once with status
     /// 128 + signal number.
-    public static func install(_ handler: @escaping @Sendable (Int32) -> Void) {
+    static func install(_ handler: @escaping @Sendable (Int32) -> Void) {
         let received = NIOLockedValueBox(0)
         let queue = DispatchQueue(label: "tapedeck.signals")
         var sources: [any DispatchSourceSignal] = []
