@@ -125,6 +125,7 @@ struct RecordingTests {
         let directory = try TemporaryDirectory()
         let tapePath = directory.path("refused.tape")
         let closed = try ClosedPort()
+        defer { withExtendedLifetime(closed) {} }  // the port stays ours until the test is done
         let endpoint = closed.endpoint
         try await withRecordingProxy(upstream: endpoint, tapePath: tapePath) { address throws in
             #expect(try await TestClient.listen(to: address, halfClosing: false) == .reset)

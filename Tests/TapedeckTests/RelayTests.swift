@@ -156,6 +156,7 @@ struct RelayTests {
 
     @Test func refusedUpstreamResetsTheClientAtOnce() async throws {
         let closed = try ClosedPort()
+        defer { withExtendedLifetime(closed) {} }  // the port stays ours until the test is done
         try await withProxy(upstream: closed.endpoint) { address, _ in
             let started = ContinuousClock.now
             let ending = try await TestClient.listen(to: address)

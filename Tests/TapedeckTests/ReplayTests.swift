@@ -99,6 +99,7 @@ struct ReplayTests {
         // A port nothing listens on: a refused connect, appended as a second run. The client only listens: a
         // write racing the reset would end the connection before the reset is seen.
         let closed = try ClosedPort()
+        defer { withExtendedLifetime(closed) {} }  // the port stays ours until the test is done
         try await withRecordingProxy(upstream: closed.endpoint, tapePath: tapePath) { address throws in
             #expect(try await TestClient.exchange(nil, at: address).1 == .reset)
         }

@@ -5,33 +5,81 @@ import NIOCore
 ///
 /// One lock-protected dictionary per server: touched twice per connection (open and close), never per byte.
 final class ConnectionTracker: Sendable {
-    private let channels = NIOLockedValueBox([ObjectIdentifier: any Channel]())
+    private struct State {
+        var channels: [ObjectIdentifier: any Channel] = [:]
+        /// Tasks waiting for the last channel to close, by waiter id.
+        var idleWaiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
+        /// Waiters cancelled before they registered: they must not wait at all.
+        var cancelledWaiters: Set<UInt64> = []
+        var nextWaiter: UInt64 = 0
+    }
+
+    private let state = NIOLockedValueBox(State())
 
     /// How many channels are open.
     var count: Int {
-        channels.withLockedValue { $0.count }
+        state.withLockedValue { $0.channels.count }
     }
 
     /// Tracks a channel until it closes.
     func track(_ channel: any Channel) {
         let id = ObjectIdentifier(channel)
-        channels.withLockedValue { $0[id] = channel }
+        state.withLockedValue { $0.channels[id] = channel }
         channel.closeFuture.whenComplete { _ in
-            self.channels.withLockedValue { $0[id] = nil }
+            let waiters = self.state.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
+                state.channels[id] = nil
+                guard state.channels.isEmpty else { return [] }
+                defer { state.idleWaiters = [:] }
+                return Array(state.idleWaiters.values)
+            }
+            // Resumed outside the lock: a resumed task may come straight back to this tracker.
+            for waiter in waiters { waiter.resume() }
         }
     }
 
     /// Returns once no tracked channel is open, or once `timeout` has passed; `true` if all closed in time.
     ///
-    /// Polls: shutdown is rare and brief, and a poll cannot miss a wake-up the way a hand-rolled waiter list can.
+    /// Woken by the close of the last channel, not by polling: a drain ends the moment the last session does.
     func waitUntilIdle(timeout: Duration) async -> Bool {
-        let clock = ContinuousClock()
-        let deadline = clock.now.advanced(by: timeout)
-        while count > 0 {
-            guard clock.now < deadline else { return false }
-            try? await Task.sleep(for: .milliseconds(10))
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                await self.idle()
+                return true
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first || count == 0
         }
-        return true
+    }
+
+    /// Returns when no tracked channel is open, or when the calling task is cancelled.
+    private func idle() async {
+        let id = state.withLockedValue { state in
+            defer { state.nextWaiter += 1 }
+            return state.nextWaiter
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let resumeNow = state.withLockedValue { state -> Bool in
+                    if state.channels.isEmpty || state.cancelledWaiters.remove(id) != nil { return true }
+                    state.idleWaiters[id] = continuation
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        } onCancel: {
+            let waiter = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
+                if let waiter = state.idleWaiters.removeValue(forKey: id) { return waiter }
+                // Not registered yet (or already resumed): make a late registration return at once.
+                state.cancelledWaiters.insert(id)
+                return nil
+            }
+            waiter?.resume()
+        }
     }
 
     /// Lets open channels finish for up to `timeout`, then closes the rest with a reset.
@@ -48,7 +96,7 @@ final class ConnectionTracker: Sendable {
     ///
     /// The relay handler does the closing, so that it knows the end was ours and a recording says so.
     func closeAll() async {
-        let channels = self.channels.withLockedValue { Array($0.values) }
+        let channels = state.withLockedValue { Array($0.channels.values) }
         for channel in channels {
             channel.eventLoop.execute {
                 channel.pipeline.fireUserInboundEventTriggered(RelayHandler.ResetRequest(interrupted: true))

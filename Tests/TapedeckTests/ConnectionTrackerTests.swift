@@ -1,0 +1,35 @@
+import NIOCore
+import NIOEmbedded
+import Testing
+
+@testable import Tapedeck
+
+/// Waiting for a server's connections to end: woken by the last close, bounded by the timeout.
+struct ConnectionTrackerTests {
+    @Test func waitingEndsWhenTheLastChannelCloses() async throws {
+        let tracker = ConnectionTracker()
+        let loop = EmbeddedEventLoop()
+        let first = EmbeddedChannel(loop: loop)
+        let second = EmbeddedChannel(loop: loop)
+        tracker.track(first)
+        tracker.track(second)
+        let waiting = Task { await tracker.waitUntilIdle(timeout: .seconds(60)) }
+        _ = try await first.finish()
+        #expect(tracker.count == 1)
+        _ = try await second.finish()
+        // Woken by the close: the 60 s timeout would fail the test's own time limit long before.
+        #expect(try await withTimeout(.seconds(10)) { await waiting.value })
+        #expect(tracker.count == 0)
+    }
+
+    @Test func waitingGivesUpAtTheTimeoutAndAnIdleTrackerDoesNotWait() async throws {
+        let tracker = ConnectionTracker()
+        #expect(await tracker.waitUntilIdle(timeout: .seconds(60)))
+        let channel = EmbeddedChannel()
+        tracker.track(channel)
+        #expect(await tracker.waitUntilIdle(timeout: .milliseconds(20)) == false)
+        #expect(tracker.count == 1)
+        _ = try await channel.finish()
+        #expect(await tracker.waitUntilIdle(timeout: .seconds(60)))
+    }
+}
