@@ -7,16 +7,17 @@ import Testing
 /// Waiting for a server's connections to end: woken by the last close, bounded by the timeout.
 struct ConnectionTrackerTests {
     @Test func waitingEndsWhenTheLastChannelCloses() async throws {
+        // Async testing channels: their loop may be used from any thread, as the waiting task does.
         let tracker = ConnectionTracker()
-        let loop = EmbeddedEventLoop()
-        let first = EmbeddedChannel(loop: loop)
-        let second = EmbeddedChannel(loop: loop)
+        let loop = NIOAsyncTestingEventLoop()
+        let first = NIOAsyncTestingChannel(loop: loop)
+        let second = NIOAsyncTestingChannel(loop: loop)
         tracker.track(first)
         tracker.track(second)
         let waiting = Task { await tracker.waitUntilIdle(timeout: .seconds(60)) }
-        _ = try await first.finish()
+        try await first.close()
         #expect(tracker.count == 1)
-        _ = try await second.finish()
+        try await second.close()
         // Woken by the close: the 60 s timeout would fail the test's own time limit long before.
         #expect(try await withTimeout(.seconds(10)) { await waiting.value })
         #expect(tracker.count == 0)
@@ -25,11 +26,11 @@ struct ConnectionTrackerTests {
     @Test func waitingGivesUpAtTheTimeoutAndAnIdleTrackerDoesNotWait() async throws {
         let tracker = ConnectionTracker()
         #expect(await tracker.waitUntilIdle(timeout: .seconds(60)))
-        let channel = EmbeddedChannel()
+        let channel = NIOAsyncTestingChannel()
         tracker.track(channel)
         #expect(await tracker.waitUntilIdle(timeout: .milliseconds(20)) == false)
         #expect(tracker.count == 1)
-        _ = try await channel.finish()
+        try await channel.close()
         #expect(await tracker.waitUntilIdle(timeout: .seconds(60)))
     }
 }
