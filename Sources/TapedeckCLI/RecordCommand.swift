@@ -44,13 +44,7 @@ struct RecordCommand: AsyncParsableCommand {
                 onWarning: CommandLineWarning.print
             )
         )
-        do {
-            try ListeningAnnouncement.print(deck.routes)
-        } catch {
-            // Scripts learn the bound addresses from this line: without it the deck is of no use.
-            _ = try? await deck.stop(drainTimeout: .zero)
-            throw error
-        }
+        try await ListeningAnnouncement.announce(deck)
         TerminationSignals.install { _ in stop.request(.signal) }
 
         var drainTimeout = runtime.drainTimeout

@@ -82,13 +82,7 @@ struct ReplayCommand: AsyncParsableCommand {
                 onWarning: CommandLineWarning.print
             )
         )
-        do {
-            try ListeningAnnouncement.print(deck.routes)
-        } catch {
-            // Scripts learn the bound addresses from this line: without it the deck is of no use.
-            _ = try? await deck.stop(drainTimeout: .zero)
-            throw error
-        }
+        try await ListeningAnnouncement.announce(deck)
         _ = await TerminationSignals.wait()
         let outcome = try await deck.stop(drainTimeout: runtime.drainTimeout)
         let replay = outcome.replay ?? ReplayReport()

@@ -69,6 +69,17 @@ struct RuntimeOptions: ParsableArguments {
 
 /// The line per route that scripts read to learn bound addresses.
 enum ListeningAnnouncement {
+    /// Prints the deck's lines; if they cannot be written, stops the deck and throws: scripts learn the bound
+    /// addresses from these lines, so without them the deck is of no use.
+    static func announce(_ deck: Deck) async throws {
+        do {
+            try print(deck.routes)
+        } catch {
+            _ = try? await deck.stop(drainTimeout: .zero)
+            throw error
+        }
+    }
+
     static func print(_ bound: [BoundRoute]) throws {
         var text = ""
         for route in bound {
