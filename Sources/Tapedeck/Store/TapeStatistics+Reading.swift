@@ -49,7 +49,14 @@ extension TapeStatistics {
             )
         }
         for id in ids {
-            try tape.forEachSession(matching: SessionQuery(id: id)) { largest.append($0) }
+            try tape.forEachSession(matching: SessionQuery(id: id)) { session in
+                // Listed with its bytes both ways added up. Counts no recording writes can fit one by one, and
+                // even in the route's total, yet not added up: refuse them here rather than trap there.
+                guard !session.clientBytes.addingReportingOverflow(session.upstreamBytes).overflow else {
+                    throw TapeContentError("session \(session.id) has more bytes both ways than 64 bits hold")
+                }
+                largest.append(session)
+            }
         }
         self.largest = largest
     }
