@@ -40,6 +40,8 @@ enum TapeFuzzing {
             ("export pcapng", { try TapeExporter.export(tape, sessions: [], format: .pcapng, to: output) }),
             ("replay", { try replay(tape) }),
         ]
+        // Closed before the file goes, as a command closes its tape before exiting.
+        defer { try? tape.close() }
         for (name, step) in steps {
             do {
                 try step()
