@@ -33,11 +33,7 @@ enum MatcherFuzzing {
         }
         let chunkSizes = (0..<4).map { _ in 1 + input.number(below: 16) }
         for script in scripts {
-            var next = 0
-            let size: (Int) -> Int = { _ in
-                defer { next += 1 }
-                return chunkSizes[next % chunkSizes.count]
-            }
+            let size: (Int) -> Int = { chunkSizes[$0 % chunkSizes.count] }
             if let finding = playOwnClient(of: script, chunkSize: size, pace: pace) { return finding }
         }
         return playConnections(&input, scripts: scripts, repeatable: repeatable, pace: pace)
