@@ -88,6 +88,7 @@ struct BadInputTests {
             says: "has an unknown direction code 7"
         ),
         Case(arguments: ["replay", "--tape", "$DIR/unknown-kind.tape"], status: 1, says: "unknown kind code 9"),
+        Case(arguments: ["replay", "--tape", "$DIR/null-id.tape"], status: 1, says: "a session has no id"),
         Case(arguments: ["sessions", "$DIR/future.tape"], status: 1, says: "it was changed by a newer Tapedeck"),
         // Clear errors.
         Case(arguments: ["sessions", "$DIR/good.tape", "--limit", "-1"], status: 2, says: "invalid --limit -1"),
@@ -185,10 +186,22 @@ struct BadInputTests {
             UPDATE sqlite_master SET sql = replace(sql, 'route TEXT NOT NULL', 'route TEXT') WHERE name = 'sessions';
             """
         )
+        try variant(
+            "null-id.tape",
+            """
+            PRAGMA writable_schema = ON;
+            UPDATE sqlite_master SET sql = replace(sql, 'id INTEGER PRIMARY KEY,', 'id INTEGER,') WHERE name = 'sessions';
+            """
+        )
         // A new connection sees the edited schema.
         try variant("unknown-kind.tape", "UPDATE events SET kind = 9 WHERE session_id = 1 AND seq = 1")
         try variant("unknown-direction.tape", "UPDATE events SET direction = 7 WHERE session_id = 2 AND seq = 0")
         try variant("future.tape", "INSERT INTO grdb_migrations(identifier) VALUES ('v2')")
+        var unchecked = Configuration()
+        unchecked.foreignKeysEnabled = false
+        let nullID = try DatabaseQueue(path: directory.path("null-id.tape"), configuration: unchecked)
+        try nullID.write { db in try db.execute(sql: "UPDATE sessions SET id = NULL WHERE id = 3") }
+        try nullID.close()
         let nullRoute = try DatabaseQueue(path: directory.path("null-route.tape"))
         try nullRoute.write { db in try db.execute(sql: "UPDATE sessions SET route = NULL WHERE id = 1") }
         try nullRoute.close()

@@ -187,9 +187,15 @@ public final class ReplayServer: Sendable {
 extension Tape {
     /// Every session as a replay script, grouped by route, in recording order. One pass over the events.
     func replayScripts() throws -> [String: [ReplayScript]] {
-        let sessions = try self.sessions()
+        // A tape is untrusted: a crafted schema can hold a session without an id.
+        let sessions: [(id: Int64, route: String, routeID: Int64)] = try self.sessions().map { session in
+            guard let id = session.id else {
+                throw TapedeckError(.tapeUnreadable, "cannot read tape '\(path)': a session has no id")
+            }
+            return (id, session.route, session.routeID)
+        }
         var routeOf: [Int64: String] = [:]
-        for session in sessions { routeOf[session.id!] = session.route }
+        for session in sessions { routeOf[session.id] = session.route }
         // Where each run's listener was bound, to normalize the address clients wrote into their bytes.
         var listenOfRoute: [Int64: ListenAddressText] = [:]
         for route in try routes() {
@@ -198,7 +204,7 @@ extension Tape {
             }
         }
         var listenOfSession: [Int64: ListenAddressText] = [:]
-        for session in sessions { listenOfSession[session.id!] = listenOfRoute[session.routeID] }
+        for session in sessions { listenOfSession[session.id] = listenOfRoute[session.routeID] }
         var byRoute: [String: [ReplayScript]] = [:]
         var current: (id: Int64, events: [EventRecord])?
         func flush() {
@@ -222,8 +228,8 @@ extension Tape {
         }
         flush()
         // Sessions without events (a client that connected and left at once) replay as empty sessions.
-        for session in sessions where !seen.contains(session.id!) {
-            byRoute[session.route, default: []].append(ReplayScript(sessionID: session.id!, events: []))
+        for session in sessions where !seen.contains(session.id) {
+            byRoute[session.route, default: []].append(ReplayScript(sessionID: session.id, events: []))
         }
         for route in byRoute.keys { byRoute[route]!.sort { $0.sessionID < $1.sessionID } }
         return byRoute
