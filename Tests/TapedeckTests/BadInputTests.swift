@@ -166,13 +166,7 @@ struct BadInputTests {
         let good = directory.path("good.tape")
         try FileManager.default.copyItem(atPath: InspectCommandTests.fixture, toPath: good)
         func variant(_ name: String, _ sql: String) throws {
-            let path = directory.path(name)
-            try FileManager.default.copyItem(atPath: good, toPath: path)
-            var configuration = Configuration()
-            configuration.foreignKeysEnabled = false  // a crafted tape breaks the schema's references too
-            let database = try DatabaseQueue(path: path, configuration: configuration)
-            try database.writeWithoutTransaction { db in try db.execute(sql: sql) }
-            try database.close()
+            try CraftedTape.make(at: directory.path(name), sql)
         }
         try variant("huge-totals.tape", "UPDATE sessions SET client_bytes = 9223372036854775000")
         try variant(

@@ -10,16 +10,14 @@ struct HostileTapeTests {
     @Test func fieldsFromATapeAreEscapedForTheTerminal() async throws {
         let directory = try TemporaryDirectory()
         let tape = directory.path("crafted.tape")
-        try FileManager.default.copyItem(atPath: InspectCommandTests.fixture, toPath: tape)
-        let database = try DatabaseQueue(path: tape)
-        try await database.write { db in
-            // Clear the screen, set the window title, and flip the text direction.
-            try db.execute(
-                sql: "UPDATE sessions SET route = 'evil\u{1B}]0;pwned\u{07}', client_address = '\u{1B}[2J\u{202E}x'"
-            )
-            try db.execute(sql: "UPDATE runs SET label = 'label\u{1B}[31m'")
-        }
-        try database.close()
+        // Clear the screen, set the window title, and flip the text direction.
+        try CraftedTape.make(
+            at: tape,
+            """
+            UPDATE sessions SET route = 'evil\u{1B}]0;pwned\u{07}', client_address = '\u{1B}[2J\u{202E}x';
+            UPDATE runs SET label = 'label\u{1B}[31m';
+            """
+        )
         for arguments in [["sessions", tape], ["show", tape, "1"], ["stats", tape]] {
             let result = try await TapedeckProcess.run(arguments)
             #expect(result.status == 0, "\(arguments): \(result.stderr)")

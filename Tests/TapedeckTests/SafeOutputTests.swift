@@ -29,15 +29,8 @@ struct SafeOutputTests {
     @Test func anExportThatFailsHalfwayLeavesNoFileUnderTheRequestedName() async throws {
         let directory = try TemporaryDirectory()
         let tape = directory.path("broken.tape")
-        try FileManager.default.copyItem(atPath: InspectCommandTests.fixture, toPath: tape)
-        var configuration = Configuration()
-        configuration.foreignKeysEnabled = false
-        let database = try DatabaseQueue(path: tape, configuration: configuration)
         // Session 3's last event cannot be read: sessions 1 and 2 are exported before the error.
-        try await database.write { db in
-            try db.execute(sql: "UPDATE events SET kind = 9 WHERE session_id = 3 AND seq = 4")
-        }
-        try database.close()
+        try CraftedTape.make(at: tape, "UPDATE events SET kind = 9 WHERE session_id = 3 AND seq = 4")
         let output = directory.path("out.pcapng")
         let result = try await TapedeckProcess.run(["export", tape, "--format", "pcapng", "--output", output])
         #expect(result.status == 1)
@@ -89,13 +82,8 @@ struct SafeOutputTests {
     @Test func aClosedPipeEndsOutputQuietly() async throws {
         let directory = try TemporaryDirectory()
         let tape = directory.path("big.tape")
-        try FileManager.default.copyItem(atPath: InspectCommandTests.fixture, toPath: tape)
-        let database = try DatabaseQueue(path: tape)
         // Megabytes of hexdump: far more than a pipe holds, so the writer meets the closed pipe.
-        try await database.write { db in
-            try db.execute(sql: "UPDATE events SET payload = zeroblob(2000000) WHERE session_id = 1 AND seq = 0")
-        }
-        try database.close()
+        try CraftedTape.make(at: tape, "UPDATE events SET payload = zeroblob(2000000) WHERE session_id = 1 AND seq = 0")
         let statusFile = directory.path("status")
         let script =
             "'\(TapedeckProcess.executable.path)' show '\(tape)' 1 --hex --full | head -c 10 >/dev/null; "
