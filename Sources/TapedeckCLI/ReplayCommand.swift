@@ -117,7 +117,7 @@ struct ReplayCommand: AsyncParsableCommand {
             guard names.count <= 1 else {
                 throw TapedeckError(
                     .invalidArgument,
-                    "tape '\(tape)' has routes \(names.map { "'\(TerminalText.escape($0))'" }.joined(separator: ", ")): choose one with --route or serve all with --config"
+                    "tape '\(tape)' has routes \(names.map { "'\($0)'" }.joined(separator: ", ")): choose one with --route or serve all with --config"
                 )
             }
         }

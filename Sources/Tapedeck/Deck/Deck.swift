@@ -155,8 +155,8 @@ public final class Deck: Sendable {
         if let label = options.label, let control = TerminalText.firstControlCharacter(in: label) {
             throw TapedeckError(
                 .invalidArgument,
-                "invalid label '\(TerminalText.escape(label))': it holds the control character "
-                    + "\(TerminalText.escape(String(control))); use printable text"
+                // TapedeckError escapes the control characters of every message.
+                "invalid label '\(label)': it holds the control character \(control); use printable text"
             )
         }
         for route in routes where !route.listen.isLoopback {

@@ -76,7 +76,7 @@ public final class ReplayServer: Sendable {
         var served: [ServedRoute] = []
         for route in routes {
             guard let scripts = recorded[route.name] ?? (options.recordMissing != nil ? [] : nil) else {
-                let known = recorded.keys.sorted().map { "'\(TerminalText.escape($0))'" }.joined(separator: ", ")
+                let known = recorded.keys.sorted().map { "'\($0)'" }.joined(separator: ", ")
                 throw TapedeckError(
                     .invalidArgument,
                     "tape '\(tape.path)' has no route '\(route.name)'"
