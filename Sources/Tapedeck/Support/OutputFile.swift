@@ -109,6 +109,6 @@ public enum OutputFile {
     }
 
     private static func errnoReason() -> String {
-        String(cString: strerror(errno)).lowercased()
+        Tape.errnoReason()
     }
 }
