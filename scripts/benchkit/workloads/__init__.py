@@ -1,0 +1,19 @@
+"""The workloads, in the order they run within a round. Add one by writing a
+Workload subclass in a module here and listing it below."""
+
+from typing import List
+
+from ..workload import Workload
+from .bulk import Bulk
+from .churn import Churn
+from .inspect_sessions import Inspect
+from .record import Record
+from .replay import Replay
+from .replay_scale import ReplayScale
+from .rr import ReqResp
+from .rss import Rss
+from .run_command import RunCommand
+
+WORKLOADS: List[Workload] = [Bulk(), ReqResp(), Churn(), Rss(), Record(), Replay(), ReplayScale(), Inspect(),
+                             RunCommand()]
+WORKLOAD_BY_KEY = {w.key: w for w in WORKLOADS}
