@@ -104,10 +104,10 @@ def environment_md(args, names: List[str], tapedeck: str, maxconn: int, load_at_
         ("gcc", tool_version(["gcc", "--version"])),
         ("python", platform.python_version()),
     ]
-    if any(n.startswith("tapedeck") for n in names):
-        v = tool_version([tapedeck, "--version"])
-        commit = tool_version(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
-        versions.insert(0, ("tapedeck", f"{v} (git {commit})"))
+    # Every workload but bulk, rr, churn and rss drives tapedeck itself, whatever the contestants.
+    v = tool_version([tapedeck, "--version"])
+    commit = tool_version(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
+    versions.insert(0, ("tapedeck", f"{v} (git {commit})"))
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         f"- date: {now}",
