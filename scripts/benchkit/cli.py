@@ -136,6 +136,7 @@ def parse_args(argv=None):
         if args.replay_chunk is None:
             args.replay_chunk = 0
         args.rss_conns = min(args.rss_conns, 20)
+        args.churn_threads = min(args.churn_threads, 2)
         args.record_duration, args.record_omit = 1.0, 0
     if args.rounds < 1 or args.rounds > 100:
         p.error("--rounds must be within 1..100")

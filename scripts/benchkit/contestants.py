@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, List, Optional, Tuple
 
-from .common import BenchError, warn
+from .common import BenchError, fail
 from .net import free_port, wait_listening, wait_listening_line
 from .process import Proc, process_tree
 
@@ -181,7 +181,7 @@ class Relay:
                 was_alive = self.proc.alive()
                 rc = self.proc.stop(grace=self.spec.stop_grace)
                 if self.spec.clean_exit and was_alive and rc != 0:
-                    warn(f"{self.label} exited with {rc} after SIGTERM (expected 0); "
+                    fail(f"{self.label} exited with {rc} after SIGTERM (expected 0); "
                          f"stderr tail:\n{self.proc.stderr_tail(5)}")
                 if inspect is not None:
                     if not was_alive or rc != 0:

@@ -73,9 +73,3 @@ func storeBenchmark(
         benchmark.measurement(StoreMetric.megabytesPerSecond, Int(result.megabytesPerSecond.rounded()))
     }
 }
-
-extension Duration {
-    fileprivate var seconds: Double {
-        Double(components.seconds) + Double(components.attoseconds) / 1e18
-    }
-}

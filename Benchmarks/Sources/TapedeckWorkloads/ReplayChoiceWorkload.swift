@@ -75,8 +75,10 @@ public struct ReplayChoiceWorkload: Sendable {
 
 /// A workload that did not do what it was asked.
 public struct WorkloadError: Error, CustomStringConvertible {
+    /// What went wrong, in one line.
     public var description: String
 
+    /// Creates the error with its one-line reason.
     public init(_ description: String) {
         self.description = description
     }

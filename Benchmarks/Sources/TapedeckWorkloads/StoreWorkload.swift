@@ -5,9 +5,10 @@ import NIOCore
 /// The recorder's store path alone: data events fed to the tape writer from one thread, with no network in the
 /// way.
 ///
-/// It drives the same `SessionRecorder` → `TapeWriter` path a recording uses, with the same schema, settings
-/// and memory budget: the producer waits while the budget is full, as a relay stops reading. What it measures is
-/// the ceiling that recording through the relay is compared with, and the small-event insert rate.
+/// It drives the same `SessionRecorder` → `TapeWriter` path a recording uses (through `RecordingFeed`), with the
+/// same schema, settings and memory budget: the producer waits while the budget is full, as a relay stops reading.
+/// What it measures is the ceiling that recording through the relay is compared with, and the small-event insert
+/// rate.
 ///
 /// ```swift
 /// let workload = StoreWorkload(events: 20_000, payloadSize: 65_536)
@@ -24,6 +25,13 @@ public struct StoreWorkload: Sendable {
     /// SQLite page size of the new tape.
     public var pageSize: Int
 
+    /// Describes a run; nothing is written until ``run(tapePath:)``.
+    ///
+    /// - Parameters:
+    ///   - events: Data events to write.
+    ///   - payloadSize: Payload bytes per event.
+    ///   - sessions: Sessions the events are spread over (at least 1).
+    ///   - pageSize: SQLite page size of the new tape; the one new tapes get by default.
     public init(events: Int, payloadSize: Int, sessions: Int = 64, pageSize: Int = Tape.pageSize) {
         self.events = events
         self.payloadSize = payloadSize
@@ -65,21 +73,15 @@ public struct StoreRun: Sendable {
     public func write() async throws {
         let (recorder, route, payload, workload) = (self.recorder, self.route, self.payload, self.workload)
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            // Session recorders are not Sendable: they live on this one thread, as they would on an event loop.
+            // The feed's session recorders are not Sendable: they live on this one thread, as on an event loop.
             Thread {
-                let sessions = (0..<workload.sessions).map { index in
-                    recorder.beginSession(route: route, clientAddress: "127.0.0.1:\(10_000 + index)")
-                }
-                let budget = sessions[0].budget
+                let feed = RecordingFeed(recorder: recorder, route: route, sessions: workload.sessions)
                 for index in 0..<workload.events {
-                    while !budget.hasRoom { usleep(50) }
+                    while !feed.hasRoom { usleep(50) }
                     let direction: Direction = index & 1 == 0 ? .clientToUpstream : .upstreamToClient
-                    sessions[index % sessions.count].recordData(payload, from: direction)
+                    feed.recordData(payload, from: direction, session: index)
                 }
-                for session in sessions {
-                    session.recordEnd(of: .clientToUpstream, reset: false, byPeer: true)
-                    session.recordEnd(of: .upstreamToClient, reset: false, byPeer: false)
-                }
+                feed.endSessions()
                 continuation.resume()
             }.start()
         }
@@ -118,7 +120,7 @@ public struct StoreResult: Sendable, Codable {
 
 extension Duration {
     /// The duration in seconds, as a floating-point number.
-    var seconds: Double {
+    public var seconds: Double {
         Double(components.seconds) + Double(components.attoseconds) / 1e18
     }
 }

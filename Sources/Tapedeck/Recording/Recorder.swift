@@ -57,9 +57,7 @@ public final class Recorder: Sendable {
     public var failure: TapedeckError? { writer.error }
 
     /// Begins recording a newly accepted client connection.
-    ///
-    /// Public only to the micro-benchmarks (`@_spi(Benchmarks)`), which feed the tape writer without sockets.
-    @_spi(Benchmarks) public func beginSession(route: Route, clientAddress: String) -> SessionRecorder {
+    func beginSession(route: Route, clientAddress: String) -> SessionRecorder {
         let key = nextKey.loadThenWrappingIncrement(ordering: .relaxed)
         let start = TapeWriter.SessionStart(
             key: key,

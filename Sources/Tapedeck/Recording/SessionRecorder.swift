@@ -5,9 +5,7 @@ import NIOCore
 /// It numbers events, stamps them with the monotonic time since the session began, counts bytes, and decides
 /// the session's outcome once both connections are over. It never touches the disk: every event goes to the
 /// tape writer's queue, and payloads are handed over as the very buffers NIO read into, without a copy.
-///
-/// Public only to the micro-benchmarks (`@_spi(Benchmarks)`), which drive the store path as relays do.
-@_spi(Benchmarks) public final class SessionRecorder {
+final class SessionRecorder {
     private let key: UInt64
     private let writer: TapeWriter
     private let started = NIODeadline.now()
@@ -34,10 +32,9 @@ import NIOCore
     }
 
     /// Whether the tape writer can take more bytes now; relays hold reads while it cannot.
-    @_spi(Benchmarks) public var budget: RecordingBudget { writer.budget }
+    var budget: RecordingBudget { writer.budget }
 
-    /// A read of `buffer` from `direction`'s sender; the buffer is queued as it is, not copied.
-    @_spi(Benchmarks) public func recordData(_ buffer: ByteBuffer, from direction: Direction) {
+    func recordData(_ buffer: ByteBuffer, from direction: Direction) {
         let count = buffer.readableBytes
         switch direction {
         case .clientToUpstream: clientBytes += Int64(count)
@@ -58,7 +55,7 @@ import NIOCore
 
     /// A side's connection is over. `byPeer` is false when the relay closed it because the other side ended, in
     /// which case it is not an event of its own.
-    @_spi(Benchmarks) public func recordEnd(of direction: Direction, reset: Bool, byPeer: Bool) {
+    func recordEnd(of direction: Direction, reset: Bool, byPeer: Bool) {
         if byPeer {
             append(direction, reset ? .reset : .close, nil)
             if reset, firstReset == nil { firstReset = direction }

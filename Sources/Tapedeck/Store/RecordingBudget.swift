@@ -7,9 +7,7 @@ import NIOCore
 /// Relays reserve what they read; the tape writer releases it after each commit. Above the high mark relays
 /// stop reading (the kernel's receive windows then slow the peers) until the writer brings the total below the
 /// low mark. Memory stays bounded when the disk falls behind, and nothing is dropped.
-///
-/// Public only to the micro-benchmarks (`@_spi(Benchmarks)`), whose producer waits for room as a relay would.
-@_spi(Benchmarks) public final class RecordingBudget: Sendable {
+final class RecordingBudget: Sendable {
     let highMark: Int
     let lowMark: Int
     private let pending = ManagedAtomic<Int>(0)
@@ -24,7 +22,7 @@ import NIOCore
     var pendingBytes: Int { pending.load(ordering: .relaxed) }
 
     /// Whether a relay may read more.
-    @_spi(Benchmarks) public var hasRoom: Bool { pending.load(ordering: .relaxed) < highMark }
+    var hasRoom: Bool { pending.load(ordering: .relaxed) < highMark }
 
     /// What a queued payload costs: the memory it pins, which is its whole buffer, not just the bytes read.
     static func cost(of buffer: ByteBuffer) -> Int {

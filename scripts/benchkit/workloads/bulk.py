@@ -58,6 +58,9 @@ class Bulk(Workload):
                     "-P", str(streams), "-J", "--connect-timeout", "5000"]
             if omit:
                 argv += ["-O", str(omit)]
+            if ctx.dry_run:
+                # Exercise the path, not the machine: the suite's other tests run beside a dry run.
+                argv += ["-b", f"{200 // streams}M"]  # per stream
             if reverse:
                 argv.append("-R")
             if recording:
