@@ -13,6 +13,8 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
     private let ledger: ReplayLedger
     private let logger: Logger
     private let missing: MissingSessionHandoff?
+    /// Where upstream bytes left in the tape are read when due.
+    private let payloads: UpstreamPayloadSource?
     /// Everything the client sent, kept only when a missing session may have to be recorded from it.
     private var clientBytes = ByteBuffer()
     /// Replay gave up and is handing the connection to the real upstream.
@@ -22,17 +24,34 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var context: ChannelHandlerContext?
     private var pending: [ReplayMatcher.Action] = []
     private var pendingIndex = 0
+    /// A delay or a read from the tape is under way: later actions wait for it.
     private var waiting = false
+    /// The delay of `pending[pendingIndex]` has passed.
+    private var delayServed = false
+    /// The client is not reading fast enough: bytes from the tape wait until the channel is writable again, so
+    /// that a bulk reply is held a batch at a time, never whole.
+    private var awaitingWritability = false
     private var client = "unknown"
     /// The address this client connected to, as it may write it; normalized like the tape's recorded one.
     private var listenAddress: ListenAddressText?
 
-    init(matcher: ReplayMatcher, route: String, ledger: ReplayLedger, logger: Logger, missing: MissingSessionHandoff?) {
+    /// How many bytes of consecutive sends one read from the tape fetches at most.
+    static let readBatchBytes = 1024 * 1024
+
+    init(
+        matcher: ReplayMatcher,
+        route: String,
+        ledger: ReplayLedger,
+        logger: Logger,
+        missing: MissingSessionHandoff?,
+        payloads: UpstreamPayloadSource? = nil
+    ) {
         self.matcher = matcher
         self.route = route
         self.ledger = ledger
         self.logger = logger
         self.missing = missing
+        self.payloads = payloads
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -67,6 +86,14 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
         context.fireUserInboundEventTriggered(event)
     }
 
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, awaitingWritability {
+            awaitingWritability = false
+            drain()
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if let error = error as? IOError, RelayHandler.isReset(errno: error.errnoCode) {
             run(matcher.endOfInput(reset: true))
@@ -98,17 +125,21 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func drain() {
-        while !waiting, pendingIndex < pending.count, let context {
+        while !waiting, !awaitingWritability, pendingIndex < pending.count, let context {
             let action = pending[pendingIndex]
             let delay = Self.delay(of: action)
-            if delay > 0 {
+            if delay > 0, !delayServed {
                 waiting = true
                 context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(delay)) {
                     self.waiting = false
-                    self.perform(action)
-                    self.pendingIndex += 1
+                    self.delayServed = true
                     self.drain()
                 }
+                return
+            }
+            delayServed = false
+            if case .send(.stored, _) = action {
+                readFromTape(context: context)
                 return
             }
             pendingIndex += 1
@@ -118,6 +149,49 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
             pending.removeAll(keepingCapacity: true)
             pendingIndex = 0
         }
+    }
+
+    /// Reads the stored sends from `pendingIndex` on that are due at once (up to ``readBatchBytes``), then sends
+    /// them and goes on with what follows, once the client has room for more.
+    private func readFromTape(context: ChannelHandlerContext) {
+        var batch: [StoredPayload] = []
+        var bytes = 0
+        var index = pendingIndex
+        while index < pending.count, bytes < Self.readBatchBytes,
+            case .send(.stored(let payload), let delay) = pending[index], batch.isEmpty || delay == 0
+        {
+            batch.append(payload)
+            bytes += payload.bytes.count
+            index += 1
+        }
+        guard let payloads else {
+            failReading(context: context, reason: "replay has no tape to read session bytes from")
+            return
+        }
+        waiting = true
+        payloads.read(batch, on: context.eventLoop).assumeIsolated().whenComplete { result in
+            self.waiting = false
+            guard let context = self.context, context.channel.isActive else { return }
+            switch result {
+            case .success(let buffer):
+                self.pendingIndex += batch.count
+                context.writeAndFlush(self.wrapOutboundOut(buffer), promise: nil)
+                if !context.channel.isWritable { self.awaitingWritability = true }
+                self.drain()
+            case .failure(let error):
+                self.failReading(context: context, reason: "\(error)")
+            }
+        }
+    }
+
+    /// The tape could not give the bytes a session needs: the client would get a reply cut short, so it is
+    /// reset and the replay fails with the reason.
+    private func failReading(context: ChannelHandlerContext, reason: String) {
+        pending.removeAll()
+        pendingIndex = 0
+        report(matcher.abandon(reason: "cannot read the recorded reply: \(reason)"))
+        RelayHandler.armReset(context.channel)
+        context.close(promise: nil)
     }
 
     /// Relays the rest of the connection to the real upstream and records it as a new session: first the
@@ -199,8 +273,11 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
     private func perform(_ action: ReplayMatcher.Action) {
         guard let context, context.channel.isActive else { return }
         switch action {
-        case .send(let bytes, _):
+        case .send(.inline(let bytes), _):
             context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: bytes)), promise: nil)
+        case .send(.stored, _):
+            // Read from the tape by `drain()`, never performed directly.
+            assertionFailure("a stored send reached perform")
         case .halfClose:
             let flushed = context.eventLoop.makePromise(of: Void.self)
             context.writeAndFlush(wrapOutboundOut(ByteBuffer()), promise: flushed)

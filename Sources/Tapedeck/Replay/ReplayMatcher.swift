@@ -74,7 +74,7 @@ public enum ReplayPace: Sendable, Hashable, CustomStringConvertible {
 struct ReplayMatcher {
     /// What the connection should do next, in order.
     enum Action: Equatable {
-        case send(Data, delay: Int64)
+        case send(UpstreamBytes, delay: Int64)
         case halfClose(delay: Int64)
         case close(delay: Int64)
         case reset(delay: Int64)
@@ -149,7 +149,7 @@ struct ReplayMatcher {
 
     /// A client connected: pick the earliest recorded session and say what its upstream says first.
     mutating func start() -> [Action] {
-        guard let chosen = catalog.claim(in: range, upstreamSent: Data()) else {
+        guard let chosen = catalog.claim(in: range) else {
             // Every session is in use or used up, but an exchange of one may still be unplayed: a pool opening
             // more connections than when recording. Wait for the client's bytes and regroup them, as long as
             // the upstream waited for the client too.
@@ -381,13 +381,13 @@ struct ReplayMatcher {
     /// The earliest other candidate that `accepts`, preferring one that agrees with every byte already sent,
     /// resuming where the old lead was: what was due before the client's latest bytes has been played.
     private mutating func takeOver(from current: Int, where accepts: (ReplayScript) -> Bool) -> Int? {
-        let sent = catalog.script(at: current).upstreamStream.prefix(sentCount)
-        guard let successor = catalog.claim(in: range, upstreamSent: Data(sent), where: accepts) else { return nil }
+        let told = (script: current, count: sentCount)
+        guard let successor = catalog.claim(in: range, told: told, where: accepts) else { return nil }
         catalog.release(current)
         let steps = catalog.script(at: successor).steps
         nextStep = 0
         partialSend = 0
-        if catalog.script(at: successor).upstreamStreamStarts(with: Data(sent)) {
+        if catalog.upstreamAgrees(successor, current, count: sentCount) {
             // Same upstream so far: skip exactly the bytes already sent, even in the middle of a step.
             var done = 0
             while nextStep < steps.count, case .send(let bytes) = steps[nextStep].action,
@@ -429,7 +429,7 @@ struct ReplayMatcher {
                 let rest = bytes.dropFirst(partialSend)
                 partialSend = 0
                 sentCount += rest.count
-                if !rest.isEmpty { actions.append(.send(Data(rest), delay: delay)) }
+                if !rest.isEmpty { actions.append(.send(rest, delay: delay)) }
             case .halfClose:
                 performedControl = true
                 actions.append(.halfClose(delay: delay))
@@ -492,6 +492,20 @@ struct ReplayMatcher {
                 ? "session \(id) was already replayed; --repeat allows it again"
                 : "session \(id) is being replayed to another connection; --repeat allows it again"
         )
+    }
+
+    /// The connection cannot go on (the tape could not be read): it ends as a mismatch with `reason`, at the
+    /// client bytes received so far.
+    mutating func abandon(reason: String) -> Mismatch {
+        let mismatch = Mismatch(
+            closestSessionID: sessionID,
+            offset: received,
+            expected: Data(),
+            actual: Data(),
+            reason: reason
+        )
+        _ = fail(mismatch)
+        return mismatch
     }
 
     private mutating func fail(_ mismatch: Mismatch) -> [Action] {

@@ -47,6 +47,7 @@ public final class ReplayServer: Sendable {
     }
 
     private let served: [ServedRoute]
+    private let payloads: UpstreamPayloadSource
     private let options: Options
     private let group: any EventLoopGroup
     private let logger: Logger
@@ -65,14 +66,34 @@ public final class ReplayServer: Sendable {
     ///     to record missing sessions.
     ///   - options: Pace and reuse.
     /// - Throws: ``TapedeckError`` if a route is not in the tape or the tape cannot be read.
-    public init(
+    public convenience init(
         tape: Tape,
         routes: [Route],
         options: Options = Options(),
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger = Logger(label: "tapedeck.replay")
     ) throws {
-        let recorded = try tape.replayScripts()
+        try self.init(
+            tape: tape,
+            routes: routes,
+            options: options,
+            group: group,
+            logger: logger,
+            inlineUpstreamBudget: Self.inlineUpstreamBudget
+        )
+    }
+
+    /// Loads the sessions each route will serve, holding at most `inlineUpstreamBudget` upstream bytes in memory.
+    init(
+        tape: Tape,
+        routes: [Route],
+        options: Options,
+        group: any EventLoopGroup,
+        logger: Logger,
+        inlineUpstreamBudget: Int
+    ) throws {
+        let recorded = try tape.replayScripts(inlineBudget: inlineUpstreamBudget)
+        let payloads = UpstreamPayloadSource(tape: tape)
         var served: [ServedRoute] = []
         for route in routes {
             guard let scripts = recorded[route.name] ?? (options.recordMissing != nil ? [] : nil) else {
@@ -84,14 +105,26 @@ public final class ReplayServer: Sendable {
                 )
             }
             served.append(
-                ServedRoute(route: route, catalog: SessionCatalog(scripts: scripts, repeatable: options.repeatSessions))
+                ServedRoute(
+                    route: route,
+                    catalog: SessionCatalog(
+                        scripts: scripts,
+                        repeatable: options.repeatSessions,
+                        payloads: payloads
+                    )
+                )
             )
         }
         self.served = served
+        self.payloads = payloads
         self.options = options
         self.group = group
         self.logger = logger
     }
+
+    /// How many upstream bytes replay holds in memory, over all sessions; the rest are read from the tape when
+    /// they are due. Request-response tapes fit whole; a bulk transfer streams from the tape.
+    static let inlineUpstreamBudget = 32 * 1024 * 1024
 
     /// The names of the routes a tape holds sessions for, in the order first recorded.
     public static func routeNames(in tape: Tape) throws -> [String] {
@@ -136,7 +169,8 @@ public final class ReplayServer: Sendable {
                                 route: entry.route.name,
                                 ledger: ledger,
                                 logger: logger,
-                                missing: handoff
+                                missing: handoff,
+                                payloads: payloads
                             )
                         )
                     }
@@ -185,8 +219,9 @@ public final class ReplayServer: Sendable {
 }
 
 extension Tape {
-    /// Every session as a replay script, grouped by route, in recording order. One pass over the events.
-    func replayScripts() throws -> [String: [ReplayScript]] {
+    /// Every session as a replay script, grouped by route, in recording order. One pass over the events; upstream
+    /// payloads beyond `inlineBudget` bytes in all stay in the tape.
+    func replayScripts(inlineBudget: Int = .max) throws -> [String: [ReplayScript]] {
         // A tape is untrusted: a crafted schema can hold a session without an id.
         let sessions: [(id: Int64, route: String, routeID: Int64)] = try self.sessions().map { session in
             guard let id = session.id else {
@@ -206,19 +241,19 @@ extension Tape {
         var listenOfSession: [Int64: ListenAddressText] = [:]
         for session in sessions { listenOfSession[session.id] = listenOfRoute[session.routeID] }
         var byRoute: [String: [ReplayScript]] = [:]
-        var current: (id: Int64, events: [EventRecord])?
+        var current: (id: Int64, events: [IndexedEvent])?
         func flush() {
             guard let current, let route = routeOf[current.id] else { return }
             byRoute[route, default: []].append(
                 ReplayScript(
                     sessionID: current.id,
-                    events: current.events,
+                    indexed: current.events,
                     listenAddress: listenOfSession[current.id]
                 )
             )
         }
         var seen = Set<Int64>()
-        try forEachEventInOrder { event in
+        try forEachIndexedEvent(inlineBudget: inlineBudget) { event in
             if current?.id != event.sessionID {
                 flush()
                 current = (event.sessionID, [])

@@ -19,6 +19,8 @@ final class SessionCatalog: Sendable {
     /// For each script index, its position in `sorted`.
     private let positions: [Int]
     private let repeatable: Bool
+    /// Where upstream bytes left in the tape are read, to compare what two sessions' upstreams said.
+    private let payloads: UpstreamPayloadSource?
     private let availability: NIOLockedValueBox<Availability>
 
     private struct Availability {
@@ -68,9 +70,11 @@ final class SessionCatalog: Sendable {
     /// - Parameters:
     ///   - scripts: The route's sessions, in recording order.
     ///   - repeatable: Whether a session may be replayed more than once.
-    init(scripts: [ReplayScript], repeatable: Bool) {
+    ///   - payloads: Where the scripts' `.stored` upstream bytes are read; nil when every byte is held.
+    init(scripts: [ReplayScript], repeatable: Bool, payloads: UpstreamPayloadSource? = nil) {
         self.scripts = scripts
         self.repeatable = repeatable
+        self.payloads = payloads
         let sorted = scripts.indices.sorted { left, right in
             let a = scripts[left].clientStream
             let b = scripts[right].clientStream
@@ -137,19 +141,26 @@ final class SessionCatalog: Sendable {
         return lower..<low
     }
 
-    /// Claims the earliest recorded session in `range` that `accepts`, preferring one whose upstream began with
-    /// `upstreamSent` (what this connection was already told), then any; and among each, one no live connection
-    /// holds before one merely not yet replayed. Returns its script index.
+    /// Claims the earliest recorded session in `range` that `accepts`, preferring one whose upstream began as
+    /// `told` (what this connection was already told: the first `count` upstream bytes of script `script`),
+    /// then any; and among each, one no live connection holds before one merely not yet replayed. Returns its
+    /// script index.
     ///
     /// A session whose upstream said something else so far (a different process id in a PostgreSQL handshake,
     /// say) may still take over: if the client's bytes depended on the difference, they will not match it.
-    func claim(in range: Range<Int>, upstreamSent: Data, where accepts: (ReplayScript) -> Bool = { _ in true }) -> Int? {
+    func claim(
+        in range: Range<Int>,
+        told: (script: Int, count: Int)? = nil,
+        where accepts: (ReplayScript) -> Bool = { _ in true }
+    ) -> Int? {
         availability.withLockedValue { state in
             for requireSameServer in [true, false] {
                 for preferFree in [true, false] {
                     func acceptable(_ index: Int) -> Bool {
                         accepts(scripts[index])
-                            && (!requireSameServer || scripts[index].upstreamStreamStarts(with: upstreamSent))
+                            && (!requireSameServer
+                                || told.map { upstreamAgrees(index, $0.script, count: $0.count) }
+                                    ?? true)
                     }
                     // Read the tree in place: a copy held across the update below would be copied on write,
                     // which costs as much as a scan.
@@ -162,6 +173,53 @@ final class SessionCatalog: Sendable {
                         update(&state, chosen)
                         return chosen
                     }
+                }
+            }
+            return nil
+        }
+    }
+
+    /// Whether the upstreams of two scripts sent the same first `count` bytes. Bytes left in the tape are read
+    /// from it; a tape that cannot be read agrees with nothing.
+    func upstreamAgrees(_ first: Int, _ second: Int, count: Int) -> Bool {
+        guard count > 0, first != second else { return true }
+        var left = UpstreamReader(script: scripts[first], payloads: payloads)
+        var right = UpstreamReader(script: scripts[second], payloads: payloads)
+        guard scripts[first].upstreamByteCount >= count, scripts[second].upstreamByteCount >= count else {
+            return false
+        }
+        var compared = 0
+        var mine = Data()
+        var theirs = Data()
+        while compared < count {
+            if mine.isEmpty { mine = left.next() ?? Data() }
+            if theirs.isEmpty { theirs = right.next() ?? Data() }
+            let length = min(mine.count, theirs.count, count - compared)
+            guard length > 0, mine.prefix(length) == theirs.prefix(length) else { return false }
+            mine = mine.dropFirst(length)
+            theirs = theirs.dropFirst(length)
+            compared += length
+        }
+        return true
+    }
+
+    /// A script's upstream bytes, send by send, read from the tape where they were left there.
+    private struct UpstreamReader {
+        var steps: ArraySlice<ReplayScript.Step>
+        let payloads: UpstreamPayloadSource?
+
+        init(script: ReplayScript, payloads: UpstreamPayloadSource?) {
+            steps = script.steps[...]
+            self.payloads = payloads
+        }
+
+        /// The next send's bytes; nil at the end, or when they cannot be read.
+        mutating func next() -> Data? {
+            while let step = steps.popFirst() {
+                guard case .send(let bytes) = step.action else { continue }
+                switch bytes {
+                case .inline(let data): return data
+                case .stored(let payload): return try? payloads?.bytes(of: payload)
                 }
             }
             return nil
