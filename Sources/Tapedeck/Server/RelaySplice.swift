@@ -106,12 +106,13 @@ struct RelaySplice {
                 session?.recordData(input.bytes, from: .clientToUpstream)
                 upstream.writeAndFlush(input.bytes, promise: nil)
             }
-            if input.ended {
-                // The relay will never see this FIN: it came before the relay was in place.
-                session?.recordHalfClose(from: .clientToUpstream)
-                upstream.close(mode: .output, promise: nil)
-            }
             try? client.pipeline.syncOperations.addHandler(clientRelay)
+            if input.ended {
+                // The FIN came before the relay was in place: pass it through the client relay as if it had read
+                // it, so that it is recorded, the upstream's output is shut after the bytes above, and both relay
+                // halves know it. Shut behind their backs, the upstream's own FIN later looked like a reset.
+                client.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+            }
         }
         // The relay is glued: from now on every byte read has somewhere to go.
         try? client.syncOptions?.setOption(ChannelOptions.autoRead, value: true)
