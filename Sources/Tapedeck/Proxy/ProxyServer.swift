@@ -146,6 +146,8 @@ public final class ProxyServer: Sendable {
 
     /// Runs on the client channel's event loop before it is registered.
     private func initializeClient(_ client: any Channel, route: Route) throws {
+        // Never throws: start() refused routes without an upstream.
+        let upstream = try route.requireUpstream(for: "relaying")
         // Reads wait until the upstream is connected and the relay is glued.
         try RelaySocket.setOptions(on: client, autoRead: false)
         tracker.track(client)
@@ -153,52 +155,7 @@ public final class ProxyServer: Sendable {
             route: route,
             clientAddress: client.remoteAddress.map { "\(Endpoint($0))" } ?? "unknown"
         )
-        let (clientRelay, upstreamRelay) = RelayHandler.matchedPair(
-            lingerTimeout: RelaySocket.lingerTimeout,
-            recorder: session
-        )
-        let upstreamHandler = NIOLoopBound(upstreamRelay, eventLoop: client.eventLoop)
-        let sessionHandle = session.map { NIOLoopBound($0, eventLoop: client.eventLoop) }
-        // Sits behind the relay, which passes on lifecycle events but never reads, so it costs nothing per byte.
-        let connectOnActive = ActivationHandler { [self] in
-            connectUpstream(for: client, route: route, relay: upstreamHandler, session: sessionHandle)
-        }
-        try client.pipeline.syncOperations.addHandlers(clientRelay, connectOnActive)
-    }
-
-    private func connectUpstream(
-        for client: any Channel,
-        route: Route,
-        relay: NIOLoopBound<RelayHandler>,
-        session: NIOLoopBound<SessionRecorder>?
-    ) {
-        // start() refused routes without an upstream.
-        let connected = UpstreamConnector.connect(
-            to: route.upstream!,
-            timeout: route.connectTimeout,
-            on: client.eventLoop
-        ) {
-            try $0.pipeline.syncOperations.addHandler(relay.value)
-        }
-        connected.assumeIsolated().whenComplete { result in
-            switch result {
-            case .success(let upstream):
-                self.tracker.track(upstream)
-                if let session, let address = upstream.remoteAddress {
-                    session.value.upstreamConnected(to: "\(Endpoint(address))")
-                }
-                // The relay is glued: from now on every byte read has somewhere to go.
-                try? client.syncOptions?.setOption(ChannelOptions.autoRead, value: true)
-            case .failure(let error):
-                UpstreamConnector.reportFailure(
-                    error,
-                    route: route,
-                    client: client,
-                    session: session?.value,
-                    logger: self.logger
-                )
-                client.pipeline.fireUserInboundEventTriggered(RelayHandler.ResetRequest(interrupted: false))
-            }
-        }
+        try RelaySplice(route: route, upstream: upstream, session: session, tracker: tracker, logger: logger)
+            .attach(to: client)
     }
 }

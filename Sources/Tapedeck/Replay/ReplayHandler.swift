@@ -213,54 +213,22 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
             ]
         )
         let session = missing.recorder.beginSession(route: missing.route, clientAddress: clientAddress)
-        let (clientRelay, upstreamRelay) = RelayHandler.matchedPair(
-            lingerTimeout: RelaySocket.lingerTimeout,
-            recorder: session
-        )
-        let skip = SkipPrefixHandler(count: matcher.upstreamBytesSent, session: session)
-        let upstreamHandlers = NIOLoopBound((skip, upstreamRelay), eventLoop: context.eventLoop)
-        // No reads while connecting: what arrives waits in the kernel, and then goes through the relay.
-        try? client.syncOptions?.setOption(ChannelOptions.autoRead, value: false)
-        let connected = UpstreamConnector.connect(
-            to: missing.upstream,
-            timeout: missing.route.connectTimeout,
-            on: context.eventLoop
-        ) { channel in
-            try channel.pipeline.syncOperations.addHandlers(upstreamHandlers.value.0, upstreamHandlers.value.1)
+        // Once the upstream answers, this handler steps aside and hands over what the client sent so far.
+        let handover = RelaySplice.Handover(upstreamBytesToSkip: matcher.upstreamBytesSent) {
+            self.ledger.recorded(.init(route: self.route, client: clientAddress, reason: reason))
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+            defer { self.clientBytes = ByteBuffer() }
+            return .init(bytes: self.clientBytes, ended: self.clientInputEnded)
         }
-        connected.assumeIsolated().whenComplete { result in
-            switch result {
-            case .success(let upstream):
-                missing.tracker.track(upstream)
-                if let address = upstream.remoteAddress { session.upstreamConnected(to: "\(Endpoint(address))") }
-                let sent = self.clientBytes
-                self.clientBytes = ByteBuffer()
-                if sent.readableBytes > 0 {
-                    session.recordData(sent, from: .clientToUpstream)
-                    upstream.writeAndFlush(sent, promise: nil)
-                }
-                if self.clientInputEnded {
-                    // The relay will never see this FIN: it came before the relay was in place.
-                    session.recordHalfClose(from: .clientToUpstream)
-                    upstream.close(mode: .output, promise: nil)
-                }
-                self.ledger.recorded(.init(route: self.route, client: clientAddress, reason: reason))
-                context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
-                try? client.pipeline.syncOperations.addHandler(clientRelay)
-                try? client.syncOptions?.setOption(ChannelOptions.autoRead, value: true)
-            case .failure(let error):
-                UpstreamConnector.reportFailure(
-                    error,
-                    route: missing.route,
-                    client: client,
-                    session: session,
-                    logger: self.logger
-                )
-                session.recordEnd(of: .clientToUpstream, reset: false, byPeer: false)
-                RelayHandler.armReset(client)
-                client.close(promise: nil)
-            }
-        }
+        // Only a fresh connection's pipeline can refuse the relay: with a handover nothing is added yet.
+        try? RelaySplice(
+            route: missing.route,
+            upstream: missing.upstream,
+            session: session,
+            tracker: missing.tracker,
+            logger: logger,
+            handover: handover
+        ).attach(to: client)
     }
 
     private static func delay(of action: ReplayMatcher.Action) -> Int64 {
