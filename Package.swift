@@ -55,7 +55,9 @@ let package = Package(
             name: "TapedeckTests",
             dependencies: [
                 "Tapedeck",
+                "TapedeckCLI",
                 "TapedeckTesting",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -15,18 +15,18 @@ struct ProxyCommand: AsyncParsableCommand {
             """
     )
 
-    @OptionGroup var routes: RouteOptions
+    @OptionGroup var routes: NamedRouteOptions
     @OptionGroup var runtime: RuntimeOptions
 
     func run() async throws {
         let logger = runtime.makeLogger(label: "tapedeck.proxy")
-        let configuration = try routes.configuration()
+        let configuration = try routes.configuration(for: .proxy)
         let deck = try await Deck.start(
             .proxy,
             tape: nil,
             routes: configuration.routes,
             options: Deck.Options(
-                group: try runtime.makeEventLoopGroup(),
+                group: runtime.makeEventLoopGroup(),
                 logger: logger,
                 onWarning: CommandLineWarning.print
             )

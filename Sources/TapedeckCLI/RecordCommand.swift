@@ -14,7 +14,7 @@ struct RecordCommand: AsyncParsableCommand {
             """
     )
 
-    @OptionGroup var routes: RouteOptions
+    @OptionGroup var routes: NamedRouteOptions
 
     @Option(help: ArgumentHelp("The tape file to record into.", valueName: "file"))
     var tape: String
@@ -29,7 +29,7 @@ struct RecordCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = runtime.makeLogger(label: "tapedeck.record")
-        let configuration = try routes.configuration()
+        let configuration = try routes.configuration(for: .record)
         let stop = StopRequests()
         let deck = try await Deck.start(
             .record,
@@ -38,7 +38,7 @@ struct RecordCommand: AsyncParsableCommand {
             options: Deck.Options(
                 label: label,
                 overwrite: overwrite,
-                group: try runtime.makeEventLoopGroup(),
+                group: runtime.makeEventLoopGroup(),
                 logger: logger,
                 onRecordingFailure: { stop.request(.recordingFailed($0)) },
                 onWarning: CommandLineWarning.print

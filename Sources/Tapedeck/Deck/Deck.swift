@@ -147,7 +147,7 @@ public final class Deck: Sendable {
     ) async throws -> Deck {
         let mode = mode.resolved(forTape: tape)
         var routes = try ProxyConfiguration(routes: routes).routes
-        if mode.relays || mode == .recordMissing {
+        if mode.needsUpstream {
             let purpose =
                 mode == .recordMissing ? "recording missing sessions" : mode == .proxy ? "proxying" : "recording"
             for route in routes { _ = try route.requireUpstream(for: purpose) }
