@@ -31,6 +31,14 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// The client is not reading fast enough: bytes from the tape wait until the channel is writable again, so
     /// that a bulk reply is held a batch at a time, never whole.
     private var awaitingWritability = false
+    /// A batch of stored sends being read from the tape: where it starts in `pending`, how many sends it holds.
+    private struct TapeRead {
+        var start: Int
+        var count: Int
+        var bytes: EventLoopFuture<ByteBuffer>
+    }
+    /// The batch after the one being written, read ahead.
+    private var readAhead: TapeRead?
     private var client = "unknown"
     /// The address this client connected to, as it may write it; normalized like the tape's recorded one.
     private var listenAddress: ListenAddressText?
@@ -151,31 +159,32 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
-    /// Reads the stored sends from `pendingIndex` on that are due at once (up to ``readBatchBytes``), then sends
-    /// them and goes on with what follows, once the client has room for more.
+    /// Sends the stored sends from `pendingIndex` on that are due at once (up to ``readBatchBytes``), read from
+    /// the tape, then goes on with what follows once the client has room for more. The next batch is read while
+    /// this one is written, so that the socket never waits for the tape: at most two batches are held.
     private func readFromTape(context: ChannelHandlerContext) {
-        var batch: [StoredPayload] = []
-        var bytes = 0
-        var index = pendingIndex
-        while index < pending.count, bytes < Self.readBatchBytes,
-            case .send(.stored(let payload), let delay) = pending[index], batch.isEmpty || delay == 0
-        {
-            batch.append(payload)
-            bytes += payload.bytes.count
-            index += 1
-        }
         guard let payloads else {
             failReading(context: context, reason: "replay has no tape to read session bytes from")
             return
         }
+        let batch: TapeRead
+        if let ahead = readAhead, ahead.start == pendingIndex {
+            batch = ahead
+        } else if let started = startRead(at: pendingIndex, from: payloads, on: context.eventLoop) {
+            batch = started
+        } else {
+            return
+        }
+        readAhead = nil
         waiting = true
-        payloads.read(batch, on: context.eventLoop).assumeIsolated().whenComplete { result in
+        batch.bytes.assumeIsolated().whenComplete { result in
             self.waiting = false
             guard let context = self.context, context.channel.isActive else { return }
             switch result {
             case .success(let buffer):
                 self.pendingIndex += batch.count
                 context.writeAndFlush(self.wrapOutboundOut(buffer), promise: nil)
+                self.readAhead = self.startRead(at: self.pendingIndex, from: payloads, on: context.eventLoop)
                 if !context.channel.isWritable { self.awaitingWritability = true }
                 self.drain()
             case .failure(let error):
@@ -184,11 +193,29 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
+    /// Starts reading the batch of stored sends at `start`: the first, and those after it that are due at once.
+    /// Nil when no stored send is there.
+    private func startRead(at start: Int, from payloads: UpstreamPayloadSource, on loop: any EventLoop) -> TapeRead? {
+        var batch: [StoredPayload] = []
+        var bytes = 0
+        var index = start
+        while index < pending.count, bytes < Self.readBatchBytes,
+            case .send(.stored(let payload), let delay) = pending[index], batch.isEmpty || delay == 0
+        {
+            batch.append(payload)
+            bytes += payload.bytes.count
+            index += 1
+        }
+        guard !batch.isEmpty else { return nil }
+        return TapeRead(start: start, count: batch.count, bytes: payloads.read(batch, on: loop))
+    }
+
     /// The tape could not give the bytes a session needs: the client would get a reply cut short, so it is
     /// reset and the replay fails with the reason.
     private func failReading(context: ChannelHandlerContext, reason: String) {
         pending.removeAll()
         pendingIndex = 0
+        readAhead = nil
         report(matcher.abandon(reason: "cannot read the recorded reply: \(reason)"))
         RelayHandler.armReset(context.channel)
         context.close(promise: nil)
@@ -202,6 +229,7 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
         handingOff = true
         pending.removeAll()
         pendingIndex = 0
+        readAhead = nil
         // The tape could not serve this connection: give back any session it was following.
         _ = matcher.connectionClosed()
         let client = context.channel

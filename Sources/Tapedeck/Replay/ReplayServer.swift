@@ -222,13 +222,7 @@ extension Tape {
     /// Every session as a replay script, grouped by route, in recording order. One pass over the events; upstream
     /// payloads beyond `inlineBudget` bytes in all stay in the tape.
     func replayScripts(inlineBudget: Int = .max) throws -> [String: [ReplayScript]] {
-        // A tape is untrusted: a crafted schema can hold a session without an id.
-        let sessions: [(id: Int64, route: String, routeID: Int64)] = try self.sessions().map { session in
-            guard let id = session.id else {
-                throw TapedeckError(.tapeUnreadable, "cannot read tape '\(path)': a session has no id")
-            }
-            return (id, session.route, session.routeID)
-        }
+        let sessions = try sessionRoutes()
         var routeOf: [Int64: String] = [:]
         for session in sessions { routeOf[session.id] = session.route }
         // Where each run's listener was bound, to normalize the address clients wrote into their bytes.

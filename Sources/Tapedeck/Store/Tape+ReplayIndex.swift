@@ -84,20 +84,45 @@ extension Tape {
         }
     }
 
+    /// Decodes a row of the skeleton query by column index: a tape of 100,000 sessions has half a million rows,
+    /// and looking columns up by name costs a hash per value.
     private static func indexedEvent(_ row: Row) throws -> IndexedEvent {
-        let sessionID = try row.decode(Int64.self, forColumn: "session_id")
-        let seq = try row.decode(Int64.self, forColumn: "seq")
-        let (direction, kind) = try EventRecord.codes(of: row, sessionID: sessionID, seq: seq)
-        let size = try row.decode(Int64?.self, forColumn: "size") ?? 0
+        let sessionID = try row.decode(Int64.self, atIndex: 0)
+        let seq = try row.decode(Int64.self, atIndex: 1)
+        let directionCode = try row.decode(Int64.self, atIndex: 3)
+        let kindCode = try row.decode(Int64.self, atIndex: 4)
+        guard let direction = Direction(code: directionCode), let kind = EventKind(code: kindCode) else {
+            // The one wording for unknown codes.
+            _ = try EventRecord.codes(of: row, sessionID: sessionID, seq: seq)
+            throw TapeContentError("session \(sessionID) event \(seq) has an unknown code")
+        }
+        let size = try row.decode(Int64?.self, atIndex: 6) ?? 0
         return IndexedEvent(
             sessionID: sessionID,
             seq: seq,
-            offsetNanoseconds: try row.decode(Int64.self, forColumn: "offset_ns"),
+            offsetNanoseconds: try row.decode(Int64.self, atIndex: 2),
             direction: direction,
             kind: kind,
-            payload: try row.decode(Data?.self, forColumn: "payload"),
+            payload: try row.decode(Data?.self, atIndex: 5),
             size: Int(clamping: size)
         )
+    }
+
+    /// Every session's id, route name and route id, in id order: what replay needs of the sessions table, read
+    /// without decoding whole records.
+    func sessionRoutes() throws -> [(id: Int64, route: String, routeID: Int64)] {
+        try reading { db in
+            var sessions: [(id: Int64, route: String, routeID: Int64)] = []
+            let rows = try Row.fetchCursor(db, sql: "SELECT id, route, route_id FROM sessions ORDER BY id")
+            while let row = try rows.next() {
+                // A tape is untrusted: a crafted schema can hold a session without an id.
+                guard let id = try row.decode(Int64?.self, atIndex: 0) else {
+                    throw TapedeckError(.tapeUnreadable, "cannot read tape '\(path)': a session has no id")
+                }
+                sessions.append((id, try row.decode(String.self, atIndex: 1), try row.decode(Int64.self, atIndex: 2)))
+            }
+            return sessions
+        }
     }
 
     /// Reads recorded upstream payloads, in the order given, handing each one's wanted bytes to `body` without
