@@ -125,12 +125,12 @@ struct StreamingReplayTests {
         #expect(scripts.count == 3)
         #expect(scripts.allSatisfy { $0.upstreamStream.isEmpty })
         let catalog = SessionCatalog(scripts: scripts, repeatable: false, payloads: UpstreamPayloadSource(tape: tape))
-        #expect(catalog.upstreamAgrees(0, 1, count: banner.readableBytes))
-        #expect(catalog.upstreamAgrees(0, 2, count: 300_000))
-        #expect(!catalog.upstreamAgrees(0, 2, count: 300_001))
-        #expect(!catalog.upstreamAgrees(0, 2, count: banner.readableBytes))
+        #expect(catalog.index.upstreamAgrees(0, 1, count: banner.readableBytes))
+        #expect(catalog.index.upstreamAgrees(0, 2, count: 300_000))
+        #expect(!catalog.index.upstreamAgrees(0, 2, count: 300_001))
+        #expect(!catalog.index.upstreamAgrees(0, 2, count: banner.readableBytes))
         // Without the tape, bytes that are only there agree with nothing.
         let blind = SessionCatalog(scripts: scripts, repeatable: false)
-        #expect(!blind.upstreamAgrees(0, 1, count: 1))
+        #expect(!blind.index.upstreamAgrees(0, 1, count: 1))
     }
 }

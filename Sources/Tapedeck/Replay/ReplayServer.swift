@@ -181,7 +181,7 @@ public final class ReplayServer: Sendable {
                 "replaying",
                 metadata: [
                     "tapedeck.route": "\(route.name)", "tapedeck.address": "\(route.address)",
-                    "tapedeck.sessions": "\(entry.catalog.scripts.count)",
+                    "tapedeck.sessions": "\(entry.catalog.index.scripts.count)",
                 ]
             )
         }
