@@ -28,15 +28,16 @@ struct ProxyCommand: AsyncParsableCommand {
             options: Deck.Options(
                 group: runtime.makeEventLoopGroup(),
                 logger: logger,
-                onWarning: CommandLineWarning.print
+                onWarning: CommandLineWarning.print,
+                drainTimeout: runtime.drainTimeout
             )
         )
         try await ListeningAnnouncement.announce(deck)
-        _ = await TerminationSignals.wait()
-        logger.info(
-            "shutting down",
-            metadata: ["tapedeck.drain-timeout": "\(DurationText.format(runtime.drainTimeout))"]
-        )
-        try await deck.stop(drainTimeout: runtime.drainTimeout)
+        try await TerminationSignals.serve(deck, logger: logger) { [drainTimeout = runtime.drainTimeout] in
+            logger.info(
+                "shutting down",
+                metadata: ["tapedeck.drain-timeout": "\(DurationText.format(drainTimeout))"]
+            )
+        }
     }
 }

@@ -48,12 +48,13 @@ struct ReplayCommand: AsyncParsableCommand {
                 repeatSessions: playback.repeatSessions,
                 group: runtime.makeEventLoopGroup(),
                 logger: logger,
-                onWarning: CommandLineWarning.print
+                onWarning: CommandLineWarning.print,
+                drainTimeout: runtime.drainTimeout
             )
         )
         try await ListeningAnnouncement.announce(deck)
-        _ = await TerminationSignals.wait()
-        let outcome = try await deck.stop(drainTimeout: runtime.drainTimeout)
+        try await TerminationSignals.serve(deck, logger: logger)
+        let outcome = try await deck.stop()
         let replay = outcome.replay ?? ReplayReport()
         StandardStreams.writeError(replay.summary + "\n")
         // Mismatches were logged as they happened; a session replayed in part is known only now: name each.

@@ -1,13 +1,14 @@
 import Foundation
 import Logging
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import ServiceLifecycle
 
 /// Serves recorded sessions back to clients, with no upstream at all.
 ///
 /// Each route listens on its own address and serves the sessions recorded for the route of the same name.
-/// Start it, point the client under test at the bound address, and read the report after shutdown.
+/// Start it, point the client under test at the bound address, and read the report after shutdown. It starts
+/// once: a second ``start()`` throws, and a second ``shutdown(drainTimeout:)`` returns the first one's report.
 ///
 /// ```swift
 /// let server = try ReplayServer(
@@ -19,7 +20,10 @@ import NIOPosix
 /// let report = await server.shutdown()
 /// #expect(report.mismatches.isEmpty)
 /// ```
-public final class ReplayServer: Sendable {
+///
+/// It is also a `Service`: in a `ServiceGroup`, ``run()`` starts it (unless started), and a graceful shutdown
+/// shuts it down with the drain timeout it was made with; cancellation resets open connections at once.
+public final class ReplayServer: Service {
     /// How sessions are chosen and played.
     public struct Options: Sendable {
         /// How fast the upstream's part is played.
@@ -51,12 +55,11 @@ public final class ReplayServer: Sendable {
     private let options: Options
     private let group: any EventLoopGroup
     private let logger: Logger
+    private let drainTimeout: Duration
     private let ledger = ReplayLedger()
     private let tracker = ConnectionTracker()
-    private let listeners = NIOLockedValueBox<[any Channel]>([])
-    /// Whether ``start()`` was called: a server starts once, so that a second call cannot bind listeners again
-    /// and lose the first ones.
-    private let started = NIOLockedValueBox(false)
+    /// A server starts once, so that a second start cannot bind listeners again and lose the first ones.
+    private let lifecycle = Lifecycle<Listener.Bound, ReplayReport>("replay server")
 
     /// Loads the sessions each route will serve.
     ///
@@ -65,12 +68,16 @@ public final class ReplayServer: Sendable {
     ///   - routes: Where to listen for each of the tape's routes, found by name. A route's upstream is used only
     ///     to record missing sessions.
     ///   - options: Pace and reuse.
+    ///   - group: The event loops to serve on; defaults to one thread per core.
+    ///   - drainTimeout: How long open connections may go on when a graceful shutdown stops ``run()``.
+    ///   - logger: Where mismatches and connection problems are reported.
     /// - Throws: ``TapedeckError`` if a route is not in the tape or the tape cannot be read.
     public convenience init(
         tape: Tape,
         routes: [Route],
         options: Options = Options(),
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        drainTimeout: Duration = .seconds(5),
         logger: Logger = Logger(label: "tapedeck.replay")
     ) throws {
         try self.init(
@@ -78,6 +85,7 @@ public final class ReplayServer: Sendable {
             routes: routes,
             options: options,
             group: group,
+            drainTimeout: drainTimeout,
             logger: logger,
             inlineUpstreamBudget: Self.inlineUpstreamBudget
         )
@@ -89,6 +97,7 @@ public final class ReplayServer: Sendable {
         routes: [Route],
         options: Options,
         group: any EventLoopGroup,
+        drainTimeout: Duration = .seconds(5),
         logger: Logger,
         inlineUpstreamBudget: Int
     ) throws {
@@ -119,6 +128,7 @@ public final class ReplayServer: Sendable {
         self.payloads = payloads
         self.options = options
         self.group = group
+        self.drainTimeout = drainTimeout
         self.logger = logger
     }
 
@@ -136,11 +146,25 @@ public final class ReplayServer: Sendable {
     /// - Throws: ``TapedeckError`` if a listener cannot bind, or if the server was started before.
     @discardableResult
     public func start() async throws -> [BoundRoute] {
-        try started.withLockedValue { started in
-            guard !started else { throw TapedeckError(.invalidArgument, "replay server was already started") }
-            started = true
+        try await lifecycle.start(bind).bound
+    }
+
+    /// Starts serving unless ``start()`` did, serves until a graceful shutdown or task cancellation, then shuts
+    /// down: draining for the server's drain timeout after a graceful shutdown, at once after cancellation.
+    ///
+    /// Returns once shut down, however that came about (a ``shutdown(drainTimeout:)`` call ends it too); the
+    /// report is then ``report``.
+    ///
+    /// - Throws: ``TapedeckError`` if a listener cannot bind, or if another `run()` is serving this server.
+    public func run() async throws {
+        _ = try await lifecycle.run(start: bind) { cancelled in
+            await self.shutdown(drainTimeout: cancelled ? .zero : self.drainTimeout)
         }
-        let (opened, bound) = try await Listener.bindAll(
+    }
+
+    /// Binds every route's listener, all or none.
+    private func bind() async throws -> Listener.Bound {
+        let started = try await Listener.bindAll(
             served.map(\.route),
             group: group,
             logger: logger
@@ -176,7 +200,7 @@ public final class ReplayServer: Sendable {
                     }
                 }
         }
-        for (entry, route) in zip(served, bound) {
+        for (entry, route) in zip(served, started.bound) {
             logger.info(
                 "replaying",
                 metadata: [
@@ -185,9 +209,8 @@ public final class ReplayServer: Sendable {
                 ]
             )
         }
-        options.recordMissing?.recorder.routesBound(bound)
-        listeners.withLockedValue { $0 = opened }
-        return bound
+        options.recordMissing?.recorder.routesBound(started.bound)
+        return started
     }
 
     /// The report so far: connections served, mismatches, and sessions not (yet) replayed, or replayed in part.
@@ -206,15 +229,16 @@ public final class ReplayServer: Sendable {
 
     /// Stops accepting, lets open connections finish for up to `drainTimeout`, resets the rest, and returns
     /// the final report.
+    ///
+    /// Safe to call more than once and before ``start()``: only the first call shuts down, and every call returns
+    /// its report.
     @discardableResult
     public func shutdown(drainTimeout: Duration = .seconds(5)) async -> ReplayReport {
-        let channels = listeners.withLockedValue { channels in
-            defer { channels = [] }
-            return channels
+        await lifecycle.stop { started in
+            await Listener.close(started?.listeners ?? [], routes: served.map(\.route))
+            _ = await tracker.drain(timeout: drainTimeout)
+            return report
         }
-        await Listener.close(channels, routes: served.map(\.route))
-        _ = await tracker.drain(timeout: drainTimeout)
-        return report
     }
 }
 
