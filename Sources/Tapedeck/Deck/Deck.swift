@@ -30,14 +30,18 @@ import ServiceLifecycle
 ///
 /// A deck is a `Service` too, so an application can run it in its own `ServiceGroup` (a Hummingbird or Vapor
 /// app, say): start it to learn its addresses, list it before the services that use it, and the group's graceful
-/// shutdown stops it after them, draining for ``Options/drainTimeout``. Read the outcome with
-/// ``stop(drainTimeout:)`` once the group has finished: it returns the stop the group made.
+/// shutdown stops it after them, draining for ``Options/drainTimeout``. Once the group has finished,
+/// ``stop(drainTimeout:)`` returns the outcome of the stop the group made.
 ///
 /// ```swift
-/// let deck = try await Deck.start(.record, tape: "fixtures/db.tape", routes: [Route(upstream: postgres)])
-/// let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 8080)))
+/// let deck = try await Deck.start(
+///     .record,
+///     tape: "fixtures/db.tape",
+///     routes: [Route(upstream: try Endpoint(parsing: "127.0.0.1:5432"))]
+/// )
+/// // `app` talks to deck.address: a Hummingbird `Application`, say.
 /// let group = ServiceGroup(
-///     services: [deck, app],  // the app is shut down first, then the deck
+///     services: [deck, app],  // shut down in reverse: the app first, then the deck
 ///     gracefulShutdownSignals: [.sigterm, .sigint],
 ///     logger: logger
 /// )
