@@ -59,6 +59,24 @@ struct ServiceTests {
         #expect(runs.count == 1 && runs[0].endedAt != nil)
     }
 
+    @Test func aRecorderThatCouldNotWriteThrowsTheSameErrorFromEveryFinish() async throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.path("gone.tape")
+        let upstream = try await TestServer.start(.echo)
+        defer { Task { await upstream.stop() } }
+        let route = Route(upstream: upstream.endpoint)
+        let recorder = try Recorder(tape: try Tape(recordingAt: path), routes: [route])
+        let server = ProxyServer(configuration: try ProxyConfiguration(routes: [route]), recorder: recorder)
+        let address = try await server.start()[0].address
+        try FileManager.default.removeItem(atPath: path)
+        _ = try await TestClient.exchange(address, "lost")
+        await server.shutdown()
+        let first = await #expect(throws: TapedeckError.self) { try await recorder.finish() }
+        #expect(first?.code == .recordingFailed)
+        let second = await #expect(throws: TapedeckError.self) { try await recorder.finish() }
+        #expect(second == first)
+    }
+
     @Test func aDeckStoppedTwiceAtOnceStopsOnceAndBothGetTheOutcome() async throws {
         let directory = try TemporaryDirectory()
         let upstream = try await TestServer.start(.echo)
