@@ -17,8 +17,16 @@ struct ExportCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("The tape to read.", valueName: "tape"))
     var tape: String
 
-    @Option(help: ArgumentHelp("pcapng or jsonl.", valueName: "format"))
-    var format: String
+    @Option(
+        help: ArgumentHelp("pcapng or jsonl.", valueName: "format"),
+        transform: { text in
+            guard let format = TapeExporter.Format(rawValue: text) else {
+                throw ValidationError("unknown format '\(text)': use pcapng or jsonl")
+            }
+            return format
+        }
+    )
+    var format: TapeExporter.Format
 
     @Option(
         name: .customLong("session"),
@@ -33,9 +41,6 @@ struct ExportCommand: ParsableCommand {
     var force = false
 
     func run() throws {
-        guard let format = TapeExporter.Format(rawValue: format) else {
-            throw ValidationError("unknown format '\(format)': use pcapng or jsonl")
-        }
         let tapeFile = try Tape(readingAt: tape)
         if output == "-" {
             let buffer = OutputBuffer()

@@ -5,9 +5,13 @@ import Tapedeck
 struct PlaybackOptions: ParsableArguments {
     @Option(
         parsing: .unconditional,
-        help: ArgumentHelp("fast (no waits), recorded (the recorded delays), or a factor: 2x, 0.5x.", valueName: "pace")
+        help: ArgumentHelp(
+            "fast (no waits), recorded (the recorded delays), or a factor: 2x, 0.5x. (default: fast)",
+            valueName: "pace"
+        ),
+        transform: ReplayPace.init(parsing:)
     )
-    var pace: String = "fast"
+    var pace: ReplayPace = .fast
 
     @Flag(name: .customLong("repeat"), help: "Let a recorded session serve more than one connection.")
     var repeatSessions = false
@@ -20,13 +24,4 @@ struct PlaybackOptions: ParsableArguments {
 
     @Flag(help: "Write the --report file even where a symbolic link stands (to the file it points to).")
     var force = false
-
-    /// The pace; a malformed one is a usage error.
-    func replayPace() throws -> ReplayPace {
-        do {
-            return try ReplayPace(parsing: pace)
-        } catch let error as TapedeckError {
-            throw ValidationError(error.message)
-        }
-    }
 }

@@ -15,28 +15,29 @@ struct ProxyCommand: AsyncParsableCommand {
             """
     )
 
-    @OptionGroup var routes: RouteOptions
+    @OptionGroup var routes: NamedRouteOptions
     @OptionGroup var runtime: RuntimeOptions
 
     func run() async throws {
         let logger = runtime.makeLogger(label: "tapedeck.proxy")
-        let configuration = try routes.configuration()
+        let configuration = try routes.configuration(for: .proxy)
         let deck = try await Deck.start(
             .proxy,
             tape: nil,
             routes: configuration.routes,
             options: Deck.Options(
-                group: try runtime.makeEventLoopGroup(),
+                group: runtime.makeEventLoopGroup(),
                 logger: logger,
-                onWarning: CommandLineWarning.print
+                onWarning: CommandLineWarning.print,
+                drainTimeout: runtime.drainTimeout
             )
         )
         try await ListeningAnnouncement.announce(deck)
-        _ = await TerminationSignals.wait()
-        logger.info(
-            "shutting down",
-            metadata: ["tapedeck.drain-timeout": "\(DurationText.format(runtime.drainTimeout))"]
-        )
-        try await deck.stop(drainTimeout: runtime.drainTimeout)
+        try await TerminationSignals.serve(deck, logger: logger) { [drainTimeout = runtime.drainTimeout] in
+            logger.info(
+                "shutting down",
+                metadata: ["tapedeck.drain-timeout": "\(DurationText.format(drainTimeout))"]
+            )
+        }
     }
 }

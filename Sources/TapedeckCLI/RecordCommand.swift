@@ -14,7 +14,7 @@ struct RecordCommand: AsyncParsableCommand {
             """
     )
 
-    @OptionGroup var routes: RouteOptions
+    @OptionGroup var routes: NamedRouteOptions
 
     @Option(help: ArgumentHelp("The tape file to record into.", valueName: "file"))
     var tape: String
@@ -29,8 +29,7 @@ struct RecordCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = runtime.makeLogger(label: "tapedeck.record")
-        let configuration = try routes.configuration()
-        let stop = StopRequests()
+        let configuration = try routes.configuration(for: .record)
         let deck = try await Deck.start(
             .record,
             tape: tape,
@@ -38,27 +37,25 @@ struct RecordCommand: AsyncParsableCommand {
             options: Deck.Options(
                 label: label,
                 overwrite: overwrite,
-                group: try runtime.makeEventLoopGroup(),
+                group: runtime.makeEventLoopGroup(),
                 logger: logger,
-                onRecordingFailure: { stop.request(.recordingFailed($0)) },
-                onWarning: CommandLineWarning.print
+                // Nothing more can be recorded: the deck stops at once and resets what is open. The failure is
+                // said once, below, as the error its stop throws.
+                onRecordingFailure: { _ in },
+                onWarning: CommandLineWarning.print,
+                drainTimeout: runtime.drainTimeout
             )
         )
         try await ListeningAnnouncement.announce(deck)
-        TerminationSignals.install { _ in stop.request(.signal) }
-
-        var drainTimeout = runtime.drainTimeout
-        switch await stop.next() {
-        case .signal:
-            logger.info("shutting down", metadata: ["tapedeck.drain-timeout": "\(DurationText.format(drainTimeout))"])
-        case .recordingFailed:
-            // Nothing more can be recorded: reset what is open at once. The failure is said once, below, as the
-            // error stop() throws.
-            drainTimeout = .zero
-        }
         let outcome: DeckOutcome
         do {
-            outcome = try await deck.stop(drainTimeout: drainTimeout)
+            try await TerminationSignals.serve(deck, logger: logger) { [drainTimeout = runtime.drainTimeout] in
+                logger.info(
+                    "shutting down",
+                    metadata: ["tapedeck.drain-timeout": "\(DurationText.format(drainTimeout))"]
+                )
+            }
+            outcome = try await deck.stop()
         } catch let error as TapedeckError where error.code == .recordingFailed {
             let message =
                 error.message.hasSuffix("the recording is incomplete")

@@ -19,19 +19,10 @@ struct ReplayCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The tape to serve.", valueName: "file"))
     var tape: String
 
-    @Option(help: ArgumentHelp("Address to accept clients on (default 127.0.0.1:0).", valueName: "address"))
-    var listen: String?
+    @OptionGroup var routes: RouteOptions
 
     @Option(help: ArgumentHelp("The tape route to serve; needed when the tape has several.", valueName: "name"))
     var route: String?
-
-    @Option(
-        help: ArgumentHelp(
-            "Serve every route of this config (as used for recording) on its listen address.",
-            valueName: "file"
-        )
-    )
-    var config: String?
 
     @Flag(
         help: "Exit 3 at shutdown if any connection mismatched or found no session, or a session was replayed in part."
@@ -40,51 +31,30 @@ struct ReplayCommand: AsyncParsableCommand {
 
     @OptionGroup var playback: PlaybackOptions
 
-    @Option(help: ArgumentHelp("The real upstream, for --record-missing.", valueName: "address"))
-    var upstream: String?
-
     @Flag(help: "Relay connections no recorded session matches to the upstream, and record them into the tape.")
     var recordMissing = false
-
-    @Option(
-        parsing: .unconditional,
-        help: ArgumentHelp("How long an upstream connect may take (with --record-missing).", valueName: "duration")
-    )
-    var connectTimeout: String = "5s"
 
     @OptionGroup var runtime: RuntimeOptions
 
     func run() async throws {
         let logger = runtime.makeLogger(label: "tapedeck.replay")
-        let pace = try playback.replayPace()
-        if config != nil, listen != nil || route != nil {
-            throw ValidationError("--config cannot be combined with --listen or --route")
-        }
-        if config != nil, upstream != nil {
-            throw ValidationError("--config cannot be combined with --upstream: the config names each route's upstream")
-        }
-        if recordMissing, config == nil, upstream == nil {
-            throw ValidationError("--record-missing needs --upstream (or --config with upstreams)")
-        }
-        let timeout: Duration
-        do { timeout = try DurationText.parse(connectTimeout) } catch let error as TapedeckError {
-            throw ValidationError(error.message)
-        }
+        let mode: TapedeckMode = recordMissing ? .recordMissing : .replay
         let deck = try await Deck.start(
-            recordMissing ? .recordMissing : .replay,
+            mode,
             tape: tape,
-            routes: try replayRoutes(connectTimeout: timeout),
+            routes: try replayRoutes(for: mode),
             options: Deck.Options(
-                pace: pace,
+                pace: playback.pace,
                 repeatSessions: playback.repeatSessions,
-                group: try runtime.makeEventLoopGroup(),
+                group: runtime.makeEventLoopGroup(),
                 logger: logger,
-                onWarning: CommandLineWarning.print
+                onWarning: CommandLineWarning.print,
+                drainTimeout: runtime.drainTimeout
             )
         )
         try await ListeningAnnouncement.announce(deck)
-        _ = await TerminationSignals.wait()
-        let outcome = try await deck.stop(drainTimeout: runtime.drainTimeout)
+        try await TerminationSignals.serve(deck, logger: logger)
+        let outcome = try await deck.stop()
         let replay = outcome.replay ?? ReplayReport()
         StandardStreams.writeError(replay.summary + "\n")
         // Mismatches were logged as they happened; a session replayed in part is known only now: name each.
@@ -95,23 +65,19 @@ struct ReplayCommand: AsyncParsableCommand {
         }
     }
 
-    private func replayRoutes(connectTimeout: Duration) throws -> [Route] {
-        if let config {
-            return try ProxyConfiguration.load(
-                path: config,
-                defaultConnectTimeout: connectTimeout,
-                requireUpstream: false
-            ).routes
+    private func replayRoutes(for mode: TapedeckMode) throws -> [Route] {
+        if routes.config != nil, routes.listen != nil || route != nil {
+            throw ValidationError("--config cannot be combined with --listen or --route")
         }
-        let listenAddress: Endpoint
-        let upstreamAddress: Endpoint?
-        do {
-            listenAddress = try listen.map(Endpoint.init(parsing:)) ?? Route.defaultListen
-            upstreamAddress = try upstream.map(Endpoint.init(parsing:))
-        } catch let error as TapedeckError {
-            throw ValidationError(error.message)
+        if routes.config != nil, routes.upstream != nil {
+            throw ValidationError("--config cannot be combined with --upstream: the config names each route's upstream")
         }
-        if route == nil, FileManager.default.fileExists(atPath: tape) {
+        let configuration = try routes.configuration(
+            name: route ?? Route.defaultName,
+            for: mode,
+            missingUpstream: "--record-missing needs --upstream (or --config with upstreams)"
+        )
+        if routes.config == nil, route == nil, FileManager.default.fileExists(atPath: tape) {
             // A single route is served whatever its name (the deck sees to that); several need a choice.
             let names = try ReplayServer.routeNames(in: try Tape(readingAt: tape))
             guard names.count <= 1 else {
@@ -121,13 +87,6 @@ struct ReplayCommand: AsyncParsableCommand {
                 )
             }
         }
-        return [
-            Route(
-                name: route ?? Route.defaultName,
-                listen: listenAddress,
-                upstream: upstreamAddress,
-                connectTimeout: connectTimeout
-            )
-        ]
+        return configuration.routes
     }
 }

@@ -1,18 +1,23 @@
 import ArgumentParser
 import Tapedeck
 
-/// The ways to name routes on the command line: one route by flags, or many from a config file.
+/// The ways to give routes on the command line: one route by flags, or many from a config file.
+///
+/// Shared by every command that serves routes. The flag that names the single route is each command's own:
+/// `--name` where the command creates the route (see ``NamedRouteOptions``), `--route` for `replay`, which picks
+/// one of the tape's.
 struct RouteOptions: ParsableArguments {
     @Option(
-        help: ArgumentHelp("Address to accept clients on: HOST:PORT, [IPv6]:PORT or unix:/path.", valueName: "address")
+        help: ArgumentHelp("Address to accept clients on: HOST:PORT, [IPv6]:PORT or unix:/path.", valueName: "address"),
+        transform: Endpoint.init(parsing:)
     )
-    var listen: String?
+    var listen: Endpoint?
 
-    @Option(help: ArgumentHelp("Address to relay to: HOST:PORT, [IPv6]:PORT or unix:/path.", valueName: "address"))
-    var upstream: String?
-
-    @Option(help: ArgumentHelp("Name of the single route, used in logs and output.", valueName: "name"))
-    var name: String = Route.defaultName
+    @Option(
+        help: ArgumentHelp("Address to relay to: HOST:PORT, [IPv6]:PORT or unix:/path.", valueName: "address"),
+        transform: Endpoint.init(parsing:)
+    )
+    var upstream: Endpoint?
 
     @Option(
         help: ArgumentHelp(
@@ -24,44 +29,51 @@ struct RouteOptions: ParsableArguments {
 
     @Option(
         parsing: .unconditional,
-        help: ArgumentHelp("How long an upstream connect may take before the client is reset.", valueName: "duration")
+        help: ArgumentHelp(
+            "How long an upstream connect may take before the client is reset. (default: 5s)",
+            valueName: "duration"
+        ),
+        transform: DurationText.parse
     )
-    var connectTimeout: String = "5s"
+    var connectTimeout: Duration = Route.defaultConnectTimeout
 
-    /// The routes these options name.
+    /// The routes these options give, checked for what `mode` needs: the one place the command line checks that
+    /// routes have their upstream.
     ///
-    /// Flags are checked here, from `run()`, rather than in `validate()`: the parser validates before it
-    /// reports unknown options, and an unknown option is the more useful message. Bad flag values are usage
-    /// errors (exit 2); a config file that cannot be read or parsed is a runtime error (exit 1).
+    /// Called from `run()` rather than `validate()`: the parser validates before it reports unknown options, and
+    /// `tapedeck proxy --bogus` should say that `--bogus` is unknown, not that `--upstream` is missing. Bad flag
+    /// values are usage errors (exit 2); a config file that cannot be read or parsed is a runtime error (exit 1).
     ///
-    /// - Parameter requireUpstream: Whether the routes must name an upstream; replay can do without.
-    func configuration(requireUpstream: Bool = true) throws -> ProxyConfiguration {
+    /// - Parameters:
+    ///   - name: The name of the single route the flags give; unused with `--config`, whose file names its routes.
+    ///   - mode: What the routes are served for; when it connects to upstreams (see
+    ///     ``TapedeckMode/needsUpstream``), every route needs one.
+    ///   - missingUpstream: What to say when `mode` needs an upstream and neither `--upstream` nor `--config` gave
+    ///     one, in the words of the command's own flags.
+    func configuration(
+        name: String,
+        for mode: TapedeckMode,
+        missingUpstream: String = "missing --upstream (or --config FILE)"
+    ) throws -> ProxyConfiguration {
         if config != nil, listen != nil || upstream != nil {
             throw ValidationError("--config cannot be combined with --listen or --upstream")
         }
-        let timeout = try asUsageError { try DurationText.parse(connectTimeout) }
         if let config {
             return try ProxyConfiguration.load(
                 path: config,
-                defaultConnectTimeout: timeout,
-                requireUpstream: requireUpstream
+                defaultConnectTimeout: connectTimeout,
+                requireUpstream: mode.needsUpstream
             )
         }
-        if requireUpstream, upstream == nil { throw ValidationError("missing --upstream (or --config FILE)") }
-        return try asUsageError {
+        if mode.needsUpstream, upstream == nil { throw ValidationError(missingUpstream) }
+        do {
             let route = Route(
                 name: name,
-                listen: try listen.map(Endpoint.init(parsing:)) ?? Route.defaultListen,
-                upstream: try upstream.map(Endpoint.init(parsing:)),
-                connectTimeout: timeout
+                listen: listen ?? Route.defaultListen,
+                upstream: upstream,
+                connectTimeout: connectTimeout
             )
             return try ProxyConfiguration(routes: [route])
-        }
-    }
-
-    private func asUsageError<T>(_ body: () throws -> T) throws -> T {
-        do {
-            return try body()
         } catch let error as TapedeckError {
             throw ValidationError(error.message)
         }

@@ -28,11 +28,12 @@ struct RunCommand: AsyncParsableCommand {
         help: ArgumentHelp(
             "record, replay, auto (replay if the tape exists, else record), record-missing or proxy (default: $TAPEDECK_MODE, else replay).",
             valueName: "mode"
-        )
+        ),
+        transform: TapedeckMode.init(parsing:)
     )
-    var mode: String?
+    var mode: TapedeckMode?
 
-    @OptionGroup var routes: RouteOptions
+    @OptionGroup var routes: NamedRouteOptions
 
     @Option(help: ArgumentHelp("A label stored with the recording run.", valueName: "text"))
     var label: String?
@@ -57,18 +58,16 @@ struct RunCommand: AsyncParsableCommand {
         guard !command.isEmpty else { throw ValidationError("missing the command to run, after '--'") }
         let mode: TapedeckMode
         do {
-            mode = try self.mode.map(TapedeckMode.init(parsing:)) ?? TapedeckMode.fromEnvironment()
+            mode = try self.mode ?? TapedeckMode.fromEnvironment()
         } catch let error as TapedeckError {
             throw ValidationError(error.message)
         }
         if mode != .proxy, tape == nil { throw ValidationError("missing --tape (needed in \(mode) mode)") }
         let resolved = mode.resolved(forTape: tape)
-        let needsUpstream = resolved == .proxy || resolved == .record || resolved == .recordMissing
-        if needsUpstream, routes.upstream == nil, routes.config == nil {
-            throw ValidationError("\(resolved) mode needs --upstream (or --config FILE)")
-        }
-        let pace = try playback.replayPace()
-        let configuration = try routes.configuration(requireUpstream: needsUpstream)
+        let configuration = try routes.configuration(
+            for: resolved,
+            missingUpstream: "\(resolved) mode needs --upstream (or --config FILE)"
+        )
         // The command owns stdout and the terminal: Tapedeck speaks only when something is wrong.
         let logger = runtime.makeLogger(label: "tapedeck.run", defaultLevel: .warning, raiseOpenFileLimit: false)
         var runner = CommandRunner(
@@ -79,9 +78,9 @@ struct RunCommand: AsyncParsableCommand {
             options: Deck.Options(
                 label: label,
                 overwrite: !append,
-                pace: pace,
+                pace: playback.pace,
                 repeatSessions: playback.repeatSessions,
-                group: try runtime.makeEventLoopGroup(),
+                group: runtime.makeEventLoopGroup(),
                 logger: logger,
                 onWarning: CommandLineWarning.print
             ),

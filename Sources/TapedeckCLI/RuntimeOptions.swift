@@ -30,11 +30,7 @@ struct RuntimeOptions: ParsableArguments {
             "How long open sessions may run on at shutdown (SIGINT/SIGTERM, or the end of run's command) before they are reset.",
             valueName: "duration"
         ),
-        transform: { text in
-            do { return try DurationText.parse(text) } catch let error as TapedeckError {
-                throw ValidationError(error.message)
-            }
-        }
+        transform: DurationText.parse
     )
     var drainTimeout: Duration = .seconds(5)
 
@@ -44,12 +40,15 @@ struct RuntimeOptions: ParsableArguments {
     )
     var threads: Int?
 
-    /// The event loops to relay on.
-    func makeEventLoopGroup() throws -> any EventLoopGroup {
-        guard let threads else { return MultiThreadedEventLoopGroup.singleton }
-        guard (1...256).contains(threads) else {
+    func validate() throws {
+        if let threads, !(1...256).contains(threads) {
             throw ValidationError("invalid --threads \(threads): use a count from 1 to 256")
         }
+    }
+
+    /// The event loops to relay on.
+    func makeEventLoopGroup() -> any EventLoopGroup {
+        guard let threads else { return MultiThreadedEventLoopGroup.singleton }
         return MultiThreadedEventLoopGroup(numberOfThreads: threads)
     }
 

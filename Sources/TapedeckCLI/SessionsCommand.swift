@@ -24,17 +24,26 @@ struct SessionsCommand: ParsableCommand {
         help: ArgumentHelp(
             "Only sessions with this outcome: \(SessionOutcome.allCases.map(\.rawValue).joined(separator: ", ")).",
             valueName: "outcome"
-        )
+        ),
+        transform: { text in
+            guard let outcome = SessionOutcome(rawValue: text) else {
+                throw ValidationError(
+                    "unknown outcome '\(text)': use one of \(SessionOutcome.allCases.map(\.rawValue).joined(separator: ", "))"
+                )
+            }
+            return outcome
+        }
     )
-    var outcome: String?
+    var outcome: SessionOutcome?
 
     @Option(
         help: ArgumentHelp(
             "Only sessions started at or after this UTC time (2026-11-25 or 2026-11-25T10:00:00Z).",
             valueName: "time"
-        )
+        ),
+        transform: TimestampText.parse
     )
-    var since: String?
+    var since: Int64?
 
     @Option(parsing: .unconditional, help: "At most this many sessions.")
     var limit: Int?
@@ -45,25 +54,14 @@ struct SessionsCommand: ParsableCommand {
     @Flag(help: "Print a JSON array of objects instead of a table.")
     var json = false
 
-    func run() throws {
-        var query = SessionQuery(route: route, label: label, limit: limit)
-        query.includeProbes = all || outcome == SessionOutcome.probe.rawValue
-        if let outcome {
-            guard let parsed = SessionOutcome(rawValue: outcome) else {
-                throw ValidationError(
-                    "unknown outcome '\(outcome)': use one of \(SessionOutcome.allCases.map(\.rawValue).joined(separator: ", "))"
-                )
-            }
-            query.outcome = parsed
-        }
-        if let since {
-            do {
-                query.sinceNanoseconds = try TimestampText.parse(since)
-            } catch let error as TapedeckError {
-                throw ValidationError(error.message)
-            }
-        }
+    func validate() throws {
         if let limit, limit < 0 { throw ValidationError("invalid --limit \(limit): use 0 or more, as --limit 10") }
+    }
+
+    func run() throws {
+        var query = SessionQuery(route: route, label: label, outcome: outcome, limit: limit)
+        query.sinceNanoseconds = since
+        query.includeProbes = all || outcome == .probe
         let tapeFile = try Tape(readingAt: tape)
         let output = OutputBuffer()
         if json {

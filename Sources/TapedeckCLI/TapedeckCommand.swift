@@ -40,9 +40,7 @@ struct TapedeckCommand: AsyncParsableCommand {
                 exit(withError: error)  // --help and --version
             }
             let status: Int32 = code == .validationFailure ? 2 : code.rawValue
-            let message =
-                self.message(for: error).split(whereSeparator: \.isNewline).first.map(String.init) ?? "\(error)"
-            CommandLineFailure.exit(message: message.prefix(1).lowercased() + message.dropFirst(), status: status)
+            CommandLineFailure.exit(message: errorLine(for: error), status: status)
         }
     }
 }

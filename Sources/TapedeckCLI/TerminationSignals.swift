@@ -1,19 +1,28 @@
-import Dispatch
 import Foundation
-import NIOConcurrencyHelpers
+import Logging
+import ServiceLifecycle
 import Tapedeck
+import UnixSignals
 
-/// Waits for the signals that ask a long-running command to stop: SIGINT and SIGTERM.
-///
-/// The first signal starts a graceful shutdown; a second one ends the process at once, for the user who does
-/// not want to wait for connections to drain.
+/// How the long-running commands end: the first SIGINT or SIGTERM starts a graceful shutdown, and a second one
+/// ends the process at once, for the user who does not want to wait for connections to drain.
 enum TerminationSignals {
-    /// Returns when SIGINT or SIGTERM arrives, with the signal number. From then on another such signal exits
-    /// the process immediately with status 128 + signal number, as a shell reports a killed command.
-    static func wait() async -> Int32 {
-        await withCheckedContinuation { continuation in
-            install { continuation.resume(returning: $0) }
-        }
+    /// Runs `deck` in a service group that shuts it down gracefully on the first SIGINT or SIGTERM (calling
+    /// `onShutdown` as it begins), and returns once the deck has stopped; ``Deck/stop(drainTimeout:)`` then
+    /// returns the outcome. From the first signal on, another one exits the process immediately with status
+    /// 128 + signal number, as a shell reports a killed command.
+    ///
+    /// - Throws: What the deck's stop threw, such as a recording that could not be written, after which the deck
+    ///   stops without waiting for a signal.
+    static func serve(_ deck: Deck, logger: Logger, onShutdown: @escaping @Sendable () -> Void = {}) async throws {
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [.init(service: SecondSignal(onFirst: onShutdown)), .init(service: deck)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
+        try await group.run()
     }
 
     /// Unblocks SIGINT and SIGTERM for this thread and the threads it starts afterwards.
@@ -27,36 +36,24 @@ enum TerminationSignals {
         sigaddset(&set, SIGTERM)
         pthread_sigmask(SIG_UNBLOCK, &set, nil)
     }
+}
 
-    /// Calls `handler` on the first SIGINT or SIGTERM; a second one exits the process at once with status
-    /// 128 + signal number.
-    static func install(_ handler: @escaping @Sendable (Int32) -> Void) {
-        let received = NIOLockedValueBox(0)
-        let queue = DispatchQueue(label: "tapedeck.signals")
-        var sources: [any DispatchSourceSignal] = []
-        for number in [SIGINT, SIGTERM] {
-            // The default action would kill the process before the dispatch source sees the signal.
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-            source.setEventHandler {
-                let count = received.withLockedValue { count in
-                    count += 1
-                    return count
-                }
-                if count == 1 {
-                    handler(number)
-                } else {
-                    StandardStreams.writeError("tapedeck: second signal, exiting now\n")
-                    _exit(128 + number)
-                }
+/// Exits on the second SIGINT or SIGTERM. The service group turns the first into a graceful shutdown; this
+/// service hears it too, and is listed before the deck so that the group shuts it down after the deck: it keeps
+/// listening while connections drain.
+private struct SecondSignal: Service {
+    var onFirst: @Sendable () -> Void
+
+    func run() async throws {
+        var received = 0
+        for await signal in await UnixSignalsSequence(trapping: .sigint, .sigterm).cancelOnGracefulShutdown() {
+            received += 1
+            guard received > 1 else {
+                onFirst()
+                continue
             }
-            source.resume()
-            sources.append(source)
+            StandardStreams.writeError("tapedeck: second signal, exiting now\n")
+            _exit(128 + signal.rawValue)
         }
-        // The sources must outlive this call; they serve the rest of the process's life.
-        keepAlive.withLockedValue { $0.append(contentsOf: sources) }
     }
-
-    // Dispatch sources are thread-safe objects that Dispatch does not mark Sendable; the box only stores them.
-    nonisolated(unsafe) private static let keepAlive = NIOLockedValueBox<[any DispatchSourceSignal]>([])
 }

@@ -29,7 +29,7 @@ struct ReplayMatcherTests {
     static func replies(_ actions: [ReplayMatcher.Action]) -> String {
         actions.map { action in
             switch action {
-            case .send(let bytes, _): return String(decoding: bytes, as: UTF8.self)
+            case .send(let bytes, _): return String(decoding: bytes.heldBytes ?? Data(), as: UTF8.self)
             case .halfClose: return "<half-close>"
             case .close: return "<close>"
             case .reset: return "<reset>"

@@ -23,10 +23,12 @@ struct ReplayScriptTests {
     @Test func eachRecordedSendKeepsItsOwnTimeAndBoundaries() {
         let script = Self.bulk(count: 3, size: 5)
         #expect(script.steps.map(\.offset) == [0, 1_000_000, 2_000_000])
-        #expect(script.steps.map { step -> Int in
-            if case .send(let bytes) = step.action { return bytes.count }
-            return -1
-        } == [5, 5, 5])
+        #expect(
+            script.steps.map { step -> Int in
+                if case .send(let bytes) = step.action { return bytes.count }
+                return -1
+            } == [5, 5, 5]
+        )
         #expect(script.upstreamStream.count == 15)
     }
 
@@ -36,7 +38,7 @@ struct ReplayScriptTests {
         let streamStart = script.upstreamStream.withUnsafeBytes { UInt(bitPattern: $0.baseAddress) }
         var expected = streamStart
         for step in script.steps {
-            guard case .send(let bytes) = step.action else {
+            guard case .send(.inline(let bytes)) = step.action else {
                 Issue.record("a step that is not a send")
                 continue
             }

@@ -218,6 +218,31 @@ struct RecordMissingTests {
         #expect(try Tape(readingAt: tapePath).runs().map(\.mode) == ["record", "replay"])
     }
 
+    @Test func aClientFinBeforeTheUpstreamIsConnectedEndsTheNewSessionCleanly() async throws {
+        let directory = try TemporaryDirectory()
+        let tapePath = directory.path("fin.tape")
+        let upstream = try await TestServer.start(.echo)
+        defer { Task { await upstream.stop() } }
+        try await withRecordingProxy(upstream: upstream.endpoint, tapePath: tapePath) { address throws in
+            _ = try await TestClient.exchange(ByteBuffer(string: "known"), at: address)
+        }
+        // The request and its FIN arrive together, before the handoff's connect completes.
+        let ((reply, ending), _) = try await Self.replayRecordingMissing(
+            tapePath: tapePath,
+            upstream: upstream.endpoint
+        ) { address in
+            try await TestClient.exchange(ByteBuffer(string: "new episode"), at: address)
+        }
+        #expect(String(buffer: reply) == "new episode")
+        #expect(ending == .eof, "the upstream closed in order: the client must not be reset")
+        let tape = try Tape(readingAt: tapePath)
+        let newest = try #require(try tape.sessions().last)
+        #expect(newest.outcome == .closed)
+        let kinds = try tape.events(inSession: newest.id!).map { "\($0.direction) \($0.kind)" }
+        #expect(kinds.filter { $0 == "clientToUpstream halfClose" }.count == 1)
+        #expect(!kinds.contains("upstreamToClient reset"))
+    }
+
     @Test func theGreetingTheTapeAlreadyGaveIsNotRepeated() async throws {
         let directory = try TemporaryDirectory()
         let tapePath = directory.path("greeting.tape")

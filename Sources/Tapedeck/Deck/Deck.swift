@@ -1,8 +1,8 @@
 import Foundation
 import Logging
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import ServiceLifecycle
 
 /// Routes served in one mode on one tape: the one entry point for proxying, recording and replaying.
 ///
@@ -22,56 +22,43 @@ import NIOPosix
 /// ```
 ///
 /// Always stop a deck you started: its listeners stay open until then. `withTapedeck` in `TapedeckTesting`
-/// does that for you, on success and on error.
-public final class Deck: Sendable {
-    /// How a deck records and replays, beyond its mode.
-    public struct Options: Sendable {
-        /// A label stored with a recording run.
-        public var label: String?
-        /// Whether recording starts a fresh tape instead of appending a run to an existing one. The fresh tape
-        /// is recorded beside the old one (`<tape>.recording`) and replaces it once the recording is complete,
-        /// so a recording that fails or never starts leaves the old tape as it was.
-        public var overwrite: Bool
-        /// How fast replay plays the upstream's part.
-        public var pace: ReplayPace
-        /// Whether a recorded session may serve more than one connection in replay.
-        public var repeatSessions: Bool
-        /// The event loops to serve on.
-        public var group: any EventLoopGroup
-        /// Where the deck logs.
-        public var logger: Logger
-        /// Called once, from the tape's writer thread, if the tape cannot be written; ``Deck/stop(drainTimeout:)``
-        /// then throws the same error. Without it, the failure is logged as an error.
-        public var onRecordingFailure: (@Sendable (TapedeckError) -> Void)?
-        /// Called with each warning the user must see whatever the log level, such as a listener beyond
-        /// loopback; without it, warnings are logged at `warning` level. The command line prints them on stderr.
-        public var onWarning: (@Sendable (String) -> Void)?
-
-        /// Creates options: append to the tape, replay fast, each session served once.
-        public init(
-            label: String? = nil,
-            overwrite: Bool = false,
-            pace: ReplayPace = .fast,
-            repeatSessions: Bool = false,
-            group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-            logger: Logger = Logger(label: "tapedeck"),
-            onRecordingFailure: (@Sendable (TapedeckError) -> Void)? = nil,
-            onWarning: (@Sendable (String) -> Void)? = nil
-        ) {
-            self.label = label
-            self.overwrite = overwrite
-            self.pace = pace
-            self.repeatSessions = repeatSessions
-            self.group = group
-            self.logger = logger
-            self.onRecordingFailure = onRecordingFailure
-            self.onWarning = onWarning
-        }
-    }
-
+/// does that for you, on success and on error. A deck stops once: a second ``stop(drainTimeout:)`` does nothing
+/// and returns (or throws) what the first did.
+///
+/// Inside, a deck runs its server and its recorder as `Service`s in a `ServiceGroup` of its own, the recorder
+/// first, so that it is shut down last and flushes the tape after the last connection ended.
+///
+/// A deck is a `Service` too, so an application can run it in its own `ServiceGroup` (a Hummingbird or Vapor
+/// app, say): start it to learn its addresses, list it before the services that use it, and the group's graceful
+/// shutdown stops it after them, draining for ``Options/drainTimeout``. Once the group has finished,
+/// ``stop(drainTimeout:)`` returns the outcome of the stop the group made.
+///
+/// ```swift
+/// let deck = try await Deck.start(
+///     .record,
+///     tape: "fixtures/db.tape",
+///     routes: [Route(upstream: try Endpoint(parsing: "127.0.0.1:5432"))]
+/// )
+/// // `app` talks to deck.address: a Hummingbird `Application`, say.
+/// let group = ServiceGroup(
+///     services: [deck, app],  // shut down in reverse: the app first, then the deck
+///     gracefulShutdownSignals: [.sigterm, .sigint],
+///     logger: logger
+/// )
+/// try await group.run()
+/// let outcome = try await deck.stop()  // the group's stop: the tape is complete
+/// ```
+public final class Deck: Service {
     private enum Server: Sendable {
         case relay(ProxyServer)
         case replay(ReplayServer)
+
+        var service: any Service {
+            switch self {
+            case .relay(let server): server
+            case .replay(let server): server
+            }
+        }
     }
 
     /// The deck the current task runs inside, set by the `TapedeckTesting` helpers for the code they run.
@@ -86,7 +73,10 @@ public final class Deck: Sendable {
     private let server: Server
     private let recorder: Recorder?
     private let replacement: TapeReplacement?
-    private let stopped = NIOLockedValueBox<Bool>(false)
+    private let drainTimeout: Duration
+    private let lifecycle: Lifecycle<Void, Result<DeckOutcome, any Error>>
+    /// The server and the recorder, run by a `ServiceGroup` until the deck stops.
+    private let parts: Task<Void, any Error>
 
     private init(
         mode: TapedeckMode,
@@ -94,7 +84,9 @@ public final class Deck: Sendable {
         routes: [BoundRoute],
         server: Server,
         recorder: Recorder?,
-        replacement: TapeReplacement?
+        replacement: TapeReplacement?,
+        options: Options,
+        lifecycle: Lifecycle<Void, Result<DeckOutcome, any Error>>
     ) {
         self.mode = mode
         self.tapePath = tapePath
@@ -102,6 +94,17 @@ public final class Deck: Sendable {
         self.server = server
         self.recorder = recorder
         self.replacement = replacement
+        self.drainTimeout = options.drainTimeout
+        self.lifecycle = lifecycle
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        // First in, last out: a group shuts its services down in reverse order, so the recorder finishes after the
+        // listeners closed and the last connection ended, and nothing it should have written comes after it.
+        if let recorder { services.append(.init(service: recorder)) }
+        // The server's service ends when the deck shuts the server down; the group then shuts the recorder down.
+        services.append(.init(service: server.service, successTerminationBehavior: .gracefullyShutdownGroup))
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: services, logger: options.logger))
+        // Detached: the parts answer to the deck, not to a graceful shutdown of whatever task started it.
+        parts = Task.detached { try await group.run() }
     }
 
     /// The first route's bound address: the one to use when there is a single route.
@@ -147,7 +150,7 @@ public final class Deck: Sendable {
     ) async throws -> Deck {
         let mode = mode.resolved(forTape: tape)
         var routes = try ProxyConfiguration(routes: routes).routes
-        if mode.relays || mode == .recordMissing {
+        if mode.needsUpstream {
             let purpose =
                 mode == .recordMissing ? "recording missing sessions" : mode == .proxy ? "proxying" : "recording"
             for route in routes { _ = try route.requireUpstream(for: purpose) }
@@ -173,6 +176,7 @@ public final class Deck: Sendable {
         }
         let needsTape = TapedeckError(.invalidArgument, "\(mode) mode needs a tape")
         if mode != .proxy, tape == nil { throw needsTape }
+        let lifecycle = Lifecycle<Void, Result<DeckOutcome, any Error>>("deck", running: ())
         var replacement: TapeReplacement?
         var recorder: Recorder?
         if mode.writesTape {
@@ -184,7 +188,9 @@ public final class Deck: Sendable {
                 writingTo: replacement?.recordingPath ?? tape,
                 mode: mode,
                 routes: routes,
-                options: options
+                options: options,
+                // A deck run as a service stops once it can no longer record.
+                onFailure: { lifecycle.requestStop() }
             )
         }
         do {
@@ -194,6 +200,7 @@ public final class Deck: Sendable {
                     configuration: try ProxyConfiguration(routes: routes),
                     group: options.group,
                     recorder: recorder,
+                    drainTimeout: options.drainTimeout,
                     logger: options.logger
                 )
                 let bound = try await server.start()
@@ -203,7 +210,9 @@ public final class Deck: Sendable {
                     routes: bound,
                     server: .relay(server),
                     recorder: recorder,
-                    replacement: replacement
+                    replacement: replacement,
+                    options: options,
+                    lifecycle: lifecycle
                 )
             case .replay, .recordMissing, .auto:
                 guard let tape else { throw needsTape }
@@ -216,6 +225,7 @@ public final class Deck: Sendable {
                     routes: routes,
                     options: replayOptions,
                     group: options.group,
+                    drainTimeout: options.drainTimeout,
                     logger: options.logger
                 )
                 let bound = try await server.start()
@@ -225,7 +235,9 @@ public final class Deck: Sendable {
                     routes: bound,
                     server: .replay(server),
                     recorder: recorder,
-                    replacement: nil
+                    replacement: nil,
+                    options: options,
+                    lifecycle: lifecycle
                 )
             }
         } catch {
@@ -238,31 +250,59 @@ public final class Deck: Sendable {
     /// Stops accepting, lets open connections finish for up to `drainTimeout` and resets the rest, then flushes
     /// and closes the tape when recording.
     ///
+    /// Only the first call stops the deck; later ones wait for it and return (or throw) what it did.
+    ///
     /// - Returns: What the deck did, with the replay report when it replayed.
     /// - Throws: ``TapedeckError`` with code `recordingFailed` if any part of the recording could not be written.
     @discardableResult
     public func stop(drainTimeout: Duration = .seconds(5)) async throws -> DeckOutcome {
-        try await stop(drainTimeout: drainTimeout, keepingRecording: true)
+        try await stopping(drainTimeout: drainTimeout, keepingRecording: true).get()
     }
 
     /// Stops like ``stop(drainTimeout:)``; with `keepingRecording` false, a tape being re-recorded keeps its
     /// old contents, for a run whose command never started.
     func stop(drainTimeout: Duration, keepingRecording: Bool) async throws -> DeckOutcome {
-        let first = stopped.withLockedValue { stopped in
-            defer { stopped = true }
-            return !stopped
+        try await stopping(drainTimeout: drainTimeout, keepingRecording: keepingRecording).get()
+    }
+
+    /// Serves until a graceful shutdown, task cancellation or a failed recording, then stops: draining for
+    /// ``Options/drainTimeout`` after a graceful shutdown, at once after cancellation or when the tape could not
+    /// be written.
+    ///
+    /// Returns once the deck has stopped, however that came about (a ``stop(drainTimeout:)`` call ends it too);
+    /// ``stop(drainTimeout:)`` then returns the outcome.
+    ///
+    /// - Throws: What ``stop(drainTimeout:)`` throws, or ``TapedeckError`` if another `run()` is serving the deck.
+    public func run() async throws {
+        _ = try await lifecycle.run(start: {}) { cancelled in
+            let drainTimeout = cancelled || self.recorder?.failure != nil ? .zero : self.drainTimeout
+            return await self.stopping(drainTimeout: drainTimeout, keepingRecording: true)
+        }.get()
+    }
+
+    private func stopping(drainTimeout: Duration, keepingRecording: Bool) async -> Result<DeckOutcome, any Error> {
+        await lifecycle.stop { _ in
+            do {
+                return .success(try await stopParts(drainTimeout: drainTimeout, keepingRecording: keepingRecording))
+            } catch {
+                return .failure(error)
+            }
         }
-        guard first else { throw TapedeckError(.invalidArgument, "the deck was already stopped") }
+    }
+
+    private func stopParts(drainTimeout: Duration, keepingRecording: Bool) async throws -> DeckOutcome {
         var outcome = DeckOutcome(mode: mode, routes: routes)
+        // Shutting the server down ends its service, and the group then shuts the recorder down.
         switch server {
         case .relay(let server):
             outcome.interruptedConnections = await server.shutdown(drainTimeout: drainTimeout).interruptedConnections
         case .replay(let server):
             outcome.replay = await server.shutdown(drainTimeout: drainTimeout)
         }
+        // The listeners are closed and the connections gone: nothing else will be recorded, so the recorder has
+        // flushed last once the group is done; a recording that could not be written is the group's error.
+        try await parts.value
         if let recorder {
-            // The listeners are closed and the connections gone: nothing else will be recorded, so flush last.
-            try await recorder.finish()
             do {
                 outcome.recordedSessions = try recorder.sessionCount()
                 // The deck may outlive its stop (a test case object keeps it); the tape must be one closed file now.
@@ -288,7 +328,8 @@ public final class Deck: Sendable {
         writingTo path: String,
         mode: TapedeckMode,
         routes: [Route],
-        options: Options
+        options: Options,
+        onFailure: @escaping @Sendable () -> Void
     ) throws -> Recorder {
         let directory = (tape as NSString).deletingLastPathComponent
         if !directory.isEmpty, !FileManager.default.fileExists(atPath: directory) {
@@ -310,6 +351,7 @@ public final class Deck: Sendable {
             label: options.label,
             mode: mode == .record ? "record" : "replay"
         ) { error in
+            onFailure()
             // One report of a failure: to the caller who asked for it, else to the log.
             guard let report else {
                 logger.error(

@@ -73,8 +73,17 @@ public enum TapedeckMode: String, Sendable, Hashable, CaseIterable, CustomString
         allCases.map(\.rawValue).joined(separator: ", ")
     }
 
-    /// Whether this mode relays to upstreams for every connection.
-    var relays: Bool { self == .proxy || self == .record }
+    /// Whether this mode connects to each route's upstream, so that every route needs one.
+    ///
+    /// Proxy and record relay every connection, record-missing those the tape has no session for; replay
+    /// touches no upstream. ``auto`` needs one, since it may record: resolve it for a tape first (see
+    /// ``resolved(forTape:)``) to know whether it will.
+    public var needsUpstream: Bool {
+        switch self {
+        case .proxy, .record, .recordMissing, .auto: true
+        case .replay: false
+        }
+    }
 
     /// Whether this mode writes to the tape.
     var writesTape: Bool { self == .record || self == .recordMissing }

@@ -180,7 +180,7 @@ enum MatcherFuzzing {
         var connection = Connection(matcher: ReplayMatcher(catalog: catalog, pace: pace))
         var heard = Data()
         func play(_ actions: [ReplayMatcher.Action], doing what: String) -> FuzzFinding? {
-            for case .send(let bytes, _) in actions { heard.append(bytes) }
+            for case .send(let bytes, _) in actions { heard.append(bytes.heldBytes ?? Data()) }
             return check(actions, of: &connection, pace: pace, doing: "session \(script.sessionID): \(what)")
         }
         if let finding = play(connection.matcher.start(), doing: "start") { return finding }
@@ -218,7 +218,7 @@ enum MatcherFuzzing {
         for step in script.steps {
             if step.afterClientEnd && script.clientResets { break }
             switch step.action {
-            case .send(let bytes): replies.append(bytes)
+            case .send(let bytes): replies.append(bytes.heldBytes ?? Data())
             case .halfClose: continue
             case .close, .reset: return replies
             }

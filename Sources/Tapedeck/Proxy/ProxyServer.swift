@@ -1,13 +1,14 @@
 import Foundation
 import Logging
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import ServiceLifecycle
 
 /// Relays every accepted connection of each route to that route's upstream, byte for byte.
 ///
 /// Start it, read the bound addresses, and shut it down; shutdown stops accepting, lets open sessions finish
-/// for up to a drain timeout, and then cuts off what is left.
+/// for up to a drain timeout, and then cuts off what is left. It starts once: a second ``start()`` throws, and a
+/// second ``shutdown(drainTimeout:)`` returns the first one's outcome.
 ///
 /// ```swift
 /// let server = ProxyServer(
@@ -18,18 +19,14 @@ import NIOPosix
 /// print(bound[0].address)  // 127.0.0.1:54321
 /// await server.shutdown(drainTimeout: .seconds(5))
 /// ```
-public final class ProxyServer: Sendable {
+///
+/// It is also a `Service`: in a `ServiceGroup`, ``run()`` starts it (unless started), and a graceful shutdown
+/// shuts it down with the drain timeout it was made with; cancellation resets open sessions at once.
+public final class ProxyServer: Service {
     /// How a shutdown went.
     public struct ShutdownOutcome: Sendable, Hashable {
         /// Connections still open when the drain timeout ran out, which were then reset.
         public var interruptedConnections: Int
-    }
-
-    private enum State {
-        case idle
-        case starting
-        case running([BoundRoute], listeners: [any Channel])
-        case stopped
     }
 
     /// The routes this server serves.
@@ -37,25 +34,29 @@ public final class ProxyServer: Sendable {
     private let group: any EventLoopGroup
     private let logger: Logger
     private let recorder: Recorder?
+    private let drainTimeout: Duration
     private let tracker = ConnectionTracker()
-    private let state = NIOLockedValueBox(State.idle)
+    private let lifecycle = Lifecycle<Listener.Bound, ShutdownOutcome>("proxy server")
 
-    /// Creates a server; nothing is bound until ``start()``.
+    /// Creates a server; nothing is bound until ``start()`` or ``run()``.
     ///
     /// - Parameters:
     ///   - configuration: The routes to serve.
     ///   - group: The event loops to run on; defaults to one thread per core.
     ///   - recorder: When given, every session is recorded into its tape as it is relayed.
+    ///   - drainTimeout: How long open sessions may go on when a graceful shutdown stops ``run()``.
     ///   - logger: Where connection problems are reported.
     public init(
         configuration: ProxyConfiguration,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         recorder: Recorder? = nil,
+        drainTimeout: Duration = .seconds(5),
         logger: Logger = Logger(label: "tapedeck.proxy")
     ) {
         self.configuration = configuration
         self.group = group
         self.recorder = recorder
+        self.drainTimeout = drainTimeout
         self.logger = logger
     }
 
@@ -70,31 +71,55 @@ public final class ProxyServer: Sendable {
     ///
     /// - Returns: The routes with their bound addresses, in configuration order.
     /// - Throws: ``TapedeckError`` with code `listenFailed` naming the route and address, for example when the
-    ///   port is in use.
+    ///   port is in use; with code `invalidArgument` if the server was started before.
     @discardableResult
     public func start() async throws -> [BoundRoute] {
-        try state.withLockedValue { state in
-            guard case .idle = state else {
-                throw TapedeckError(.invalidArgument, "proxy server was already started")
-            }
-            state = .starting
+        try await lifecycle.start(bind).bound
+    }
+
+    /// Starts relaying unless ``start()`` did, serves until a graceful shutdown or task cancellation, then shuts
+    /// down: draining for the server's drain timeout after a graceful shutdown, at once after cancellation.
+    ///
+    /// Returns once shut down, however that came about (a ``shutdown(drainTimeout:)`` call ends it too).
+    ///
+    /// - Throws: ``TapedeckError`` if a listener cannot bind, or if another `run()` is serving this server.
+    public func run() async throws {
+        _ = try await lifecycle.run(start: bind) { cancelled in
+            await self.shutdown(drainTimeout: cancelled ? .zero : self.drainTimeout)
         }
-        let listeners: [any Channel]
-        let bound: [BoundRoute]
-        do {
-            for route in configuration.routes { _ = try route.requireUpstream(for: "relaying") }
-            (listeners, bound) = try await Listener.bindAll(
-                configuration.routes,
-                group: group,
-                logger: logger
-            ) { index, loop in
-                bootstrap(for: configuration.routes[index], on: loop)
+    }
+
+    /// Stops accepting, waits up to `drainTimeout` for open sessions to end, then resets the rest.
+    ///
+    /// Safe to call more than once and before ``start()``: only the first call shuts down, and every call returns
+    /// its outcome.
+    @discardableResult
+    public func shutdown(drainTimeout: Duration = .seconds(5)) async -> ShutdownOutcome {
+        await lifecycle.stop { started in
+            await Listener.close(started?.listeners ?? [], routes: configuration.routes)
+            let interrupted = await tracker.drain(timeout: drainTimeout)
+            // With no drain (the recording failed, or the caller asked for none) resetting is the plan, not news.
+            if interrupted > 0, drainTimeout > .zero {
+                logger.warning(
+                    "drain timeout passed, reset open connections",
+                    metadata: ["tapedeck.connections": "\(interrupted)"]
+                )
             }
-        } catch {
-            state.withLockedValue { $0 = .stopped }
-            throw error
+            return ShutdownOutcome(interruptedConnections: interrupted)
         }
-        for (route, address) in zip(configuration.routes, bound.map(\.address)) {
+    }
+
+    /// Binds every route's listener, all or none.
+    private func bind() async throws -> Listener.Bound {
+        for route in configuration.routes { _ = try route.requireUpstream(for: "relaying") }
+        let started = try await Listener.bindAll(
+            configuration.routes,
+            group: group,
+            logger: logger
+        ) { index, loop in
+            bootstrap(for: configuration.routes[index], on: loop)
+        }
+        for (route, address) in zip(configuration.routes, started.bound.map(\.address)) {
             logger.info(
                 "listening",
                 metadata: [
@@ -103,31 +128,8 @@ public final class ProxyServer: Sendable {
                 ]
             )
         }
-        recorder?.routesBound(bound)
-        state.withLockedValue { $0 = .running(bound, listeners: listeners) }
-        return bound
-    }
-
-    /// Stops accepting, waits up to `drainTimeout` for open sessions to end, then resets the rest.
-    ///
-    /// Safe to call more than once and before ``start()``.
-    @discardableResult
-    public func shutdown(drainTimeout: Duration = .seconds(5)) async -> ShutdownOutcome {
-        let listeners: [any Channel] = state.withLockedValue { state in
-            defer { state = .stopped }
-            if case .running(_, let listeners) = state { return listeners }
-            return []
-        }
-        await Listener.close(listeners, routes: configuration.routes)
-        let interrupted = await tracker.drain(timeout: drainTimeout)
-        // With no drain (the recording failed, or the caller asked for none) resetting is the plan, not news.
-        if interrupted > 0, drainTimeout > .zero {
-            logger.warning(
-                "drain timeout passed, reset open connections",
-                metadata: ["tapedeck.connections": "\(interrupted)"]
-            )
-        }
-        return ShutdownOutcome(interruptedConnections: interrupted)
+        recorder?.routesBound(started.bound)
+        return started
     }
 
     // MARK: Accepting
@@ -146,6 +148,8 @@ public final class ProxyServer: Sendable {
 
     /// Runs on the client channel's event loop before it is registered.
     private func initializeClient(_ client: any Channel, route: Route) throws {
+        // Never throws: start() refused routes without an upstream.
+        let upstream = try route.requireUpstream(for: "relaying")
         // Reads wait until the upstream is connected and the relay is glued.
         try RelaySocket.setOptions(on: client, autoRead: false)
         tracker.track(client)
@@ -153,52 +157,7 @@ public final class ProxyServer: Sendable {
             route: route,
             clientAddress: client.remoteAddress.map { "\(Endpoint($0))" } ?? "unknown"
         )
-        let (clientRelay, upstreamRelay) = RelayHandler.matchedPair(
-            lingerTimeout: RelaySocket.lingerTimeout,
-            recorder: session
-        )
-        let upstreamHandler = NIOLoopBound(upstreamRelay, eventLoop: client.eventLoop)
-        let sessionHandle = session.map { NIOLoopBound($0, eventLoop: client.eventLoop) }
-        // Sits behind the relay, which passes on lifecycle events but never reads, so it costs nothing per byte.
-        let connectOnActive = ActivationHandler { [self] in
-            connectUpstream(for: client, route: route, relay: upstreamHandler, session: sessionHandle)
-        }
-        try client.pipeline.syncOperations.addHandlers(clientRelay, connectOnActive)
-    }
-
-    private func connectUpstream(
-        for client: any Channel,
-        route: Route,
-        relay: NIOLoopBound<RelayHandler>,
-        session: NIOLoopBound<SessionRecorder>?
-    ) {
-        // start() refused routes without an upstream.
-        let connected = UpstreamConnector.connect(
-            to: route.upstream!,
-            timeout: route.connectTimeout,
-            on: client.eventLoop
-        ) {
-            try $0.pipeline.syncOperations.addHandler(relay.value)
-        }
-        connected.assumeIsolated().whenComplete { result in
-            switch result {
-            case .success(let upstream):
-                self.tracker.track(upstream)
-                if let session, let address = upstream.remoteAddress {
-                    session.value.upstreamConnected(to: "\(Endpoint(address))")
-                }
-                // The relay is glued: from now on every byte read has somewhere to go.
-                try? client.syncOptions?.setOption(ChannelOptions.autoRead, value: true)
-            case .failure(let error):
-                UpstreamConnector.reportFailure(
-                    error,
-                    route: route,
-                    client: client,
-                    session: session?.value,
-                    logger: self.logger
-                )
-                client.pipeline.fireUserInboundEventTriggered(RelayHandler.ResetRequest(interrupted: false))
-            }
-        }
+        try RelaySplice(route: route, upstream: upstream, session: session, tracker: tracker, logger: logger)
+            .attach(to: client)
     }
 }

@@ -12,6 +12,10 @@ import NIOPosix
 /// - reset: a connection reset on one side resets the other (`SO_LINGER` 0), rather than closing it cleanly.
 ///
 /// When a session recorder is attached, every read, half-close, close and reset is reported to it as it happens.
+///
+/// The decisions (when a read waits, when to shut, close or reset, how an end is recorded) are made by a
+/// ``RelayStateMachine``; the handler feeds it the channel's events and carries out its answers. Bytes themselves
+/// go straight to the partner, without passing through it.
 final class RelayHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
@@ -42,26 +46,8 @@ final class RelayHandler: ChannelDuplexHandler {
     private let recorder: SessionRecorder?
     private var partner: RelayHandler?
     private var context: ChannelHandlerContext?
-    /// A read was requested while it could not be served; issued when the partner or the tape has room.
-    private var pendingRead = false
-    private var waitingForTape = false
-    /// The peer sent FIN.
-    private var inputEnded = false
-    /// We shut this side's output down, forwarding the partner's FIN.
-    private var outputShutByUs = false
-    /// We closed this side, because its partner ended or at shutdown.
-    private var closedByUs = false
-    /// The peer reset the connection (a read failed with ECONNRESET or similar).
-    private var endedInReset = false
-    /// We reset this side on purpose; its partner must be reset too, not closed cleanly.
-    private var resetByUs = false
-    /// What the partner asked of us before our channel was ready; acted on when it becomes active.
-    private var deferredPartnerEnd: PartnerEnd?
-
-    private enum PartnerEnd {
-        case closed
-        case reset
-    }
+    /// Half-closes, closes, resets and held reads: every decision about this side's connection is made there.
+    private var state = RelayStateMachine()
 
     private init(side: Side, lingerTimeout: TimeAmount, recorder: SessionRecorder?) {
         self.side = side
@@ -90,7 +76,7 @@ final class RelayHandler: ChannelDuplexHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        if context.channel.isActive { actOnDeferredPartnerEnd() }
+        if context.channel.isActive { perform(state.channelBecameActive(), context: context) }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -99,7 +85,7 @@ final class RelayHandler: ChannelDuplexHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        actOnDeferredPartnerEnd()
+        perform(state.channelBecameActive(), context: context)
         context.fireChannelActive()
     }
 
@@ -116,13 +102,12 @@ final class RelayHandler: ChannelDuplexHandler {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let event = event as? ChannelEvent, event == .inputClosed {
-            inputEnded = true
+            state.inputClosed()
             recorder?.recordHalfClose(from: side.direction)
             partner?.partnerInputEnded()
         } else if let request = event as? ResetRequest {
             if request.interrupted { recorder?.markInterrupted() }
-            resetByUs = true
-            close(context: context, reset: true)
+            perform(state.resetRequested(channelIsActive: context.channel.isActive), context: context)
             return
         }
         context.fireUserInboundEventTriggered(event)
@@ -130,29 +115,19 @@ final class RelayHandler: ChannelDuplexHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if let error = error as? IOError, Self.isReset(errno: error.errnoCode) {
-            endedInReset = true
+            state.peerReset()
         }
         // NIO closes a channel after most I/O errors by itself; closing here covers the rest.
         context.close(promise: nil)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        // NIO closes a channel after a failed write without an `errorCaught`, so a channel that went down
-        // without us shutting or closing it went down abnormally, and counts as reset.
-        let reset = endedInReset || resetByUs || !(outputShutByUs || closedByUs)
+        let ending = state.channelInactive()
         if let recorder {
-            if !closedByUs, !inputEnded, !reset {
-                // NIO reports a FIN that arrives after our output was shut as a plain close, without
-                // `inputClosed`: it is the peer's half-close all the same.
-                recorder.recordHalfClose(from: side.direction)
-            }
-            recorder.recordEnd(
-                of: side.direction,
-                reset: endedInReset || !(outputShutByUs || closedByUs),
-                byPeer: !closedByUs
-            )
+            if ending.peerHalfClosedUnseen { recorder.recordHalfClose(from: side.direction) }
+            recorder.recordEnd(of: side.direction, reset: ending.recordedAsReset, byPeer: ending.byPeer)
         }
-        partner?.partnerEnded(reset: reset)
+        partner?.partnerEnded(reset: ending.resetPartner)
         partner = nil
         context.fireChannelInactive()
     }
@@ -163,79 +138,116 @@ final class RelayHandler: ChannelDuplexHandler {
     }
 
     func read(context: ChannelHandlerContext) {
-        guard partner?.isWritable ?? true else {
-            pendingRead = true
-            return
+        let tapeHasRoom = recorder?.budget.hasRoom ?? true
+        switch state.readRequested(partnerWritable: partner?.isWritable ?? true, tapeHasRoom: tapeHasRoom) {
+        case .read:
+            context.read()
+        case .hold:
+            break
+        case .holdUntilTapeHasRoom:
+            if let recorder { waitForTape(recorder.budget, context: context) }
         }
-        if let recorder, !recorder.budget.hasRoom {
-            pendingRead = true
-            waitForTape(recorder.budget, context: context)
-            return
-        }
-        context.read()
     }
 
     // MARK: Backpressure from the tape
 
+    /// Asks the tape's budget to call back once it has room, and then asks for the held read again.
     private func waitForTape(_ budget: RecordingBudget, context: ChannelHandlerContext) {
-        guard !waitingForTape else { return }
-        waitingForTape = true
         let loop = context.eventLoop
         let handler = NIOLoopBound(self, eventLoop: loop)
         budget.whenRoom {
             loop.execute {
-                handler.value.waitingForTape = false
-                handler.value.resumeRead()
+                let handler = handler.value
+                // The wake-up is spent whether or not a read waits for it.
+                guard handler.state.tapeHasRoom(), let context = handler.context else { return }
+                // Through this handler's own `read(context:)`, which checks both partner and tape again:
+                // `context.read()` would go past it, straight to the socket, with the tape still over its budget
+                // (or the partner full).
+                handler.read(context: context)
             }
         }
     }
 
-    private func resumeRead() {
-        guard pendingRead, let context else { return }
-        pendingRead = false
-        // Through this handler's own `read(context:)`, which checks both partner and tape again: `context.read()`
-        // would go past it, straight to the socket, with the tape still over its budget (or the partner full).
-        read(context: context)
-    }
-
     // MARK: Calls from the partner (same event loop)
 
+    /// Whether this side can take more bytes from the partner; not before the handler is in a pipeline.
     private var isWritable: Bool {
         context?.channel.isWritable ?? false
     }
 
+    /// Writes what the partner read, without flushing: the partner's read-complete flushes once per batch.
     private func partnerWrite(_ buffer: ByteBuffer) {
         // nil promise: a failed write closes the channel, which channelInactive reports.
         context?.write(wrapOutboundOut(buffer), promise: nil)
     }
 
+    /// The partner's batch of reads is over.
     private func partnerFlush() {
         context?.flush()
     }
 
+    /// The partner's channel can take more: a read held for it may go.
     private func partnerBecameWritable() {
-        resumeRead()
+        guard let context, state.partnerBecameWritable() else { return }
+        read(context: context)
     }
 
-    /// The partner's peer shut down its write half: shut down ours once every byte before it is written.
-    ///
-    /// With writes still queued, shutting the output down at once would be wrong: on a channel whose input is
-    /// already closed, NIO turns `close(mode: .output)` into a full close that drops them. An empty write
-    /// completes only after every earlier write, so the shutdown waits for it. Nor may it happen before the
-    /// channel is connected, as a shutdown would abort the connect while a write waits for it. With nothing
-    /// queued on a connected channel, the shutdown goes at once.
+    /// The partner's peer shut down its write half: ours follows once every byte before it is written.
     private func partnerInputEnded() {
-        guard let context, !closedByUs else { return }
-        if context.channel.isActive, !hasQueuedBytes(context) {
-            outputShutByUs = true
-            context.close(mode: .output, promise: nil)
+        guard let context else { return }
+        perform(state.partnerHalfClosed(), context: context)
+    }
+
+    /// The partner's connection is gone: this side ends the same way, when its channel is active.
+    private func partnerEnded(reset: Bool) {
+        partner = nil
+        let action = state.partnerEnded(reset: reset, channelIsActive: context?.channel.isActive ?? false)
+        if let context { perform(action, context: context) }
+    }
+
+    // MARK: Carrying out what the state machine answers
+
+    /// Carries out one answer of the state machine on this side's channel; waiting for queued writes feeds the
+    /// machine again when they are written (or the linger time runs out).
+    private func perform(_ action: RelayStateMachine.Action, context: ChannelHandlerContext) {
+        switch action {
+        case .none:
             return
-        }
-        let flushed = context.eventLoop.makePromise(of: Void.self)
-        context.writeAndFlush(wrapOutboundOut(ByteBuffer()), promise: flushed)
-        flushed.futureResult.assumeIsolated().whenSuccess {
-            self.outputShutByUs = true
+        case .shutOutput:
             context.close(mode: .output, promise: nil)
+        case .close(let reset):
+            if reset { Self.armReset(context.channel) }
+            context.close(promise: nil)
+        case .shutOutputAfterQueuedWrites:
+            // The channel must also be connected: a shutdown before that would abort the connect while a write
+            // waits for it.
+            guard !context.channel.isActive || hasQueuedBytes(context) else {
+                perform(state.shutdownDrained(), context: context)
+                return
+            }
+            // An empty write completes only after every earlier write.
+            let drained = context.eventLoop.makePromise(of: Void.self)
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer()), promise: drained)
+            drained.futureResult.assumeIsolated().whenSuccess {
+                self.perform(self.state.shutdownDrained(), context: context)
+            }
+        case .closeAfterQueuedWrites(let reset):
+            guard hasQueuedBytes(context) else {
+                perform(state.closeDrained(reset: reset, channelIsActive: context.channel.isActive), context: context)
+                return
+            }
+            let drained = context.eventLoop.makePromise(of: Void.self)
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer()), promise: drained)
+            let deadline = context.eventLoop.assumeIsolated().scheduleTask(in: lingerTimeout) {
+                self.perform(self.state.lingerTimedOut(channelIsActive: context.channel.isActive), context: context)
+            }
+            drained.futureResult.assumeIsolated().whenComplete { _ in
+                deadline.cancel()
+                self.perform(
+                    self.state.closeDrained(reset: reset, channelIsActive: context.channel.isActive),
+                    context: context
+                )
+            }
         }
     }
 
@@ -246,54 +258,13 @@ final class RelayHandler: ChannelDuplexHandler {
         return queued.map { $0 > 0 } ?? true
     }
 
-    /// The partner's connection is gone. Forward the way it ended: a reset as a reset, an orderly close as an
-    /// orderly close after our queued bytes are written.
-    private func partnerEnded(reset: Bool) {
-        partner = nil
-        guard let context, context.channel.isActive else {
-            deferredPartnerEnd = reset ? .reset : .closed
-            return
-        }
-        closeAfterFlushing(context: context, reset: reset)
-    }
-
-    private func actOnDeferredPartnerEnd() {
-        guard let end = deferredPartnerEnd, let context else { return }
-        deferredPartnerEnd = nil
-        closeAfterFlushing(context: context, reset: end == .reset)
-    }
-
-    private func closeAfterFlushing(context: ChannelHandlerContext, reset: Bool) {
-        guard !closedByUs else { return }
-        guard hasQueuedBytes(context) else {
-            close(context: context, reset: reset)
-            return
-        }
-        let flushed = context.eventLoop.makePromise(of: Void.self)
-        context.writeAndFlush(wrapOutboundOut(ByteBuffer()), promise: flushed)
-        // A peer that stopped reading must not hold the connection open for ever.
-        let deadline = context.eventLoop.assumeIsolated().scheduleTask(in: lingerTimeout) {
-            self.close(context: context, reset: true)
-        }
-        flushed.futureResult.assumeIsolated().whenComplete { _ in
-            deadline.cancel()
-            self.close(context: context, reset: reset)
-        }
-    }
-
-    private func close(context: ChannelHandlerContext, reset: Bool) {
-        guard context.channel.isActive, !closedByUs else { return }
-        closedByUs = true
-        if reset { Self.armReset(context.channel) }
-        context.close(promise: nil)
-    }
-
     /// Makes the next close send RST instead of FIN. Unix sockets have no reset; there it is a plain close.
     static func armReset(_ channel: any Channel) {
         // Completes synchronously when called on the channel's event loop, which every caller is.
         _ = (channel as? any SocketOptionProvider)?.setSoLinger(linger(l_onoff: 1, l_linger: 0))
     }
 
+    /// Whether a failed read or write means the peer reset the connection, rather than some other failure.
     static func isReset(errno: CInt) -> Bool {
         errno == ECONNRESET || errno == EPIPE || errno == ETIMEDOUT || errno == ECONNABORTED
     }

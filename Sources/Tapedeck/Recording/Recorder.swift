@@ -1,6 +1,7 @@
 import Atomics
 import Foundation
 import NIOCore
+import ServiceLifecycle
 
 /// Records every session of a proxy into a tape, as one run.
 ///
@@ -18,7 +19,16 @@ import NIOCore
 /// await server.shutdown()
 /// try await recorder.finish()
 /// ```
-public final class Recorder: Sendable {
+///
+/// It starts as it is made, and finishes once: a second ``finish()`` does nothing and throws (or not) as the
+/// first did. It is also a `Service`, whose ``run()`` waits for a graceful shutdown or task cancellation and then
+/// finishes: list it in a `ServiceGroup` before the servers that feed it, since a group shuts its services down
+/// in reverse order, so the recorder finishes after them.
+///
+/// ```swift
+/// let group = ServiceGroup(services: [recorder, server], logger: logger)
+/// ```
+public final class Recorder: Service {
     /// The tape being written.
     public let tape: Tape
     /// The run's id in the tape.
@@ -26,6 +36,7 @@ public final class Recorder: Sendable {
     private let routeIDs: [String: Int64]
     private let writer: TapeWriter
     private let nextKey = ManagedAtomic<UInt64>(1)
+    private let lifecycle = Lifecycle<Void, Result<Void, any Error>>("recorder", running: ())
 
     /// Starts a run in the tape and the thread that writes it.
     ///
@@ -98,9 +109,29 @@ public final class Recorder: Sendable {
 
     /// Writes everything still queued, closes the run, and stops the writer.
     ///
+    /// Only the first call does so; later ones wait for it and end as it did.
+    ///
     /// - Throws: ``TapedeckError`` with code `recordingFailed` if any part of the recording could not be written.
     public func finish() async throws {
-        if let failure = await writer.finish() { throw failure }
-        try await tape.endRun(runID)
+        try await finishing().get()
+    }
+
+    /// Records until a graceful shutdown or task cancellation (or ``finish()``), then finishes.
+    ///
+    /// - Throws: What ``finish()`` throws, or ``TapedeckError`` if another `run()` is serving this recorder.
+    public func run() async throws {
+        try await lifecycle.run(start: {}) { _ in await self.finishing() }.get()
+    }
+
+    private func finishing() async -> Result<Void, any Error> {
+        await lifecycle.stop { _ in
+            if let failure = await writer.finish() { return .failure(failure) }
+            do {
+                try await tape.endRun(runID)
+                return .success(())
+            } catch {
+                return .failure(error)
+            }
+        }
     }
 }

@@ -13,6 +13,8 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
     private let ledger: ReplayLedger
     private let logger: Logger
     private let missing: MissingSessionHandoff?
+    /// Where upstream bytes left in the tape are read when due.
+    private let payloads: UpstreamPayloadSource?
     /// Everything the client sent, kept only when a missing session may have to be recorded from it.
     private var clientBytes = ByteBuffer()
     /// Replay gave up and is handing the connection to the real upstream.
@@ -22,17 +24,42 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var context: ChannelHandlerContext?
     private var pending: [ReplayMatcher.Action] = []
     private var pendingIndex = 0
+    /// A delay or a read from the tape is under way: later actions wait for it.
     private var waiting = false
+    /// The delay of `pending[pendingIndex]` has passed.
+    private var delayServed = false
+    /// The client is not reading fast enough: bytes from the tape wait until the channel is writable again, so
+    /// that a bulk reply is held a batch at a time, never whole.
+    private var awaitingWritability = false
+    /// A batch of stored sends being read from the tape: where it starts in `pending`, how many sends it holds.
+    private struct TapeRead {
+        var start: Int
+        var count: Int
+        var bytes: EventLoopFuture<ByteBuffer>
+    }
+    /// The batch after the one being written, read ahead.
+    private var readAhead: TapeRead?
     private var client = "unknown"
     /// The address this client connected to, as it may write it; normalized like the tape's recorded one.
     private var listenAddress: ListenAddressText?
 
-    init(matcher: ReplayMatcher, route: String, ledger: ReplayLedger, logger: Logger, missing: MissingSessionHandoff?) {
+    /// How many bytes of consecutive sends one read from the tape fetches at most.
+    static let readBatchBytes = 1024 * 1024
+
+    init(
+        matcher: ReplayMatcher,
+        route: String,
+        ledger: ReplayLedger,
+        logger: Logger,
+        missing: MissingSessionHandoff?,
+        payloads: UpstreamPayloadSource? = nil
+    ) {
         self.matcher = matcher
         self.route = route
         self.ledger = ledger
         self.logger = logger
         self.missing = missing
+        self.payloads = payloads
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -67,6 +94,14 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
         context.fireUserInboundEventTriggered(event)
     }
 
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, awaitingWritability {
+            awaitingWritability = false
+            drain()
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if let error = error as? IOError, RelayHandler.isReset(errno: error.errnoCode) {
             run(matcher.endOfInput(reset: true))
@@ -98,17 +133,21 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func drain() {
-        while !waiting, pendingIndex < pending.count, let context {
+        while !waiting, !awaitingWritability, pendingIndex < pending.count, let context {
             let action = pending[pendingIndex]
             let delay = Self.delay(of: action)
-            if delay > 0 {
+            if delay > 0, !delayServed {
                 waiting = true
                 context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(delay)) {
                     self.waiting = false
-                    self.perform(action)
-                    self.pendingIndex += 1
+                    self.delayServed = true
                     self.drain()
                 }
+                return
+            }
+            delayServed = false
+            if case .send(.stored, _) = action {
+                readFromTape(context: context)
                 return
             }
             pendingIndex += 1
@@ -120,6 +159,68 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
+    /// Sends the stored sends from `pendingIndex` on that are due at once (up to ``readBatchBytes``), read from
+    /// the tape, then goes on with what follows once the client has room for more. The next batch is read while
+    /// this one is written, so that the socket never waits for the tape: at most two batches are held.
+    private func readFromTape(context: ChannelHandlerContext) {
+        guard let payloads else {
+            failReading(context: context, reason: "replay has no tape to read session bytes from")
+            return
+        }
+        let batch: TapeRead
+        if let ahead = readAhead, ahead.start == pendingIndex {
+            batch = ahead
+        } else if let started = startRead(at: pendingIndex, from: payloads, on: context.eventLoop) {
+            batch = started
+        } else {
+            return
+        }
+        readAhead = nil
+        waiting = true
+        batch.bytes.assumeIsolated().whenComplete { result in
+            self.waiting = false
+            guard let context = self.context, context.channel.isActive else { return }
+            switch result {
+            case .success(let buffer):
+                self.pendingIndex += batch.count
+                context.writeAndFlush(self.wrapOutboundOut(buffer), promise: nil)
+                self.readAhead = self.startRead(at: self.pendingIndex, from: payloads, on: context.eventLoop)
+                if !context.channel.isWritable { self.awaitingWritability = true }
+                self.drain()
+            case .failure(let error):
+                self.failReading(context: context, reason: "\(error)")
+            }
+        }
+    }
+
+    /// Starts reading the batch of stored sends at `start`: the first, and those after it that are due at once.
+    /// Nil when no stored send is there.
+    private func startRead(at start: Int, from payloads: UpstreamPayloadSource, on loop: any EventLoop) -> TapeRead? {
+        var batch: [StoredPayload] = []
+        var bytes = 0
+        var index = start
+        while index < pending.count, bytes < Self.readBatchBytes,
+            case .send(.stored(let payload), let delay) = pending[index], batch.isEmpty || delay == 0
+        {
+            batch.append(payload)
+            bytes += payload.bytes.count
+            index += 1
+        }
+        guard !batch.isEmpty else { return nil }
+        return TapeRead(start: start, count: batch.count, bytes: payloads.read(batch, on: loop))
+    }
+
+    /// The tape could not give the bytes a session needs: the client would get a reply cut short, so it is
+    /// reset and the replay fails with the reason.
+    private func failReading(context: ChannelHandlerContext, reason: String) {
+        pending.removeAll()
+        pendingIndex = 0
+        readAhead = nil
+        report(matcher.abandon(reason: "cannot read the recorded reply: \(reason)"))
+        RelayHandler.armReset(context.channel)
+        context.close(promise: nil)
+    }
+
     /// Relays the rest of the connection to the real upstream and records it as a new session: first the
     /// client's bytes so far, then whatever both sides say. The upstream's first bytes, as many as the tape
     /// already answered, are recorded but not passed on: the client heard their recorded equivalent.
@@ -128,6 +229,7 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
         handingOff = true
         pending.removeAll()
         pendingIndex = 0
+        readAhead = nil
         // The tape could not serve this connection: give back any session it was following.
         _ = matcher.connectionClosed()
         let client = context.channel
@@ -139,54 +241,22 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
             ]
         )
         let session = missing.recorder.beginSession(route: missing.route, clientAddress: clientAddress)
-        let (clientRelay, upstreamRelay) = RelayHandler.matchedPair(
-            lingerTimeout: RelaySocket.lingerTimeout,
-            recorder: session
-        )
-        let skip = SkipPrefixHandler(count: matcher.upstreamBytesSent, session: session)
-        let upstreamHandlers = NIOLoopBound((skip, upstreamRelay), eventLoop: context.eventLoop)
-        // No reads while connecting: what arrives waits in the kernel, and then goes through the relay.
-        try? client.syncOptions?.setOption(ChannelOptions.autoRead, value: false)
-        let connected = UpstreamConnector.connect(
-            to: missing.upstream,
-            timeout: missing.route.connectTimeout,
-            on: context.eventLoop
-        ) { channel in
-            try channel.pipeline.syncOperations.addHandlers(upstreamHandlers.value.0, upstreamHandlers.value.1)
+        // Once the upstream answers, this handler steps aside and hands over what the client sent so far.
+        let handover = RelaySplice.Handover(upstreamBytesToSkip: matcher.upstreamBytesSent) {
+            self.ledger.recorded(.init(route: self.route, client: clientAddress, reason: reason))
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+            defer { self.clientBytes = ByteBuffer() }
+            return .init(bytes: self.clientBytes, ended: self.clientInputEnded)
         }
-        connected.assumeIsolated().whenComplete { result in
-            switch result {
-            case .success(let upstream):
-                missing.tracker.track(upstream)
-                if let address = upstream.remoteAddress { session.upstreamConnected(to: "\(Endpoint(address))") }
-                let sent = self.clientBytes
-                self.clientBytes = ByteBuffer()
-                if sent.readableBytes > 0 {
-                    session.recordData(sent, from: .clientToUpstream)
-                    upstream.writeAndFlush(sent, promise: nil)
-                }
-                if self.clientInputEnded {
-                    // The relay will never see this FIN: it came before the relay was in place.
-                    session.recordHalfClose(from: .clientToUpstream)
-                    upstream.close(mode: .output, promise: nil)
-                }
-                self.ledger.recorded(.init(route: self.route, client: clientAddress, reason: reason))
-                context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
-                try? client.pipeline.syncOperations.addHandler(clientRelay)
-                try? client.syncOptions?.setOption(ChannelOptions.autoRead, value: true)
-            case .failure(let error):
-                UpstreamConnector.reportFailure(
-                    error,
-                    route: missing.route,
-                    client: client,
-                    session: session,
-                    logger: self.logger
-                )
-                session.recordEnd(of: .clientToUpstream, reset: false, byPeer: false)
-                RelayHandler.armReset(client)
-                client.close(promise: nil)
-            }
-        }
+        // Only a fresh connection's pipeline can refuse the relay: with a handover nothing is added yet.
+        try? RelaySplice(
+            route: missing.route,
+            upstream: missing.upstream,
+            session: session,
+            tracker: missing.tracker,
+            logger: logger,
+            handover: handover
+        ).attach(to: client)
     }
 
     private static func delay(of action: ReplayMatcher.Action) -> Int64 {
@@ -199,8 +269,11 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
     private func perform(_ action: ReplayMatcher.Action) {
         guard let context, context.channel.isActive else { return }
         switch action {
-        case .send(let bytes, _):
+        case .send(.inline(let bytes), _):
             context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: bytes)), promise: nil)
+        case .send(.stored, _):
+            // Read from the tape by `drain()`, never performed directly.
+            assertionFailure("a stored send reached perform")
         case .halfClose:
             let flushed = context.eventLoop.makePromise(of: Void.self)
             context.writeAndFlush(wrapOutboundOut(ByteBuffer()), promise: flushed)

@@ -74,7 +74,7 @@ public enum ReplayPace: Sendable, Hashable, CustomStringConvertible {
 struct ReplayMatcher {
     /// What the connection should do next, in order.
     enum Action: Equatable {
-        case send(Data, delay: Int64)
+        case send(UpstreamBytes, delay: Int64)
         case halfClose(delay: Int64)
         case close(delay: Int64)
         case reset(delay: Int64)
@@ -91,25 +91,56 @@ struct ReplayMatcher {
         var reason: String
     }
 
+    /// Which recorded session the connection follows, and how.
+    enum Lead: Equatable {
+        /// None yet, or none any more: before ``start()`` and after ``connectionClosed()``.
+        case none
+        /// Following a session from its start, among the candidates that agree with every byte the client
+        /// sent: the connection holds the claim on it, and gives it back when it leaves or finishes it.
+        case following(SessionLedger.Claim)
+        /// No session was free when the connection came: `placeholder` stands in until the client's first
+        /// bytes are regrouped into an exchange. No claim.
+        case waitingToRegroup(placeholder: Int)
+        /// Regrouped into the exchange of `script` that starts at `from`: followed by its stream alone, no
+        /// longer by the candidate range, and with no claim.
+        case regrouped(script: Int, from: Int)
+
+        /// The script followed, if any.
+        var script: Int? {
+            switch self {
+            case .none: return nil
+            case .following(let claim): return claim.script
+            case .waitingToRegroup(let placeholder): return placeholder
+            case .regrouped(let script, _): return script
+            }
+        }
+    }
+
+    /// How a connection ended, once it did.
+    enum Ending: Equatable {
+        /// The lead's part is played out and the connection closed (or being closed).
+        case playedOut
+        /// The client left the tape.
+        case mismatched(Mismatch)
+        /// The connection ended without a byte either way: a readiness probe (`nc -z`, a health check), which
+        /// is neither a replay of a session nor a mismatch.
+        case probe
+    }
+
     private let catalog: SessionCatalog
+    private var index: SessionIndex { catalog.index }
+    private var ledger: SessionLedger { catalog.ledger }
     private let pace: ReplayPace
     private var range: Range<Int>
     private var received = 0
     /// Client bytes received minus the lead's position: nonzero once regrouped into another exchange.
     private var shift = 0
-    /// Regrouped at least once, or waiting to be (provisional): the lead is followed by its stream alone, no
-    /// longer by the candidate range, and the connection holds no claim on it.
-    private var regrouped: Bool { regroupedExchanges > 0 || provisional }
     /// How many times this connection went on in another recorded exchange than its lead's next one.
     private(set) var regroupedExchanges = 0
-    /// Where in the lead this connection began following it: 0, or the exchange it was regrouped into.
-    private var followedFrom = 0
-    /// No session was free when the connection came: the lead is a placeholder until the client's first
-    /// bytes are regrouped into an exchange.
-    private var provisional = false
     /// The last bytes received, for the excerpt of a mismatch.
     private var recent = Data()
-    private(set) var lead: Int?
+    private(set) var lead: Lead = .none
+    private(set) var ending: Ending?
     private var nextStep = 0
     /// Bytes of `steps[nextStep]` already sent, when a new lead takes over in the middle of a send.
     private var partialSend = 0
@@ -120,12 +151,31 @@ struct ReplayMatcher {
     private var performedControl = false
     private var lastOffset: Int64 = 0
     private(set) var clientEnded = false
-    /// The lead's part is played out and the connection closed (or being closed).
-    private(set) var finished = false
-    private(set) var mismatch: Mismatch?
-    /// The connection ended without a byte either way: a readiness probe (`nc -z`, a health check), which is
-    /// neither a replay of a session nor a mismatch.
-    private(set) var probe = false
+    /// The connection ended, or is ending, one way or another.
+    var finished: Bool { ending != nil }
+    /// Where the client left the tape, if it did.
+    var mismatch: Mismatch? {
+        if case .mismatched(let mismatch) = ending { return mismatch }
+        return nil
+    }
+    /// The connection was a readiness probe.
+    var probe: Bool { ending == .probe }
+    /// Following the lead by its stream alone, regrouped or waiting to be, with no claim on it.
+    private var regrouped: Bool {
+        switch lead {
+        case .waitingToRegroup, .regrouped: return true
+        case .none, .following: return false
+        }
+    }
+    private var provisional: Bool {
+        if case .waitingToRegroup = lead { return true }
+        return false
+    }
+    /// Where in the lead this connection began following it: 0, or the exchange it was regrouped into.
+    private var followedFrom: Int {
+        if case .regrouped(_, let from) = lead { return from }
+        return 0
+    }
     /// The session this connection played out had been finished by another connection first, which said the
     /// same at the same time; set by ``connectionClosed()``.
     private(set) var replayedTwice: Mismatch?
@@ -141,21 +191,20 @@ struct ReplayMatcher {
     init(catalog: SessionCatalog, pace: ReplayPace) {
         self.catalog = catalog
         self.pace = pace
-        self.range = catalog.all
+        self.range = catalog.index.all
     }
 
     /// The session being followed, by tape id.
-    var sessionID: Int64? { lead.map { catalog.script(at: $0).sessionID } }
+    var sessionID: Int64? { lead.script.map { index.script(at: $0).sessionID } }
 
     /// A client connected: pick the earliest recorded session and say what its upstream says first.
     mutating func start() -> [Action] {
-        guard let chosen = catalog.claim(in: range, upstreamSent: Data()) else {
+        guard let claim = ledger.claim(in: range) else {
             // Every session is in use or used up, but an exchange of one may still be unplayed: a pool opening
             // more connections than when recording. Wait for the client's bytes and regroup them, as long as
             // the upstream waited for the client too.
-            if let silent = catalog.scripts.indices.first(where: { catalog.script(at: $0).firstStep(after: 0) == 0 }) {
-                lead = silent
-                provisional = true
+            if let silent = index.scripts.indices.first(where: { index.script(at: $0).firstStep(after: 0) == 0 }) {
+                lead = .waitingToRegroup(placeholder: silent)
                 return []
             }
             return fail(
@@ -168,10 +217,10 @@ struct ReplayMatcher {
                 )
             )
         }
-        lead = chosen
-        let script = catalog.script(at: chosen)
+        lead = .following(claim)
+        let script = index.script(at: claim.script)
         if script.connectFailed {
-            finished = true
+            ending = .playedOut
             return [.reset(delay: pace.scale(script.connectFailureDelay))]
         }
         return dueActions()
@@ -179,27 +228,26 @@ struct ReplayMatcher {
 
     /// Bytes from the client.
     mutating func receive(_ chunk: Data) -> [Action] {
-        guard !finished, mismatch == nil, let current = lead, !chunk.isEmpty else { return [] }
+        guard !finished, let current = lead.script, !chunk.isEmpty else { return [] }
         if provisional { return leaveLead(current, chunk: chunk) }
         if regrouped {
             let position = received - shift
-            guard chunk.count <= catalog.script(at: current).clientStream.count - position,
-                Self.commonPrefix(chunk, catalog.script(at: current).clientStream, at: position) == chunk.count
+            guard chunk.count <= index.script(at: current).clientStream.count - position,
+                Self.commonPrefix(chunk, index.script(at: current).clientStream, at: position) == chunk.count
             else { return leaveLead(current, chunk: chunk) }
         } else {
-            let narrowed = catalog.narrow(range, offset: received, chunk: chunk)
+            let narrowed = index.narrow(range, offset: received, chunk: chunk)
             guard !narrowed.isEmpty else { return leaveLead(current, chunk: chunk) }
             let before = range
             range = narrowed
-            if !catalog.contains(range, script: current) {
-                guard !performedControl, let successor = takeOver(from: current, where: { _ in true }) else {
-                    takenCandidate = catalog.whyTaken(in: narrowed)
+            if !index.contains(range, script: current) {
+                guard !performedControl, takeOver(where: { _ in true }) != nil else {
+                    takenCandidate = ledger.whyTaken(in: narrowed)
                     // The lead stays, so the range must keep it: leaving the lead replays the part of the chunk
                     // that it matches, which a range without it would send straight back here.
                     range = before
                     return leaveLead(current, chunk: chunk)
                 }
-                lead = successor
             }
         }
         accept(chunk)
@@ -226,7 +274,7 @@ struct ReplayMatcher {
     /// The client's bytes part from the lead's: play the lead up to its last exchange start within what still
     /// matches, then go on in another recorded exchange that fits, or report the mismatch.
     private mutating func leaveLead(_ current: Int, chunk: Data) -> [Action] {
-        let script = catalog.script(at: current)
+        let script = index.script(at: current)
         let position = received - shift
         guard !performedControl, !clientEnded else { return diverged(from: current, chunk: chunk) }
         let same = Self.commonPrefix(chunk, script.clientStream, at: position)
@@ -245,20 +293,22 @@ struct ReplayMatcher {
             ) + chunk
         let already = position - exchangeStart
         // A connection past its first exchange made the handshake of the session it followed there.
-        if handshake == nil, !provisional, exchangeStart > 0 { handshake = .some(catalog.handshakeGroup(of: current)) }
-        let filter: SessionCatalog.HandshakeFilter = handshake.map { .known($0) } ?? .unknown
+        if handshake == nil, !provisional, exchangeStart > 0 { handshake = .some(index.handshakeGroup(of: current)) }
+        let filter: SessionLedger.HandshakeFilter = handshake.map { .known($0) } ?? .unknown
+        var held: SessionLedger.Claim?
+        if case .following(let claim) = lead { held = claim }
         guard
-            let target = catalog.regroup(
+            let target = ledger.regroup(
                 pending,
                 minimum: already + 1,
                 leaving: current,
                 played: followedFrom..<exchangeStart,
-                releasingClaim: !regrouped,
+                releasing: held,
                 handshake: filter
             )
         else {
             guard !provisional else {
-                if let taken = catalog.whyTaken(in: catalog.narrow(catalog.all, offset: 0, chunk: chunk)) {
+                if let taken = ledger.whyTaken(in: index.narrow(index.all, offset: 0, chunk: chunk)) {
                     return fail(takenMismatch(taken, chunk: chunk))
                 }
                 return fail(
@@ -273,16 +323,14 @@ struct ReplayMatcher {
             }
             return diverged(from: current, chunk: chunk)
         }
-        provisional = false
         takenCandidate = nil
         if handshake == nil {
             // Regrouped within its first exchange: its handshake is the one it went on in, if it opened a session.
-            handshake = .some(target.start == 0 ? catalog.handshakeGroup(of: target.script) : nil)
+            handshake = .some(target.start == 0 ? index.handshakeGroup(of: target.script) : nil)
         }
-        let next = catalog.script(at: target.script)
-        lead = target.script
+        let next = index.script(at: target.script)
+        lead = .regrouped(script: target.script, from: target.start)
         regroupedExchanges += 1
-        followedFrom = target.start
         // The current exchange began `already` bytes ago; in the new lead it begins at `target.start`.
         shift = received - already - target.start
         nextStep = next.firstStep(after: target.start)
@@ -297,38 +345,35 @@ struct ReplayMatcher {
 
     /// The client shut down its write half (or closed, or reset).
     mutating func endOfInput(reset: Bool) -> [Action] {
-        guard !finished, mismatch == nil, var current = lead else { return [] }
+        guard !finished, var current = lead.script else { return [] }
         // Nothing either way, not even from the upstream's side of the tape: a probe that checks the port is
         // open. A reset ends it; a FIN ends it too, unless a recorded session ended just so.
         let silent = received == 0 && sentCount == 0 && regroupedExchanges == 0 && !performedControl
         if silent, reset || provisional {
-            probe = true
-            finished = true
+            ending = .probe
             return []
         }
-        var script = catalog.script(at: current)
+        var script = index.script(at: current)
         let position = received - shift
         if position < script.clientStream.count, !performedControl, !regrouped,
-            let successor = takeOver(from: current, where: { [received] in $0.clientStream.count == received })
+            let successor = takeOver(where: { [received] in $0.clientStream.count == received })
         {
             // Another candidate's client stopped right here, as this one did.
-            lead = successor
             current = successor
-            script = catalog.script(at: successor)
+            script = index.script(at: successor)
         }
         clientEnded = true
         if position < script.clientStream.count, silent {
-            probe = true
-            finished = true
+            ending = .probe
             return [.close(delay: 0)]
         }
         if position < script.clientStream.count {
             if !performedControl, script.exchangeStart(atOrBefore: position) == position,
-                regrouped || catalog.wasRegroupedInto(current)
+                regrouped || ledger.wasRegroupedInto(current)
             {
                 // Between exchanges, in a session whose exchanges went over several connections: the rest of
                 // this one went over others.
-                finished = true
+                ending = .playedOut
                 return reset ? [] : [.close(delay: 0)]
             }
             let expected = script.clientStream.dropFirst(position).prefix(Self.excerptLength)
@@ -344,7 +389,7 @@ struct ReplayMatcher {
             )
         }
         if reset {
-            finished = true
+            ending = .playedOut
             return []
         }
         return dueActions()
@@ -352,42 +397,48 @@ struct ReplayMatcher {
 
     /// The connection is gone: the session counts as replayed if it was followed without a mismatch.
     mutating func connectionClosed() -> Int64? {
-        guard let current = lead else { return nil }
-        lead = nil
-        // Nothing was served: the client left before saying anything.
-        if provisional { return nil }
-        if probe {
-            if !regrouped { catalog.release(current) }
+        let closing = lead
+        let played = followedFrom..<max(followedFrom, received - shift)
+        lead = .none
+        switch closing {
+        case .none, .waitingToRegroup:
+            // Nothing was served: the client left before saying anything.
             return nil
-        }
-        if mismatch == nil {
-            // Every exchange it entered counts as played; one it never reached does not.
-            let played = followedFrom..<max(followedFrom, received - shift)
-            if regrouped {
-                catalog.finishRegrouped(current, played: played)
-            } else if !catalog.finish(current, played: played) {
-                replayedTwice = takenMismatch((current, true), chunk: Data())
+        case .following(let claim):
+            guard ending != .probe, mismatch == nil else {
+                ledger.release(claim)
                 return nil
             }
-            return catalog.script(at: current).sessionID
+            // Every exchange it entered counts as played; one it never reached does not.
+            guard ledger.finish(claim, played: played) else {
+                replayedTwice = takenMismatch((claim.script, true), chunk: Data())
+                return nil
+            }
+            return index.script(at: claim.script).sessionID
+        case .regrouped(let script, _):
+            guard ending != .probe, mismatch == nil else { return nil }
+            ledger.finishRegrouped(script, played: played)
+            return index.script(at: script).sessionID
         }
-        // Only a connection that followed its session from the start holds a claim on it.
-        if !regrouped { catalog.release(current) }
-        return nil
     }
 
     // MARK: Following the lead
 
     /// The earliest other candidate that `accepts`, preferring one that agrees with every byte already sent,
     /// resuming where the old lead was: what was due before the client's latest bytes has been played.
-    private mutating func takeOver(from current: Int, where accepts: (ReplayScript) -> Bool) -> Int? {
-        let sent = catalog.script(at: current).upstreamStream.prefix(sentCount)
-        guard let successor = catalog.claim(in: range, upstreamSent: Data(sent), where: accepts) else { return nil }
-        catalog.release(current)
-        let steps = catalog.script(at: successor).steps
+    /// Returns the new lead's script; only a connection following its session from the start takes over.
+    private mutating func takeOver(where accepts: (ReplayScript) -> Bool) -> Int? {
+        guard case .following(let held) = lead else { return nil }
+        let current = held.script
+        let told = (script: current, count: sentCount)
+        guard let claim = ledger.claim(in: range, told: told, where: accepts) else { return nil }
+        ledger.release(held)
+        lead = .following(claim)
+        let successor = claim.script
+        let steps = index.script(at: successor).steps
         nextStep = 0
         partialSend = 0
-        if catalog.script(at: successor).upstreamStreamStarts(with: Data(sent)) {
+        if index.upstreamAgrees(successor, current, count: sentCount) {
             // Same upstream so far: skip exactly the bytes already sent, even in the middle of a step.
             var done = 0
             while nextStep < steps.count, case .send(let bytes) = steps[nextStep].action,
@@ -411,8 +462,8 @@ struct ReplayMatcher {
     }
 
     private mutating func dueActions() -> [Action] {
-        guard let current = lead else { return [] }
-        let script = catalog.script(at: current)
+        guard let current = lead.script else { return [] }
+        let script = index.script(at: current)
         var actions: [Action] = []
         while nextStep < script.steps.count {
             let step = script.steps[nextStep]
@@ -429,18 +480,18 @@ struct ReplayMatcher {
                 let rest = bytes.dropFirst(partialSend)
                 partialSend = 0
                 sentCount += rest.count
-                if !rest.isEmpty { actions.append(.send(Data(rest), delay: delay)) }
+                if !rest.isEmpty { actions.append(.send(rest, delay: delay)) }
             case .halfClose:
                 performedControl = true
                 actions.append(.halfClose(delay: delay))
             case .close:
                 performedControl = true
-                finished = true
+                ending = .playedOut
                 actions.append(.close(delay: delay))
                 return actions
             case .reset:
                 performedControl = true
-                finished = true
+                ending = .playedOut
                 actions.append(.reset(delay: delay))
                 return actions
             }
@@ -448,7 +499,7 @@ struct ReplayMatcher {
         // The recorded upstream said all it had to say and never closed: the relay closed it when the client
         // left. Close once this client has left too.
         if nextStep == script.steps.count, clientEnded, !finished {
-            finished = true
+            ending = .playedOut
             actions.append(.close(delay: 0))
         }
         return actions
@@ -456,7 +507,7 @@ struct ReplayMatcher {
 
     private mutating func diverged(from current: Int, chunk: Data) -> [Action] {
         if let takenCandidate { return fail(takenMismatch(takenCandidate, chunk: chunk)) }
-        let script = catalog.script(at: current)
+        let script = index.script(at: current)
         let position = received - shift
         let theirs = script.clientStream.dropFirst(position)
         let same = Self.commonPrefix(chunk, script.clientStream, at: position)
@@ -482,7 +533,7 @@ struct ReplayMatcher {
 
     /// The mismatch of a connection whose bytes only a taken session matches.
     private func takenMismatch(_ taken: (index: Int, alreadyReplayed: Bool), chunk: Data) -> Mismatch {
-        let id = catalog.script(at: taken.index).sessionID
+        let id = index.script(at: taken.index).sessionID
         return Mismatch(
             closestSessionID: id,
             offset: received,
@@ -494,9 +545,22 @@ struct ReplayMatcher {
         )
     }
 
+    /// The connection cannot go on (the tape could not be read): it ends as a mismatch with `reason`, at the
+    /// client bytes received so far.
+    mutating func abandon(reason: String) -> Mismatch {
+        let mismatch = Mismatch(
+            closestSessionID: sessionID,
+            offset: received,
+            expected: Data(),
+            actual: Data(),
+            reason: reason
+        )
+        _ = fail(mismatch)
+        return mismatch
+    }
+
     private mutating func fail(_ mismatch: Mismatch) -> [Action] {
-        self.mismatch = mismatch
-        finished = true
+        ending = .mismatched(mismatch)
         return [.mismatch(mismatch)]
     }
 }

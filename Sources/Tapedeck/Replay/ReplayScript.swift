@@ -9,7 +9,7 @@ struct ReplayScript: Sendable {
     struct Step: Sendable, Equatable {
         enum Action: Sendable, Equatable {
             /// Send these bytes to the client.
-            case send(Data)
+            case send(UpstreamBytes)
             /// Shut down the write half (FIN); the client may go on sending.
             case halfClose
             /// Close the connection.
@@ -39,22 +39,46 @@ struct ReplayScript: Sendable {
     /// The recorded upstream connect failed: reset the client after `connectFailureDelay`.
     var connectFailed: Bool
     var connectFailureDelay: Int64
-    /// All upstream bytes, in order: the concatenation of every `send` step.
+    /// The upstream bytes held in memory, in order: each `.inline` send is a slice of it. All of the session's
+    /// upstream bytes unless some were left in the tape (`.stored` sends).
     var upstreamStream: Data
+    /// How many bytes the upstream sent in all, held or not.
+    var upstreamByteCount: Int
     /// When the client's bytes arrived: the stream length after each client read, and its offset.
     var clientArrivals: [(end: Int, offset: Int64)]
     /// Where the client's exchanges start, ascending: 0, and every point of its stream at which the upstream
     /// sent something (a reply to what came before; what the client sent next began a new exchange).
     var exchangeStarts: [Int]
 
-    /// Builds the script of a session from its events.
+    /// Builds the script of a session from its events, every payload held in memory.
     ///
     /// - Parameter listenAddress: The recording listener's address as clients wrote it, normalized in the
     ///   client's bytes exactly as replay normalizes its own listener's address in what clients send.
     init(sessionID: Int64, events: [EventRecord], listenAddress: ListenAddressText? = nil) {
+        self.init(
+            sessionID: sessionID,
+            indexed: events.map { event in
+                IndexedEvent(
+                    sessionID: event.sessionID,
+                    seq: event.seq,
+                    offsetNanoseconds: event.offsetNanoseconds,
+                    direction: event.direction,
+                    kind: event.kind,
+                    payload: event.payload,
+                    size: event.payload?.count ?? 0
+                )
+            },
+            listenAddress: listenAddress
+        )
+    }
+
+    /// Builds the script of a session from its indexed events: upstream payloads left in the tape become
+    /// `.stored` sends, read when they are due.
+    init(sessionID: Int64, indexed events: [IndexedEvent], listenAddress: ListenAddressText? = nil) {
         self.sessionID = sessionID
         var client = Data()
         var upstream = Data()
+        var upstreamCount = 0
         var steps: [Step] = []
         var clientEndsAt: Int?
         var clientResets = false
@@ -80,16 +104,23 @@ struct ReplayScript: Sendable {
                 // Each recorded send stays a step of its own, with its own time, so that `--pace recorded` keeps
                 // the gaps between them (pub/sub messages a second apart). Its bytes are filled in below, as a
                 // slice of the upstream stream.
-                let start = upstream.count
-                upstream.append(event.payload ?? Data())
-                guard upstream.count > start else { break }
-                sendRanges.append((steps.count, start..<upstream.count))
+                guard event.size > 0 else { break }
+                upstreamCount += event.size
+                let bytes: UpstreamBytes
+                if event.isStored {
+                    bytes = .stored(StoredPayload(sessionID: event.sessionID, seq: event.seq, bytes: 0..<event.size))
+                } else {
+                    let start = upstream.count
+                    upstream.append(event.payload ?? Data())
+                    sendRanges.append((steps.count, start..<upstream.count))
+                    bytes = .inline(Data())
+                }
                 steps.append(
                     Step(
                         clientPosition: client.count,
                         afterClientEnd: ended,
                         offset: event.offsetNanoseconds,
-                        action: .send(Data())
+                        action: .send(bytes)
                     )
                 )
             case (.upstreamToClient, .halfClose):
@@ -128,11 +159,12 @@ struct ReplayScript: Sendable {
         // the script is linear in its size (appending each send to the one before copied it again and again).
         for (index, range) in sendRanges {
             steps[index].action = .send(
-                upstream[(upstream.startIndex + range.lowerBound)..<(upstream.startIndex + range.upperBound)]
+                .inline(upstream[(upstream.startIndex + range.lowerBound)..<(upstream.startIndex + range.upperBound)])
             )
         }
         self.clientStream = client
         self.upstreamStream = upstream
+        self.upstreamByteCount = upstreamCount
         self.steps = steps
         self.clientEndsAt = clientEndsAt
         self.clientResets = clientResets
@@ -180,12 +212,7 @@ struct ReplayScript: Sendable {
     /// Whether the session was a readiness probe: a connection that opened and closed without a byte either
     /// way (`nc -z`, a health check). Replay does not require such a session to be replayed.
     var isProbe: Bool {
-        clientStream.isEmpty && upstreamStream.isEmpty && !connectFailed
+        clientStream.isEmpty && upstreamByteCount == 0 && !connectFailed
             && !steps.contains { $0.action == .reset }
-    }
-
-    /// Whether the upstream stream starts with `sent`.
-    func upstreamStreamStarts(with sent: Data) -> Bool {
-        sent.count <= upstreamStream.count && upstreamStream.prefix(sent.count) == sent
     }
 }

@@ -1,13 +1,14 @@
 import Foundation
 import Logging
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import ServiceLifecycle
 
 /// Serves recorded sessions back to clients, with no upstream at all.
 ///
 /// Each route listens on its own address and serves the sessions recorded for the route of the same name.
-/// Start it, point the client under test at the bound address, and read the report after shutdown.
+/// Start it, point the client under test at the bound address, and read the report after shutdown. It starts
+/// once: a second ``start()`` throws, and a second ``shutdown(drainTimeout:)`` returns the first one's report.
 ///
 /// ```swift
 /// let server = try ReplayServer(
@@ -19,7 +20,10 @@ import NIOPosix
 /// let report = await server.shutdown()
 /// #expect(report.mismatches.isEmpty)
 /// ```
-public final class ReplayServer: Sendable {
+///
+/// It is also a `Service`: in a `ServiceGroup`, ``run()`` starts it (unless started), and a graceful shutdown
+/// shuts it down with the drain timeout it was made with; cancellation resets open connections at once.
+public final class ReplayServer: Service {
     /// How sessions are chosen and played.
     public struct Options: Sendable {
         /// How fast the upstream's part is played.
@@ -47,15 +51,15 @@ public final class ReplayServer: Sendable {
     }
 
     private let served: [ServedRoute]
+    private let payloads: UpstreamPayloadSource
     private let options: Options
     private let group: any EventLoopGroup
     private let logger: Logger
+    private let drainTimeout: Duration
     private let ledger = ReplayLedger()
     private let tracker = ConnectionTracker()
-    private let listeners = NIOLockedValueBox<[any Channel]>([])
-    /// Whether ``start()`` was called: a server starts once, so that a second call cannot bind listeners again
-    /// and lose the first ones.
-    private let started = NIOLockedValueBox(false)
+    /// A server starts once, so that a second start cannot bind listeners again and lose the first ones.
+    private let lifecycle = Lifecycle<Listener.Bound, ReplayReport>("replay server")
 
     /// Loads the sessions each route will serve.
     ///
@@ -64,15 +68,41 @@ public final class ReplayServer: Sendable {
     ///   - routes: Where to listen for each of the tape's routes, found by name. A route's upstream is used only
     ///     to record missing sessions.
     ///   - options: Pace and reuse.
+    ///   - group: The event loops to serve on; defaults to one thread per core.
+    ///   - drainTimeout: How long open connections may go on when a graceful shutdown stops ``run()``.
+    ///   - logger: Where mismatches and connection problems are reported.
     /// - Throws: ``TapedeckError`` if a route is not in the tape or the tape cannot be read.
-    public init(
+    public convenience init(
         tape: Tape,
         routes: [Route],
         options: Options = Options(),
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        drainTimeout: Duration = .seconds(5),
         logger: Logger = Logger(label: "tapedeck.replay")
     ) throws {
-        let recorded = try tape.replayScripts()
+        try self.init(
+            tape: tape,
+            routes: routes,
+            options: options,
+            group: group,
+            drainTimeout: drainTimeout,
+            logger: logger,
+            inlineUpstreamBudget: Self.inlineUpstreamBudget
+        )
+    }
+
+    /// Loads the sessions each route will serve, holding at most `inlineUpstreamBudget` upstream bytes in memory.
+    init(
+        tape: Tape,
+        routes: [Route],
+        options: Options,
+        group: any EventLoopGroup,
+        drainTimeout: Duration = .seconds(5),
+        logger: Logger,
+        inlineUpstreamBudget: Int
+    ) throws {
+        let recorded = try tape.replayScripts(inlineBudget: inlineUpstreamBudget)
+        let payloads = UpstreamPayloadSource(tape: tape)
         var served: [ServedRoute] = []
         for route in routes {
             guard let scripts = recorded[route.name] ?? (options.recordMissing != nil ? [] : nil) else {
@@ -84,14 +114,27 @@ public final class ReplayServer: Sendable {
                 )
             }
             served.append(
-                ServedRoute(route: route, catalog: SessionCatalog(scripts: scripts, repeatable: options.repeatSessions))
+                ServedRoute(
+                    route: route,
+                    catalog: SessionCatalog(
+                        scripts: scripts,
+                        repeatable: options.repeatSessions,
+                        payloads: payloads
+                    )
+                )
             )
         }
         self.served = served
+        self.payloads = payloads
         self.options = options
         self.group = group
+        self.drainTimeout = drainTimeout
         self.logger = logger
     }
+
+    /// How many upstream bytes replay holds in memory, over all sessions; the rest are read from the tape when
+    /// they are due. Request-response tapes fit whole; a bulk transfer streams from the tape.
+    static let inlineUpstreamBudget = 32 * 1024 * 1024
 
     /// The names of the routes a tape holds sessions for, in the order first recorded.
     public static func routeNames(in tape: Tape) throws -> [String] {
@@ -103,11 +146,25 @@ public final class ReplayServer: Sendable {
     /// - Throws: ``TapedeckError`` if a listener cannot bind, or if the server was started before.
     @discardableResult
     public func start() async throws -> [BoundRoute] {
-        try started.withLockedValue { started in
-            guard !started else { throw TapedeckError(.invalidArgument, "replay server was already started") }
-            started = true
+        try await lifecycle.start(bind).bound
+    }
+
+    /// Starts serving unless ``start()`` did, serves until a graceful shutdown or task cancellation, then shuts
+    /// down: draining for the server's drain timeout after a graceful shutdown, at once after cancellation.
+    ///
+    /// Returns once shut down, however that came about (a ``shutdown(drainTimeout:)`` call ends it too); the
+    /// report is then ``report``.
+    ///
+    /// - Throws: ``TapedeckError`` if a listener cannot bind, or if another `run()` is serving this server.
+    public func run() async throws {
+        _ = try await lifecycle.run(start: bind) { cancelled in
+            await self.shutdown(drainTimeout: cancelled ? .zero : self.drainTimeout)
         }
-        let (opened, bound) = try await Listener.bindAll(
+    }
+
+    /// Binds every route's listener, all or none.
+    private func bind() async throws -> Listener.Bound {
+        let started = try await Listener.bindAll(
             served.map(\.route),
             group: group,
             logger: logger
@@ -136,24 +193,24 @@ public final class ReplayServer: Sendable {
                                 route: entry.route.name,
                                 ledger: ledger,
                                 logger: logger,
-                                missing: handoff
+                                missing: handoff,
+                                payloads: payloads
                             )
                         )
                     }
                 }
         }
-        for (entry, route) in zip(served, bound) {
+        for (entry, route) in zip(served, started.bound) {
             logger.info(
                 "replaying",
                 metadata: [
                     "tapedeck.route": "\(route.name)", "tapedeck.address": "\(route.address)",
-                    "tapedeck.sessions": "\(entry.catalog.scripts.count)",
+                    "tapedeck.sessions": "\(entry.catalog.index.scripts.count)",
                 ]
             )
         }
-        options.recordMissing?.recorder.routesBound(bound)
-        listeners.withLockedValue { $0 = opened }
-        return bound
+        options.recordMissing?.recorder.routesBound(started.bound)
+        return started
     }
 
     /// The report so far: connections served, mismatches, and sessions not (yet) replayed, or replayed in part.
@@ -172,28 +229,24 @@ public final class ReplayServer: Sendable {
 
     /// Stops accepting, lets open connections finish for up to `drainTimeout`, resets the rest, and returns
     /// the final report.
+    ///
+    /// Safe to call more than once and before ``start()``: only the first call shuts down, and every call returns
+    /// its report.
     @discardableResult
     public func shutdown(drainTimeout: Duration = .seconds(5)) async -> ReplayReport {
-        let channels = listeners.withLockedValue { channels in
-            defer { channels = [] }
-            return channels
+        await lifecycle.stop { started in
+            await Listener.close(started?.listeners ?? [], routes: served.map(\.route))
+            _ = await tracker.drain(timeout: drainTimeout)
+            return report
         }
-        await Listener.close(channels, routes: served.map(\.route))
-        _ = await tracker.drain(timeout: drainTimeout)
-        return report
     }
 }
 
 extension Tape {
-    /// Every session as a replay script, grouped by route, in recording order. One pass over the events.
-    func replayScripts() throws -> [String: [ReplayScript]] {
-        // A tape is untrusted: a crafted schema can hold a session without an id.
-        let sessions: [(id: Int64, route: String, routeID: Int64)] = try self.sessions().map { session in
-            guard let id = session.id else {
-                throw TapedeckError(.tapeUnreadable, "cannot read tape '\(path)': a session has no id")
-            }
-            return (id, session.route, session.routeID)
-        }
+    /// Every session as a replay script, grouped by route, in recording order. One pass over the events; upstream
+    /// payloads beyond `inlineBudget` bytes in all stay in the tape.
+    func replayScripts(inlineBudget: Int = .max) throws -> [String: [ReplayScript]] {
+        let sessions = try sessionRoutes()
         var routeOf: [Int64: String] = [:]
         for session in sessions { routeOf[session.id] = session.route }
         // Where each run's listener was bound, to normalize the address clients wrote into their bytes.
@@ -206,19 +259,19 @@ extension Tape {
         var listenOfSession: [Int64: ListenAddressText] = [:]
         for session in sessions { listenOfSession[session.id] = listenOfRoute[session.routeID] }
         var byRoute: [String: [ReplayScript]] = [:]
-        var current: (id: Int64, events: [EventRecord])?
+        var current: (id: Int64, events: [IndexedEvent])?
         func flush() {
             guard let current, let route = routeOf[current.id] else { return }
             byRoute[route, default: []].append(
                 ReplayScript(
                     sessionID: current.id,
-                    events: current.events,
+                    indexed: current.events,
                     listenAddress: listenOfSession[current.id]
                 )
             )
         }
         var seen = Set<Int64>()
-        try forEachEventInOrder { event in
+        try forEachIndexedEvent(inlineBudget: inlineBudget) { event in
             if current?.id != event.sessionID {
                 flush()
                 current = (event.sessionID, [])

@@ -59,7 +59,8 @@ public struct ProxyConfiguration: Sendable, Hashable {
     /// - Parameters:
     ///   - path: The file to read; `.json` files are JSON, all others YAML.
     ///   - defaultConnectTimeout: The connect timeout for routes that do not set one.
-    ///   - requireUpstream: Whether every route must name an upstream; replay can do without.
+    ///   - requireUpstream: Whether every route must name an upstream: the mode's ``TapedeckMode/needsUpstream``;
+    ///     replay can do without.
     /// - Throws: ``TapedeckError`` with code `invalidConfiguration` and a one-line message naming the file.
     public static func load(
         path: String,

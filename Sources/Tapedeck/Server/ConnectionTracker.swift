@@ -8,7 +8,7 @@ final class ConnectionTracker: Sendable {
     private struct State {
         var channels: [ObjectIdentifier: any Channel] = [:]
         /// Tasks waiting for the last channel to close, by waiter id.
-        var idleWaiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
+        var idleWaiters: [UInt64: CheckedContinuation<Bool, Never>] = [:]
         /// Waiters cancelled before they registered: they must not wait at all.
         var cancelledWaiters: Set<UInt64> = []
         var nextWaiter: UInt64 = 0
@@ -26,25 +26,25 @@ final class ConnectionTracker: Sendable {
         let id = ObjectIdentifier(channel)
         state.withLockedValue { $0.channels[id] = channel }
         channel.closeFuture.whenComplete { _ in
-            let waiters = self.state.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
+            let waiters = self.state.withLockedValue { state -> [CheckedContinuation<Bool, Never>] in
                 state.channels[id] = nil
                 guard state.channels.isEmpty else { return [] }
                 defer { state.idleWaiters = [:] }
                 return Array(state.idleWaiters.values)
             }
             // Resumed outside the lock: a resumed task may come straight back to this tracker.
-            for waiter in waiters { waiter.resume() }
+            for waiter in waiters { waiter.resume(returning: true) }
         }
     }
 
-    /// Returns once no tracked channel is open, or once `timeout` has passed; `true` if all closed in time.
+    /// Returns once no tracked channel is open, or once `timeout` has passed or the task was cancelled; `true` if
+    /// all closed in time.
     ///
     /// Woken by the close of the last channel, not by polling: a drain ends the moment the last session does.
     func waitUntilIdle(timeout: Duration) async -> Bool {
         await withTaskGroup(of: Bool.self) { group in
             group.addTask {
                 await self.idle()
-                return true
             }
             group.addTask {
                 try? await Task.sleep(for: timeout)
@@ -56,29 +56,32 @@ final class ConnectionTracker: Sendable {
         }
     }
 
-    /// Returns when no tracked channel is open, or when the calling task is cancelled.
-    private func idle() async {
+    /// Returns `true` when no tracked channel is open, or `false` when the calling task is cancelled first.
+    private func idle() async -> Bool {
         let id = state.withLockedValue { state in
             defer { state.nextWaiter += 1 }
             return state.nextWaiter
         }
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let resumeNow = state.withLockedValue { state -> Bool in
-                    if state.channels.isEmpty || state.cancelledWaiters.remove(id) != nil { return true }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+                let resumeNow = state.withLockedValue { state -> Bool? in
+                    let cancelled = state.cancelledWaiters.remove(id) != nil
+                    if state.channels.isEmpty { return true }
+                    if cancelled { return false }
                     state.idleWaiters[id] = continuation
-                    return false
+                    return nil
                 }
-                if resumeNow { continuation.resume() }
+                if let resumeNow { continuation.resume(returning: resumeNow) }
             }
         } onCancel: {
-            let waiter = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
+            let waiter = state.withLockedValue { state -> CheckedContinuation<Bool, Never>? in
                 if let waiter = state.idleWaiters.removeValue(forKey: id) { return waiter }
                 // Not registered yet (or already resumed): make a late registration return at once.
                 state.cancelledWaiters.insert(id)
                 return nil
             }
-            waiter?.resume()
+            // A drain cut short (a service cancelled while draining) resets what is left rather than wait.
+            waiter?.resume(returning: false)
         }
     }
 

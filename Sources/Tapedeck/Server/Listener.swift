@@ -5,6 +5,9 @@ import NIOPosix
 
 /// Binds the listening sockets of a route, for every kind of server Tapedeck runs.
 enum Listener {
+    /// The listeners of a server's routes, and each route with the address it got.
+    typealias Bound = (listeners: [any Channel], bound: [BoundRoute])
+
     /// Binds `listen`: for TCP one listener per event loop, sharing the port through `SO_REUSEPORT`, so each loop
     /// accepts its own connections and serves them without a hop to another thread (the kernel spreads
     /// connections over the loops); for a Unix socket a single listener.
@@ -87,7 +90,7 @@ enum Listener {
         group: any EventLoopGroup,
         logger: Logger,
         makeBootstrap: (_ routeIndex: Int, _ loop: any EventLoop) -> ServerBootstrap
-    ) async throws -> (listeners: [any Channel], bound: [BoundRoute]) {
+    ) async throws -> Bound {
         var listeners: [any Channel] = []
         var bound: [BoundRoute] = []
         do {

@@ -43,7 +43,12 @@ extension Tape {
     /// Runs a read, turning SQLite errors into one-line ``TapedeckError``s that name the tape.
     func reading<T>(_ body: (Database) throws -> T) throws -> T {
         do {
-            return try database.read(body)
+            return try closed.withLockedValue { closed in
+                guard !closed else {
+                    throw TapedeckError(.tapeUnreadable, "cannot read tape '\(path)': it was closed")
+                }
+                return try database.read(body)
+            }
         } catch let error as TapedeckError {
             throw error
         } catch {

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import NIOConcurrencyHelpers
 
 /// A tape: one SQLite file holding recorded sessions and their events.
 ///
@@ -16,6 +17,9 @@ public final class Tape: Sendable {
     /// The tape file's path, as given.
     public let path: String
     let database: DatabaseQueue
+    /// Whether ``close()`` closed the connection, held while reading: SQLite must never be asked to read
+    /// through a closed connection (a replay connection's read can come after the deck closed its tape).
+    let closed = NIOLockedValueBox(false)
 
     /// SQLite page size for new tapes: 32 KiB pages write large payloads about twice as fast as the default
     /// 4 KiB, and waste less in overflow pages than 64 KiB ones. It must be set before WAL mode is enabled, so
@@ -151,10 +155,14 @@ public final class Tape: Sendable {
     /// SQLite removes the `-wal` and `-shm` files when the last connection closes, so a closed tape is one file
     /// even while the process that recorded it goes on.
     public func close() throws {
-        do {
-            try database.close()
-        } catch {
-            throw TapedeckError(.tapeUnwritable, "cannot close tape '\(path)': \(Self.reason(error))")
+        try closed.withLockedValue { closed in
+            guard !closed else { return }
+            do {
+                try database.close()
+            } catch {
+                throw TapedeckError(.tapeUnwritable, "cannot close tape '\(path)': \(Self.reason(error))")
+            }
+            closed = true
         }
     }
 

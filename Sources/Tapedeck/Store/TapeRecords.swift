@@ -226,14 +226,7 @@ public struct EventRecord: Sendable, Hashable, Codable, FetchableRecord {
     public init(row: Row) throws {
         let sessionID = try row.decode(Int64.self, forColumn: "session_id")
         let seq = try row.decode(Int64.self, forColumn: "seq")
-        let directionCode = try row.decode(Int64.self, forColumn: "direction")
-        let kindCode = try row.decode(Int64.self, forColumn: "kind")
-        guard let direction = Direction(code: directionCode) else {
-            throw TapeContentError("session \(sessionID) event \(seq) has an unknown direction code \(directionCode)")
-        }
-        guard let kind = EventKind(code: kindCode) else {
-            throw TapeContentError("session \(sessionID) event \(seq) has an unknown kind code \(kindCode)")
-        }
+        let (direction, kind) = try Self.codes(of: row, sessionID: sessionID, seq: seq)
         self.init(
             sessionID: sessionID,
             seq: seq,
@@ -242,6 +235,23 @@ public struct EventRecord: Sendable, Hashable, Codable, FetchableRecord {
             kind: kind,
             payload: try row.decode(Data?.self, forColumn: "payload")
         )
+    }
+}
+
+extension EventRecord {
+    /// The direction and kind of an event row, from their codes.
+    ///
+    /// - Throws: ``TapeContentError`` for a missing value or a code no Tapedeck writes.
+    static func codes(of row: Row, sessionID: Int64, seq: Int64) throws -> (Direction, EventKind) {
+        let directionCode = try row.decode(Int64.self, forColumn: "direction")
+        let kindCode = try row.decode(Int64.self, forColumn: "kind")
+        guard let direction = Direction(code: directionCode) else {
+            throw TapeContentError("session \(sessionID) event \(seq) has an unknown direction code \(directionCode)")
+        }
+        guard let kind = EventKind(code: kindCode) else {
+            throw TapeContentError("session \(sessionID) event \(seq) has an unknown kind code \(kindCode)")
+        }
+        return (direction, kind)
     }
 }
 

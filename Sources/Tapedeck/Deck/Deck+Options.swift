@@ -1,0 +1,55 @@
+import Logging
+import NIOCore
+import NIOPosix
+
+extension Deck {
+    /// How a deck records and replays, beyond its mode.
+    public struct Options: Sendable {
+        /// A label stored with a recording run.
+        public var label: String?
+        /// Whether recording starts a fresh tape instead of appending a run to an existing one. The fresh tape
+        /// is recorded beside the old one (`<tape>.recording`) and replaces it once the recording is complete,
+        /// so a recording that fails or never starts leaves the old tape as it was.
+        public var overwrite: Bool
+        /// How fast replay plays the upstream's part.
+        public var pace: ReplayPace
+        /// Whether a recorded session may serve more than one connection in replay.
+        public var repeatSessions: Bool
+        /// The event loops to serve on.
+        public var group: any EventLoopGroup
+        /// Where the deck logs.
+        public var logger: Logger
+        /// Called once, from the tape's writer thread, if the tape cannot be written; ``Deck/stop(drainTimeout:)``
+        /// then throws the same error. Without it, the failure is logged as an error.
+        public var onRecordingFailure: (@Sendable (TapedeckError) -> Void)?
+        /// Called with each warning the user must see whatever the log level, such as a listener beyond
+        /// loopback; without it, warnings are logged at `warning` level. The command line prints them on stderr.
+        public var onWarning: (@Sendable (String) -> Void)?
+        /// How long open connections may go on when a graceful shutdown stops the deck's ``Deck/run()``, before
+        /// they are reset.
+        public var drainTimeout: Duration
+
+        /// Creates options: append to the tape, replay fast, each session served once, 5 seconds to drain.
+        public init(
+            label: String? = nil,
+            overwrite: Bool = false,
+            pace: ReplayPace = .fast,
+            repeatSessions: Bool = false,
+            group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+            logger: Logger = Logger(label: "tapedeck"),
+            onRecordingFailure: (@Sendable (TapedeckError) -> Void)? = nil,
+            onWarning: (@Sendable (String) -> Void)? = nil,
+            drainTimeout: Duration = .seconds(5)
+        ) {
+            self.label = label
+            self.overwrite = overwrite
+            self.pace = pace
+            self.repeatSessions = repeatSessions
+            self.group = group
+            self.logger = logger
+            self.onRecordingFailure = onRecordingFailure
+            self.onWarning = onWarning
+            self.drainTimeout = drainTimeout
+        }
+    }
+}
