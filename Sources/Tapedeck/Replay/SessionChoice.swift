@@ -5,13 +5,14 @@ import Foundation
 /// replay server uses.
 ///
 /// Public only to the micro-benchmarks (`@_spi(Benchmarks)`), which measure how the cost of choosing grows with
-/// the size of a tape and cannot reach the internal types.
+/// the size of a tape and cannot reach the internal types. A class, so that code outside the module never lays out
+/// the internal catalog it holds.
 ///
 /// ```swift
 /// let choice = SessionChoice(sessions: [events], repeatable: true)
 /// let replayed = choice.playConnection(sending: request)  // the session's id, or nil
 /// ```
-@_spi(Benchmarks) public struct SessionChoice: Sendable {
+@_spi(Benchmarks) public final class SessionChoice: Sendable {
     private let catalog: SessionCatalog
 
     /// Builds the catalog of one route.
