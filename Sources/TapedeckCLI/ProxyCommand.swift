@@ -19,6 +19,7 @@ struct ProxyCommand: AsyncParsableCommand {
     @OptionGroup var runtime: RuntimeOptions
 
     func run() async throws {
+        TerminationSignals.catchEarly()
         let logger = runtime.makeLogger(label: "tapedeck.proxy")
         let configuration = try routes.configuration(for: .proxy)
         let deck = try await Deck.start(

@@ -28,6 +28,7 @@ struct RecordCommand: AsyncParsableCommand {
     @OptionGroup var runtime: RuntimeOptions
 
     func run() async throws {
+        TerminationSignals.catchEarly()
         let logger = runtime.makeLogger(label: "tapedeck.record")
         let configuration = try routes.configuration(for: .record)
         let deck = try await Deck.start(

@@ -37,6 +37,7 @@ struct ReplayCommand: AsyncParsableCommand {
     @OptionGroup var runtime: RuntimeOptions
 
     func run() async throws {
+        TerminationSignals.catchEarly()
         let logger = runtime.makeLogger(label: "tapedeck.replay")
         let mode: TapedeckMode = recordMissing ? .recordMissing : .replay
         let deck = try await Deck.start(

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import ServiceLifecycle
 import Tapedeck
 import UnixSignals
@@ -15,15 +16,47 @@ enum TerminationSignals {
     /// - Throws: What the deck's stop threw, such as a recording that could not be written, after which the deck
     ///   stops without waiting for a signal.
     static func serve(_ deck: Deck, logger: Logger, onShutdown: @escaping @Sendable () -> Void = {}) async throws {
+        let shutdown = NIOLockedValueBox<ServiceGroup?>(nil)
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
-                services: [.init(service: SecondSignal(onFirst: onShutdown)), .init(service: deck)],
+                services: [
+                    .init(
+                        service: SecondSignal(
+                            onFirst: onShutdown,
+                            shutDownForEarlySignal: { await shutdown.withLockedValue { $0 }?.triggerGracefulShutdown() }
+                        )
+                    ),
+                    .init(service: deck),
+                ],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )
         )
+        shutdown.withLockedValue { $0 = group }
         try await group.run()
     }
+
+    /// A SIGINT or SIGTERM that came before the service group was listening for them, or 0.
+    ///
+    /// Written only by ``recordEarlySignal`` and read after the group listens: between the two the value is a
+    /// plain word stored from a signal handler, which is async-signal-safe.
+    nonisolated(unsafe) private static var earlySignal: Int32 = 0
+
+    /// Catches SIGINT and SIGTERM from now until a service group listens for them, so that a signal sent right
+    /// after the `listening` line (a test harness stopping a replay at once) shuts the deck down gracefully
+    /// instead of killing the process. Call it before starting the deck.
+    static func catchEarly() {
+        earlySignal = 0
+        signal(SIGINT, recordEarlySignal)
+        signal(SIGTERM, recordEarlySignal)
+    }
+
+    private static let recordEarlySignal: @convention(c) (Int32) -> Void = { signal in
+        TerminationSignals.earlySignal = signal
+    }
+
+    /// Whether a signal came before the group listened; its number, or nil.
+    fileprivate static var caughtEarly: Int32? { earlySignal == 0 ? nil : earlySignal }
 
     /// Unblocks SIGINT and SIGTERM for this thread and the threads it starts afterwards.
     ///
@@ -43,9 +76,17 @@ enum TerminationSignals {
 /// listening while connections drain.
 private struct SecondSignal: Service {
     var onFirst: @Sendable () -> Void
+    /// Starts the group's graceful shutdown, for a signal caught before the group listened.
+    var shutDownForEarlySignal: @Sendable () async -> Void
 
     func run() async throws {
         var received = 0
+        // The group listens for signals before it starts its services: one caught earlier is acted on now.
+        if TerminationSignals.caughtEarly != nil {
+            received = 1
+            onFirst()
+            await shutDownForEarlySignal()
+        }
         for await signal in await UnixSignalsSequence(trapping: .sigint, .sigterm).cancelOnGracefulShutdown() {
             received += 1
             guard received > 1 else {

@@ -81,9 +81,26 @@ struct ReplayCommandTests {
         #expect(try await child.waitForExit(timeout: .seconds(10)) == 0)
         #expect(child.stderr.contains("1 replayed in part"), "\(child.stderr)")
         #expect(
-            child.stderr.contains("  session 1 of route 'default' was replayed in part: its exchange at byte 1 never was"),
+            child.stderr.contains(
+                "  session 1 of route 'default' was replayed in part: its exchange at byte 1 never was"
+            ),
             "\(child.stderr)"
         )
+    }
+
+    @Test func aSignalRightAfterTheListeningLineShutsDownGracefully() async throws {
+        let directory = try TemporaryDirectory()
+        let tapePath = directory.path("echo.tape")
+        try await Self.recordEchoTape(at: tapePath, messages: ["one"])
+        // A harness that stops replay as soon as it listens must get the summary and status 0, never a process
+        // killed by the signal: the signal can come before the deck's service group listens for it.
+        for round in 0..<8 {
+            let child = try TapedeckProcess(["replay", "--tape", tapePath])
+            _ = try await child.waitForListening()
+            child.signal(round.isMultiple(of: 2) ? SIGTERM : SIGINT)
+            #expect(try await child.waitForExit(timeout: .seconds(10)) == 0, "round \(round): \(child.stderr)")
+            #expect(child.stderr.contains("replay: 0 connections"), "round \(round)")
+        }
     }
 
     @Test func requireAllFailsWhenASessionWasNeverReplayed() async throws {

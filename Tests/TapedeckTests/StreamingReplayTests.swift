@@ -38,7 +38,9 @@ struct StreamingReplayTests {
             options: .init(),
             group: MultiThreadedEventLoopGroup.singleton,
             logger: .init(label: "test"),
-            inlineUpstreamBudget: budget
+            inlineUpstreamBudget: budget,
+            // One reader, the tape itself: closing it must leave replay nothing to read with.
+            extraTapeReaders: closingTape ? 0 : ReplayServer.extraTapeReaders
         )
         let address = try await server.start()[0].address
         if closingTape { try tape.close() }

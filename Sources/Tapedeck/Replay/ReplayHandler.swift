@@ -37,8 +37,13 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
         var count: Int
         var bytes: EventLoopFuture<ByteBuffer>
     }
-    /// The batch after the one being written, read ahead.
-    private var readAhead: TapeRead?
+    /// The batches after the one being written, read ahead, in order: the first starts at `pendingIndex`.
+    private var readsAhead: [TapeRead] = []
+    /// How many batches are read ahead: one per reader of the tape, so that reads overlap each other and the
+    /// writes to the client.
+    private static let readDepth = 2
+    /// Counts batches, to spread them over the tape's readers.
+    private var batchesRead = 0
     private var client = "unknown"
     /// The address this client connected to, as it may write it; normalized like the tape's recorded one.
     private var listenAddress: ListenAddressText?
@@ -160,36 +165,41 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     /// Sends the stored sends from `pendingIndex` on that are due at once (up to ``readBatchBytes``), read from
-    /// the tape, then goes on with what follows once the client has room for more. The next batch is read while
-    /// this one is written, so that the socket never waits for the tape: at most two batches are held.
+    /// the tape, then goes on with what follows once the client has room for more. The next batches are read
+    /// while this one is written, on the tape's readers in turn, so that the socket never waits for the tape: at
+    /// most ``readDepth`` batches are held besides the one being written.
     private func readFromTape(context: ChannelHandlerContext) {
         guard let payloads else {
             failReading(context: context, reason: "replay has no tape to read session bytes from")
             return
         }
-        let batch: TapeRead
-        if let ahead = readAhead, ahead.start == pendingIndex {
-            batch = ahead
-        } else if let started = startRead(at: pendingIndex, from: payloads, on: context.eventLoop) {
-            batch = started
-        } else {
-            return
-        }
-        readAhead = nil
+        readAhead(from: payloads, on: context.eventLoop)
+        guard let batch = readsAhead.first else { return }
         waiting = true
         batch.bytes.assumeIsolated().whenComplete { result in
             self.waiting = false
             guard let context = self.context, context.channel.isActive else { return }
             switch result {
             case .success(let buffer):
+                self.readsAhead.removeFirst()
                 self.pendingIndex += batch.count
                 context.writeAndFlush(self.wrapOutboundOut(buffer), promise: nil)
-                self.readAhead = self.startRead(at: self.pendingIndex, from: payloads, on: context.eventLoop)
+                self.readAhead(from: payloads, on: context.eventLoop)
                 if !context.channel.isWritable { self.awaitingWritability = true }
                 self.drain()
             case .failure(let error):
                 self.failReading(context: context, reason: "\(error)")
             }
+        }
+    }
+
+    /// Starts reading batches of stored sends from `pendingIndex` on, until ``readDepth`` are under way.
+    private func readAhead(from payloads: UpstreamPayloadSource, on loop: any EventLoop) {
+        if let first = readsAhead.first, first.start != pendingIndex { readsAhead.removeAll() }
+        var next = readsAhead.last.map { $0.start + $0.count } ?? pendingIndex
+        while readsAhead.count < Self.readDepth, let read = startRead(at: next, from: payloads, on: loop) {
+            readsAhead.append(read)
+            next = read.start + read.count
         }
     }
 
@@ -207,7 +217,8 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
             index += 1
         }
         guard !batch.isEmpty else { return nil }
-        return TapeRead(start: start, count: batch.count, bytes: payloads.read(batch, on: loop))
+        defer { batchesRead += 1 }
+        return TapeRead(start: start, count: batch.count, bytes: payloads.read(batch, reader: batchesRead, on: loop))
     }
 
     /// The tape could not give the bytes a session needs: the client would get a reply cut short, so it is
@@ -215,7 +226,7 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
     private func failReading(context: ChannelHandlerContext, reason: String) {
         pending.removeAll()
         pendingIndex = 0
-        readAhead = nil
+        readsAhead.removeAll()
         report(matcher.abandon(reason: "cannot read the recorded reply: \(reason)"))
         RelayHandler.armReset(context.channel)
         context.close(promise: nil)
@@ -229,7 +240,7 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
         handingOff = true
         pending.removeAll()
         pendingIndex = 0
-        readAhead = nil
+        readsAhead.removeAll()
         // The tape could not serve this connection: give back any session it was following.
         _ = matcher.connectionClosed()
         let client = context.channel

@@ -99,10 +99,11 @@ public final class ReplayServer: Service {
         group: any EventLoopGroup,
         drainTimeout: Duration = .seconds(5),
         logger: Logger,
-        inlineUpstreamBudget: Int
+        inlineUpstreamBudget: Int,
+        extraTapeReaders: Int = ReplayServer.extraTapeReaders
     ) throws {
         let recorded = try tape.replayScripts(inlineBudget: inlineUpstreamBudget)
-        let payloads = UpstreamPayloadSource(tape: tape)
+        let payloads = UpstreamPayloadSource(tape: tape, extraReaders: extraTapeReaders)
         var served: [ServedRoute] = []
         for route in routes {
             guard let scripts = recorded[route.name] ?? (options.recordMissing != nil ? [] : nil) else {
@@ -135,6 +136,10 @@ public final class ReplayServer: Service {
     /// How many upstream bytes replay holds in memory, over all sessions; the rest are read from the tape when
     /// they are due. Request-response tapes fit whole; a bulk transfer streams from the tape.
     static let inlineUpstreamBudget = 32 * 1024 * 1024
+
+    /// Read-only connections replay opens to its tape besides the tape's own, so that bulk replies are read side
+    /// by side.
+    static let extraTapeReaders = 1
 
     /// The names of the routes a tape holds sessions for, in the order first recorded.
     public static func routeNames(in tape: Tape) throws -> [String] {
@@ -237,6 +242,7 @@ public final class ReplayServer: Service {
         await lifecycle.stop { started in
             await Listener.close(started?.listeners ?? [], routes: served.map(\.route))
             _ = await tracker.drain(timeout: drainTimeout)
+            payloads.close()
             return report
         }
     }
