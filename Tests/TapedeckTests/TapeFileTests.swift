@@ -6,6 +6,18 @@ import Testing
 
 /// Opening tapes: what is refused, and with which one-line message.
 struct TapeFileTests {
+    @Test func theRecordingConnectionCachesEnoughPagesForManySessionsAtOnce() throws {
+        let directory = try TemporaryDirectory()
+        let tape = try Tape(recordingAt: directory.path("cache.tape"))
+        defer { try? tape.close() }
+        // 64 sessions recording at once touch 64 leaves of the events b-tree; with SQLite's default 62-page cache
+        // of 32 KiB pages the writer spilled and reread a page per small event.
+        let cacheSize = try tape.database.read { try Int.fetchOne($0, sql: "PRAGMA cache_size") }
+        #expect(cacheSize == -Tape.recordingCacheKiB)
+        let pageSize = try tape.database.read { try Int.fetchOne($0, sql: "PRAGMA page_size") } ?? 1
+        #expect(Tape.recordingCacheKiB * 1024 / pageSize >= 1000)
+    }
+
     @Test func aMissingTapeIsAClearError() {
         let error = #expect(throws: TapedeckError.self) { try Tape(readingAt: "/nonexistent/x.tape") }
         #expect(error?.description == "cannot open tape '/nonexistent/x.tape': no such file")
