@@ -62,17 +62,7 @@ struct ReplayTests {
         let directory = try TemporaryDirectory()
         let tapePath = directory.path("banner.tape")
         let banner = Payload.random(count: 2 << 20, seed: 77)
-        let upstream = try await TestServer.start(.speakFirst(banner))
-        try await withRecordingProxy(upstream: upstream.endpoint, tapePath: tapePath) { address in
-            let connection = try await TestClient.connect(to: address)
-            try await connection.executeThenClose { inbound, outbound in
-                #expect(await TestClient.readAll(inbound).bytes == banner)
-                try await outbound.write(ByteBuffer(string: "thanks"))
-                outbound.finish()
-            }
-            #expect(await upstream.log.waitFor { _ in upstream.log.bytesReceived == 6 })
-        }
-        await upstream.stop()
+        try await StreamingReplayTests.recordBanner(banner, into: tapePath)
         let (_, report) = try await Self.withReplay(tapePath: tapePath) { address, _ in
             let connection = try await TestClient.connect(to: address)
             try await connection.executeThenClose { inbound, outbound in

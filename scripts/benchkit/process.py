@@ -171,6 +171,16 @@ class Proc:
 atexit.register(Proc.stop_all)
 
 
+def _kill_tree_and_reap(p: subprocess.Popen) -> None:
+    """Kill a command and everything it started, each by PID, then reap it."""
+    for pid in reversed(process_tree(p.pid)):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    p.communicate()
+
+
 def run_bounded(argv: List[str], timeout: float) -> subprocess.CompletedProcess:
     """Run a command to completion. On timeout (or any interruption) the
     command and everything it started are killed, each by PID, and
@@ -180,12 +190,7 @@ def run_bounded(argv: List[str], timeout: float) -> subprocess.CompletedProcess:
     try:
         out, err = p.communicate(timeout=timeout)
     except BaseException:
-        for pid in reversed(process_tree(p.pid)):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        p.communicate()
+        _kill_tree_and_reap(p)
         raise
     return subprocess.CompletedProcess(argv, p.returncode, out, err)
 
@@ -224,12 +229,7 @@ def run_watched(argv: List[str], timeout: float, name: str,
         else:
             raise BenchError(f"{name} timed out after {timeout:.0f}s")
     except BaseException:
-        for pid in reversed(process_tree(p.pid)):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        p.communicate()
+        _kill_tree_and_reap(p)
         raise
     wall = time.monotonic() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)

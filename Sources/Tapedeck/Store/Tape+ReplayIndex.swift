@@ -89,13 +89,12 @@ extension Tape {
     private static func indexedEvent(_ row: Row) throws -> IndexedEvent {
         let sessionID = try row.decode(Int64.self, atIndex: 0)
         let seq = try row.decode(Int64.self, atIndex: 1)
-        let directionCode = try row.decode(Int64.self, atIndex: 3)
-        let kindCode = try row.decode(Int64.self, atIndex: 4)
-        guard let direction = Direction(code: directionCode), let kind = EventKind(code: kindCode) else {
-            // The one wording for unknown codes.
-            _ = try EventRecord.codes(of: row, sessionID: sessionID, seq: seq)
-            throw TapeContentError("session \(sessionID) event \(seq) has an unknown code")
-        }
+        let (direction, kind) = try EventRecord.codes(
+            direction: try row.decode(Int64.self, atIndex: 3),
+            kind: try row.decode(Int64.self, atIndex: 4),
+            sessionID: sessionID,
+            seq: seq
+        )
         let size = try row.decode(Int64?.self, atIndex: 6) ?? 0
         return IndexedEvent(
             sessionID: sessionID,

@@ -226,7 +226,12 @@ public struct EventRecord: Sendable, Hashable, Codable, FetchableRecord {
     public init(row: Row) throws {
         let sessionID = try row.decode(Int64.self, forColumn: "session_id")
         let seq = try row.decode(Int64.self, forColumn: "seq")
-        let (direction, kind) = try Self.codes(of: row, sessionID: sessionID, seq: seq)
+        let (direction, kind) = try Self.codes(
+            direction: try row.decode(Int64.self, forColumn: "direction"),
+            kind: try row.decode(Int64.self, forColumn: "kind"),
+            sessionID: sessionID,
+            seq: seq
+        )
         self.init(
             sessionID: sessionID,
             seq: seq,
@@ -239,12 +244,17 @@ public struct EventRecord: Sendable, Hashable, Codable, FetchableRecord {
 }
 
 extension EventRecord {
-    /// The direction and kind of an event row, from their codes.
+    /// The direction and kind an event's codes stand for.
     ///
-    /// - Throws: ``TapeContentError`` for a missing value or a code no Tapedeck writes.
-    static func codes(of row: Row, sessionID: Int64, seq: Int64) throws -> (Direction, EventKind) {
-        let directionCode = try row.decode(Int64.self, forColumn: "direction")
-        let kindCode = try row.decode(Int64.self, forColumn: "kind")
+    /// - Throws: ``TapeContentError`` for a code no Tapedeck writes.
+    static func codes(
+        direction directionCode: Int64,
+        kind kindCode: Int64,
+        sessionID: Int64,
+        seq: Int64
+    ) throws
+        -> (Direction, EventKind)
+    {
         guard let direction = Direction(code: directionCode) else {
             throw TapeContentError("session \(sessionID) event \(seq) has an unknown direction code \(directionCode)")
         }
