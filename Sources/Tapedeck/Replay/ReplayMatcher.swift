@@ -438,7 +438,7 @@ struct ReplayMatcher {
         let steps = index.script(at: successor).steps
         nextStep = 0
         partialSend = 0
-        if index.upstreamAgrees(successor, current, count: sentCount) {
+        if claim.agreesWithTold {
             // Same upstream so far: skip exactly the bytes already sent, even in the middle of a step.
             var done = 0
             while nextStep < steps.count, case .send(let bytes) = steps[nextStep].action,

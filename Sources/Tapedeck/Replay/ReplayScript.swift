@@ -44,6 +44,9 @@ struct ReplayScript: Sendable {
     var upstreamStream: Data
     /// How many bytes the upstream sent in all, held or not.
     var upstreamByteCount: Int
+
+    /// Whether some of the upstream's bytes were left in the tape, to be read when due.
+    var hasStoredSends: Bool { upstreamByteCount > upstreamStream.count }
     /// When the client's bytes arrived: the stream length after each client read, and its offset.
     var clientArrivals: [(end: Int, offset: Int64)]
     /// Where the client's exchanges start, ascending: 0, and every point of its stream at which the upstream

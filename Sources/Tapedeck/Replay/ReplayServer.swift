@@ -103,7 +103,10 @@ public final class ReplayServer: Service {
         extraTapeReaders: Int = ReplayServer.extraTapeReaders
     ) throws {
         let recorded = try tape.replayScripts(inlineBudget: inlineUpstreamBudget)
-        let payloads = UpstreamPayloadSource(tape: tape, extraReaders: extraTapeReaders)
+        // A tape whose upstream bytes all fit in memory is never read while replaying: opening (and checking)
+        // more connections to it would only cost time at start.
+        let anyStored = recorded.values.contains { $0.contains(where: \.hasStoredSends) }
+        let payloads = UpstreamPayloadSource(tape: tape, extraReaders: anyStored ? extraTapeReaders : 0)
         var served: [ServedRoute] = []
         for route in routes {
             guard let scripts = recorded[route.name] ?? (options.recordMissing != nil ? [] : nil) else {

@@ -18,6 +18,9 @@ final class SessionLedger: Sendable {
         let script: Int
         /// Which claim: every claim the ledger issues has its own.
         fileprivate let serial: UInt64
+        /// Whether the session's upstream began as the claim's `told` said (always, when nothing was told):
+        /// found while choosing, so that the taker need not compare, and read from the tape, again.
+        let agreesWithTold: Bool
     }
 
     /// Where a regrouped connection goes on: a script, the start of the exchange in it, and how many of the
@@ -107,7 +110,13 @@ final class SessionLedger: Sendable {
                         : earliest(in: range, of: state.unused, where: acceptable)
                     if let chosen {
                         state.claims[chosen] += 1
-                        let claim = Claim(script: chosen, serial: state.nextSerial)
+                        // A session chosen without the upstream condition does not agree: one that did would have
+                        // been chosen with it, from the same candidates.
+                        let claim = Claim(
+                            script: chosen,
+                            serial: state.nextSerial,
+                            agreesWithTold: requireSameUpstream
+                        )
                         state.nextSerial += 1
                         state.outstanding.insert(claim.serial)
                         update(&state, chosen)
