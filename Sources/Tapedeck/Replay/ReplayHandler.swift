@@ -14,7 +14,7 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
     private let logger: Logger
     private let missing: MissingSessionHandoff?
     /// Where upstream bytes left in the tape are read when due.
-    private let payloads: UpstreamPayloadSource?
+    private let payloads: UpstreamPayloadSource
     /// Everything the client sent, kept only when a missing session may have to be recorded from it.
     private var clientBytes = ByteBuffer()
     /// Replay gave up and is handing the connection to the real upstream.
@@ -57,7 +57,7 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
         ledger: ReplayLedger,
         logger: Logger,
         missing: MissingSessionHandoff?,
-        payloads: UpstreamPayloadSource? = nil
+        payloads: UpstreamPayloadSource
     ) {
         self.matcher = matcher
         self.route = route
@@ -169,11 +169,7 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// while this one is written, on the tape's readers in turn, so that the socket never waits for the tape: at
     /// most ``readDepth`` batches are held besides the one being written.
     private func readFromTape(context: ChannelHandlerContext) {
-        guard let payloads else {
-            failReading(context: context, reason: "replay has no tape to read session bytes from")
-            return
-        }
-        readAhead(from: payloads, on: context.eventLoop)
+        readAhead(on: context.eventLoop)
         guard let batch = readsAhead.first else { return }
         waiting = true
         batch.bytes.assumeIsolated().whenComplete { result in
@@ -184,7 +180,7 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
                 self.readsAhead.removeFirst()
                 self.pendingIndex += batch.count
                 context.writeAndFlush(self.wrapOutboundOut(buffer), promise: nil)
-                self.readAhead(from: payloads, on: context.eventLoop)
+                self.readAhead(on: context.eventLoop)
                 if !context.channel.isWritable { self.awaitingWritability = true }
                 self.drain()
             case .failure(let error):
@@ -194,10 +190,10 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     /// Starts reading batches of stored sends from `pendingIndex` on, until ``readDepth`` are under way.
-    private func readAhead(from payloads: UpstreamPayloadSource, on loop: any EventLoop) {
+    private func readAhead(on loop: any EventLoop) {
         if let first = readsAhead.first, first.start != pendingIndex { readsAhead.removeAll() }
         var next = readsAhead.last.map { $0.start + $0.count } ?? pendingIndex
-        while readsAhead.count < Self.readDepth, let read = startRead(at: next, from: payloads, on: loop) {
+        while readsAhead.count < Self.readDepth, let read = startRead(at: next, on: loop) {
             readsAhead.append(read)
             next = read.start + read.count
         }
@@ -205,7 +201,7 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     /// Starts reading the batch of stored sends at `start`: the first, and those after it that are due at once.
     /// Nil when no stored send is there.
-    private func startRead(at start: Int, from payloads: UpstreamPayloadSource, on loop: any EventLoop) -> TapeRead? {
+    private func startRead(at start: Int, on loop: any EventLoop) -> TapeRead? {
         var batch: [StoredPayload] = []
         var bytes = 0
         var index = start
