@@ -39,23 +39,7 @@ struct ListenAddressText: Sendable {
         return result
     }
 
-    /// Whether `needle` occurs in `haystack`: memchr finds each candidate first byte, memcmp checks the rest.
     private static func occurs(_ needle: Data, in haystack: Data) -> Bool {
-        haystack.withUnsafeBytes { haystack in
-            needle.withUnsafeBytes { needle in
-                guard let base = haystack.baseAddress, let pattern = needle.baseAddress, needle.count > 0,
-                    haystack.count >= needle.count
-                else { return false }
-                let first = Int32(needle[0])
-                let lastStart = haystack.count - needle.count
-                var from = 0
-                while from <= lastStart {
-                    guard let found = memchr(base + from, first, lastStart - from + 1) else { return false }
-                    if memcmp(found, pattern, needle.count) == 0 { return true }
-                    from = UnsafeRawPointer(found) - base + 1
-                }
-                return false
-            }
-        }
+        haystack.withUnsafeBytes { haystack in needle.withUnsafeBytes { ByteSearch.contains($0, in: haystack) } }
     }
 }

@@ -1,0 +1,145 @@
+import Foundation
+
+/// Ready-made rules for what users hit first. Each preset's rules, and the bytes they cover, are listed in
+/// `docs/rules.md`.
+public enum RulePreset: String, Sendable, Hashable, CaseIterable, CustomStringConvertible {
+    /// Redacts the values of `Authorization`, `Proxy-Authorization`, `Cookie`, `Set-Cookie` and `X-Api-Key`
+    /// headers, both ways.
+    case httpAuth = "http-auth"
+    /// Marks as volatile what AWS Signature Version 4 changes on every request: `X-Amz-Date`, the credential
+    /// scope and signature in `Authorization`, `X-Amz-Security-Token`, `amz-sdk-invocation-id`,
+    /// `amz-sdk-request`, and the same values in presigned URLs.
+    case awsSigV4 = "aws-sigv4"
+    /// Marks UUIDs (8-4-4-4-12 hex digits) as volatile.
+    case uuid
+    /// Marks ISO 8601 date-times, RFC 1123 dates, and 10 and 13 digit Unix epochs (seconds and milliseconds
+    /// from 2001 to 2033) as volatile.
+    case timestamps
+    /// Redacts the arguments of Redis `AUTH` and `HELLO … AUTH`, in RESP and inline form.
+    case redisAuth = "redis-auth"
+    /// Redacts the PostgreSQL password message (cleartext or MD5), and marks the client's SCRAM-SHA-256 nonce
+    /// and proof as volatile. Its secret, `postgres-password`, is what replay needs to answer a SCRAM login.
+    case postgresPassword = "postgres-password"
+
+    public var description: String { rawValue }
+
+    /// The presets' names, for messages.
+    public static var names: String { allCases.map(\.rawValue).joined(separator: ", ") }
+
+    /// Parses a preset's name.
+    ///
+    /// - Throws: ``TapedeckError`` listing the presets, for any other name.
+    public init(parsing name: String) throws {
+        guard let preset = RulePreset(rawValue: name) else {
+            throw TapedeckError(.invalidArgument, "unknown preset '\(name)': use one of \(Self.names)")
+        }
+        self = preset
+    }
+
+    /// The secret named by the PostgreSQL preset: the password that replay of a SCRAM login needs.
+    public static let postgresPasswordSecret = "postgres-password"
+
+    /// The preset's rules.
+    public var rules: [Rule] {
+        let name = rawValue
+        switch self {
+        case .httpAuth:
+            return [
+                Rule(
+                    preset: name,
+                    .redact,
+                    #"(?im)^(?:Authorization|Proxy-Authorization|Cookie|Set-Cookie|X-Api-Key):[ \t]*([^\r\n]+)"#
+                )
+            ]
+        case .awsSigV4:
+            return [
+                Rule(preset: name, .volatile, #"(?im)^X-Amz-Date:[ \t]*([^\r\n]+)"#, scope: .client),
+                Rule(preset: name, .volatile, #"(?i)\bCredential=[^/,\s]+/([^,\s]+)"#, scope: .client),
+                Rule(preset: name, .volatile, #"(?i)\bSignature=([0-9a-f]+)"#, scope: .client),
+                Rule(preset: name, .volatile, #"(?im)^X-Amz-Security-Token:[ \t]*([^\r\n]+)"#, scope: .client),
+                Rule(preset: name, .volatile, #"(?im)^amz-sdk-invocation-id:[ \t]*([^\r\n]+)"#, scope: .client),
+                Rule(preset: name, .volatile, #"(?im)^amz-sdk-request:[ \t]*([^\r\n]+)"#, scope: .client),
+                Rule(
+                    preset: name,
+                    .volatile,
+                    #"(?i)[?&]X-Amz-(?:Date|Signature|Credential|Security-Token|Expires)=([^&\s#]+)"#,
+                    scope: .client
+                ),
+            ]
+        case .uuid:
+            return [
+                Rule(
+                    preset: name,
+                    .volatile,
+                    #"(?i)\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b"#
+                )
+            ]
+        case .timestamps:
+            return [
+                Rule(
+                    preset: name,
+                    .volatile,
+                    #"\b[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]+)?)?(?:Z|[+-][0-9]{2}:?[0-9]{2})?"#
+                ),
+                Rule(preset: name, .volatile, #"\b[0-9]{8}T[0-9]{6}Z\b"#),
+                Rule(
+                    preset: name,
+                    .volatile,
+                    #"\b(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-9]{2} (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2} GMT"#
+                ),
+                Rule(preset: name, .volatile, #"\b1[0-9]{9}(?:[0-9]{3})?\b"#),
+            ]
+        case .redisAuth:
+            return [
+                Rule(
+                    preset: name,
+                    .redact,
+                    #"(?i)\*[23]\r\n\$4\r\nAUTH\r\n\$[0-9]+\r\n([^\r]*)\r\n(?:\$[0-9]+\r\n([^\r]*)\r\n)?"#,
+                    scope: .client
+                ),
+                Rule(
+                    preset: name,
+                    .redact,
+                    #"(?i)\$5\r\nHELLO\r\n\$[0-9]+\r\n[0-9]+\r\n\$4\r\nAUTH\r\n\$[0-9]+\r\n([^\r]*)\r\n\$[0-9]+\r\n([^\r]*)\r\n"#,
+                    scope: .client
+                ),
+                Rule(preset: name, .redact, #"(?im)^AUTH +([^\r\n]+)"#, scope: .client),
+            ]
+        case .postgresPassword:
+            return [
+                // PasswordMessage: 'p', a length, a NUL-terminated password (cleartext or "md5" + 32 hex digits).
+                // The SASL messages share the 'p' tag; their first bytes are excluded here and made volatile below.
+                Rule(
+                    preset: name,
+                    .redact,
+                    #"p\x00\x00[\x00-\xff]{2}(?!SCRAM-|[nyp][=a-z-]*,[^,\x00]*,|c=)([^\x00]+)\x00"#,
+                    scope: .client,
+                    secret: Self.postgresPasswordSecret
+                ),
+                // SCRAM client-first-message: the client's random nonce.
+                Rule(
+                    preset: name,
+                    .volatile,
+                    #"[nyp][=a-z-]*,[^,\x00]*,n=[^,\x00]*,r=([\x21-\x2b\x2d-\x7e]+)"#,
+                    scope: .client
+                ),
+                // SCRAM client-final-message: the combined nonce and the proof.
+                Rule(
+                    preset: name,
+                    .volatile,
+                    #"c=[A-Za-z0-9+/=]+,r=([\x21-\x2b\x2d-\x7e]+),p=([A-Za-z0-9+/=]+)"#,
+                    scope: .client
+                ),
+            ]
+        }
+    }
+
+    /// A cheap test that a stretch of bytes may hold a span of this preset's rule, or nil to always run it.
+    static func prefilter(of rule: Rule) -> BytePattern.Prefilter? {
+        switch rule.preset {
+        case RulePreset.uuid.rawValue: return .uuidShape
+        case RulePreset.timestamps.rawValue: return .digitRun(4)
+        default: return nil
+        }
+    }
+}
