@@ -25,6 +25,8 @@ struct RecordCommand: AsyncParsableCommand {
     @Flag(help: "Start a fresh tape instead of appending a run to an existing one.")
     var overwrite = false
 
+    @OptionGroup var rules: RuleOptions
+
     @OptionGroup var runtime: RuntimeOptions
 
     func run() async throws {
@@ -34,7 +36,7 @@ struct RecordCommand: AsyncParsableCommand {
         let deck = try await Deck.start(
             .record,
             tape: tape,
-            routes: configuration.routes,
+            routes: try rules.applied(to: configuration.routes),
             options: Deck.Options(
                 label: label,
                 overwrite: overwrite,

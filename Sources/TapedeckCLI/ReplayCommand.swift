@@ -34,25 +34,27 @@ struct ReplayCommand: AsyncParsableCommand {
     @Flag(help: "Relay connections no recorded session matches to the upstream, and record them into the tape.")
     var recordMissing = false
 
+    @OptionGroup var rules: RuleOptions
+
+    @OptionGroup var secrets: SecretOptions
+
     @OptionGroup var runtime: RuntimeOptions
 
     func run() async throws {
         TerminationSignals.catchEarly()
         let logger = runtime.makeLogger(label: "tapedeck.replay")
         let mode: TapedeckMode = recordMissing ? .recordMissing : .replay
-        let deck = try await Deck.start(
-            mode,
-            tape: tape,
-            routes: try replayRoutes(for: mode),
-            options: Deck.Options(
-                pace: playback.pace,
-                repeatSessions: playback.repeatSessions,
-                group: runtime.makeEventLoopGroup(),
-                logger: logger,
-                onWarning: CommandLineWarning.print,
-                drainTimeout: runtime.drainTimeout
-            )
+        let served = try rules.applied(to: try replayRoutes(for: mode))
+        var options = Deck.Options(
+            pace: playback.pace,
+            repeatSessions: playback.repeatSessions,
+            group: runtime.makeEventLoopGroup(),
+            logger: logger,
+            onWarning: CommandLineWarning.print,
+            drainTimeout: runtime.drainTimeout
         )
+        options.secrets = try secrets.secrets(for: served, tape: tape)
+        let deck = try await Deck.start(mode, tape: tape, routes: served, options: options)
         try await ListeningAnnouncement.announce(deck)
         try await TerminationSignals.serve(deck, logger: logger)
         let outcome = try await deck.stop()

@@ -49,6 +49,10 @@ struct RunCommand: AsyncParsableCommand {
 
     @OptionGroup var playback: PlaybackOptions
 
+    @OptionGroup var rules: RuleOptions
+
+    @OptionGroup var secrets: SecretOptions
+
     @OptionGroup var runtime: RuntimeOptions
 
     @Argument(parsing: .postTerminator, help: ArgumentHelp("The command to run, after '--'.", valueName: "command"))
@@ -68,22 +72,24 @@ struct RunCommand: AsyncParsableCommand {
             for: resolved,
             missingUpstream: "\(resolved) mode needs --upstream (or --config FILE)"
         )
+        let served = try rules.applied(to: configuration.routes)
+        var options = Deck.Options(
+            label: label,
+            overwrite: !append,
+            pace: playback.pace,
+            repeatSessions: playback.repeatSessions,
+            group: runtime.makeEventLoopGroup(),
+            onWarning: CommandLineWarning.print
+        )
+        options.secrets = try secrets.secrets(for: served, tape: tape)
         // The command owns stdout and the terminal: Tapedeck speaks only when something is wrong.
         let logger = runtime.makeLogger(label: "tapedeck.run", defaultLevel: .warning, raiseOpenFileLimit: false)
         var runner = CommandRunner(
             command: command,
             mode: resolved,
             tape: tape,
-            routes: configuration.routes,
-            options: Deck.Options(
-                label: label,
-                overwrite: !append,
-                pace: playback.pace,
-                repeatSessions: playback.repeatSessions,
-                group: runtime.makeEventLoopGroup(),
-                logger: logger,
-                onWarning: CommandLineWarning.print
-            ),
+            routes: served,
+            options: options.with(logger: logger),
             strict: strict,
             requireAll: playback.requireAll,
             drainTimeout: runtime.drainTimeout,

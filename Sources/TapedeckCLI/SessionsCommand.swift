@@ -63,6 +63,7 @@ struct SessionsCommand: ParsableCommand {
         query.sinceNanoseconds = since
         query.includeProbes = all || outcome == .probe
         let tapeFile = try Tape(readingAt: tape)
+        let marker = try SpanMarker(tape: tapeFile)
         let output = OutputBuffer()
         if json {
             let encoder = JSONEncoder()
@@ -70,7 +71,15 @@ struct SessionsCommand: ParsableCommand {
             var first = true
             output.write("[")
             try tapeFile.forEachSession(matching: query) { session in
-                output.write((first ? "\n  " : ",\n  ") + String(decoding: try encoder.encode(session), as: UTF8.self))
+                var line = String(decoding: try encoder.encode(session), as: UTF8.self)
+                if !marker.isEmpty {
+                    // The spans the tape's rules cover, as two more fields.
+                    let counts = try marker.counts(ofSession: session)
+                    line =
+                        String(line.dropLast())
+                        + ",\"redacted_spans\":\(counts.redacted),\"volatile_spans\":\(counts.volatile)}"
+                }
+                output.write((first ? "\n  " : ",\n  ") + line)
                 first = false
             }
             output.write(first ? "]\n" : "\n]\n")
@@ -81,6 +90,14 @@ struct SessionsCommand: ParsableCommand {
                 ])
             )
             try tapeFile.forEachSession(matching: query) { session in
+                var outcome = session.outcome.rawValue
+                if !marker.isEmpty {
+                    let counts = try marker.counts(ofSession: session)
+                    var notes: [String] = []
+                    if counts.redacted > 0 { notes.append("\(counts.redacted) redacted") }
+                    if counts.volatile > 0 { notes.append("\(counts.volatile) volatile") }
+                    if !notes.isEmpty { outcome += "  (" + notes.joined(separator: ", ") + ")" }
+                }
                 output.write(
                     Self.row([
                         "\(session.id)", TerminalText.escape(session.route),
@@ -88,7 +105,7 @@ struct SessionsCommand: ParsableCommand {
                         InspectFormat.timestamp(session.startedAt),
                         session.durationNanoseconds.map(InspectFormat.duration) ?? "-",
                         "\(session.clientBytes)", "\(session.upstreamBytes)", "\(session.events)",
-                        session.outcome.rawValue,
+                        outcome,
                     ])
                 )
             }

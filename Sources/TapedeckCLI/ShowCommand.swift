@@ -8,7 +8,7 @@ struct ShowCommand: ParsableCommand {
         commandName: "show",
         abstract: "Print one session as a conversation, event by event.",
         discussion:
-            "Text is shown as text with escapes for other bytes; --hex shows a hexdump. Colour by direction on a terminal (NO_COLOR turns it off)."
+            "Text is shown as text with escapes for other bytes; --hex shows a hexdump. Colour by direction on a terminal (NO_COLOR turns it off). Spans the tape's rules cover are listed under each event: redacted (a placeholder is on the tape) and volatile."
     )
 
     @Argument(help: ArgumentHelp("The tape to read.", valueName: "tape"))
@@ -55,6 +55,7 @@ struct ShowCommand: ParsableCommand {
 
     private func printLadder(_ session: SessionSummary, _ tape: Tape, _ output: OutputBuffer) throws {
         let color = colors
+        let marker = try SpanMarker(tape: tape)
         output.write(
             "session \(session.id)  route \(TerminalText.escape(session.route))  "
                 + "\(TerminalText.escape(session.client)) → \(TerminalText.escape(session.upstream))  "
@@ -88,6 +89,13 @@ struct ShowCommand: ParsableCommand {
                     "\(color.dim)    … \(payload.count - shown.count) more bytes (--full shows all)\(color.reset)\n"
                 )
             }
+            for mark in marker.marks(of: event, route: session.route) {
+                let what = mark.kind == .redact ? "redacted" : "volatile"
+                output.write(
+                    "\(color.dim)    ↳ \(what) bytes \(mark.start)..<\(mark.start + mark.length): "
+                        + "\(TerminalText.escape(mark.rule))\(color.reset)\n"
+                )
+            }
         }
     }
 
@@ -98,8 +106,10 @@ struct ShowCommand: ParsableCommand {
             "{\"session\": " + String(decoding: try encoder.encode(session), as: UTF8.self) + ",\n \"events\": ["
         )
         var first = true
+        let marker = try SpanMarker(tape: tape)
         try tape.forEachEvent(inSession: id) { event in
-            let object = EventLine(event)
+            var object = EventLine(event)
+            object.marks = marker.marks(of: event, route: session.route)
             output.write((first ? "\n  " : ",\n  ") + String(decoding: try encoder.encode(object), as: UTF8.self))
             first = false
         }

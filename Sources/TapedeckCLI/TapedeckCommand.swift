@@ -11,7 +11,7 @@ struct TapedeckCommand: AsyncParsableCommand {
         version: tapedeckVersion,
         subcommands: [
             ProxyCommand.self, RecordCommand.self, ReplayCommand.self, RunCommand.self, SessionsCommand.self,
-            ShowCommand.self, GrepCommand.self, StatsCommand.self, ExportCommand.self,
+            ShowCommand.self, GrepCommand.self, StatsCommand.self, ExportCommand.self, RedactCommand.self,
         ]
     )
 

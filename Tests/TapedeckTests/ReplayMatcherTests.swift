@@ -30,6 +30,7 @@ struct ReplayMatcherTests {
         actions.map { action in
             switch action {
             case .send(let bytes, _): return String(decoding: bytes.heldBytes ?? Data(), as: UTF8.self)
+            case .sendEdited(let bytes, _, _): return String(decoding: bytes, as: UTF8.self)
             case .halfClose: return "<half-close>"
             case .close: return "<close>"
             case .reset: return "<reset>"

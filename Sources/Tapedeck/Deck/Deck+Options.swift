@@ -28,6 +28,9 @@ extension Deck {
         /// How long open connections may go on when a graceful shutdown stops the deck's ``Deck/run()``, before
         /// they are reset.
         public var drainTimeout: Duration
+        /// Secrets by name, for replay: what redacted upstream spans whose rule names one are replayed as, and
+        /// the password a SCRAM login needs (`postgres-password`). Never stored.
+        public var secrets: [String: String] = [:]
 
         /// Creates options: append to the tape, replay fast, each session served once, 5 seconds to drain.
         public init(
@@ -50,6 +53,13 @@ extension Deck {
             self.onRecordingFailure = onRecordingFailure
             self.onWarning = onWarning
             self.drainTimeout = drainTimeout
+        }
+
+        /// These options, logging to `logger`.
+        public func with(logger: Logger) -> Options {
+            var options = self
+            options.logger = logger
+            return options
         }
     }
 }

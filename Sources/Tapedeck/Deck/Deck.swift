@@ -218,7 +218,11 @@ public final class Deck: Service {
                 guard let tape else { throw needsTape }
                 let reading = try Tape(readingAt: tape)
                 routes = try servedRoutes(routes, in: reading)
-                var replayOptions = ReplayServer.Options(pace: options.pace, repeatSessions: options.repeatSessions)
+                var replayOptions = ReplayServer.Options(
+                    pace: options.pace,
+                    repeatSessions: options.repeatSessions,
+                    secrets: options.secrets
+                )
                 replayOptions.recordMissing = recorder.map(MissingSessionRecording.init(recorder:))
                 let server = try ReplayServer(
                     tape: reading,

@@ -149,6 +149,9 @@ enum MatcherFuzzing {
             case .send(let bytes, let after):
                 guard !bytes.isEmpty else { return FuzzFinding("\(what): an empty send in \(actions)") }
                 delay = after
+            case .sendEdited(let bytes, _, let after):
+                guard !bytes.isEmpty else { return FuzzFinding("\(what): an empty send in \(actions)") }
+                delay = after
             case .halfClose(let after):
                 delay = after
             case .close(let after), .reset(let after):

@@ -111,6 +111,8 @@ public struct EventLine: Encodable {
     public var size: Int
     /// The payload, base64; absent for events without one.
     public var payload: String?
+    /// The spans of the payload the tape's rules cover (see ``SpanMarker``); absent when not asked for.
+    public var marks: [SpanMark]?
 
     /// The JSON form of `event`.
     public init(_ event: EventRecord) {

@@ -34,6 +34,8 @@ public final class Recorder: Service {
     /// The run's id in the tape.
     public let runID: Int64
     private let routeIDs: [String: Int64]
+    /// Each route's redact rules, compiled for each direction, and the ids its rules have in the tape.
+    private let redaction: [String: SessionRecorder.Redaction]
     private let writer: TapeWriter
     private let nextKey = ManagedAtomic<UInt64>(1)
     private let lifecycle = Lifecycle<Void, Result<Void, any Error>>("recorder", running: ())
@@ -56,7 +58,17 @@ public final class Recorder: Service {
         onFailure: @escaping @Sendable (TapedeckError) -> Void = { _ in }
     ) throws {
         self.tape = tape
-        (runID, routeIDs) = try tape.beginRun(routes: routes, label: label, mode: mode)
+        let ruleIDs: [String: [Int64]]
+        (runID, routeIDs, ruleIDs) = try tape.beginRun(routes: routes, label: label, mode: mode)
+        var redaction: [String: SessionRecorder.Redaction] = [:]
+        for route in routes where route.rules.contains(where: { $0.kind == .redact }) {
+            redaction[route.name] = SessionRecorder.Redaction(
+                client: try CompiledRules(route.rules, direction: .clientToUpstream, kinds: [.redact]),
+                upstream: try CompiledRules(route.rules, direction: .upstreamToClient, kinds: [.redact]),
+                ruleIDs: ruleIDs[route.name] ?? []
+            )
+        }
+        self.redaction = redaction
         writer = TapeWriter(
             tape: tape,
             budget: RecordingBudget(highMark: maximumPendingBytes, lowMark: maximumPendingBytes / 2),
@@ -79,7 +91,7 @@ public final class Recorder: Service {
             upstreamAddress: route.upstreamText,
             startedAt: WallClock.nowNanoseconds()
         )
-        return SessionRecorder(key: key, start: start, writer: writer)
+        return SessionRecorder(key: key, start: start, writer: writer, redaction: redaction[route.name])
     }
 
     /// Stores the addresses the routes' listeners were bound to, in place of the configured ones.

@@ -6,6 +6,13 @@ import NIOCore
 /// the session's outcome once both connections are over. It never touches the disk: every event goes to the
 /// tape writer's queue, and payloads are handed over as the very buffers NIO read into, without a copy.
 final class SessionRecorder {
+    /// A route's redact rules, for each direction, and the ids its rules have in the tape.
+    struct Redaction: Sendable {
+        var client: CompiledRules
+        var upstream: CompiledRules
+        var ruleIDs: [Int64]
+    }
+
     private let key: UInt64
     private let writer: TapeWriter
     private let started = NIODeadline.now()
@@ -19,14 +26,24 @@ final class SessionRecorder {
     private var interrupted = false
     private var upstreamAddress: String
     private var finished = false
+    /// Each direction's redactor, when the route has redact rules for it.
+    private var clientRedactor: RecordingRedactor?
+    private var upstreamRedactor: RecordingRedactor?
+    private let ruleIDs: [Int64]
 
     init(
         key: UInt64,
         start: TapeWriter.SessionStart,
-        writer: TapeWriter
+        writer: TapeWriter,
+        redaction: Redaction? = nil
     ) {
         self.key = key
         self.writer = writer
+        ruleIDs = redaction?.ruleIDs ?? []
+        if let redaction {
+            if !redaction.client.isEmpty { clientRedactor = RecordingRedactor(rules: redaction.client) }
+            if !redaction.upstream.isEmpty { upstreamRedactor = RecordingRedactor(rules: redaction.upstream) }
+        }
         self.upstreamAddress = start.upstreamAddress
         writer.submit(.sessionStarted(start))
     }
@@ -40,11 +57,64 @@ final class SessionRecorder {
         case .clientToUpstream: clientBytes += Int64(count)
         case .upstreamToClient: upstreamBytes += Int64(count)
         }
-        append(direction, .data, buffer)
+        guard !finished else { return }
+        switch direction {
+        case .clientToUpstream where clientRedactor != nil:
+            redact(clientRedactor!.feed(event(buffer)), direction)
+        case .upstreamToClient where upstreamRedactor != nil:
+            redact(upstreamRedactor!.feed(event(buffer)), direction)
+        default:
+            append(direction, .data, buffer)
+        }
+    }
+
+    /// A data event for a redactor: its number and time are taken now, whenever it is written.
+    private func event(_ buffer: ByteBuffer) -> RecordingRedactor.Event {
+        defer { seq += 1 }
+        return RecordingRedactor.Event(seq: seq, offset: offsetNow(), payload: buffer)
+    }
+
+    /// Writes redacted events, and where their placeholders are.
+    private func redact(_ events: [RecordingRedactor.Event], _ direction: Direction) {
+        for event in events {
+            writer.budget.reserve(RecordingBudget.cost(of: event.payload))
+            writer.submit(
+                .event(
+                    key: key,
+                    seq: event.seq,
+                    offset: event.offset,
+                    direction: direction,
+                    kind: .data,
+                    payload: event.payload
+                )
+            )
+            for redaction in event.redactions where ruleIDs.indices.contains(redaction.rule) {
+                writer.submit(
+                    .redaction(
+                        key: key,
+                        seq: event.seq,
+                        start: redaction.start,
+                        length: redaction.length,
+                        ruleID: ruleIDs[redaction.rule]
+                    )
+                )
+            }
+        }
+    }
+
+    /// A direction's stream ended (or the session did): what its redactor held is written now.
+    private func finishRedacting(_ direction: Direction) {
+        switch direction {
+        case .clientToUpstream:
+            if let events = clientRedactor?.finish() { redact(events, direction) }
+        case .upstreamToClient:
+            if let events = upstreamRedactor?.finish() { redact(events, direction) }
+        }
     }
 
     /// The sender shut down its write half.
     func recordHalfClose(from direction: Direction) {
+        finishRedacting(direction)
         append(direction, .halfClose, nil)
     }
 
@@ -56,6 +126,7 @@ final class SessionRecorder {
     /// A side's connection is over. `byPeer` is false when the relay closed it because the other side ended, in
     /// which case it is not an event of its own.
     func recordEnd(of direction: Direction, reset: Bool, byPeer: Bool) {
+        finishRedacting(direction)
         if byPeer {
             append(direction, reset ? .reset : .close, nil)
             if reset, firstReset == nil { firstReset = direction }
@@ -95,6 +166,8 @@ final class SessionRecorder {
 
     private func finishIfOver() {
         guard clientEnded, upstreamEnded, !finished else { return }
+        finishRedacting(.clientToUpstream)
+        finishRedacting(.upstreamToClient)
         finished = true
         let outcome: SessionOutcome
         if let connectFailure {

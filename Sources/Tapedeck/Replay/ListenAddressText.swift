@@ -14,13 +14,27 @@ struct ListenAddressText: Sendable {
 
     /// The spellings of the address: `HOST:PORT` (`[HOST]:PORT` for IPv6) and `localhost:PORT`.
     let spellings: [Data]
+    /// The listener's port.
+    let port: Int
 
     /// The spellings of a TCP listen address with a real port; `nil` for a Unix socket or port 0, which no
     /// client can have written.
     init?(_ listen: Endpoint) {
         guard case .tcp(_, let port) = listen, port != 0 else { return nil }
+        self.port = port
         let spellings = ["\(listen)", "localhost:\(port)"]
         self.spellings = Array(Set(spellings)).sorted { $0.count > $1.count }.map { Data($0.utf8) }
+    }
+
+    /// The spellings as one byte pattern, for the rules that normalize a client's stream: found there even when
+    /// a read splits one.
+    func pattern() throws -> BytePattern {
+        let alternatives = spellings.map { "\\Q" + String(decoding: $0, as: UTF8.self) + "\\E" }
+        return try BytePattern(
+            alternatives.joined(separator: "|"),
+            required: .anyOf([Array(":\(port)".utf8)], caseInsensitive: false),
+            tail: .literals(spellings.map { Array($0) }, caseInsensitive: false)
+        )
     }
 
     /// `bytes` with every whole occurrence of the address replaced by ``token``.

@@ -45,8 +45,16 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// Counts batches, to spread them over the tape's readers.
     private var batchesRead = 0
     private var client = "unknown"
-    /// The address this client connected to, as it may write it; normalized like the tape's recorded one.
-    private var listenAddress: ListenAddressText?
+    /// The route's rules for the client's stream, without the listen address.
+    private let clientRules: CompiledRules
+    /// The client's stream with rule spans and the address it connected to replaced by tokens, as the tape's
+    /// recorded streams were; made once the connection's address is known.
+    private var normalizer: StreamNormalizer?
+    /// Supplied secrets, by name: what redacted upstream spans are replayed as.
+    private let secrets: [String: String]
+    /// When the client stops with bytes that may begin a span, they are matched as they are after this long.
+    static let holdTimeout = TimeAmount.milliseconds(20)
+    private var holdTimer: Scheduled<Void>?
 
     /// How many bytes of consecutive sends one read from the tape fetches at most.
     static let readBatchBytes = 1024 * 1024
@@ -57,8 +65,12 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
         ledger: ReplayLedger,
         logger: Logger,
         missing: MissingSessionHandoff?,
-        payloads: UpstreamPayloadSource
+        payloads: UpstreamPayloadSource,
+        clientRules: CompiledRules,
+        secrets: [String: String] = [:]
     ) {
+        self.clientRules = clientRules
+        self.secrets = secrets
         self.matcher = matcher
         self.route = route
         self.ledger = ledger
@@ -69,7 +81,9 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        listenAddress = context.channel.localAddress.flatMap { ListenAddressText(Endpoint($0)) }
+        let listen = context.channel.localAddress.flatMap { ListenAddressText(Endpoint($0)) }
+        // The rules compiled, so the listen pattern compiles too; should it not, the address goes unnormalized.
+        normalizer = StreamNormalizer(rules: (try? clientRules.adding(listen: listen)) ?? clientRules)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -88,12 +102,31 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
         if missing != nil { clientBytes.writeImmutableBuffer(buffer) }
         guard !handingOff else { return }
         let bytes = Data(buffer.readableBytesView)
-        run(matcher.receive(listenAddress?.normalize(bytes) ?? bytes))
+        guard normalizer != nil else { return run(matcher.receive(bytes)) }
+        let normalized = normalizer!.feed(bytes)
+        if !normalized.isEmpty { run(matcher.receive(normalized)) }
+        holdTimer?.cancel()
+        holdTimer = nil
+        if normalizer!.isHolding {
+            holdTimer = context.eventLoop.assumeIsolated().scheduleTask(in: Self.holdTimeout) {
+                self.holdTimer = nil
+                self.releaseHeld()
+            }
+        }
+    }
+
+    /// Matches the bytes the normalizer held, as they are: the client went quiet or ended.
+    private func releaseHeld() {
+        holdTimer?.cancel()
+        holdTimer = nil
+        guard !handingOff, let held = normalizer?.flush(), !held.isEmpty else { return }
+        run(matcher.receive(held))
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let event = event as? ChannelEvent, event == .inputClosed {
             clientInputEnded = true
+            releaseHeld()
             if !handingOff { run(matcher.endOfInput(reset: false)) }
         }
         context.fireUserInboundEventTriggered(event)
@@ -109,12 +142,14 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if let error = error as? IOError, RelayHandler.isReset(errno: error.errnoCode) {
+            releaseHeld()
             run(matcher.endOfInput(reset: true))
         }
         context.close(promise: nil)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        releaseHeld()
         if !matcher.clientEnded, !matcher.finished, !handingOff {
             // The client went away without a FIN we saw (it reset, or closed while we wrote).
             run(matcher.endOfInput(reset: true))
@@ -268,7 +303,9 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private static func delay(of action: ReplayMatcher.Action) -> Int64 {
         switch action {
-        case .send(_, let delay), .halfClose(let delay), .close(let delay), .reset(let delay): return delay
+        case .send(_, let delay), .sendEdited(_, _, let delay), .halfClose(let delay), .close(let delay),
+            .reset(let delay):
+            return delay
         case .mismatch: return 0
         }
     }
@@ -281,6 +318,14 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .send(.stored, _):
             // Read from the tape by `drain()`, never performed directly.
             assertionFailure("a stored send reached perform")
+        case .sendEdited(let bytes, let edits, _):
+            let edited = UpstreamEdit.apply(edits, to: bytes) { source in
+                switch source {
+                case .clientValue(let position): return self.normalizer?.captures[position]
+                case .secret(let name): return self.secrets[name].map { Data($0.utf8) }
+                }
+            }
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: edited)), promise: nil)
         case .halfClose:
             let flushed = context.eventLoop.makePromise(of: Void.self)
             context.writeAndFlush(wrapOutboundOut(ByteBuffer()), promise: flushed)

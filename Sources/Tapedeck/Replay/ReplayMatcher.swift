@@ -75,6 +75,9 @@ struct ReplayMatcher {
     /// What the connection should do next, in order.
     enum Action: Equatable {
         case send(UpstreamBytes, delay: Int64)
+        /// Send held bytes with some stretches filled with live values (see ``UpstreamEdit``): client values are
+        /// found by their position in the connection's normalized stream.
+        case sendEdited(Data, edits: [UpstreamEdit], delay: Int64)
         case halfClose(delay: Int64)
         case close(delay: Int64)
         case reset(delay: Int64)
@@ -478,9 +481,19 @@ struct ReplayMatcher {
             switch step.action {
             case .send(let bytes):
                 let rest = bytes.dropFirst(partialSend)
-                partialSend = 0
                 sentCount += rest.count
-                if !rest.isEmpty { actions.append(.send(rest, delay: delay)) }
+                if !step.edits.isEmpty, partialSend == 0, case .inline(let data) = bytes {
+                    // Echoes are found by where the recorded client sent their values; this connection sent
+                    // them `shift` bytes later.
+                    let edits = step.edits.map { edit -> UpstreamEdit in
+                        guard case .clientValue(let position) = edit.source else { return edit }
+                        return UpstreamEdit(range: edit.range, source: .clientValue(position: position + shift))
+                    }
+                    actions.append(.sendEdited(data, edits: edits, delay: delay))
+                } else if !rest.isEmpty {
+                    actions.append(.send(rest, delay: delay))
+                }
+                partialSend = 0
             case .halfClose:
                 performedControl = true
                 actions.append(.halfClose(delay: delay))

@@ -24,6 +24,21 @@ struct ReplayScript: Sendable {
         /// When it happened, in nanoseconds since the session started.
         var offset: Int64
         var action: Action
+        /// Stretches of a held send that replay fills with live values (echoes of the client's volatile
+        /// values, supplied secrets).
+        var edits: [UpstreamEdit] = []
+    }
+
+    /// What a session's script is built with besides its events: the route's rules for the client's stream (and
+    /// the recording listener's address), and where the recorder wrote placeholders.
+    struct Rules: Sendable {
+        /// The route's rules for the client's stream, with the address of the listener the session was recorded
+        /// on.
+        var client: CompiledRules
+        /// The placeholders in the client's events, by event sequence number: where each starts, how long.
+        var clientRedactions: [Int64: [Range<Int>]] = [:]
+        /// The placeholders in the upstream's events that replay fills with a secret, by event sequence number.
+        var upstreamSecrets: [Int64: [(range: Range<Int>, secret: String)]] = [:]
     }
 
     /// The session's id in the tape.
@@ -55,9 +70,9 @@ struct ReplayScript: Sendable {
 
     /// Builds the script of a session from its events, every payload held in memory.
     ///
-    /// - Parameter listenAddress: The recording listener's address as clients wrote it, normalized in the
-    ///   client's bytes exactly as replay normalizes its own listener's address in what clients send.
-    init(sessionID: Int64, events: [EventRecord], listenAddress: ListenAddressText? = nil) {
+    /// - Parameter rules: The route's rules and the recording listener's address, whose spans in the client's
+    ///   stream are replaced by tokens exactly as replay replaces them in what a live client sends.
+    init(sessionID: Int64, events: [EventRecord], rules: Rules? = nil) {
         self.init(
             sessionID: sessionID,
             indexed: events.map { event in
@@ -71,13 +86,13 @@ struct ReplayScript: Sendable {
                     size: event.payload?.count ?? 0
                 )
             },
-            listenAddress: listenAddress
+            rules: rules
         )
     }
 
     /// Builds the script of a session from its indexed events: upstream payloads left in the tape become
     /// `.stored` sends, read when they are due.
-    init(sessionID: Int64, indexed events: [IndexedEvent], listenAddress: ListenAddressText? = nil) {
+    init(sessionID: Int64, indexed events: [IndexedEvent], rules: Rules? = nil) {
         self.sessionID = sessionID
         var client = Data()
         var upstream = Data()
@@ -90,11 +105,16 @@ struct ReplayScript: Sendable {
         var arrivals: [(end: Int, offset: Int64)] = []
         var ended = false
         var sendRanges: [(step: Int, bytes: Range<Int>)] = []
+        var forced: [CompiledRules.Span] = []
+        var secretEdits: [(step: Int, edit: UpstreamEdit)] = []
         for event in events {
             switch (event.direction, event.kind) {
             case (.clientToUpstream, .data):
-                let payload = event.payload ?? Data()
-                client.append(listenAddress?.normalize(payload) ?? payload)
+                for range in rules?.clientRedactions[event.seq] ?? [] {
+                    let start = client.count + range.lowerBound
+                    forced.append(.init(range: start..<(start + range.count), meaning: .redact(rule: -1)))
+                }
+                client.append(event.payload ?? Data())
                 arrivals.append((client.count, event.offsetNanoseconds))
             case (.clientToUpstream, .halfClose), (.clientToUpstream, .close):
                 if clientEndsAt == nil { clientEndsAt = client.count }
@@ -117,6 +137,9 @@ struct ReplayScript: Sendable {
                     upstream.append(event.payload ?? Data())
                     sendRanges.append((steps.count, start..<upstream.count))
                     bytes = .inline(Data())
+                    for site in rules?.upstreamSecrets[event.seq] ?? [] where site.range.upperBound <= event.size {
+                        secretEdits.append((steps.count, UpstreamEdit(range: site.range, source: .secret(site.secret))))
+                    }
                 }
                 steps.append(
                     Step(
@@ -165,6 +188,30 @@ struct ReplayScript: Sendable {
                 .inline(upstream[(upstream.startIndex + range.lowerBound)..<(upstream.startIndex + range.upperBound)])
             )
         }
+        for (step, edit) in secretEdits { steps[step].edits.append(edit) }
+        if let rules, !rules.client.isEmpty || !forced.isEmpty {
+            // Replay compares normalized streams: positions in the raw stream move to where they land there.
+            let normalized = StreamNormalizer.normalize(client, rules: rules.client, forced: forced)
+            if !normalized.replacements.isEmpty {
+                var cursor = 0
+                for index in steps.indices {
+                    steps[index].clientPosition = normalized.normalizedPosition(
+                        ofRaw: steps[index].clientPosition,
+                        cursor: &cursor
+                    )
+                }
+                cursor = 0
+                for index in arrivals.indices {
+                    arrivals[index].end = normalized.normalizedPosition(ofRaw: arrivals[index].end, cursor: &cursor)
+                }
+                if let end = clientEndsAt {
+                    cursor = 0
+                    clientEndsAt = normalized.normalizedPosition(ofRaw: end, cursor: &cursor)
+                }
+                Self.findEchoes(of: normalized, in: client, steps: &steps, sendRanges: sendRanges, upstream: upstream)
+                client = normalized.bytes
+            }
+        }
         self.clientStream = client
         self.upstreamStream = upstream
         self.upstreamByteCount = upstreamCount
@@ -179,6 +226,45 @@ struct ReplayScript: Sendable {
             if case .send = step.action { starts.append(step.clientPosition) }
         }
         self.exchangeStarts = starts
+    }
+
+    /// How many of the sends after a volatile client value are searched for its echo.
+    static let echoSearchSteps = 64
+
+    /// Marks where the upstream echoed a volatile value of the client's: each occurrence of the recorded value in
+    /// a held send due after the client sent it becomes an edit that replay fills with the live value.
+    private static func findEchoes(
+        of normalized: StreamNormalizer.Whole,
+        in raw: Data,
+        steps: inout [Step],
+        sendRanges: [(step: Int, bytes: Range<Int>)],
+        upstream: Data
+    ) {
+        for replacement in normalized.replacements {
+            guard case .volatile = replacement.meaning, replacement.raw.count >= UpstreamEdit.echoMinimumLength else {
+                continue
+            }
+            let value = raw[
+                (raw.startIndex + replacement.raw.lowerBound)..<(raw.startIndex + replacement.raw.upperBound)
+            ]
+            let after = sendRanges.drop { steps[$0.step].clientPosition < replacement.normalized.upperBound }
+            for (step, bytes) in after.prefix(echoSearchSteps) {
+                let send = upstream[(upstream.startIndex + bytes.lowerBound)..<(upstream.startIndex + bytes.upperBound)]
+                var from = send.startIndex
+                while let found = send.range(of: value, in: from..<send.endIndex) {
+                    let range = (found.lowerBound - send.startIndex)..<(found.upperBound - send.startIndex)
+                    if !steps[step].edits.contains(where: { $0.range.overlaps(range) }) {
+                        steps[step].edits.append(
+                            UpstreamEdit(
+                                range: range,
+                                source: .clientValue(position: replacement.normalized.lowerBound)
+                            )
+                        )
+                    }
+                    from = found.upperBound
+                }
+            }
+        }
     }
 
     /// The start of the exchange that the client's byte at `position` belongs to; `position` itself if an

@@ -32,22 +32,29 @@ public final class ReplayServer: Service {
         public var repeatSessions: Bool
         /// When set, a connection no recorded session matches is relayed to the real upstream and recorded.
         public var recordMissing: MissingSessionRecording?
+        /// Secrets by name: what a redacted upstream span whose rule names one is replayed as, and the password a
+        /// SCRAM login needs (`postgres-password`).
+        public var secrets: [String: String]
 
-        /// Creates options; by default no waits, each session replayed at most once, nothing recorded.
+        /// Creates options; by default no waits, each session replayed at most once, nothing recorded, no secrets.
         public init(
             pace: ReplayPace = .fast,
             repeatSessions: Bool = false,
-            recordMissing: MissingSessionRecording? = nil
+            recordMissing: MissingSessionRecording? = nil,
+            secrets: [String: String] = [:]
         ) {
             self.pace = pace
             self.repeatSessions = repeatSessions
             self.recordMissing = recordMissing
+            self.secrets = secrets
         }
     }
 
     private struct ServedRoute: Sendable {
         var route: Route
         var catalog: SessionCatalog
+        /// The rules replay applies to the route's clients: the tape's, then those given with the route.
+        var clientRules: CompiledRules
     }
 
     private let served: [ServedRoute]
@@ -102,7 +109,9 @@ public final class ReplayServer: Service {
         inlineUpstreamBudget: Int,
         extraTapeReaders: Int = ReplayServer.extraTapeReaders
     ) throws {
-        let recorded = try tape.replayScripts(inlineBudget: inlineUpstreamBudget)
+        var rulesOfRoute: [String: [Rule]] = [:]
+        for route in routes { rulesOfRoute[route.name] = (try tape.rules(ofRoute: route.name) + route.rules).uniqued() }
+        let recorded = try tape.replayScripts(inlineBudget: inlineUpstreamBudget, rules: rulesOfRoute)
         // A tape whose upstream bytes all fit in memory is never read while replaying: opening (and checking)
         // more connections to it would only cost time at start.
         let anyStored = recorded.values.contains { $0.contains(where: \.hasStoredSends) }
@@ -124,7 +133,8 @@ public final class ReplayServer: Service {
                         scripts: scripts,
                         repeatable: options.repeatSessions,
                         payloads: payloads
-                    )
+                    ),
+                    clientRules: try CompiledRules(rulesOfRoute[route.name] ?? [], direction: .clientToUpstream)
                 )
             )
         }
@@ -202,7 +212,9 @@ public final class ReplayServer: Service {
                                 ledger: ledger,
                                 logger: logger,
                                 missing: handoff,
-                                payloads: payloads
+                                payloads: payloads,
+                                clientRules: entry.clientRules,
+                                secrets: options.secrets
                             )
                         )
                     }
@@ -254,41 +266,67 @@ public final class ReplayServer: Service {
 extension Tape {
     /// Every session as a replay script, grouped by route, in recording order. One pass over the events; upstream
     /// payloads beyond `inlineBudget` bytes in all stay in the tape.
-    func replayScripts(inlineBudget: Int = .max) throws -> [String: [ReplayScript]] {
+    ///
+    /// - Parameter rules: Each route's rules, as replay applies them (the tape's and those given at replay): the
+    ///   client's streams are normalized with them, with the placeholders the recorder wrote, and with the address
+    ///   each run's listener was bound to.
+    func replayScripts(inlineBudget: Int = .max, rules: [String: [Rule]] = [:]) throws -> [String: [ReplayScript]] {
         let sessions = try sessionRoutes()
         var routeOf: [Int64: String] = [:]
         for session in sessions { routeOf[session.id] = session.route }
         // Where each run's listener was bound, to normalize the address clients wrote into their bytes.
-        var listenOfRoute: [Int64: ListenAddressText] = [:]
+        var listenOfRoute: [Int64: Endpoint] = [:]
         for route in try routes() {
-            if let id = route.id, let endpoint = try? Endpoint(parsing: route.listen) {
-                listenOfRoute[id] = ListenAddressText(endpoint)
-            }
+            if let id = route.id, let endpoint = try? Endpoint(parsing: route.listen) { listenOfRoute[id] = endpoint }
         }
-        var listenOfSession: [Int64: ListenAddressText] = [:]
+        // Rules compiled once for each route and listen address.
+        var compiled: [String: CompiledRules] = [:]
+        func clientRules(route: String, listen: Endpoint?) throws -> CompiledRules {
+            let key = "\(route)\u{0}\(listen.map { "\($0)" } ?? "")"
+            if let rules = compiled[key] { return rules }
+            let made = try CompiledRules(
+                rules[route] ?? [],
+                direction: .clientToUpstream,
+                listen: listen.flatMap(ListenAddressText.init)
+            )
+            compiled[key] = made
+            return made
+        }
+        var listenOfSession: [Int64: Endpoint] = [:]
         for session in sessions { listenOfSession[session.id] = listenOfRoute[session.routeID] }
+        let redactions = try self.redactions()
+        let secretOfRule = Dictionary(
+            try storedRules().compactMap { stored in stored.rule.secret.map { (stored.id, $0) } },
+            uniquingKeysWith: { first, _ in first }
+        )
         var byRoute: [String: [ReplayScript]] = [:]
         var current: (id: Int64, events: [IndexedEvent])?
-        func flush() {
+        func flush() throws {
             guard let current, let route = routeOf[current.id] else { return }
+            var scriptRules = ReplayScript.Rules(
+                client: try clientRules(route: route, listen: listenOfSession[current.id])
+            )
+            for redaction in redactions[current.id] ?? [] {
+                let range = redaction.start..<(redaction.start + redaction.length)
+                scriptRules.clientRedactions[redaction.seq, default: []].append(range)
+                if let secret = secretOfRule[redaction.ruleID] {
+                    scriptRules.upstreamSecrets[redaction.seq, default: []].append((range, secret))
+                }
+            }
             byRoute[route, default: []].append(
-                ReplayScript(
-                    sessionID: current.id,
-                    indexed: current.events,
-                    listenAddress: listenOfSession[current.id]
-                )
+                ReplayScript(sessionID: current.id, indexed: current.events, rules: scriptRules)
             )
         }
         var seen = Set<Int64>()
         try forEachIndexedEvent(inlineBudget: inlineBudget) { event in
             if current?.id != event.sessionID {
-                flush()
+                try flush()
                 current = (event.sessionID, [])
                 seen.insert(event.sessionID)
             }
             current!.events.append(event)
         }
-        flush()
+        try flush()
         // Sessions without events (a client that connected and left at once) replay as empty sessions.
         for session in sessions where !seen.contains(session.id) {
             byRoute[session.route, default: []].append(ReplayScript(sessionID: session.id, events: []))

@@ -122,7 +122,14 @@ public struct ProxyConfiguration: Sendable, Hashable {
                         name: entry.name ?? (entries.count == 1 ? Route.defaultName : "route\(index + 1)"),
                         listen: try entry.listen.map(Endpoint.init(parsing:)) ?? Route.defaultListen,
                         upstream: try entry.upstream.map(Endpoint.init(parsing:)),
-                        connectTimeout: timeout
+                        connectTimeout: timeout,
+                        rules: try (entry.rules ?? []).enumerated().flatMap { position, rule in
+                            do {
+                                return try RuleList.fromEntry(rule)
+                            } catch let error as TapedeckError {
+                                throw TapedeckError(.invalidConfiguration, "rule \(position + 1): \(error.message)")
+                            }
+                        }.uniqued()
                     )
                 )
             } catch let error as TapedeckError {
@@ -181,10 +188,15 @@ public struct ProxyConfiguration: Sendable, Hashable {
             var listen: String?
             var upstream: String?
             var connectTimeout: String?
+            var rules: [[String: String]]?
 
             init(from decoder: any Decoder) throws {
                 let container = try decoder.container(keyedBy: AnyKey.self)
-                try AnyKey.refuseUnknown(in: container, known: ["name", "listen", "upstream", "connect_timeout"])
+                try AnyKey.refuseUnknown(
+                    in: container,
+                    known: ["name", "listen", "upstream", "connect_timeout", "rules"]
+                )
+                rules = try container.decodeIfPresent([[String: String]].self, forKey: AnyKey("rules"))
                 name = try container.decodeIfPresent(String.self, forKey: AnyKey("name"))
                 listen = try container.decodeIfPresent(String.self, forKey: AnyKey("listen"))
                 upstream = try container.decodeIfPresent(String.self, forKey: AnyKey("upstream"))

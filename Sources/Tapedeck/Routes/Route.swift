@@ -12,6 +12,9 @@ public struct Route: Sendable, Hashable {
     public var upstream: Endpoint?
     /// How long to wait for the upstream connection before resetting the client.
     public var connectTimeout: Duration
+    /// The rules recording and replay apply to the route's sessions: volatile spans and redactions. Stored in a
+    /// tape with the route, so that replay applies them without being told again.
+    public var rules: [Rule]
 
     /// The default time allowed for an upstream connect.
     public static let defaultConnectTimeout: Duration = .seconds(5)
@@ -27,12 +30,15 @@ public struct Route: Sendable, Hashable {
     ///   - listen: Where to accept clients. Defaults to `127.0.0.1:0`.
     ///   - upstream: Where to connect for each client; `nil` for a route that is only replayed.
     ///   - connectTimeout: How long an upstream connect may take. Defaults to 5 seconds.
+    ///   - rules: Volatile spans and redactions (see ``Rule``).
     public init(
         name: String = Route.defaultName,
         listen: Endpoint = Route.defaultListen,
         upstream: Endpoint? = nil,
-        connectTimeout: Duration = Route.defaultConnectTimeout
+        connectTimeout: Duration = Route.defaultConnectTimeout,
+        rules: [Rule] = []
     ) {
+        self.rules = rules
         self.name = name
         self.listen = listen
         self.upstream = upstream

@@ -134,12 +134,39 @@ public enum RulePreset: String, Sendable, Hashable, CaseIterable, CustomStringCo
         }
     }
 
-    /// A cheap test that a stretch of bytes may hold a span of this preset's rule, or nil to always run it.
-    static func prefilter(of rule: Rule) -> BytePattern.Prefilter? {
+    /// The cheap tests of a preset's rule (see ``BytePattern``), or nil to derive them from its expression.
+    static func tests(of rule: Rule) -> (required: BytePattern.Required, tail: BytePattern.Tail)? {
+        func headers(_ names: [String]) -> (required: BytePattern.Required, tail: BytePattern.Tail) {
+            let literals = names.map { Array(("\n" + $0.lowercased() + ":").utf8) }
+            return (.anyOf(literals, caseInsensitive: true), .literals(literals, caseInsensitive: true))
+        }
         switch rule.preset {
-        case RulePreset.uuid.rawValue: return .uuidShape
-        case RulePreset.timestamps.rawValue: return .digitRun(4)
-        default: return nil
+        case RulePreset.uuid.rawValue:
+            return (.uuidShape, .run(.uuid, maximum: 36))
+        case RulePreset.timestamps.rawValue:
+            return (.digitRun(4), .run(.timestamp, maximum: 35))
+        case RulePreset.httpAuth.rawValue:
+            return headers(["Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie", "X-Api-Key"])
+        case RulePreset.awsSigV4.rawValue:
+            for name in ["X-Amz-Date", "X-Amz-Security-Token", "amz-sdk-invocation-id", "amz-sdk-request"]
+            where rule.pattern.contains("^\(name):") {
+                return headers([name])
+            }
+            for literal in ["Credential=", "Signature=", "X-Amz-"] where rule.pattern.contains(literal) {
+                let bytes = Array(literal.lowercased().utf8)
+                return (.anyOf([bytes], caseInsensitive: true), .literals([bytes], caseInsensitive: true))
+            }
+            return nil
+        case RulePreset.redisAuth.rawValue:
+            return (
+                .anyOf([Array("auth".utf8)], caseInsensitive: true),
+                .literals(
+                    [Array("\r\nauth".utf8), Array("*2\r\n$4\r\nauth".utf8), Array("*3\r\n$4\r\nauth".utf8)],
+                    caseInsensitive: true
+                )
+            )
+        default:
+            return nil
         }
     }
 }

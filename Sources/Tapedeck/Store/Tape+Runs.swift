@@ -4,9 +4,13 @@ import GRDB
 extension Tape {
     /// Starts a recording run: its row, and a row per route it records, as one transaction.
     ///
-    /// - Returns: The run's id and each route's id, by route name.
+    /// - Returns: The run's id, and each route's id and its rules' ids (in the route's order), by route name.
     /// - Throws: ``TapedeckError`` with code `tapeUnwritable`.
-    func beginRun(routes: [Route], label: String?, mode: String) throws -> (runID: Int64, routeIDs: [String: Int64]) {
+    func beginRun(
+        routes: [Route],
+        label: String?,
+        mode: String
+    ) throws -> (runID: Int64, routeIDs: [String: Int64], ruleIDs: [String: [Int64]]) {
         do {
             return try database.write { db in
                 let run = RunRecord(
@@ -31,7 +35,7 @@ extension Tape {
                     try record.insert(db)
                     routeIDs[route.name] = db.lastInsertedRowID
                 }
-                return (runID, routeIDs)
+                return (runID, routeIDs, try Tape.insertRules(routes, runID: runID, db: db))
             }
         } catch {
             throw TapedeckError(.tapeUnwritable, "cannot write tape '\(path)': \(Tape.reason(error))")

@@ -6,7 +6,7 @@ import GRDB
 /// written by a newer Tapedeck, and is refused rather than misread. See `docs/tape-format.md`.
 enum TapeSchema {
     /// The format version this build writes.
-    static let currentVersion = 1
+    static let currentVersion = 2
 
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
@@ -79,6 +79,35 @@ enum TapeSchema {
             try db.execute(
                 sql: "INSERT INTO tape_meta(key, value) VALUES ('format_version', ?), ('created_by', ?)",
                 arguments: ["1", "tapedeck \(tapedeckVersion)"]
+            )
+        }
+        migrator.registerMigration("v2") { db in
+            // The rules a route was recorded with, so that replay applies them without being told again, and
+            // where the recorder wrote a placeholder in place of a redacted span.
+            try db.execute(
+                sql: """
+                    CREATE TABLE rules (
+                        id INTEGER PRIMARY KEY,
+                        run_id INTEGER NOT NULL REFERENCES runs(id),
+                        route TEXT NOT NULL,
+                        position INTEGER NOT NULL,
+                        kind TEXT NOT NULL,
+                        pattern TEXT NOT NULL,
+                        scope TEXT NOT NULL,
+                        secret TEXT,
+                        preset TEXT
+                    );
+                    CREATE INDEX rules_by_route ON rules(route, run_id, position);
+                    CREATE TABLE redactions (
+                        session_id INTEGER NOT NULL REFERENCES sessions(id),
+                        seq INTEGER NOT NULL,
+                        start INTEGER NOT NULL,
+                        length INTEGER NOT NULL,
+                        rule_id INTEGER NOT NULL REFERENCES rules(id),
+                        PRIMARY KEY (session_id, seq, start)
+                    ) WITHOUT ROWID;
+                    UPDATE tape_meta SET value = '2' WHERE key = 'format_version';
+                    """
             )
         }
         return migrator

@@ -16,6 +16,8 @@ final class TapeWriter: Sendable {
         case sessionStarted(SessionStart)
         case event(key: UInt64, seq: Int64, offset: Int64, direction: Direction, kind: EventKind, payload: ByteBuffer?)
         case sessionEnded(SessionEnd)
+        /// The recorder wrote a placeholder over `length` bytes of an event's payload, from `start`, for a rule.
+        case redaction(key: UInt64, seq: Int64, start: Int, length: Int, ruleID: Int64)
         /// A route's listener is bound: store the address it got, in place of the configured one (port 0).
         case routeBound(routeID: Int64, listen: String)
         /// Commit now and call back; for shutdown and tests.
@@ -254,6 +256,12 @@ private struct WriterState {
                 end.outcome.rawValue, end.upstreamAddress, end.endedAt, end.duration, end.clientBytes,
                 end.upstreamBytes, end.eventCount, sessionID,
             ])
+        case .redaction(let key, let seq, let start, let length, let ruleID):
+            guard let sessionID = sessionIDs[key] else { return }
+            try db.execute(
+                sql: "INSERT INTO redactions(session_id, seq, start, length, rule_id) VALUES (?, ?, ?, ?, ?)",
+                arguments: [sessionID, seq, start, length, ruleID]
+            )
         case .routeBound(let routeID, let listen):
             try db.execute(sql: "UPDATE routes SET listen = ? WHERE id = ?", arguments: [listen, routeID])
         case .flush:
