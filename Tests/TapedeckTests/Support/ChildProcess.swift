@@ -77,11 +77,16 @@ final class ChildProcess: Sendable {
         }
     }
 
-    /// Runs a command to completion (at most `timeout`) and returns its exit status and output.
-    static func run(_ arguments: [String], timeout: Duration = .seconds(60)) throws -> (status: Int32, output: String) {
+    /// Runs a command to completion (at most `timeout`) and returns its exit status and output. `environment` sets
+    /// (or, with nil, removes) variables of ours.
+    static func run(
+        _ arguments: [String],
+        environment: [String: String?] = [:],
+        timeout: Duration = .seconds(60)
+    ) throws -> (status: Int32, output: String) {
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("out-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: output) }
-        let child = try ChildProcess(arguments, outputPath: output)
+        let child = try ChildProcess(arguments, outputPath: output, environment: environment)
         let deadline = ContinuousClock.now.advanced(by: timeout)
         while true {
             if let status = child.exitStatus {

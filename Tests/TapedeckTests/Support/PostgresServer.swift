@@ -1,6 +1,7 @@
 import Foundation
 
-/// A real PostgreSQL 15 with trust authentication on a free loopback port, in a temporary data directory.
+/// A real PostgreSQL 15 on a free loopback port, in a temporary data directory: with trust authentication, or
+/// with SCRAM-SHA-256 and a password for the user `postgres`.
 ///
 /// PostgreSQL refuses to run as root, so under root it runs as the `postgres` user (through `setpriv`, which
 /// execs without forking: the PID we hold is the postmaster's).
@@ -14,17 +15,26 @@ final class PostgresServer: Sendable {
     private let directory: String
     private let server: ChildProcess
 
-    init() async throws {
+    /// - Parameter scramPassword: The password of the user `postgres`, who then logs in with SCRAM-SHA-256 (the
+    ///   default `password_encryption` of PostgreSQL 14 on); nil for trust authentication.
+    init(scramPassword: String? = nil) async throws {
         guard let binaries = Self.binaries else { throw TestProcessError("PostgreSQL is not installed") }
         directory = "/tmp/tapedeck-pg-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let runAs =
             geteuid() == 0 ? ["/usr/bin/setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--"] : []
-        if geteuid() == 0 { _ = try ChildProcess.run(["/bin/chown", "postgres:postgres", directory]) }
+        var authentication = ["--auth=trust"]
+        if let scramPassword {
+            // initdb reads the password from a file, as the user it runs as: the file is written before the
+            // directory changes hands.
+            let passwordFile = directory + "/password"
+            try Data((scramPassword + "\n").utf8).write(to: URL(fileURLWithPath: passwordFile))
+            authentication = ["--auth=scram-sha-256", "--pwfile=\(passwordFile)"]
+        }
+        if geteuid() == 0 { _ = try ChildProcess.run(["/bin/chown", "-R", "postgres:postgres", directory]) }
         let initdb = try ChildProcess.run(
-            runAs + [
-                binaries + "/initdb", "-D", directory + "/data", "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                "--no-sync",
+            runAs + [binaries + "/initdb", "-D", directory + "/data", "-U", "postgres"] + authentication + [
+                "-E", "UTF8", "--no-sync",
             ]
         )
         guard initdb.status == 0 else { throw TestProcessError("initdb failed: \(initdb.output.suffix(500))") }
@@ -56,10 +66,24 @@ final class PostgresServer: Sendable {
 
     /// Runs `psql` against `port` with one SQL command; returns its unaligned output.
     static func psql(port: Int, _ sql: String) throws -> String {
+        try runPsql(port: port, sql).output
+    }
+
+    /// Runs `psql` against `port` with one SQL command, logging in with `password` (through `PGPASSWORD`) when
+    /// given, and `sslmode` when given (libpq's default, `prefer`, opens with an SSLRequest); returns its exit
+    /// status and its unaligned output, errors included.
+    static func runPsql(
+        port: Int,
+        _ sql: String,
+        password: String? = nil,
+        sslmode: String? = nil
+    ) throws -> (status: Int32, output: String) {
         guard let psql else { throw TestProcessError("psql is not installed") }
-        let result = try ChildProcess.run([
-            psql, "-h", "127.0.0.1", "-p", "\(port)", "-U", "postgres", "-d", "postgres", "-X", "-At", "-c", sql,
-        ])
-        return result.output
+        let target =
+            "host=127.0.0.1 port=\(port) user=postgres dbname=postgres" + (sslmode.map { " sslmode=\($0)" } ?? "")
+        return try ChildProcess.run(
+            [psql, "-X", "-At", "-w", "-c", sql, target],
+            environment: ["PGPASSWORD": password, "PGSSLMODE": nil]
+        )
     }
 }
