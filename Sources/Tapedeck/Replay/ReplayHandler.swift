@@ -55,6 +55,8 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// When the client stops with bytes that may begin a span, they are matched as they are after this long.
     static let holdTimeout = TimeAmount.milliseconds(20)
     private var holdTimer: Scheduled<Void>?
+    /// Answers a PostgreSQL SCRAM-SHA-256 login with the supplied password; passes everything else through.
+    private var scram: PostgresScramResponder
 
     /// How many bytes of consecutive sends one read from the tape fetches at most.
     static let readBatchBytes = 1024 * 1024
@@ -71,6 +73,7 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
     ) {
         self.clientRules = clientRules
         self.secrets = secrets
+        self.scram = PostgresScramResponder(password: secrets[RulePreset.postgresPasswordSecret])
         self.matcher = matcher
         self.route = route
         self.ledger = ledger
@@ -102,6 +105,8 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
         if missing != nil { clientBytes.writeImmutableBuffer(buffer) }
         guard !handingOff else { return }
         let bytes = Data(buffer.readableBytesView)
+        // Before matching: the reply the client's bytes call for may be a SCRAM message built from them.
+        if !scram.isPassingThrough { scram.observeClient(bytes) }
         guard normalizer != nil else { return run(matcher.receive(bytes)) }
         let normalized = normalizer!.feed(bytes)
         if !normalized.isEmpty { run(matcher.receive(normalized)) }
@@ -214,7 +219,7 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
             case .success(let buffer):
                 self.readsAhead.removeFirst()
                 self.pendingIndex += batch.count
-                context.writeAndFlush(self.wrapOutboundOut(buffer), promise: nil)
+                self.writeUpstream(buffer, context: context)
                 self.readAhead(on: context.eventLoop)
                 if !context.channel.isWritable { self.awaitingWritability = true }
                 self.drain()
@@ -314,7 +319,7 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
         guard let context, context.channel.isActive else { return }
         switch action {
         case .send(.inline(let bytes), _):
-            context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: bytes)), promise: nil)
+            writeUpstream(bytes, context: context)
         case .send(.stored, _):
             // Read from the tape by `drain()`, never performed directly.
             assertionFailure("a stored send reached perform")
@@ -325,12 +330,14 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
                 case .secret(let name): return self.secrets[name].map { Data($0.utf8) }
                 }
             }
-            context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: edited)), promise: nil)
+            writeUpstream(edited, context: context)
         case .halfClose:
+            flushScram(context: context)
             let flushed = context.eventLoop.makePromise(of: Void.self)
             context.writeAndFlush(wrapOutboundOut(ByteBuffer()), promise: flushed)
             flushed.futureResult.assumeIsolated().whenSuccess { context.close(mode: .output, promise: nil) }
         case .close:
+            flushScram(context: context)
             let flushed = context.eventLoop.makePromise(of: Void.self)
             context.writeAndFlush(wrapOutboundOut(ByteBuffer()), promise: flushed)
             flushed.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
@@ -344,6 +351,41 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
             RelayHandler.armReset(context.channel)
             context.close(promise: nil)
         }
+    }
+
+    /// Writes recorded upstream bytes, through the SCRAM responder while it may have a login to answer.
+    private func writeUpstream(_ bytes: Data, context: ChannelHandlerContext) {
+        guard !scram.isPassingThrough else {
+            return context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: bytes)), promise: nil)
+        }
+        let rewritten = scram.rewriteUpstream(bytes)
+        if let reason = scram.needsPassword ?? scram.failure {
+            // The client would check a server signature the tape cannot give: say why, rather than let it fail.
+            return failScram(reason, context: context)
+        }
+        if !rewritten.isEmpty { context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: rewritten)), promise: nil) }
+    }
+
+    private func writeUpstream(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
+        guard !scram.isPassingThrough else { return context.writeAndFlush(wrapOutboundOut(buffer), promise: nil) }
+        writeUpstream(Data(buffer.readableBytesView), context: context)
+    }
+
+    /// The recorded upstream is done sending: what the responder held back goes out first.
+    private func flushScram(context: ChannelHandlerContext) {
+        guard !scram.isPassingThrough else { return }
+        let held = scram.flush()
+        if !held.isEmpty { context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: held)), promise: nil) }
+    }
+
+    private func failScram(_ reason: String, context: ChannelHandlerContext) {
+        pending.removeAll()
+        pendingIndex = 0
+        readsAhead.removeAll()
+        guard !matcher.finished else { return }
+        report(matcher.abandon(reason: reason))
+        RelayHandler.armReset(context.channel)
+        context.close(promise: nil)
     }
 
     private func report(_ mismatch: ReplayMatcher.Mismatch) {
