@@ -31,12 +31,48 @@ public struct ReplayReport: Sendable, Codable, Hashable {
         /// Why the connection left the tape.
         public var reason: String
 
+        /// What the differing bytes look like and a rule that would let them differ, when they look like
+        /// something (a UUID, a timestamp, a digest): `the differing bytes look like a UUID: --preset uuid, or
+        /// --volatile 'X-Request-Id: ([0-9a-f-]{36})'`. Worked out from the excerpts, so a report read back has it
+        /// too.
+        public var hint: String? {
+            MismatchHint(
+                expected: ByteExcerpt.bytes(rendered: expected),
+                actual: ByteExcerpt.bytes(rendered: actual)
+            )?.description
+        }
+
         enum CodingKeys: String, CodingKey {
             case route, client, offset, expected, actual, reason
             case closestSession = "closest_session"
         }
 
+        /// Written, never read: reading works it out again.
+        private enum HintCodingKeys: String, CodingKey {
+            case hint
+        }
+
+        /// Writes the fields, and the hint when there is one.
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(route, forKey: .route)
+            try container.encode(client, forKey: .client)
+            try container.encodeIfPresent(closestSession, forKey: .closestSession)
+            try container.encode(offset, forKey: .offset)
+            try container.encode(expected, forKey: .expected)
+            try container.encode(actual, forKey: .actual)
+            try container.encode(reason, forKey: .reason)
+            var hintContainer = encoder.container(keyedBy: HintCodingKeys.self)
+            try hintContainer.encodeIfPresent(hint, forKey: .hint)
+        }
+
+        /// The mismatch on one line, and its hint on a second when there is one.
         public var description: String {
+            hint.map { "\(line)\n  hint: \($0)" } ?? line
+        }
+
+        /// The mismatch on one line, without its hint.
+        var line: String {
             let closest = closestSession.map { "closest session \($0)" } ?? "no session"
             return
                 "\(reason) (route '\(route)', client \(client), \(closest), byte \(offset)): expected \"\(expected)\", got \"\(actual)\""
@@ -129,10 +165,14 @@ public struct ReplayReport: Sendable, Codable, Hashable {
         "\(count) \(noun)\(count == 1 ? "" : "s")"
     }
 
-    /// What makes this replay a failure, one line each: every mismatch, and with `requireAll` every session
-    /// never replayed. Empty when the replay went as recorded.
+    /// What makes this replay a failure, one each: every mismatch (on one line, with its hint on a second when
+    /// there is one), and with `requireAll` every session never replayed. Empty when the replay went as recorded.
     public func failures(requireAll: Bool = false) -> [String] {
-        var lines = mismatches.map(\.description) + incomplete.map(\.description)
+        problems(requireAll: requireAll, mismatch: \.description)
+    }
+
+    private func problems(requireAll: Bool, mismatch: (Mismatch) -> String) -> [String] {
+        var lines = mismatches.map(mismatch) + incomplete.map(\.description)
         if requireAll {
             lines += unused.map { "session \($0.session) of route '\($0.route)' was never replayed" }
         }
@@ -149,7 +189,10 @@ public struct ReplayReport: Sendable, Codable, Hashable {
     ///
     /// - Throws: ``TapedeckError`` with code `replayMismatch`, whose message lists the problems on one line.
     public func verify(requireAll: Bool = false) throws {
-        let failures = failures(requireAll: requireAll)
+        // One line: a mismatch's hint goes in parentheses after it.
+        let failures = problems(requireAll: requireAll) { mismatch in
+            mismatch.hint.map { "\(mismatch.line) (hint: \($0))" } ?? mismatch.line
+        }
         guard !failures.isEmpty else { return }
         var counts: [String] = []
         if !mismatches.isEmpty {

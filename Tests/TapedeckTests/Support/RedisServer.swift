@@ -14,15 +14,22 @@ final class RedisServer: Sendable {
     static var isInstalled: Bool { executable != nil && client != nil }
 
     let port: Int
+    /// The password clients must give (`AUTH`), if the server asks for one.
+    let password: String?
     private let process: ChildProcess
 
-    init() async throws {
+    /// Starts the server; with a `password`, it refuses commands until a client authenticates (`--requirepass`).
+    init(password: String? = nil) async throws {
         guard let executable = Self.executable else { throw TestProcessError("redis-server is not installed") }
+        self.password = password
+        let authentication = password.map { ["--requirepass", $0] } ?? []
         (port, process) = try await startListening { port in
-            try ChildProcess([
-                executable, "--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--daemonize", "no",
-            ])
+            try ChildProcess(
+                [
+                    executable, "--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                    "--daemonize", "no",
+                ] + authentication
+            )
         }
     }
 
@@ -33,10 +40,12 @@ final class RedisServer: Sendable {
 
     deinit { stop() }
 
-    /// Runs `redis-cli` against `port` with `arguments`, returning its stdout.
-    static func cli(port: Int, _ arguments: [String]) throws -> String {
+    /// Runs `redis-cli` against `port` with `arguments`, returning its output; with a `password`, it
+    /// authenticates first (`-a`, without the warning that a password on the command line is visible).
+    static func cli(port: Int, password: String? = nil, _ arguments: [String]) throws -> String {
         guard let client else { throw TestProcessError("redis-cli is not installed") }
-        return try ChildProcess.run([client, "-h", "127.0.0.1", "-p", "\(port)"] + arguments).output
+        let authentication = password.map { ["-a", $0, "--no-auth-warning"] } ?? []
+        return try ChildProcess.run([client, "-h", "127.0.0.1", "-p", "\(port)"] + authentication + arguments).output
     }
 }
 

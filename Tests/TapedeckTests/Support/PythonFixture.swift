@@ -1,0 +1,158 @@
+import Foundation
+
+/// The Python servers and clients under `fixtures/` for end-to-end tests, run with a `python3` that has what each
+/// needs, their stdout and stderr kept apart.
+///
+/// ```swift
+/// let server = try await PythonFixture.EchoServer()
+/// defer { server.stop() }
+/// let run = try PythonFixture.requestIDClient(port: server.port, count: 3)
+/// #expect(run.stdout == "ok 3\n")
+/// ```
+enum PythonFixture {
+    /// The repository's `fixtures` directory.
+    static let directory = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("fixtures")
+
+    /// A `python3` (its real executable, not a shim) for the scripts that need only the standard library.
+    static let python = interpreter(importing: [])
+
+    /// A `python3` that can import moto's server and boto3 (`.ci/run` installs them with pip), for the S3 client
+    /// and `MotoServer`.
+    static let pythonWithAWS = interpreter(importing: ["moto.server", "boto3"])
+
+    /// How a script ran.
+    struct Run: Sendable, CustomStringConvertible {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+
+        var description: String { "exit \(status)\nstdout:\n\(stdout)\nstderr:\n\(stderr.suffix(2_000))" }
+    }
+
+    /// Runs `fixtures/<script>` with `arguments` to completion, for at most `timeout`; kills it (by its PID)
+    /// when it overstays.
+    static func run(
+        _ script: String,
+        _ arguments: [String],
+        python: String? = PythonFixture.python,
+        environment: [String: String?] = [:],
+        timeout: Duration = .seconds(60)
+    ) throws -> Run {
+        guard let python else { throw TestProcessError("no python3 for \(script)") }
+        let directory = try TemporaryDirectory()
+        let child = try ChildProcess(
+            [python, Self.directory.appendingPathComponent(script).path] + arguments,
+            outputPath: directory.path("stdout"),
+            errorPath: directory.path("stderr"),
+            environment: environment
+        )
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        while child.isRunning {
+            if ContinuousClock.now >= deadline {
+                child.stop(SIGKILL, timeout: .seconds(5))
+                throw TestProcessError("\(script) \(arguments.joined(separator: " ")) timed out")
+            }
+            usleep(5_000)
+        }
+        return Run(
+            status: child.exitStatus ?? -1,
+            stdout: (try? String(contentsOfFile: directory.path("stdout"), encoding: .utf8)) ?? "",
+            stderr: (try? String(contentsOfFile: directory.path("stderr"), encoding: .utf8)) ?? ""
+        )
+    }
+
+    /// `clients/request_id_client.py`: `count` GET requests over one keep-alive connection to `port`, each with a
+    /// fresh UUID as `X-Request-Id`, each answer checked for its own id. Prints `ok COUNT` when all are.
+    static func requestIDClient(port: Int, count: Int, timeout: Duration = .seconds(60)) throws -> Run {
+        try run("clients/request_id_client.py", ["\(port)", "\(count)"], timeout: timeout)
+    }
+
+    /// `clients/s3_client.py` against `endpoint` (`http://127.0.0.1:PORT`): creates `bucket`, puts two objects,
+    /// gets them and lists them, printing ``s3Summary(bucket:)``. No retries, short timeouts.
+    static func s3Client(
+        endpoint: String,
+        bucket: String = "tapedeck-fixture",
+        timeout: Duration = .seconds(60)
+    )
+        throws -> Run
+    {
+        try run("clients/s3_client.py", [endpoint, bucket], python: pythonWithAWS, timeout: timeout)
+    }
+
+    /// What `clients/s3_client.py` prints when every call succeeds.
+    static func s3Summary(bucket: String = "tapedeck-fixture") -> String {
+        """
+        bucket \(bucket)
+        put greeting.txt 20
+        put data/numbers.csv 12
+        get greeting.txt 20 "hello from tapedeck\\n"
+        get data/numbers.csv 12 "1,2,3\\n4,5,6\\n"
+        list data/numbers.csv 12
+        list greeting.txt 20
+
+        """
+    }
+
+    /// `servers/echo_request_id.py` on a free loopback port (it binds port 0 and says which it got), answering
+    /// each request with its `X-Request-Id` in a JSON body and a header; stopped by its PID.
+    final class EchoServer: Sendable {
+        let port: Int
+        private let process: ChildProcess
+        private let directory: TemporaryDirectory
+
+        init(timeout: Duration = .seconds(20)) async throws {
+            guard let python = PythonFixture.python else { throw TestProcessError("no python3") }
+            directory = try TemporaryDirectory()
+            process = try ChildProcess(
+                [python, PythonFixture.directory.appendingPathComponent("servers/echo_request_id.py").path, "0"],
+                outputPath: directory.path("stdout"),
+                errorPath: directory.path("stderr")
+            )
+            let deadline = ContinuousClock.now.advanced(by: timeout)
+            while true {
+                let output = (try? String(contentsOfFile: directory.path("stdout"), encoding: .utf8)) ?? ""
+                if let line = output.split(separator: "\n").first(where: { $0.hasPrefix("listening ") }),
+                    let port = Int(line.dropFirst("listening ".count))
+                {
+                    self.port = port
+                    return
+                }
+                guard process.isRunning, ContinuousClock.now < deadline else {
+                    process.stop(SIGKILL, timeout: .seconds(5))
+                    let errors = (try? String(contentsOfFile: directory.path("stderr"), encoding: .utf8)) ?? ""
+                    throw TestProcessError("echo_request_id.py did not start: \(errors.suffix(800))")
+                }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+
+        /// Stops the server by its PID.
+        func stop() {
+            process.stop(SIGTERM)
+        }
+
+        deinit { stop() }
+    }
+
+    /// The first `python3` on `PATH` (or in /usr/bin, /usr/local/bin) that imports `modules`, as the executable
+    /// it really is: a pyenv shim is a script, and the tests hold PIDs.
+    private static func interpreter(importing modules: [String]) -> String? {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
+        var candidates =
+            path.split(separator: ":").map { "\($0)/python3" } + ["/usr/bin/python3", "/usr/local/bin/python3"]
+        var seen = Set<String>()
+        candidates = candidates.filter { seen.insert($0).inserted && FileManager.default.isExecutableFile(atPath: $0) }
+        let script = (["sys"] + modules).map { "import \($0)" }.joined(separator: "; ") + "; print(sys.executable)"
+        for candidate in candidates {
+            guard let result = try? ChildProcess.run([candidate, "-c", script], timeout: .seconds(60)),
+                result.status == 0
+            else { continue }
+            // The last line: an import may print warnings first.
+            let executable = result.output.split(separator: "\n").last.map(String.init) ?? ""
+            if FileManager.default.isExecutableFile(atPath: executable) { return executable }
+        }
+        return nil
+    }
+}
