@@ -66,10 +66,7 @@ struct PostgresScramTests {
     /// The whole way through the executable: `tapedeck record --preset postgres-password`, then `tapedeck replay
     /// --secret postgres-password=…` with PostgreSQL stopped, for libpq's default sslmode and for plaintext; and
     /// without the secret, a replay whose report says how to supply it.
-    @Test(
-        .disabled("needs --preset/--secret"),
-        .enabled(if: PostgresServer.isInstalled, "needs PostgreSQL 15 and psql (installed by .ci/run)")
-    )
+    @Test(.enabled(if: PostgresServer.isInstalled, "needs PostgreSQL 15 and psql (installed by .ci/run)"))
     func psqlReplaysAScramLoginGivenThePassword() async throws {
         let postgres = try await PostgresServer(scramPassword: Self.password)
         defer { postgres.stop() }
@@ -97,7 +94,8 @@ struct PostgresScramTests {
             try PostgresServer.runPsql(port: address.port!, Self.query, password: Self.password, sslmode: $0)
         }
         replayer.signal(SIGTERM)
-        #expect(try await replayer.waitForExit(timeout: .seconds(10)) == 0, "\(replayer.stderr)")
+        let replayStatus = try await replayer.waitForExit(timeout: .seconds(10))
+        #expect(replayStatus == 0, "\(replayer.stderr)")
         #expect(Array(replayed.reversed()).map(\.output) == recorded.map(\.output), "\(replayed)")
 
         let reportPath = directory.path("report.json")

@@ -382,8 +382,7 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
         pending.removeAll()
         pendingIndex = 0
         readsAhead.removeAll()
-        guard !matcher.finished else { return }
-        report(matcher.abandon(reason: reason))
+        if !matcher.finished { report(matcher.abandon(reason: reason)) }
         RelayHandler.armReset(context.channel)
         context.close(promise: nil)
     }

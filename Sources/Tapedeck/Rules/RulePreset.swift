@@ -116,18 +116,21 @@ public enum RulePreset: String, Sendable, Hashable, CaseIterable, CustomStringCo
                     scope: .client,
                     secret: Self.postgresPasswordSecret
                 ),
-                // SCRAM client-first-message: the client's random nonce.
+                // SCRAM client-first-message: the client's random nonce. The message is framed by a length, not
+                // ended: the nonce ends where the client's next message ('p' and a length's zero byte) or its bytes
+                // so far do.
                 Rule(
                     preset: name,
                     .volatile,
-                    #"[nyp][=a-z-]*,[^,\x00]*,n=[^,\x00]*,r=([\x21-\x2b\x2d-\x7e]+)"#,
+                    #"[nyp][=a-z-]*,[^,\x00]*,n=[^,\x00]*,r=([\x21-\x2b\x2d-\x7e]+?)(?=p\x00|\z)"#,
                     scope: .client
                 ),
-                // SCRAM client-final-message: the combined nonce and the proof.
+                // SCRAM client-final-message: the combined nonce and the proof (a SHA-256 digest: 44 base64
+                // characters, which keeps the next message's tag out of it).
                 Rule(
                     preset: name,
                     .volatile,
-                    #"c=[A-Za-z0-9+/=]+,r=([\x21-\x2b\x2d-\x7e]+),p=([A-Za-z0-9+/=]+)"#,
+                    #"c=[A-Za-z0-9+/=]+,r=([\x21-\x2b\x2d-\x7e]+),p=([A-Za-z0-9+/]{43}=)"#,
                     scope: .client
                 ),
             ]
