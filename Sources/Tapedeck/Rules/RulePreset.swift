@@ -8,7 +8,7 @@ public enum RulePreset: String, Sendable, Hashable, CaseIterable, CustomStringCo
     case httpAuth = "http-auth"
     /// Marks as volatile what AWS Signature Version 4 changes on every request: `X-Amz-Date`, the credential
     /// scope and signature in `Authorization`, `X-Amz-Security-Token`, `amz-sdk-invocation-id`,
-    /// `amz-sdk-request`, and the same values in presigned URLs.
+    /// `amz-sdk-request`, the list of SDK features in `User-Agent` (`m/…`), and the same values in presigned URLs.
     case awsSigV4 = "aws-sigv4"
     /// Marks UUIDs (8-4-4-4-12 hex digits) as volatile.
     case uuid
@@ -59,6 +59,9 @@ public enum RulePreset: String, Sendable, Hashable, CaseIterable, CustomStringCo
                 Rule(preset: name, .volatile, #"(?im)^X-Amz-Security-Token:[ \t]*([^\r\n]+)"#, scope: .client),
                 Rule(preset: name, .volatile, #"(?im)^amz-sdk-invocation-id:[ \t]*([^\r\n]+)"#, scope: .client),
                 Rule(preset: name, .volatile, #"(?im)^amz-sdk-request:[ \t]*([^\r\n]+)"#, scope: .client),
+                // The SDK's user agent lists the features it used (`m/E,N,a,…`): a set, whose order varies from
+                // process to process.
+                Rule(preset: name, .volatile, #"(?im)^User-Agent:[^\r\n]* m/([A-Za-z0-9,+_-]+)"#, scope: .client),
                 Rule(
                     preset: name,
                     .volatile,
@@ -151,7 +154,9 @@ public enum RulePreset: String, Sendable, Hashable, CaseIterable, CustomStringCo
         case RulePreset.httpAuth.rawValue:
             return headers(["Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie", "X-Api-Key"])
         case RulePreset.awsSigV4.rawValue:
-            for name in ["X-Amz-Date", "X-Amz-Security-Token", "amz-sdk-invocation-id", "amz-sdk-request"]
+            for name in [
+                "X-Amz-Date", "X-Amz-Security-Token", "amz-sdk-invocation-id", "amz-sdk-request", "User-Agent",
+            ]
             where rule.pattern.contains("^\(name):") {
                 return headers([name])
             }
