@@ -176,6 +176,23 @@ struct SecretScannerTests {
         #expect(chunked == whole)
     }
 
+    /// A tape is untrusted input: streams made to make a pattern backtrack, or to hold a secret every few bytes,
+    /// scan in time that grows with their size (a secret per line once took minutes a megabyte).
+    @Test func hostileStreamsScanInLinearTime() throws {
+        let size = 128 << 10
+        let streams = [
+            String(repeating: "eyJ", count: size / 3),
+            String(repeating: "-----BEGIN PRIVATE KEY-----", count: size / 27),
+            String(repeating: "Cookie: a=bcdefghijklmnop\r\n", count: size / 28),
+            String(repeating: "p\0\0\0\u{5}", count: size / 5),
+        ]
+        let started = ContinuousClock.now
+        let findings = try ConversationTape.findings(streams.map { [.client($0)] })
+        #expect(ContinuousClock.now - started < Sanitizer.scaled(.seconds(10)))
+        #expect(findings.filter { $0.sessionID == 1 }.isEmpty)
+        #expect(findings.filter { $0.sessionID == 3 }.count == size / 28)
+    }
+
     @Test func masksShowTheEndsOfLongSecretsOnly() {
         func masked(_ span: Range<Int>) -> String {
             var bytes = Array("0123456789abcdef".utf8)

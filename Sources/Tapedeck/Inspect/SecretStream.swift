@@ -114,6 +114,14 @@ struct SecretStream {
                 best[span.lowerBound] = (detector.kind, span)
             }
         }
+        scanned = chunkEnd
+        defer { letGo(before: max(base, scanned - limits.lookbehind)) }
+        guard !best.isEmpty else { return [] }
+        // Masked once for the whole window: a stream of many secrets would otherwise mask them all for each.
+        var masked = Array(window)
+        for span in secrets where span.upperBound > windowStart && span.lowerBound < windowEnd {
+            SecretFinding.mask(&masked, span: (span.lowerBound - windowStart)..<(span.upperBound - windowStart))
+        }
         let candidates = best.map { start, found in
             let piece = piece(at: start)
             return Candidate(
@@ -121,11 +129,9 @@ struct SecretStream {
                 seq: piece.seq,
                 offset: start - piece.start,
                 kind: found.kind,
-                excerpt: excerpt(of: found.span, before: windowEnd)
+                excerpt: excerpt(of: found.span, masked: masked, from: windowStart)
             )
         }
-        scanned = chunkEnd
-        letGo(before: max(base, scanned - limits.lookbehind))
         return candidates
     }
 
@@ -145,24 +151,18 @@ struct SecretStream {
         return pieces[low]
     }
 
-    /// The bytes around `secret`, every secret in them masked, escaped.
+    /// The bytes around `secret`, every secret in them masked, escaped: cut from `masked`, the bytes of the
+    /// window starting at stream offset `windowStart` with every secret masked.
     ///
     /// The secret keeps the ends its own length allows even inside a longer one (a key id inside a masked
     /// `Authorization` value): otherwise a finding inside another would show nothing but stars.
-    private func excerpt(of secret: Range<Int>, before limit: Int) -> String {
+    private func excerpt(of secret: Range<Int>, masked: [UInt8], from windowStart: Int) -> String {
         let shownEnd = min(secret.upperBound, secret.lowerBound + SecretFinding.longestShownSpan)
-        let shown =
-            max(
-                base,
-                secret.lowerBound - SecretFinding.contextBytes
-            )..<min(limit, shownEnd + SecretFinding.contextBytes)
-        let original = bytes[(shown.lowerBound - base)..<(shown.upperBound - base)]
-        var excerpt = Array(original)
-        for span in secrets where span.overlaps(shown) {
-            SecretFinding.mask(&excerpt, span: span.lowerBound - shown.lowerBound..<span.upperBound - shown.lowerBound)
-        }
+        let from = max(windowStart, secret.lowerBound - SecretFinding.contextBytes)
+        let shown = from..<min(windowStart + masked.count, shownEnd + SecretFinding.contextBytes)
+        var excerpt = Array(masked[(shown.lowerBound - windowStart)..<(shown.upperBound - windowStart)])
         for position in secret.clamped(to: shown) where SecretFinding.reveals(position, of: secret) {
-            excerpt[position - shown.lowerBound] = original[position - base]
+            excerpt[position - shown.lowerBound] = bytes[position - base]
         }
         return ByteExcerpt.render(excerpt)
     }
