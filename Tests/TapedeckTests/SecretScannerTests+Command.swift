@@ -82,4 +82,22 @@ extension SecretScannerTests {
         let usage = try await TapedeckProcess.run(["scan"])
         #expect(usage.status == 2)
     }
+
+    /// A tape no Tapedeck would write, or output that cannot be written, is an error like any other: 2.
+    @Test func scanOfAHostileTapeOrToAFullDiskExitsTwo() async throws {
+        let directory = try TemporaryDirectory()
+        try BadInputTests.prepare(directory)
+        let unknownKind = try await TapedeckProcess.run(["scan", directory.path("unknown-kind.tape")])
+        #expect(unknownKind.status == 2)
+        #expect(unknownKind.stderr.hasSuffix("session 1 event 1 has an unknown kind code 9\n"))
+        let future = try await TapedeckProcess.run(["scan", directory.path("future.tape")])
+        #expect(future.status == 2)
+        #expect(future.stderr.contains("it was changed by a newer Tapedeck"))
+        let full = try await TapedeckProcess.run(
+            ["scan", InspectCommandTests.fixture, "--json"],
+            standardOutput: "/dev/full"
+        )
+        #expect(full.status == 2)
+        #expect(full.stderr == "tapedeck: error: cannot write standard output: no space left on device\n")
+    }
 }

@@ -131,6 +131,20 @@ struct SecretScannerTests {
         #expect(findings[2].excerpt == "AUTH PLAIN AG****************==\\r\\n")
     }
 
+    @Test func aChallengeSplitAcrossReadsIsStillOne() {
+        var tracker = ChallengeTracker()
+        tracker.read(Data("250 ok\r\n33".utf8))
+        #expect(!tracker.lastLineIsChallenge)
+        tracker.read(Data("4 VXNlcm5hbWU6".utf8))
+        #expect(!tracker.lastLineIsChallenge)
+        tracker.read(Data("\r\n".utf8))
+        #expect(tracker.lastLineIsChallenge)
+        tracker.read(Data("235 ok\r\n3345 no\r\n".utf8))
+        #expect(!tracker.lastLineIsChallenge)
+        tracker.read(Data("334\n".utf8))
+        #expect(tracker.lastLineIsChallenge)
+    }
+
     @Test func aSecretSplitAcrossReadsIsFoundWhereItStarts() throws {
         let findings = try ConversationTape.findings([
             [

@@ -84,7 +84,8 @@ struct SessionScan {
             client.append(payload, seq: event.seq, afterChallenge: challenge.lastLineIsChallenge)
             found += client.scanChunks(detectors, firstSpeaker: firstSpeaker).map { (.clientToUpstream, $0) }
         case .upstreamToClient:
-            challenge.read(payload)
+            // Only a server that greets first challenges (see SecretDetector.Condition.afterChallenge).
+            if firstSpeaker == .upstreamToClient { challenge.read(payload) }
             upstream.append(payload, seq: event.seq, afterChallenge: false)
             found += upstream.scanChunks(detectors, firstSpeaker: firstSpeaker).map { (.upstreamToClient, $0) }
         }
@@ -114,29 +115,32 @@ struct ChallengeTracker {
     /// The first bytes of the line in progress, enough to tell a challenge.
     private var lineStart: [UInt8] = []
 
+    /// Reads the upstream's next bytes.
     mutating func read(_ payload: Data) {
-        let bytes = [UInt8](payload)
-        guard let lastNewline = bytes.lastIndex(of: UInt8(ascii: "\n")) else {
-            keep(bytes[...])
-            return
+        payload.withUnsafeBytes { bytes in
+            guard let lastNewline = bytes.lastIndex(of: UInt8(ascii: "\n")) else {
+                keep(bytes[...])
+                return
+            }
+            if let previous = bytes[..<lastNewline].lastIndex(of: UInt8(ascii: "\n")) {
+                lastLineIsChallenge = Self.isChallenge(bytes[(previous + 1)..<lastNewline])
+            } else {
+                keep(bytes[..<lastNewline])
+                lastLineIsChallenge = Self.isChallenge(lineStart)
+            }
+            lineStart = []
+            keep(bytes[(lastNewline + 1)...])
         }
-        if let previous = bytes[..<lastNewline].lastIndex(of: UInt8(ascii: "\n")) {
-            lastLineIsChallenge = Self.isChallenge(bytes[(previous + 1)..<lastNewline].prefix(4))
-        } else {
-            keep(bytes[..<lastNewline])
-            lastLineIsChallenge = Self.isChallenge(lineStart[...])
-        }
-        lineStart = []
-        keep(bytes[(lastNewline + 1)...])
     }
 
-    private mutating func keep(_ bytes: ArraySlice<UInt8>) {
+    private mutating func keep(_ bytes: some Collection<UInt8>) {
         lineStart += bytes.prefix(max(0, 4 - lineStart.count))
     }
 
     /// `334`, then a space, the end of the line, or nothing.
-    static func isChallenge(_ start: ArraySlice<UInt8>) -> Bool {
+    static func isChallenge(_ line: some Collection<UInt8>) -> Bool {
+        let start = Array(line.prefix(4))
         guard start.starts(with: "334".utf8) else { return false }
-        return start.count == 3 || [UInt8(ascii: " "), UInt8(ascii: "\r")].contains(start[start.startIndex + 3])
+        return start.count == 3 || start[3] == UInt8(ascii: " ") || start[3] == UInt8(ascii: "\r")
     }
 }

@@ -4,7 +4,7 @@ import Foundation
 /// the way back from a place in the stream to the event it came in and the offset in that event.
 ///
 /// A read may split a secret (`AUTH hun` and `ter2`); joined, the stream holds it whole. The stream is scanned a
-/// chunk at a time as events arrive, so a session of any size is scanned in bounded memory: each chunk is read
+/// chunk at a time as events arrive, so a session of any size is read in bounded memory: each chunk is read
 /// with ``Limits/lookbehind`` bytes before it (for `^`, `\b` and an excerpt's context) and ``Limits/overlap``
 /// bytes after it (for a secret that begins in the chunk and ends past it), and a span is reported by the chunk
 /// it begins in.
@@ -20,10 +20,8 @@ struct SecretStream {
         var lookbehind = 4 << 10
     }
 
-    /// A secret found in the stream, before findings at the same place are merged.
+    /// A secret found in the stream: of those found at one place, the most specific.
     struct Candidate {
-        /// Where it starts in the stream.
-        var start: Int
         /// The event where it starts, and its offset in that event's payload.
         var seq: Int64
         var offset: Int
@@ -125,7 +123,6 @@ struct SecretStream {
         let candidates = best.map { start, found in
             let piece = piece(at: start)
             return Candidate(
-                start: start,
                 seq: piece.seq,
                 offset: start - piece.start,
                 kind: found.kind,
