@@ -11,12 +11,14 @@ struct TapedeckCommand: AsyncParsableCommand {
         version: tapedeckVersion,
         subcommands: [
             ProxyCommand.self, RecordCommand.self, ReplayCommand.self, RunCommand.self, SessionsCommand.self,
-            ShowCommand.self, GrepCommand.self, StatsCommand.self, ExportCommand.self, RedactCommand.self,
+            ShowCommand.self, GrepCommand.self, ScanCommand.self, StatsCommand.self, ExportCommand.self,
+            RedactCommand.self,
         ]
     )
 
     /// Runs the command line, turning every error into one line on stderr and the documented exit status:
     /// 0 for success and help, 1 for runtime failures, 2 for usage errors, 127 when `run` cannot start its command.
+    /// `scan` keeps 1 for "secrets found" and exits 2 for every error (see ScanCommand).
     static func main() async {
         TerminationSignals.unblock()
         // A reader that goes away (`tapedeck sessions TAPE | head`) ends output quietly through EPIPE, rather than
