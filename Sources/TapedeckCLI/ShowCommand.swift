@@ -109,7 +109,8 @@ struct ShowCommand: ParsableCommand {
         let marker = try SpanMarker(tape: tape)
         try tape.forEachEvent(inSession: id) { event in
             var object = EventLine(event)
-            object.marks = marker.marks(of: event, route: session.route)
+            let marks = marker.marks(of: event, route: session.route)
+            object.marks = marks.isEmpty ? nil : marks
             output.write((first ? "\n  " : ",\n  ") + String(decoding: try encoder.encode(object), as: UTF8.self))
             first = false
         }

@@ -190,7 +190,7 @@ struct BadInputTests {
         // A new connection sees the edited schema.
         try variant("unknown-kind.tape", "UPDATE events SET kind = 9 WHERE session_id = 1 AND seq = 1")
         try variant("unknown-direction.tape", "UPDATE events SET direction = 7 WHERE session_id = 2 AND seq = 0")
-        try variant("future.tape", "INSERT INTO grdb_migrations(identifier) VALUES ('v2')")
+        try variant("future.tape", "INSERT INTO grdb_migrations(identifier) VALUES ('v99')")
         var unchecked = Configuration()
         unchecked.foreignKeysEnabled = false
         let nullID = try DatabaseQueue(path: directory.path("null-id.tape"), configuration: unchecked)

@@ -130,3 +130,27 @@ struct RulesEndToEndTests {
         #expect(replayed == recorded)
     }
 }
+
+extension RulesEndToEndTests {
+    @Test(.enabled(if: RedisServer.isInstalled, "needs redis-server and redis-cli"))
+    func scanFindsTheSecretsOfAnUnredactedTapeAndNothingInARedactedOne() async throws {
+        let password = "scan-me-please-42"
+        let redis = try await RedisServer(password: password)
+        let directory = try TemporaryDirectory()
+        let plain = directory.path("plain.tape")
+        let redacted = directory.path("redacted.tape")
+        for (tape, presets) in [(plain, [String]()), (redacted, ["--preset", "redis-auth"])] {
+            _ = try await Self.record(["--upstream", "127.0.0.1:\(redis.port)", "--tape", tape] + presets) { port in
+                try RedisServer.cli(port: port, password: password, ["PING"])
+            }
+        }
+        redis.stop()
+        let found = try await TapedeckProcess.run(["scan", plain])
+        #expect(found.status == 1, "\(found)")
+        #expect(found.stdout.contains("redis-auth"), "\(found.stdout)")
+        #expect(!found.stdout.contains(password), "scan printed the secret: \(found.stdout)")
+        let clean = try await TapedeckProcess.run(["scan", redacted])
+        #expect(clean.status == 0, "\(clean)")
+        #expect(clean.stdout.isEmpty)
+    }
+}

@@ -50,7 +50,11 @@ struct SecretDetector: Sendable {
                 detectors.append(
                     SecretDetector(
                         kind: kind,
-                        pattern: try BytePattern(rule.pattern, prefilter: RulePreset.prefilter(of: rule)),
+                        pattern: try BytePattern(
+                                rule.pattern,
+                                required: RulePreset.tests(of: rule)?.required,
+                                tail: RulePreset.tests(of: rule)?.tail
+                            ),
                         scope: rule.scope,
                         condition: kind == .redisAuth ? .clientSpokeFirst : .always
                     )
