@@ -23,6 +23,8 @@ import Tapedeck
 ///   - tape: The tape file. Recording creates it and its directory.
 ///   - upstream: The real service, `HOST:PORT` or `unix:/path`; needed to record, unused in replay.
 ///   - listen: Where the client connects; a free loopback port by default.
+///   - rules: Volatile spans and redactions, such as `RulePreset.uuid.rules`; stored in the tape when recording,
+///     and added to the tape's own when replaying. Secrets go in `options.secrets`.
 ///   - requireAll: Also fail when a recorded session was never replayed.
 ///   - options: Label, pace, event loops and logger. Whether the tape is replaced is decided as above.
 ///   - drainTimeout: How long connections left open by `body` may run on before they are reset.
@@ -35,13 +37,18 @@ public func withTapedeck<T>(
     tape: String,
     upstream: String? = nil,
     listen: String = "127.0.0.1:0",
+    rules: [Rule] = [],
     requireAll: Bool = false,
     options: Deck.Options = .testDefaults,
     drainTimeout: Duration = .seconds(1),
     isolation: isolated (any Actor)? = #isolation,
     _ body: (Endpoint) async throws -> T
 ) async throws -> T {
-    let route = Route(listen: try Endpoint(parsing: listen), upstream: try upstream.map(Endpoint.init(parsing:)))
+    let route = Route(
+        listen: try Endpoint(parsing: listen),
+        upstream: try upstream.map(Endpoint.init(parsing:)),
+        rules: rules
+    )
     return try await withTapedeck(
         mode,
         tape: tape,
@@ -78,7 +85,7 @@ public func withTapedeck<T>(
 ///   - drainTimeout: How long connections left open by `body` may run on before they are reset.
 ///   - body: The test code, given the running deck.
 /// - Returns: What `body` returned.
-/// - Throws: As ``withTapedeck(_:tape:upstream:listen:requireAll:options:drainTimeout:isolation:_:)``.
+/// - Throws: As ``withTapedeck(_:tape:upstream:listen:rules:requireAll:options:drainTimeout:isolation:_:)``.
 public func withTapedeck<T>(
     _ mode: TapedeckMode? = nil,
     tape: String,

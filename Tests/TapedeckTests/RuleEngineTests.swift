@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import TapedeckTesting
 import Testing
 
 @testable import Tapedeck
@@ -304,5 +305,31 @@ struct RuleEngineTests {
         #expect(Self.replay(script, live: "GET\r\n", rules: rules).bytes == Data("$6\r\n******\r\n".utf8))
         let supplied = Self.replay(script, live: "GET\r\n", rules: rules, secrets: ["token": "s3cr3t-value"])
         #expect(supplied.bytes == Data("$12\r\ns3cr3t-value\r\n".utf8))
+    }
+}
+
+/// Rules through the test helpers, in process: what a user's Swift test suite does.
+struct RulesWithTapedeckTests {
+    @Test func aVolatileValueEchoedByTheUpstreamComesBackAsTheLiveOne() async throws {
+        let upstream = try await TestServer.start(.echo)
+        defer { Task { await upstream.stop() } }
+        let directory = try TemporaryDirectory()
+        let tape = directory.path("echo.tape")
+        let recordedID = UUID().uuidString.lowercased()
+        let recorded = try await withTapedeck(
+            .record,
+            tape: tape,
+            upstream: "\(upstream.endpoint)",
+            rules: RulePreset.uuid.rules
+        ) { address in
+            try await TestClient.exchange(address, "request id=\(recordedID) please\n").reply
+        }
+        #expect(recorded == "request id=\(recordedID) please\n")
+        // Replayed with the tape's own rules: another id matches, and the echo carries it.
+        let liveID = UUID().uuidString.lowercased()
+        let replayed = try await withTapedeck(.replay, tape: tape, requireAll: true) { address in
+            try await TestClient.exchange(address, "request id=\(liveID) please\n").reply
+        }
+        #expect(replayed == "request id=\(liveID) please\n")
     }
 }

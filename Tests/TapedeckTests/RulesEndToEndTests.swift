@@ -61,7 +61,9 @@ struct RulesEndToEndTests {
             try commands.map { try RedisServer.cli(port: port, password: password, $0) }
         }
         #expect(replayed == recorded)
-        // `show` marks the redacted span.
+        // `sessions` counts the redacted spans, and `show` marks them.
+        let sessions = try await TapedeckProcess.run(["sessions", tape])
+        #expect(sessions.stdout.contains("(1 redacted)"), "\(sessions.stdout)")
         let show = try await TapedeckProcess.run(["show", tape, "1"])
         #expect(show.stdout.contains("↳ redacted bytes"), "\(show.stdout)")
     }

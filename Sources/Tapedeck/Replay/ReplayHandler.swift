@@ -45,8 +45,8 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// Counts batches, to spread them over the tape's readers.
     private var batchesRead = 0
     private var client = "unknown"
-    /// The route's rules for the client's stream, without the listen address.
-    private let clientRules: CompiledRules
+    /// The route's rules for the client's stream, by the address the client connected to.
+    private let clientRules: ListenRulesCache
     /// The client's stream with rule spans and the address it connected to replaced by tokens, as the tape's
     /// recorded streams were; made once the connection's address is known.
     private var normalizer: StreamNormalizer?
@@ -68,7 +68,7 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
         logger: Logger,
         missing: MissingSessionHandoff?,
         payloads: UpstreamPayloadSource,
-        clientRules: CompiledRules,
+        clientRules: ListenRulesCache,
         secrets: [String: String] = [:]
     ) {
         self.clientRules = clientRules
@@ -85,8 +85,7 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         let listen = context.channel.localAddress.flatMap { ListenAddressText(Endpoint($0)) }
-        // The rules compiled, so the listen pattern compiles too; should it not, the address goes unnormalized.
-        normalizer = StreamNormalizer(rules: (try? clientRules.adding(listen: listen)) ?? clientRules)
+        normalizer = StreamNormalizer(rules: clientRules.rules(listeningAt: listen))
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {

@@ -54,7 +54,7 @@ public final class ReplayServer: Service {
         var route: Route
         var catalog: SessionCatalog
         /// The rules replay applies to the route's clients: the tape's, then those given with the route.
-        var clientRules: CompiledRules
+        var clientRules: ListenRulesCache
     }
 
     private let served: [ServedRoute]
@@ -134,7 +134,9 @@ public final class ReplayServer: Service {
                         repeatable: options.repeatSessions,
                         payloads: payloads
                     ),
-                    clientRules: try CompiledRules(rulesOfRoute[route.name] ?? [], direction: .clientToUpstream)
+                    clientRules: ListenRulesCache(
+                        try CompiledRules(rulesOfRoute[route.name] ?? [], direction: .clientToUpstream)
+                    )
                 )
             )
         }

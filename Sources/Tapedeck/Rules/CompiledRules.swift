@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 
 /// The rules of a route, compiled for one direction of its sessions, and the listen address clients write into
 /// their bytes as one more rule: what finds the spans that normalizing, redacting and marking work on.
@@ -147,5 +148,29 @@ struct CompiledRules: Sendable {
             lastEnd = span.range.upperBound
         }
         return result.sorted { $0.range.lowerBound < $1.range.lowerBound }
+    }
+}
+
+/// A route's client rules with each listener's address added, compiled once per address: a connection finds its
+/// listener's without compiling anything.
+final class ListenRulesCache: Sendable {
+    private let rules: CompiledRules
+    private let byAddress = NIOLockedValueBox<[String: CompiledRules]>([:])
+
+    init(_ rules: CompiledRules) {
+        self.rules = rules
+    }
+
+    /// The rules with `listen` added; the rules alone when it is nil (or, which cannot happen for an address
+    /// that was bound, its pattern does not compile).
+    func rules(listeningAt listen: ListenAddressText?) -> CompiledRules {
+        guard let listen else { return rules }
+        let key = listen.spellings.map { String(decoding: $0, as: UTF8.self) }.joined(separator: " ")
+        return byAddress.withLockedValue { cache in
+            if let cached = cache[key] { return cached }
+            let made = (try? rules.adding(listen: listen)) ?? rules
+            cache[key] = made
+            return made
+        }
     }
 }
