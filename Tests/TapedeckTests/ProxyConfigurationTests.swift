@@ -101,3 +101,49 @@ struct ProxyConfigurationTests {
         #expect(error?.description == "cannot read config '/nonexistent/routes.yaml': no such file")
     }
 }
+
+extension ProxyConfigurationTests {
+    @Test func readsEachRoutesRules() throws {
+        let yaml = """
+            routes:
+              - name: s3
+                upstream: 127.0.0.1:9000
+                rules:
+                  - preset: aws-sigv4
+                  - volatile: 'X-Amz-Date: [0-9TZ]+'
+                  - redact: 'token=([a-z0-9]+)'
+                    scope: upstream
+                    secret: api-token
+              - name: plain
+                upstream: 127.0.0.1:9001
+            """
+        let routes = try ProxyConfiguration.parse(Data(yaml.utf8), path: "rules.yaml").routes
+        #expect(routes[0].rules.count == RulePreset.awsSigV4.rules.count + 2)
+        #expect(routes[0].rules.prefix(RulePreset.awsSigV4.rules.count) == RulePreset.awsSigV4.rules[...])
+        #expect(
+            routes[0].rules.last
+                == (try Rule(.redact, pattern: "token=([a-z0-9]+)", scope: .upstream, secret: "api-token"))
+        )
+        #expect(routes[1].rules.isEmpty)
+    }
+
+    @Test(arguments: [
+        ("- volatile: '([a-z'", "rule 1: invalid regular expression '([a-z': it does not compile"),
+        ("- preset: nope", "rule 1: unknown preset 'nope': use one of \(RulePreset.names)"),
+        ("- volatile: a\n        redact: b", "rule 1: a rule needs exactly one of volatile, redact or preset"),
+        ("- volatile: a\n        secret: s", "rule 1: only a redact rule names a secret"),
+        ("- redact: a\n        scope: sideways", "rule 1: unknown scope 'sideways': use client, upstream or both"),
+        (
+            "- volatile: a\n        flavour: x",
+            "rule 1: unknown rule key 'flavour' (expected volatile, redact or preset, with scope or secret)"
+        ),
+    ])
+    func refusesBadRulesInOneLine(rule: String, message: String) {
+        let yaml = "routes:\n  - upstream: 127.0.0.1:1\n    rules:\n      \(rule)\n"
+        #expect {
+            try ProxyConfiguration.parse(Data(yaml.utf8), path: "c.yaml")
+        } throws: { error in
+            "\(error)" == "invalid config 'c.yaml': route 1: \(message)"
+        }
+    }
+}

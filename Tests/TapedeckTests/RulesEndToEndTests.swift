@@ -92,8 +92,9 @@ struct RulesEndToEndTests {
         let moto = try await MotoServer()
         let directory = try TemporaryDirectory()
         let tape = directory.path("s3.tape")
+        // aws-sigv4 for what changes on every request; http-auth keeps the credentials out of the tape.
         let recorded = try await Self.record([
-            "--upstream", "127.0.0.1:\(moto.port)", "--tape", tape, "--preset", "aws-sigv4",
+            "--upstream", "127.0.0.1:\(moto.port)", "--tape", tape, "--preset", "aws-sigv4", "--preset", "http-auth",
         ]) {
             port in try PythonFixture.s3Client(endpoint: "http://127.0.0.1:\(port)")
         }
@@ -107,6 +108,8 @@ struct RulesEndToEndTests {
         }
         #expect(replayed.status == 0, "\(replayed)")
         #expect(replayed.stdout == recorded.stdout)
+        let scan = try await TapedeckProcess.run(["scan", tape])
+        #expect(scan.status == 0, "\(scan.stdout)")
     }
 
     @Test(.enabled(if: RedisServer.isInstalled, "needs redis-server and redis-cli"))
