@@ -333,3 +333,22 @@ struct RulesWithTapedeckTests {
         #expect(replayed == "request id=\(liveID) please\n")
     }
 }
+
+extension RuleEngineTests {
+    /// A signed request as boto3 sends it, split by the socket at every place: the credentials never stay.
+    @Test func anAuthorizationHeaderSplitAnywhereIsRedacted() throws {
+        let request =
+            "PUT /tapedeck-fixture HTTP/1.1\r\nHost: 127.0.0.1:41234\r\nAccept-Encoding: identity\r\nX-Amz-Date: 20261201T204301Z\r\nX-Amz-Content-SHA256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\r\nAuthorization: AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20261201/us-east-1/s3/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature=4d0b2d1a5c3e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f41\r\namz-sdk-invocation-id: 5d4a0b4f-2c8d-4b53-9a4b-3f5c1a2e9e11\r\nContent-Length: 0\r\n\r\n"
+        let bytes = Array(request.utf8)
+        let rules = RulePreset.httpAuth.rules + RulePreset.awsSigV4.rules
+        for split in 1..<bytes.count {
+            let written = try Self.redact(
+                [String(decoding: bytes[..<split], as: UTF8.self), String(decoding: bytes[split...], as: UTF8.self)],
+                rules: rules
+            )
+            let tape = written.map { String(buffer: $0.payload) }.joined()
+            #expect(!tape.contains("AKIA") && !tape.contains("Signature="), "split at \(split): \(tape)")
+            #expect(tape.count == request.count)
+        }
+    }
+}

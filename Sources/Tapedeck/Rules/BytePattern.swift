@@ -4,7 +4,7 @@ import Foundation
 /// UTF-16 unit, so a match's range is its range of bytes.
 ///
 /// Besides finding matches, it says where a match may have begun that the next read could complete
-/// (``holdStart(_:lastMatch:)``), so that the spans of a stream read piece by piece are found even when a read
+/// (``holdStart(_:text:offset:scan:)``), so that the spans of a stream read piece by piece are found even when a read
 /// splits one. Two cheap tests keep the expression from running where it cannot match: what a match must
 /// contain (``Required``), and how the end of the bytes may begin one (``Tail``).
 struct BytePattern: Sendable {
@@ -18,6 +18,12 @@ struct BytePattern: Sendable {
         case digitRun(Int)
         /// A UUID's shape: four dashes, 5 bytes apart.
         case uuidShape
+        /// An ISO 8601 date: `dddd-dd-dd`.
+        case isoDate
+        /// A compact date-time: eight digits and `T`.
+        case compactTimestamp
+        /// A Unix epoch in seconds or milliseconds from 2001 to 2033: a run of exactly 10 or 13 digits starting with 1.
+        case epoch
     }
 
     /// How the last bytes read may be the beginning of a match that the next read completes.
@@ -173,7 +179,49 @@ struct BytePattern: Sendable {
                 index += 1
             }
             return false
+        case .isoDate:
+            return shape(bytes, [.digit, .digit, .digit, .digit, .dash, .digit, .digit, .dash, .digit, .digit])
+        case .compactTimestamp:
+            return shape(bytes, [.digit, .digit, .digit, .digit, .digit, .digit, .digit, .digit, .letterT])
+        case .epoch:
+            var run = 0
+            var first: UInt8 = 0
+            for index in 0...bytes.count {
+                if index < bytes.count, bytes[index] &- 0x30 < 10 {
+                    if run == 0 { first = bytes[index] }
+                    run += 1
+                } else {
+                    if (run == 10 || run == 13) && first == UInt8(ascii: "1") { return true }
+                    run = 0
+                }
+            }
+            return false
         }
+    }
+
+    private enum ShapeByte {
+        case digit, dash, letterT
+
+        func matches(_ byte: UInt8) -> Bool {
+            switch self {
+            case .digit: return byte &- 0x30 < 10
+            case .dash: return byte == UInt8(ascii: "-")
+            case .letterT: return byte == UInt8(ascii: "T")
+            }
+        }
+    }
+
+    /// Whether `shape` occurs somewhere in `bytes`.
+    private static func shape(_ bytes: UnsafeBufferPointer<UInt8>, _ shape: [ShapeByte]) -> Bool {
+        guard bytes.count >= shape.count else { return false }
+        var start = 0
+        while start <= bytes.count - shape.count {
+            var same = 0
+            while same < shape.count, shape[same].matches(bytes[start + same]) { same += 1 }
+            if same == shape.count { return true }
+            start += 1
+        }
+        return false
     }
 
     private static func find(_ needle: [UInt8], in haystack: UnsafeBufferPointer<UInt8>, caseInsensitive: Bool) -> Bool
@@ -202,8 +250,11 @@ struct BytePattern: Sendable {
             var earliest: Int?
             for literal in literals {
                 let longest = min(literal.count - 1, bytes.count)
-                guard longest > 0 else { continue }
-                for length in stride(from: longest, through: 1, by: -1) {
+                // A literal that begins a line (a header name after its newline) is held for only once its first
+                // letter came: every request ends with a newline, and holding that would hold every request.
+                let shortest = literal.first == UInt8(ascii: "\n") ? 2 : 1
+                guard longest >= shortest else { continue }
+                for length in stride(from: longest, through: shortest, by: -1) {
                     let start = bytes.count - length
                     var same = true
                     for offset in 0..<length {
@@ -320,6 +371,8 @@ struct BytePattern: Sendable {
     struct Scan {
         /// The spans found, in order: capture groups that took part, or whole matches.
         var spans: [NSRange] = []
+        /// The whole match each span belongs to.
+        var matches: [NSRange] = []
         /// The last whole match.
         var lastMatch: NSRange?
         /// Matching the last match ran into the end of the text: more bytes might extend it.
@@ -339,12 +392,18 @@ struct BytePattern: Sendable {
             scan.lastMatch = match.range
             scan.lastMatchHitEnd = flags.contains(.hitEnd)
             if groupCount == 0 {
-                if match.range.length > 0 { scan.spans.append(match.range) }
+                if match.range.length > 0 {
+                    scan.spans.append(match.range)
+                    scan.matches.append(match.range)
+                }
                 return
             }
             for group in 1...groupCount {
                 let span = match.range(at: group)
-                if span.location != NSNotFound, span.length > 0 { scan.spans.append(span) }
+                if span.location != NSNotFound, span.length > 0 {
+                    scan.spans.append(span)
+                    scan.matches.append(match.range)
+                }
             }
         }
         return scan

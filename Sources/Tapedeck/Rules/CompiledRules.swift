@@ -23,6 +23,15 @@ struct CompiledRules: Sendable {
     struct Span: Sendable, Hashable {
         var range: Range<Int>
         var meaning: Meaning
+        /// The whole match the span is part of (the span itself when the rule has no groups): bytes released
+        /// apart from each other would no longer match.
+        var match: Range<Int>
+
+        init(range: Range<Int>, meaning: Meaning, match: Range<Int>? = nil) {
+            self.range = range
+            self.meaning = meaning
+            self.match = match ?? range
+        }
     }
 
     private struct Entry: Sendable {
@@ -104,9 +113,16 @@ struct CompiledRules: Sendable {
         var hold = pending.count
         for entry in candidates {
             let scan = entry.pattern.scan(text, in: range)
-            for span in scan.spans {
+            for (span, match) in zip(scan.spans, scan.matches) {
                 let start = span.location - context.count
-                found.append(Span(range: start..<(start + span.length), meaning: entry.meaning))
+                let matchStart = max(0, match.location - context.count)
+                found.append(
+                    Span(
+                        range: start..<(start + span.length),
+                        meaning: entry.meaning,
+                        match: matchStart..<(match.location - context.count + match.length)
+                    )
+                )
             }
             guard !final else { continue }
             if let start = entry.pattern.holdStart(pending, text: text, offset: context.count, scan: scan) {
@@ -115,9 +131,9 @@ struct CompiledRules: Sendable {
         }
         var spans = Self.resolve(found)
         if !final {
-            // A span reaching past the hold may yet grow: hold it whole.
-            for span in spans.reversed() where span.range.upperBound > hold {
-                hold = min(hold, span.range.lowerBound)
+            // A match reaching past the hold may yet grow: hold it whole, from where it began.
+            for span in spans.reversed() where span.match.upperBound > hold {
+                hold = min(hold, span.match.lowerBound)
             }
             spans.removeAll { $0.range.upperBound > hold }
         }
@@ -131,6 +147,11 @@ struct CompiledRules: Sendable {
             if let last = redactions.last, last.range.upperBound > span.range.lowerBound {
                 let merged = last.range.lowerBound..<max(last.range.upperBound, span.range.upperBound)
                 redactions[redactions.count - 1].range = merged
+                redactions[redactions.count - 1].match =
+                    min(
+                        last.match.lowerBound,
+                        span.match.lowerBound
+                    )..<max(last.match.upperBound, span.match.upperBound)
             } else {
                 redactions.append(span)
             }

@@ -69,10 +69,11 @@ struct RecordingRedactor {
         var releasedEvents = ends.firstIndex { $0 > hold } ?? held.count
         while releasedEvents > 0 {
             let boundary = ends[releasedEvents - 1]
+            // A match the boundary would cut could not be found again once its first part is written.
             guard
-                let crossing = spans.first(where: { $0.range.lowerBound < boundary && $0.range.upperBound > boundary })
+                let crossing = spans.first(where: { $0.match.lowerBound < boundary && $0.match.upperBound > boundary })
             else { break }
-            releasedEvents = ends.firstIndex { $0 > crossing.range.lowerBound } ?? 0
+            releasedEvents = ends.firstIndex { $0 > crossing.match.lowerBound } ?? 0
         }
         guard releasedEvents > 0 else { return [] }
         let boundary = ends[releasedEvents - 1]

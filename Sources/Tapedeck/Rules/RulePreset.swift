@@ -143,14 +143,23 @@ public enum RulePreset: String, Sendable, Hashable, CaseIterable, CustomStringCo
     /// The cheap tests of a preset's rule (see ``BytePattern``), or nil to derive them from its expression.
     static func tests(of rule: Rule) -> (required: BytePattern.Required, tail: BytePattern.Tail)? {
         func headers(_ names: [String]) -> (required: BytePattern.Required, tail: BytePattern.Tail) {
-            let literals = names.map { Array(("\n" + $0.lowercased() + ":").utf8) }
-            return (.anyOf(literals, caseInsensitive: true), .literals(literals, caseInsensitive: true))
+            // The newline before a header may be in bytes already released: required without it, held with it.
+            let lines = names.map { Array(("\n" + $0.lowercased() + ":").utf8) }
+            return (
+                .anyOf(lines.map { Array($0.dropFirst()) }, caseInsensitive: true),
+                .literals(lines, caseInsensitive: true)
+            )
         }
         switch rule.preset {
         case RulePreset.uuid.rawValue:
             return (.uuidShape, .run(.uuid, maximum: 36))
         case RulePreset.timestamps.rawValue:
-            return (.digitRun(4), .run(.timestamp, maximum: 35))
+            // One cheap test per expression, so that digits alone (a key, a counter) run none of them.
+            let tail = BytePattern.Tail.run(.timestamp, maximum: 35)
+            if rule.pattern.contains("GMT") { return (.anyOf([Array(" GMT".utf8)], caseInsensitive: false), .none) }
+            if rule.pattern.contains("T[0-9]{6}Z") { return (.compactTimestamp, tail) }
+            if rule.pattern.contains("1[0-9]{9}") { return (.epoch, tail) }
+            return (.isoDate, tail)
         case RulePreset.httpAuth.rawValue:
             return headers(["Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie", "X-Api-Key"])
         case RulePreset.awsSigV4.rawValue:
