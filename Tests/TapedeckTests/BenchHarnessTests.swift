@@ -36,7 +36,9 @@ struct BenchHarnessTests {
         let report = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
         #expect(status == 0, "scripts/bench --dry-run exited with \(status):\n\(log.suffix(3_000))")
         #expect(log.contains("dry run: "), "no summary line:\n\(log.suffix(3_000))")
-        for section in ["### Replay (`tapedeck replay`)", "### Replay at scale", "### Inspect", "### `tapedeck run`"] {
+        for section in [
+            "### Replay (`tapedeck replay`)", "### Replay at scale", "### Inspect", "### `tapedeck run`", "### Rules",
+        ] {
             #expect(report.contains(section), "the report has no '\(section)' section:\n\(report.prefix(3_000))")
         }
     }

@@ -6,7 +6,7 @@ Where things are:
   cli.py          options, the rounds, the report written to stdout / --output
   workload.py     Workload (the base class), Ctx (the run's state), Metric
   workloads/      one module per workload: bulk, rr, churn, rss, record,
-                  replay, replay_scale, inspect_sessions, run_command
+                  replay, replay_scale, inspect_sessions, run_command, rules
   contestants.py  the relays compared (ContestantSpec) and a running one (Relay)
   process.py      child processes: started to die with the harness, stopped
                   by their own PIDs, commands run with a time limit

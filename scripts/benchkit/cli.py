@@ -49,6 +49,10 @@ workload of each round. Workloads:
   inspect `tapedeck sessions` on a tape of 100,000 sessions
   run    the time `tapedeck run` adds to a short test command, in proxy and
          replay mode
+  rules  redis-benchmark req/s through `tapedeck record` and against `tapedeck
+         replay` without rules and with `--preset timestamps --preset uuid`,
+         -P 1 and -P 16, and traffic the presets' expressions run on (digit
+         runs, timestamps); once per round, in a report section of its own
 
 The `tapedeck-record` contestant (`tapedeck record`, tape in a temp dir that
 is deleted after every run) takes part in bulk and rr by default; name it in
@@ -63,6 +67,7 @@ Examples:
   scripts/bench --only rr,bulk,record --contestants tapedeck,tapedeck-record,haproxy
   scripts/bench --only replay --rounds 3
   scripts/bench --only replay-scale
+  scripts/bench --only rules --rounds 3
 
 The result is a Markdown table on stdout (median over rounds); progress and
 diagnostics go to stderr.
@@ -90,6 +95,12 @@ def parse_args(argv=None):
                         "against fresh servers, of at most this many requests (default: a quarter "
                         "of the ephemeral port range, so no command runs into its own TIME_WAIT "
                         "sockets); 0 = one `-t ping,set,get -n N` command per leg")
+    p.add_argument("--rules-n", type=int, default=None,
+                   help="rules workload: redis-benchmark requests per test through `tapedeck record` "
+                        "(default 50000, 10000 with --quick; 4x with -P 16)")
+    p.add_argument("--rules-replay-n", type=int, default=None,
+                   help="rules workload: redis-benchmark -k 0 requests per test against `tapedeck replay` "
+                        "(default 10000, 2000 with --quick; 4x with -P 16)")
     p.add_argument("--only", default=",".join(w.key for w in WORKLOADS),
                    help=f"workloads to run: {','.join(w.key for w in WORKLOADS)} (default: all)")
     p.add_argument("--tapedeck", default=str(common.REPO / ".build" / "release" / "tapedeck"),
@@ -129,7 +140,8 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     for name, normal, quick, dry in (("rounds", 3, 1, 1), ("duration", 5.0, 1.0, 1.0),
                                      ("rr_n1", 10000, 2000, 200), ("rr_n50", 50000, 10000, 1000),
-                                     ("churn_seconds", 5.0, 1.0, 0.5), ("replay_n", 20000, 5000, 100)):
+                                     ("churn_seconds", 5.0, 1.0, 0.5), ("replay_n", 20000, 5000, 100),
+                                     ("rules_n", 50000, 10000, 200), ("rules_replay_n", 10000, 2000, 100)):
         if getattr(args, name) is None:
             setattr(args, name, dry if args.dry_run else quick if args.quick else normal)
     if args.dry_run:
@@ -146,6 +158,8 @@ def parse_args(argv=None):
         p.error("--rss-conns must be within 1..20000")
     if not 100 <= args.replay_n <= 1_000_000:
         p.error("--replay-n must be within 100..1000000")
+    if not 100 <= args.rules_n <= 10_000_000 or not 100 <= args.rules_replay_n <= 1_000_000:
+        p.error("--rules-n must be within 100..10000000, --rules-replay-n within 100..1000000")
     if args.replay_chunk is not None and not (args.replay_chunk == 0 or
                                               100 <= args.replay_chunk <= 1_000_000):
         p.error("--replay-chunk must be 0 or within 100..1000000")

@@ -157,8 +157,9 @@ Two kinds of benchmark, both kept out of the product:
   session choice; without it those rows are skipped). `scripts/bench --help` lists the workloads and options.
 
   ```sh
-  scripts/bench --output docs/benchmarks.md      # everything, 3 rounds (about 15 minutes)
+  scripts/bench --output docs/benchmarks.md      # everything, 3 rounds (about 20 minutes)
   scripts/bench --only replay-scale --rounds 3   # replay of a 1 GiB session and of 100,000 sessions
+  scripts/bench --only rules --rounds 3          # what rules cost record and replay (about 5 minutes)
   scripts/bench --only rr,rss --rounds 5         # some workloads
   scripts/bench --dry-run --tapedeck .build/debug/tapedeck   # does the harness work? (under a minute)
   ```

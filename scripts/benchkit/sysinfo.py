@@ -90,6 +90,20 @@ def thread_cpu(pid: int, before: Dict[int, Tuple[str, int]], seconds: float) -> 
     return {"loops": loops * scale, "writer": other * scale}
 
 
+
+def process_cpu_seconds(pid: int) -> Optional[float]:
+    """User + system CPU seconds of pid so far (all its threads), or None if
+    it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    rest = data[data.rfind(")") + 2:].split()
+    if len(rest) < 13:
+        return None
+    return (int(rest[11]) + int(rest[12])) / CLK_TCK
+
 def tool_version(argv: List[str], pick: Callable[[str], str] = lambda s: s.splitlines()[0]) -> str:
     try:
         cp = run_bounded(argv, timeout=10)

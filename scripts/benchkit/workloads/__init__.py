@@ -12,8 +12,9 @@ from .replay import Replay
 from .replay_scale import ReplayScale
 from .rr import ReqResp
 from .rss import Rss
+from .rules import Rules
 from .run_command import RunCommand
 
 WORKLOADS: List[Workload] = [Bulk(), ReqResp(), Churn(), Rss(), Record(), Replay(), ReplayScale(), Inspect(),
-                             RunCommand()]
+                             RunCommand(), Rules()]
 WORKLOAD_BY_KEY = {w.key: w for w in WORKLOADS}

@@ -10,6 +10,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -23,6 +24,87 @@ from ..workload import Ctx, Workload
 
 REPLAY_SUMMARY_RE = re.compile(r"replay: (\d+) connections?, (\d+) sessions? replayed, "
                                r"(\d+) mismatched, (\d+) unused")
+
+
+def start_redis(ctx, label: str) -> Tuple[Proc, int]:
+    """A fresh redis-server on a free port; another try if the port was taken
+    meanwhile (the benchmark itself churns through ephemeral ports)."""
+    for attempt in range(3):
+        port = free_port()
+        srv = Proc(f"redis-server-{label}-{port}",
+                   ["redis-server", "--port", str(port), "--bind", LOOPBACK, "--save", "",
+                    "--appendonly", "no", "--daemonize", "no", "--maxclients", "10000",
+                    "--logfile", ""], ctx.tmp)
+        try:
+            wait_listening(port, srv, 15, "redis-server")
+            return srv, port
+        except BaseException as exc:
+            srv.stop(grace=5)
+            if attempt == 2 or not isinstance(exc, BenchError):
+                raise
+            warn(f"redis-server on port {port}: {exc}; trying another port")
+    raise BenchError("unreachable")
+
+
+def start_tapedeck(ctx, label: str, argv: List[str]) -> Tuple[Proc, int]:
+    """A tapedeck command that listens: (the process, its port)."""
+    proc = Proc(label, argv, ctx.tmp)
+    try:
+        port = wait_listening_line(proc, 60, label)
+    except BaseException:
+        proc.stop(grace=10)
+        raise
+    return proc, port
+
+
+@dataclass
+class ReplayVerdict:
+    """What a replay server's report says about the connections it served."""
+    connections: int
+    mismatches: int
+    replayed: int
+    unused: int
+    first_mismatch: str = ""
+
+
+def stop_replay(proc: Proc, report: Path) -> ReplayVerdict:
+    """Stop a `tapedeck replay --report REPORT` server and read its report; it
+    must exit with 0 on SIGTERM and print a summary line that agrees with the
+    report. Mismatches are counted, not raised: the caller decides."""
+    try:
+        rc = proc.stop(grace=30)
+        if rc != 0:
+            raise BenchError(f"tapedeck replay exited with {rc} after SIGTERM: "
+                             f"{proc.stderr_tail(5)}")
+        try:
+            data = json.loads(report.read_text())
+            verdict = ReplayVerdict(int(data["connections"]), len(data["mismatches"]),
+                                    len(data["replayed"]), len(data["unused"]))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise BenchError(f"replay report {report.name} unreadable: {exc}") from exc
+    finally:
+        try:
+            report.unlink()  # over 10 MB of JSON for 80,000 connections
+        except OSError:
+            pass
+    if verdict.mismatches:
+        first = data["mismatches"][0]
+        verdict.first_mismatch = (f"{first.get('reason')}: expected {first.get('expected')!r}, "
+                                  f"got {first.get('actual')!r}")
+    try:
+        stderr = proc.stderr_path.read_text(errors="replace")
+    except OSError:
+        stderr = ""
+    m = REPLAY_SUMMARY_RE.search(stderr)
+    if m is None:
+        fail(f"{proc.name} printed no summary line on stderr")
+    elif (int(m.group(1)), int(m.group(3))) != (verdict.connections, verdict.mismatches):
+        fail(f"replay summary line {m.group(0)!r} disagrees with the report "
+             f"({verdict.connections} connections, {verdict.mismatches} mismatches)")
+    if verdict.replayed + verdict.mismatches != verdict.connections:
+        fail(f"replay: {verdict.replayed} replayed + {verdict.mismatches} mismatched != "
+             f"{verdict.connections} connections")
+    return verdict
 
 
 class Replay(Workload):
@@ -107,36 +189,6 @@ class Replay(Workload):
         sizes = [n // parts + (1 if i < n % parts else 0) for i in range(parts)]
         return [(t.lower(), s) for t in self.TESTS for s in sizes]
 
-    # --- processes
-
-    def start_redis(self, ctx, label: str) -> Tuple[Proc, int]:
-        """A fresh redis-server on a free port; another try if the port was
-        taken meanwhile (the benchmark itself churns through ephemeral ports)."""
-        for attempt in range(3):
-            port = free_port()
-            srv = Proc(f"redis-server-{label}-{port}",
-                       ["redis-server", "--port", str(port), "--bind", LOOPBACK, "--save", "",
-                        "--appendonly", "no", "--daemonize", "no", "--maxclients", "10000",
-                        "--logfile", ""], ctx.tmp)
-            try:
-                wait_listening(port, srv, 15, "redis-server")
-                return srv, port
-            except BaseException as exc:
-                srv.stop(grace=5)
-                if attempt == 2 or not isinstance(exc, BenchError):
-                    raise
-                warn(f"redis-server on port {port}: {exc}; trying another port")
-        raise BenchError("unreachable")
-
-    def start_tapedeck(self, ctx, label: str, argv: List[str]) -> Tuple[Proc, int]:
-        proc = Proc(label, argv, ctx.tmp)
-        try:
-            port = wait_listening_line(proc, 60, label)
-        except BaseException:
-            proc.stop(grace=10)
-            raise
-        return proc, port
-
     # --- the client
 
     def bench(self, ctx, port: int, what: str, watch: List[Proc], tests: str,
@@ -161,12 +213,12 @@ class Replay(Workload):
         """Start the servers of one leg: (port for the client, processes to
         watch, a function that stops them and checks how they ended)."""
         if which == "direct":
-            srv, port = self.start_redis(ctx, f"replay-direct-{tag}")
+            srv, port = start_redis(ctx, f"replay-direct-{tag}")
             return port, [srv], lambda: srv.stop(grace=5) and None
         if which == "proxy":
-            srv, rport = self.start_redis(ctx, f"replay-proxy-{tag}")
+            srv, rport = start_redis(ctx, f"replay-proxy-{tag}")
             try:
-                proc, port = self.start_tapedeck(
+                proc, port = start_tapedeck(
                     ctx, f"tapedeck-proxy-replay-{tag}",
                     [ctx.tapedeck, "proxy", "--listen", f"{LOOPBACK}:0",
                      "--upstream", f"{LOOPBACK}:{rport}"])
@@ -184,7 +236,7 @@ class Replay(Workload):
             return port, [proc, srv], stop_proxy
         label = f"tapedeck-replay-{tag}"
         report = ctx.tmp / f"{label}.report.json"
-        proc, port = self.start_tapedeck(
+        proc, port = start_tapedeck(
             ctx, label, [ctx.tapedeck, "replay", "--tape", str(self.tape_path),
                          "--listen", f"{LOOPBACK}:0", "--repeat", "--drain-timeout", "2s",
                          "--report", str(report)])
@@ -193,39 +245,11 @@ class Replay(Workload):
     def finish_replay(self, ctx, proc: Proc, report: Path) -> None:
         """Stop a replay server; it must exit with 0 and write its report.
         Adds its connections and mismatches to this round's counts."""
-        try:
-            rc = proc.stop(grace=30)
-            if rc != 0:
-                raise BenchError(f"tapedeck replay exited with {rc} after SIGTERM: "
-                                 f"{proc.stderr_tail(5)}")
-            try:
-                data = json.loads(report.read_text())
-                conns, mism = int(data["connections"]), len(data["mismatches"])
-                replayed, unused = len(data["replayed"]), len(data["unused"])
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                raise BenchError(f"replay report {report.name} unreadable: {exc}") from exc
-        finally:
-            try:
-                report.unlink()  # over 10 MB of JSON for 80,000 connections
-            except OSError:
-                pass
-        try:
-            stderr = proc.stderr_path.read_text(errors="replace")
-        except OSError:
-            stderr = ""
-        m = REPLAY_SUMMARY_RE.search(stderr)
-        if m is None:
-            fail(f"{proc.name} printed no summary line on stderr")
-        elif (int(m.group(1)), int(m.group(3))) != (conns, mism):
-            fail(f"replay summary line {m.group(0)!r} disagrees with the report "
-                 f"({conns} connections, {mism} mismatches)")
+        verdict = stop_replay(proc, report)
+        conns, mism, unused = verdict.connections, verdict.mismatches, verdict.unused
         if mism:
-            first = data["mismatches"][0]
             fail(f"replay: {mism} mismatched connection(s); the replay numbers of round "
-                 f"{ctx.round + 1} are not valid. First: {first.get('reason')}: expected "
-                 f"{first.get('expected')!r}, got {first.get('actual')!r}")
-        if replayed + mism != conns:
-            fail(f"replay: {replayed} replayed + {mism} mismatched != {conns} connections")
+                 f"{ctx.round + 1} are not valid. First: {verdict.first_mismatch}")
         for key, v in (("replay_connections", conns), ("replay_mismatches", mism),
                        ("replay_unused_min", unused)):
             old = ctx.record.get(key, {}).get(ctx.round)
@@ -279,9 +303,9 @@ class Replay(Workload):
         self.tape_dir = d
         ok = False
         try:
-            srv, rport = self.start_redis(ctx, f"replay-record-r{ctx.round + 1}")
+            srv, rport = start_redis(ctx, f"replay-record-r{ctx.round + 1}")
             try:
-                rec, port = self.start_tapedeck(
+                rec, port = start_tapedeck(
                     ctx, f"tapedeck-record-replay-r{ctx.round + 1}",
                     [ctx.tapedeck, "record", "--listen", f"{LOOPBACK}:0",
                      "--upstream", f"{LOOPBACK}:{rport}", "--tape", str(path)])
