@@ -352,3 +352,46 @@ extension RuleEngineTests {
         }
     }
 }
+
+/// The native matchers of the `uuid` and `timestamps` presets find exactly what their expressions find.
+struct NativeMatcherTests {
+    static let samples = [
+        "id=0f8fad5b-d9cb-469f-a165-70867728950e;", "0F8FAD5B-D9CB-469F-A165-70867728950E",
+        "x0f8fad5b-d9cb-469f-a165-70867728950e",
+        "0f8fad5b-d9cb-469f-a165-70867728950ef", "0f8fad5b-d9cb-469f-a165-7086772895",
+        "é0f8fad5b-d9cb-469f-a165-70867728950e",
+        "2026-12-01T10:00:00Z", "2026-12-01 10:00", "2026-12-01T10:00:00.123+01:00 x", "2026-12-01T10:00:00,5-0130",
+        "2026-12-01T10:00:0", "2026-12-01T10:00:00.", "a2026-12-01T10:00", "2026-12-01T10:00+01", "20261201T100000Z",
+        "20261201T100000Zx", "120261201T100000Z", "1733047810", "1733047810123", "17330478101", "173304781012",
+        "x1733047810", "1733047810_", "ts:1000000012345\r\n", "key:000000012345", "2733047810", "1733047810 1733047811",
+        "SET ts:1000000012345 2026-12-01T10:00:00Z\r\n", "",
+    ]
+
+    @Test(arguments: RulePreset.uuid.rules + RulePreset.timestamps.rules)
+    func findsWhatTheExpressionFinds(rule: Rule) throws {
+        guard let native = NativeMatcher.forPattern(rule.pattern) else { return }
+        let expression = try NSRegularExpression(pattern: rule.pattern)
+        for sample in Self.samples {
+            let bytes = Data(sample.utf8).map { $0 }
+            let text = BytePattern.text(Data(bytes))
+            for from in 0...bytes.count {
+                var expected: [Range<Int>] = []
+                var expectedHitEnd = false
+                expression.enumerateMatches(
+                    in: text,
+                    options: [.withTransparentBounds, .withoutAnchoringBounds],
+                    range: NSRange(location: from, length: bytes.count - from)
+                ) { match, flags, _ in
+                    guard let match else { return }
+                    expected.append(match.range.location..<(match.range.location + match.range.length))
+                    expectedHitEnd = flags.contains(.hitEnd)
+                }
+                let found = bytes.withUnsafeBufferPointer { native.scan($0, in: from..<bytes.count) }
+                #expect(found.matches == expected, "\(native) in \(sample.debugDescription) from \(from)")
+                if !expected.isEmpty {
+                    #expect(found.lastHitEnd == expectedHitEnd, "\(native) hitEnd in \(sample.debugDescription)")
+                }
+            }
+        }
+    }
+}

@@ -59,6 +59,8 @@ struct BytePattern: Sendable {
     let groupCount: Int
     let required: Required
     let tail: Tail
+    /// A byte-by-byte matcher that finds what the expression finds, used instead of it.
+    let native: NativeMatcher?
 
     /// How far before the end of the bytes read so far a match in progress is held back for.
     static let holdWindow = 512
@@ -77,6 +79,7 @@ struct BytePattern: Sendable {
         let literal = Self.leadingLiteral(of: pattern)
         self.required = required ?? literal.map { .anyOf([$0.bytes], caseInsensitive: $0.caseInsensitive) } ?? .none
         self.tail = tail ?? literal.map { .literals([$0.bytes], caseInsensitive: $0.caseInsensitive) } ?? .none
+        native = NativeMatcher.forPattern(pattern)
     }
 
     /// The literal bytes every match begins with, when the pattern plainly starts with three or more ASCII
@@ -287,7 +290,7 @@ struct BytePattern: Sendable {
     ///   - bytes: The bytes not yet released.
     ///   - text: ``text(_:)`` of the bytes before them (`offset` of them) and the bytes.
     ///   - scan: What ``scan(_:in:)`` found in them.
-    func holdStart(_ bytes: Data, text: String, offset: Int, scan: Scan) -> Int? {
+    func holdStart(_ bytes: Data, text: () -> String, offset: Int, scan: Scan) -> Int? {
         var candidates: [Int] = []
         if let last = scan.lastMatch, scan.lastMatchHitEnd { candidates.append(last.location - offset) }
         if let start = bytes.withUnsafeBytes({ tailStart($0.bindMemory(to: UInt8.self)) }) { candidates.append(start) }
@@ -301,7 +304,7 @@ struct BytePattern: Sendable {
                         from: from,
                         caseInsensitive: caseInsensitive
                     ),
-                    matchRunsIntoEnd(text, from: offset + start)
+                    matchRunsIntoEnd(text(), from: offset + start)
                 else { continue }
                 candidates.append(start)
             }
@@ -362,9 +365,23 @@ struct BytePattern: Sendable {
     /// The byte ranges of every span in `bytes`, read as one whole stream.
     func spans(in bytes: Data) -> [Range<Int>] {
         guard mayMatch(bytes) else { return [] }
-        return scan(Self.text(bytes), in: NSRange(location: 0, length: bytes.count)).spans.map {
-            $0.location..<($0.location + $0.length)
+        return scan(bytes, from: 0) { Self.text(bytes) }.spans.map { $0.location..<($0.location + $0.length) }
+    }
+
+    /// The spans of the matches that start at `from` or later in `bytes`, the bytes before seen only by lookarounds
+    /// and `\b`: by the native matcher when there is one, otherwise by the expression over `text()`.
+    func scan(_ bytes: Data, from: Int, text: () -> String) -> Scan {
+        guard let native else { return scan(text(), in: NSRange(location: from, length: bytes.count - from)) }
+        let found = bytes.withUnsafeBytes { native.scan($0.bindMemory(to: UInt8.self), in: from..<bytes.count) }
+        var scan = Scan()
+        for match in found.matches {
+            let range = NSRange(location: match.lowerBound, length: match.count)
+            scan.spans.append(range)
+            scan.matches.append(range)
         }
+        scan.lastMatch = scan.matches.last
+        scan.lastMatchHitEnd = found.lastHitEnd
+        return scan
     }
 
     /// The result of scanning text.

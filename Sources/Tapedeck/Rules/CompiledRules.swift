@@ -107,12 +107,19 @@ struct CompiledRules: Sendable {
     func spans(in pending: Data, context: Data = Data(), final: Bool) -> (spans: [Span], hold: Int) {
         let candidates = entries.filter { $0.pattern.mayMatch(pending) }
         guard !candidates.isEmpty else { return ([], pending.count) }
-        let text = BytePattern.text(context + pending)
-        let range = NSRange(location: context.count, length: pending.count)
+        let whole = context + pending
+        // Built only for the rules that need the expression engine, and once for all of them.
+        var builtText: String?
+        func text() -> String {
+            if let builtText { return builtText }
+            let made = BytePattern.text(whole)
+            builtText = made
+            return made
+        }
         var found: [Span] = []
         var hold = pending.count
         for entry in candidates {
-            let scan = entry.pattern.scan(text, in: range)
+            let scan = entry.pattern.scan(whole, from: context.count, text: text)
             for (span, match) in zip(scan.spans, scan.matches) {
                 let start = span.location - context.count
                 let matchStart = max(0, match.location - context.count)
