@@ -114,6 +114,34 @@ struct PostgresScramTests {
     }
 }
 
+extension PostgresScramTests {
+    /// Recorded with no rule at all, as a user who did not know about SCRAM would, and replayed with only the
+    /// password in the environment: the SCRAM exchange's volatile parts are known to replay whenever the password is.
+    @Test(.enabled(if: PostgresServer.isInstalled, "needs PostgreSQL 15 and psql (installed by .ci/run)"))
+    func aLoginRecordedWithoutThePresetReplaysWithThePasswordInTheEnvironment() async throws {
+        let postgres = try await PostgresServer(scramPassword: Self.password)
+        defer { postgres.stop() }
+        let directory = try TemporaryDirectory()
+        let tapePath = directory.path("bare.tape")
+        let recorder = try TapedeckProcess(["record", "--upstream", "127.0.0.1:\(postgres.port)", "--tape", tapePath])
+        let recordAddress = try #require(try await recorder.waitForListening()["default"])
+        let recorded = try PostgresServer.runPsql(port: recordAddress.port!, Self.query, password: Self.password)
+        recorder.signal(SIGTERM)
+        #expect(try await recorder.waitForExit(timeout: .seconds(10)) == 0, "\(recorder.stderr)")
+        postgres.stop()
+        let replayer = try TapedeckProcess(
+            ["replay", "--tape", tapePath, "--require-all"],
+            environment: ["TAPEDECK_SECRET_POSTGRES_PASSWORD": Self.password]
+        )
+        let address = try #require(try await replayer.waitForListening()["default"])
+        let replayed = try PostgresServer.runPsql(port: address.port!, Self.query, password: Self.password)
+        replayer.signal(SIGTERM)
+        let status = try await replayer.waitForExit(timeout: .seconds(10))
+        #expect(status == 0, "\(replayer.stderr)")
+        #expect(replayed.output == recorded.output, "\(replayed)")
+    }
+}
+
 /// A stand-in for the upstream that plays recorded PostgreSQL sessions, one per connection in turn, through a
 /// ``PostgresScramResponder``: each recorded upstream send goes out once the client has sent as many bytes as
 /// the recorded client had before it. libpq's SCRAM messages have the same length on every login.

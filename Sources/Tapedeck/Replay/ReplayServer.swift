@@ -110,7 +110,14 @@ public final class ReplayServer: Service {
         extraTapeReaders: Int = ReplayServer.extraTapeReaders
     ) throws {
         var rulesOfRoute: [String: [Rule]] = [:]
-        for route in routes { rulesOfRoute[route.name] = (try tape.rules(ofRoute: route.name) + route.rules).uniqued() }
+        // Given the password, a SCRAM login replays even from a tape recorded without the preset: its volatile
+        // rules (the client's nonce and proof, nothing else) apply as if it had been.
+        let scram =
+            options.secrets[RulePreset.postgresPasswordSecret] == nil
+            ? [] : RulePreset.postgresPassword.rules.filter { $0.kind == .volatile }
+        for route in routes {
+            rulesOfRoute[route.name] = (try tape.rules(ofRoute: route.name) + route.rules + scram).uniqued()
+        }
         let recorded = try tape.replayScripts(inlineBudget: inlineUpstreamBudget, rules: rulesOfRoute)
         // A tape whose upstream bytes all fit in memory is never read while replaying: opening (and checking)
         // more connections to it would only cost time at start.
