@@ -103,9 +103,8 @@ final class ChildProcess: Sendable {
     deinit { stop(SIGKILL, timeout: .seconds(2)) }
 }
 
-/// Waits until something accepts TCP connections on `port`, for at most `timeout`.
-/// Waits until `server` itself listens on 127.0.0.1:`port`. Something else answering there does not count: a
-/// port found free a moment ago may have gone to another test's listener before the server could bind it.
+/// Waits, for at most `timeout`, until 127.0.0.1:`port` accepts connections while `server` runs: the port was
+/// found free a moment before, and ``FreePort`` never hands it out twice in this process.
 ///
 /// - Returns: `false` if the server exited first (it could not bind, say), so the caller can try another port.
 func waitUntilListening(_ server: ChildProcess, port: Int, timeout: Duration = .seconds(20)) async throws -> Bool {
@@ -133,29 +132,26 @@ func startListening(
     throw TestProcessError("the server exited \(attempts) times before listening")
 }
 
-/// Whether a process listens on a TCP port, from the kernel's socket table and the process's descriptors.
+/// Whether a process listens on a TCP port: a connect to it succeeds while the process runs.
+///
+/// The port came from ``FreePort``, free a moment before, so a listener on it is the process's. The kernel's
+/// socket table would name the listener's process too, but after a busy run it holds tens of thousands of
+/// TIME_WAIT sockets (megabytes): reading it every 50 ms for several servers at once starved the machine.
 enum ListeningSockets {
     static func process(_ pid: pid_t, listensOn port: Int) -> Bool {
-        // The table holds every socket of the machine, TIME_WAIT ones included: megabytes after a busy test run.
-        // Only the lines of listeners on the port are picked out, by their bytes, rather than parsing them all.
-        guard let table = try? Data(contentsOf: URL(fileURLWithPath: "/proc/net/tcp")) else { return false }
-        let listener = Data(String(format: ":%04X 00000000:0000 0A ", port).utf8)
-        var sockets = Set<String>()
-        var from = table.startIndex
-        while let found = table.range(of: listener, in: from..<table.endIndex) {
-            var lineStart = found.lowerBound
-            while lineStart > table.startIndex, table[lineStart - 1] != UInt8(ascii: "\n") { lineStart -= 1 }
-            let lineEnd = table[found.upperBound...].firstIndex(of: UInt8(ascii: "\n")) ?? table.endIndex
-            // Columns: sl, local_address, rem_address, st (0A is LISTEN), ..., inode (the tenth).
-            let columns = String(decoding: table[lineStart..<lineEnd], as: UTF8.self).split(separator: " ")
-            if columns.count > 9 { sockets.insert("socket:[\(columns[9])]") }
-            from = found.upperBound
+        guard kill(pid, 0) == 0 else { return false }
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard descriptor >= 0 else { return false }
+        defer { close(descriptor) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
-        guard !sockets.isEmpty else { return false }
-        let descriptors = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []
-        return descriptors.contains { descriptor in
-            let link = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(descriptor)")
-            return link.map(sockets.contains) ?? false
-        }
+        return connected == 0
     }
 }
