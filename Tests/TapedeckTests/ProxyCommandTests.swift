@@ -133,7 +133,8 @@ struct ProxyCommandTests {
             let started = ContinuousClock.now
             child.signal(SIGINT)
             #expect(try await child.waitForExit(timeout: .seconds(5)) == 128 + SIGINT)
-            #expect(ContinuousClock.now - started < Sanitizer.scaled(.seconds(2)))
+            // At once: before the drain timeout would have ended it, with room for a loaded machine.
+            #expect(ContinuousClock.now - started < Sanitizer.scaled(.seconds(4)))
         }
     }
 

@@ -161,7 +161,8 @@ struct RelayTests {
             let started = ContinuousClock.now
             let ending = try await TestClient.listen(to: address)
             #expect(ending == .reset)
-            #expect(ContinuousClock.now - started < Sanitizer.scaled(.seconds(2)))
+            // At once: well before the 5 s connect timeout, with room for a loaded machine.
+            #expect(ContinuousClock.now - started < Sanitizer.scaled(.seconds(4)))
         }
     }
 
@@ -306,7 +307,8 @@ struct RelayTests {
             let started = ContinuousClock.now
             let outcome = await server.shutdown(drainTimeout: .milliseconds(300))
             #expect(outcome.interruptedConnections == 2)
-            #expect(ContinuousClock.now - started < Sanitizer.scaled(.seconds(3)))
+            // The drain timeout, not the default 5 s, with room for a loaded machine.
+            #expect(ContinuousClock.now - started < Sanitizer.scaled(.seconds(4)))
             await #expect(throws: IOError.self) { _ = try await iterator.next() }
         }
     }
