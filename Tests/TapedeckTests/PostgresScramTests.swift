@@ -76,8 +76,11 @@ struct PostgresScramTests {
             "record", "--upstream", "127.0.0.1:\(postgres.port)", "--tape", tapePath, "--preset", "postgres-password",
         ])
         let recordAddress = try #require(try await recorder.waitForListening()["default"])
-        let recorded = try Self.sslmodes.map {
-            try PostgresServer.runPsql(port: recordAddress.port!, Self.query, password: Self.password, sslmode: $0)
+        let recordPort = recordAddress.port!
+        let recorded = try await offThePool {
+            try Self.sslmodes.map {
+                try PostgresServer.runPsql(port: recordPort, Self.query, password: Self.password, sslmode: $0)
+            }
         }
         recorder.signal(SIGTERM)
         #expect(try await recorder.waitForExit(timeout: .seconds(10)) == 0, "\(recorder.stderr)")
@@ -90,8 +93,11 @@ struct PostgresScramTests {
         ])
         let address = try #require(try await replayer.waitForListening()["default"])
         // In reverse: each connection finds its own session by its bytes, whatever the order.
-        let replayed = try Self.sslmodes.reversed().map {
-            try PostgresServer.runPsql(port: address.port!, Self.query, password: Self.password, sslmode: $0)
+        let replayPort = address.port!
+        let replayed = try await offThePool {
+            try Self.sslmodes.reversed().map {
+                try PostgresServer.runPsql(port: replayPort, Self.query, password: Self.password, sslmode: $0)
+            }
         }
         replayer.signal(SIGTERM)
         let replayStatus = try await replayer.waitForExit(timeout: .seconds(10))
@@ -104,7 +110,9 @@ struct PostgresScramTests {
             environment: ["TAPEDECK_SECRET_POSTGRES_PASSWORD": nil]
         )
         let secretlessAddress = try #require(try await secretless.waitForListening()["default"])
-        let refused = try PostgresServer.runPsql(port: secretlessAddress.port!, Self.query, password: Self.password)
+        let refused = try await offThePool {
+            try PostgresServer.runPsql(port: secretlessAddress.port!, Self.query, password: Self.password)
+        }
         secretless.signal(SIGTERM)
         _ = try await secretless.waitForExit(timeout: .seconds(10))
         #expect(refused.status != 0, "\(refused)")
@@ -125,7 +133,9 @@ extension PostgresScramTests {
         let tapePath = directory.path("bare.tape")
         let recorder = try TapedeckProcess(["record", "--upstream", "127.0.0.1:\(postgres.port)", "--tape", tapePath])
         let recordAddress = try #require(try await recorder.waitForListening()["default"])
-        let recorded = try PostgresServer.runPsql(port: recordAddress.port!, Self.query, password: Self.password)
+        let recorded = try await offThePool {
+            try PostgresServer.runPsql(port: recordAddress.port!, Self.query, password: Self.password)
+        }
         recorder.signal(SIGTERM)
         #expect(try await recorder.waitForExit(timeout: .seconds(10)) == 0, "\(recorder.stderr)")
         postgres.stop()
@@ -134,7 +144,9 @@ extension PostgresScramTests {
             environment: ["TAPEDECK_SECRET_POSTGRES_PASSWORD": Self.password]
         )
         let address = try #require(try await replayer.waitForListening()["default"])
-        let replayed = try PostgresServer.runPsql(port: address.port!, Self.query, password: Self.password)
+        let replayed = try await offThePool {
+            try PostgresServer.runPsql(port: address.port!, Self.query, password: Self.password)
+        }
         replayer.signal(SIGTERM)
         let status = try await replayer.waitForExit(timeout: .seconds(10))
         #expect(status == 0, "\(replayer.stderr)")

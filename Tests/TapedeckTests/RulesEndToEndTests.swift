@@ -10,10 +10,14 @@ struct RulesEndToEndTests {
     static let awsWait = Int(ProcessInfo.processInfo.environment["TAPEDECK_TEST_AWS_WAIT"] ?? "") ?? 61
 
     /// Records with `arguments` until `clients` is done, then stops the recorder cleanly.
-    static func record<T>(_ arguments: [String], _ clients: (Int) throws -> T) async throws -> T {
+    static func record<T: Sendable>(
+        _ arguments: [String],
+        _ clients: @escaping @Sendable (Int) throws -> T
+    ) async throws -> T {
         let recorder = try TapedeckProcess(["record"] + arguments)
         let address = try #require(try await recorder.waitForListening()["default"])
-        let result = try clients(address.port!)
+        let port = address.port!
+        let result = try await offThePool { try clients(port) }
         recorder.signal(SIGTERM)
         let status = try await recorder.waitForExit(timeout: .seconds(10))
         #expect(status == 0, "\(recorder.stderr)")
@@ -21,10 +25,14 @@ struct RulesEndToEndTests {
     }
 
     /// Replays with `arguments` and `--require-all` until `clients` is done; the replay must pass.
-    static func replay<T>(_ arguments: [String], _ clients: (Int) throws -> T) async throws -> (T, String) {
+    static func replay<T: Sendable>(
+        _ arguments: [String],
+        _ clients: @escaping @Sendable (Int) throws -> T
+    ) async throws -> (T, String) {
         let replayer = try TapedeckProcess(["replay", "--require-all"] + arguments)
         let address = try #require(try await replayer.waitForListening()["default"])
-        let result = try clients(address.port!)
+        let port = address.port!
+        let result = try await offThePool { try clients(port) }
         replayer.signal(SIGTERM)
         let status = try await replayer.waitForExit(timeout: .seconds(10))
         #expect(status == 0, "\(replayer.stderr)")

@@ -155,3 +155,12 @@ enum ListeningSockets {
         return connected == 0
     }
 }
+
+/// Runs blocking work (a client process waited for) on a thread of its own, so that it does not hold one of Swift
+/// concurrency's few cooperative threads: on two cores, two tests waiting for processes that way stalled every
+/// other test's awaits for seconds.
+func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
+    }
+}
