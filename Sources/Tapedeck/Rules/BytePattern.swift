@@ -121,7 +121,6 @@ struct BytePattern: Sendable {
                 if !literal.isEmpty { literal.removeLast() }
                 break scanning
             case "^", "$", ".", "+", "(", ")", "[", "]", "}":
-                if character == "+" || character == "^" { break scanning }
                 break scanning
             default:
                 guard character.isASCII else { break scanning }

@@ -43,8 +43,6 @@ struct StreamNormalizer {
     let rules: CompiledRules
     private var pending = Data()
     private var context = Data()
-    /// Raw bytes released so far.
-    private var rawReleased = 0
     /// Normalized bytes released so far.
     private(set) var normalizedCount = 0
     /// The live value of each volatile span, by where its token starts in the normalized stream: what echo puts
@@ -62,7 +60,6 @@ struct StreamNormalizer {
     mutating func feed(_ chunk: Data) -> Data {
         if pending.isEmpty, !rules.mayMatch(chunk) {
             // Most reads hold no span: pass them on untouched.
-            rawReleased += chunk.count
             normalizedCount += chunk.count
             if !rules.isEmpty { remember(chunk) }
             return chunk
@@ -94,7 +91,6 @@ struct StreamNormalizer {
         }
         output.append(head[(head.startIndex + position)...])
         pending = Data(pending.dropFirst(hold))
-        rawReleased += head.count
         normalizedCount += output.count
         remember(head)
         return output
