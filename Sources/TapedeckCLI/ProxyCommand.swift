@@ -16,6 +16,7 @@ struct ProxyCommand: AsyncParsableCommand {
     )
 
     @OptionGroup var routes: NamedRouteOptions
+    @OptionGroup var tls: TLSOptions
     @OptionGroup var runtime: RuntimeOptions
 
     func run() async throws {
@@ -25,13 +26,17 @@ struct ProxyCommand: AsyncParsableCommand {
         let deck = try await Deck.start(
             .proxy,
             tape: nil,
-            routes: configuration.routes,
-            options: Deck.Options(
-                group: runtime.makeEventLoopGroup(),
-                logger: logger,
-                onWarning: CommandLineWarning.print,
-                drainTimeout: runtime.drainTimeout
-            )
+            routes: tls.applied(to: configuration.routes),
+            options: {
+                var options = Deck.Options(
+                    group: runtime.makeEventLoopGroup(),
+                    logger: logger,
+                    onWarning: CommandLineWarning.print,
+                    drainTimeout: runtime.drainTimeout
+                )
+                options.certificateAuthorityDirectory = tls.certificateAuthorityDirectory
+                return options
+            }()
         )
         try await ListeningAnnouncement.announce(deck)
         try await TerminationSignals.serve(deck, logger: logger) { [drainTimeout = runtime.drainTimeout] in

@@ -27,6 +27,8 @@ struct RecordCommand: AsyncParsableCommand {
 
     @OptionGroup var rules: RuleOptions
 
+    @OptionGroup var tls: TLSOptions
+
     @OptionGroup var runtime: RuntimeOptions
 
     func run() async throws {
@@ -36,18 +38,22 @@ struct RecordCommand: AsyncParsableCommand {
         let deck = try await Deck.start(
             .record,
             tape: tape,
-            routes: try rules.applied(to: configuration.routes),
-            options: Deck.Options(
-                label: label,
-                overwrite: overwrite,
-                group: runtime.makeEventLoopGroup(),
-                logger: logger,
-                // Nothing more can be recorded: the deck stops at once and resets what is open. The failure is
-                // said once, below, as the error its stop throws.
-                onRecordingFailure: { _ in },
-                onWarning: CommandLineWarning.print,
-                drainTimeout: runtime.drainTimeout
-            )
+            routes: tls.applied(to: try rules.applied(to: configuration.routes)),
+            options: {
+                var options = Deck.Options(
+                    label: label,
+                    overwrite: overwrite,
+                    group: runtime.makeEventLoopGroup(),
+                    logger: logger,
+                    // Nothing more can be recorded: the deck stops at once and resets what is open. The failure is
+                    // said once, below, as the error its stop throws.
+                    onRecordingFailure: { _ in },
+                    onWarning: CommandLineWarning.print,
+                    drainTimeout: runtime.drainTimeout
+                )
+                options.certificateAuthorityDirectory = tls.certificateAuthorityDirectory
+                return options
+            }()
         )
         try await ListeningAnnouncement.announce(deck)
         let outcome: DeckOutcome

@@ -38,13 +38,15 @@ struct ReplayCommand: AsyncParsableCommand {
 
     @OptionGroup var secrets: SecretOptions
 
+    @OptionGroup var tls: TLSOptions
+
     @OptionGroup var runtime: RuntimeOptions
 
     func run() async throws {
         TerminationSignals.catchEarly()
         let logger = runtime.makeLogger(label: "tapedeck.replay")
         let mode: TapedeckMode = recordMissing ? .recordMissing : .replay
-        let served = try rules.applied(to: try replayRoutes(for: mode))
+        let served = tls.applied(to: try rules.applied(to: try replayRoutes(for: mode)))
         var options = Deck.Options(
             pace: playback.pace,
             repeatSessions: playback.repeatSessions,
@@ -54,6 +56,7 @@ struct ReplayCommand: AsyncParsableCommand {
             drainTimeout: runtime.drainTimeout
         )
         options.secrets = try secrets.secrets(for: served, tape: tape)
+        options.certificateAuthorityDirectory = tls.certificateAuthorityDirectory
         let deck = try await Deck.start(mode, tape: tape, routes: served, options: options)
         try await ListeningAnnouncement.announce(deck)
         try await TerminationSignals.serve(deck, logger: logger)

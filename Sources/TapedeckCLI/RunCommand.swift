@@ -53,6 +53,8 @@ struct RunCommand: AsyncParsableCommand {
 
     @OptionGroup var secrets: SecretOptions
 
+    @OptionGroup var tls: TLSOptions
+
     @OptionGroup var runtime: RuntimeOptions
 
     @Argument(parsing: .postTerminator, help: ArgumentHelp("The command to run, after '--'.", valueName: "command"))
@@ -72,7 +74,7 @@ struct RunCommand: AsyncParsableCommand {
             for: resolved,
             missingUpstream: "\(resolved) mode needs --upstream (or --config FILE)"
         )
-        let served = try rules.applied(to: configuration.routes)
+        let served = tls.applied(to: try rules.applied(to: configuration.routes))
         var options = Deck.Options(
             label: label,
             overwrite: !append,
@@ -82,6 +84,7 @@ struct RunCommand: AsyncParsableCommand {
             onWarning: CommandLineWarning.print
         )
         options.secrets = try secrets.secrets(for: served, tape: tape)
+        options.certificateAuthorityDirectory = tls.certificateAuthorityDirectory
         // The command owns stdout and the terminal: Tapedeck speaks only when something is wrong.
         let logger = runtime.makeLogger(label: "tapedeck.run", defaultLevel: .warning, raiseOpenFileLimit: false)
         var runner = CommandRunner(

@@ -31,6 +31,9 @@ extension Deck {
         /// Secrets by name, for replay: what redacted upstream spans whose rule names one are replayed as, and
         /// the password a SCRAM login needs (`postgres-password`). Never stored.
         public var secrets: [String: String] = [:]
+        /// Where the local certificate authority lives (made there on first use), for routes and tapes that
+        /// speak TLS; nil for ``CertificateAuthority/defaultDirectory(environment:)``.
+        public var certificateAuthorityDirectory: String?
 
         /// Creates options: append to the tape, replay fast, each session served once, 5 seconds to drain.
         public init(

@@ -72,6 +72,9 @@ public final class Deck: Service {
     public let routes: [BoundRoute]
     private let server: Server
     private let recorder: Recorder?
+    /// The certificates and contexts of the deck's TLS, when a route or the tape speaks TLS; its CA is what
+    /// clients must trust (`tapedeck run` exports it to the command).
+    public let tlsContexts: TLSContexts?
     private let replacement: TapeReplacement?
     private let drainTimeout: Duration
     private let lifecycle: Lifecycle<Void, Result<DeckOutcome, any Error>>
@@ -84,10 +87,12 @@ public final class Deck: Service {
         routes: [BoundRoute],
         server: Server,
         recorder: Recorder?,
+        tlsContexts: TLSContexts?,
         replacement: TapeReplacement?,
         options: Options,
         lifecycle: Lifecycle<Void, Result<DeckOutcome, any Error>>
     ) {
+        self.tlsContexts = tlsContexts
         self.mode = mode
         self.tapePath = tapePath
         self.routes = routes
@@ -174,6 +179,7 @@ public final class Deck: Service {
                 options.logger.warning("\(warning)")
             }
         }
+        for route in routes { try route.tls.validate(route: route.name) }
         let needsTape = TapedeckError(.invalidArgument, "\(mode) mode needs a tape")
         if mode != .proxy, tape == nil { throw needsTape }
         let lifecycle = Lifecycle<Void, Result<DeckOutcome, any Error>>("deck", running: ())
@@ -196,11 +202,13 @@ public final class Deck: Service {
         do {
             switch mode {
             case .proxy, .record:
+                let tlsContexts = try routes.contains { $0.tls.mode != .off } ? makeTLSContexts(options) : nil
                 let server = ProxyServer(
                     configuration: try ProxyConfiguration(routes: routes),
                     group: options.group,
                     recorder: recorder,
                     drainTimeout: options.drainTimeout,
+                    tlsContexts: tlsContexts,
                     logger: options.logger
                 )
                 let bound = try await server.start()
@@ -210,6 +218,7 @@ public final class Deck: Service {
                     routes: bound,
                     server: .relay(server),
                     recorder: recorder,
+                    tlsContexts: tlsContexts,
                     replacement: replacement,
                     options: options,
                     lifecycle: lifecycle
@@ -224,6 +233,10 @@ public final class Deck: Service {
                     secrets: options.secrets
                 )
                 replayOptions.recordMissing = recorder.map(MissingSessionRecording.init(recorder:))
+                let tlsProfiles = try reading.replayTLS()
+                let tlsContexts =
+                    try !tlsProfiles.isEmpty || routes.contains { $0.tls.mode != .off } ? makeTLSContexts(options) : nil
+                replayOptions.tls = tlsContexts.map { ReplayServer.TLS(contexts: $0, profiles: tlsProfiles) }
                 let server = try ReplayServer(
                     tape: reading,
                     routes: routes,
@@ -239,6 +252,7 @@ public final class Deck: Service {
                     routes: bound,
                     server: .replay(server),
                     recorder: recorder,
+                    tlsContexts: tlsContexts,
                     replacement: nil,
                     options: options,
                     lifecycle: lifecycle
@@ -366,6 +380,16 @@ public final class Deck: Service {
             }
             report(error)
         }
+    }
+
+    /// The deck's TLS contexts, with its CA loaded (or created) now, so that a CA that cannot be read is one error
+    /// at start rather than one per connection.
+    private static func makeTLSContexts(_ options: Options) throws -> TLSContexts {
+        let contexts = TLSContexts(
+            authorityDirectory: options.certificateAuthorityDirectory ?? CertificateAuthority.defaultDirectory()
+        )
+        _ = try contexts.certificateAuthority()
+        return contexts
     }
 
     /// A single route left with the default name serves the tape's only route, whatever it was called.

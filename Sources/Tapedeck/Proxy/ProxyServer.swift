@@ -34,6 +34,7 @@ public final class ProxyServer: Service {
     private let group: any EventLoopGroup
     private let logger: Logger
     private let recorder: Recorder?
+    private let tlsContexts: TLSContexts?
     private let drainTimeout: Duration
     private let tracker = ConnectionTracker()
     private let lifecycle = Lifecycle<Listener.Bound, ShutdownOutcome>("proxy server")
@@ -45,15 +46,19 @@ public final class ProxyServer: Service {
     ///   - group: The event loops to run on; defaults to one thread per core.
     ///   - recorder: When given, every session is recorded into its tape as it is relayed.
     ///   - drainTimeout: How long open sessions may go on when a graceful shutdown stops ``run()``.
+    ///   - tlsContexts: Where routes that speak TLS get their certificates and contexts; routes with TLS need
+    ///     them, and ``start()`` refuses them otherwise.
     ///   - logger: Where connection problems are reported.
     public init(
         configuration: ProxyConfiguration,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         recorder: Recorder? = nil,
         drainTimeout: Duration = .seconds(5),
+        tlsContexts: TLSContexts? = nil,
         logger: Logger = Logger(label: "tapedeck.proxy")
     ) {
         self.configuration = configuration
+        self.tlsContexts = tlsContexts
         self.group = group
         self.recorder = recorder
         self.drainTimeout = drainTimeout
@@ -111,7 +116,12 @@ public final class ProxyServer: Service {
 
     /// Binds every route's listener, all or none.
     private func bind() async throws -> Listener.Bound {
-        for route in configuration.routes { _ = try route.requireUpstream(for: "relaying") }
+        for route in configuration.routes {
+            _ = try route.requireUpstream(for: "relaying")
+            if route.tls.mode != .off, tlsContexts == nil {
+                throw TapedeckError(.invalidConfiguration, "route '\(route.name)' speaks TLS, which needs TLS contexts")
+            }
+        }
         let started = try await Listener.bindAll(
             configuration.routes,
             group: group,
@@ -153,11 +163,21 @@ public final class ProxyServer: Service {
         // Reads wait until the upstream is connected and the relay is glued.
         try RelaySocket.setOptions(on: client, autoRead: false)
         tracker.track(client)
-        let session = recorder?.beginSession(
-            route: route,
-            clientAddress: client.remoteAddress.map { "\(Endpoint($0))" } ?? "unknown"
-        )
-        try RelaySplice(route: route, upstream: upstream, session: session, tracker: tracker, logger: logger)
-            .attach(to: client)
+        let clientAddress = client.remoteAddress.map { "\(Endpoint($0))" } ?? "unknown"
+        let session = recorder?.beginSession(route: route, clientAddress: clientAddress) {
+            [logger] upgrade in
+            logger.warning(
+                "the client started TLS, which is recorded as ciphertext and cannot replay; record with --tls intercept",
+                metadata: [
+                    "tapedeck.route": "\(route.name)", "tapedeck.client": "\(clientAddress)",
+                    "tapedeck.tls-start": "\(upgrade.rawValue)",
+                ]
+            )
+        }
+        var splice = RelaySplice(route: route, upstream: upstream, session: session, tracker: tracker, logger: logger)
+        if route.tls.mode != .off, let tlsContexts {
+            splice.tls = TLSRelaySession(route: route, contexts: tlsContexts, recorder: session, logger: logger)
+        }
+        try splice.attach(to: client)
     }
 }

@@ -80,7 +80,14 @@ public final class Recorder: Service {
     public var failure: TapedeckError? { writer.error }
 
     /// Begins recording a newly accepted client connection.
-    func beginSession(route: Route, clientAddress: String) -> SessionRecorder {
+    ///
+    /// - Parameter onUndecryptedTLS: Called once if the client of a route without TLS starts TLS, which is then
+    ///   recorded as ciphertext.
+    func beginSession(
+        route: Route,
+        clientAddress: String,
+        onUndecryptedTLS: (@Sendable (TLSStartRecognizer.Upgrade) -> Void)? = nil
+    ) -> SessionRecorder {
         let key = nextKey.loadThenWrappingIncrement(ordering: .relaxed)
         let start = TapeWriter.SessionStart(
             key: key,
@@ -91,7 +98,9 @@ public final class Recorder: Service {
             upstreamAddress: route.upstreamText,
             startedAt: WallClock.nowNanoseconds()
         )
-        return SessionRecorder(key: key, start: start, writer: writer, redaction: redaction[route.name])
+        let recorder = SessionRecorder(key: key, start: start, writer: writer, redaction: redaction[route.name])
+        if route.tls.mode == .off, let onUndecryptedTLS { recorder.watchForUndecryptedTLS(onUndecryptedTLS) }
+        return recorder
     }
 
     /// Stores the addresses the routes' listeners were bound to, in place of the configured ones.

@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 
 /// Records one session: both of its connections report here, on their shared event loop.
@@ -30,6 +31,12 @@ final class SessionRecorder {
     private var clientRedactor: RecordingRedactor?
     private var upstreamRedactor: RecordingRedactor?
     private let ruleIDs: [Int64]
+    /// On a route without TLS: watches the first bytes for a client starting TLS, which can then only be
+    /// recorded as ciphertext.
+    private var undecryptedTLS:
+        (recognizer: TLSStartRecognizer, notice: @Sendable (TLSStartRecognizer.Upgrade) -> Void)?
+    /// A TLS handshake failed: the session's outcome says so.
+    private var tlsFailed = false
 
     init(
         key: UInt64,
@@ -52,6 +59,7 @@ final class SessionRecorder {
     var budget: RecordingBudget { writer.budget }
 
     func recordData(_ buffer: ByteBuffer, from direction: Direction) {
+        if undecryptedTLS != nil { watchTLS(buffer, from: direction) }
         let count = buffer.readableBytes
         switch direction {
         case .clientToUpstream: clientBytes += Int64(count)
@@ -110,6 +118,46 @@ final class SessionRecorder {
         case .upstreamToClient:
             if let events = upstreamRedactor?.finish() { redact(events, direction) }
         }
+    }
+
+    /// Watches a route without TLS for a client that starts TLS (see ``recordData(_:from:)``).
+    func watchForUndecryptedTLS(_ notice: @escaping @Sendable (TLSStartRecognizer.Upgrade) -> Void) {
+        undecryptedTLS = (TLSStartRecognizer(), notice)
+    }
+
+    private func watchTLS(_ buffer: ByteBuffer, from direction: Direction) {
+        guard var recognizer = undecryptedTLS?.recognizer, let notice = undecryptedTLS?.notice else { return }
+        let bytes = Data(buffer.readableBytesView)
+        let decision = direction == .clientToUpstream ? recognizer.client(bytes) : recognizer.upstream(bytes)
+        switch decision {
+        case .undecided:
+            undecryptedTLS = (recognizer, notice)
+        case .plaintext:
+            undecryptedTLS = nil
+        case .tls(let upgrade, let clientOffset, let upstreamOffset):
+            undecryptedTLS = nil
+            recordTLS(
+                SessionTLSRecord(
+                    sessionID: 0,
+                    mode: .undecrypted,
+                    upgrade: upgrade.rawValue,
+                    clientOffset: Int64(clientOffset),
+                    upstreamOffset: Int64(upstreamOffset)
+                )
+            )
+            notice(upgrade)
+        }
+    }
+
+    /// How the session spoke TLS.
+    func recordTLS(_ record: SessionTLSRecord) {
+        guard !finished else { return }
+        writer.submit(.tls(key: key, record))
+    }
+
+    /// A TLS handshake failed; the session ends with outcome `tls_failed`.
+    func markTLSFailed() {
+        tlsFailed = true
     }
 
     /// The sender shut down its write half.
@@ -172,6 +220,8 @@ final class SessionRecorder {
         let outcome: SessionOutcome
         if let connectFailure {
             outcome = connectFailure
+        } else if tlsFailed {
+            outcome = .tlsFailed
         } else if interrupted {
             outcome = .interrupted
         } else if clientBytes == 0, upstreamBytes == 0, firstReset != .upstreamToClient {

@@ -35,6 +35,8 @@ public final class ReplayServer: Service {
         /// Secrets by name: what a redacted upstream span whose rule names one is replayed as, and the password a
         /// SCRAM login needs (`postgres-password`).
         public var secrets: [String: String]
+        /// Where replay gets certificates for routes whose recorded clients spoke TLS, and what they spoke.
+        public var tls: TLS?
 
         /// Creates options; by default no waits, each session replayed at most once, nothing recorded, no secrets.
         public init(
@@ -48,6 +50,12 @@ public final class ReplayServer: Service {
             self.recordMissing = recordMissing
             self.secrets = secrets
         }
+    }
+
+    /// The TLS replay serves: the deck's contexts, and per route what its recorded clients spoke.
+    public struct TLS: Sendable {
+        var contexts: TLSContexts
+        var profiles: [String: ReplayTLSProfile]
     }
 
     private struct ServedRoute: Sendable {
@@ -212,6 +220,16 @@ public final class ReplayServer: Service {
                                 upstream: upstream,
                                 recorder: recording.recorder,
                                 tracker: tracker
+                            )
+                        }
+                        if let tls = options.tls, let profile = tls.profiles[entry.route.name] {
+                            try channel.pipeline.syncOperations.addHandler(
+                                ReplayTLSGate(
+                                    route: entry.route,
+                                    profile: profile,
+                                    contexts: tls.contexts,
+                                    logger: logger
+                                )
                             )
                         }
                         try channel.pipeline.syncOperations.addHandler(

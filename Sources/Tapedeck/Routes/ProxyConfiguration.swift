@@ -129,7 +129,8 @@ public struct ProxyConfiguration: Sendable, Hashable {
                             } catch let error as TapedeckError {
                                 throw TapedeckError(.invalidConfiguration, "rule \(position + 1): \(error.message)")
                             }
-                        }.uniqued()
+                        }.uniqued(),
+                        tls: try entry.tlsSettings()
                     )
                 )
             } catch let error as TapedeckError {
@@ -189,13 +190,46 @@ public struct ProxyConfiguration: Sendable, Hashable {
             var upstream: String?
             var connectTimeout: String?
             var rules: [[String: String]]?
+            var tls: String?
+            var upstreamCA: String?
+            var insecureUpstream: Bool?
+            var certificate: String?
+            var key: String?
+
+            /// The entry's TLS keys as settings.
+            func tlsSettings() throws -> TLSSettings {
+                let mode = try tls.map { text in
+                    guard let mode = TLSSettings.Mode(rawValue: text) else {
+                        throw TapedeckError(
+                            .invalidConfiguration,
+                            "tls: '\(text)' is not a mode (expected off, intercept, terminate or originate)"
+                        )
+                    }
+                    return mode
+                }
+                return TLSSettings(
+                    mode: mode ?? .off,
+                    upstreamCA: upstreamCA,
+                    insecureUpstream: insecureUpstream ?? false,
+                    certificate: certificate,
+                    key: key
+                )
+            }
 
             init(from decoder: any Decoder) throws {
                 let container = try decoder.container(keyedBy: AnyKey.self)
                 try AnyKey.refuseUnknown(
                     in: container,
-                    known: ["name", "listen", "upstream", "connect_timeout", "rules"]
+                    known: [
+                        "name", "listen", "upstream", "connect_timeout", "rules", "tls", "upstream_ca",
+                        "insecure_upstream", "cert", "key",
+                    ]
                 )
+                tls = try container.decodeIfPresent(String.self, forKey: AnyKey("tls"))
+                upstreamCA = try container.decodeIfPresent(String.self, forKey: AnyKey("upstream_ca"))
+                insecureUpstream = try container.decodeIfPresent(Bool.self, forKey: AnyKey("insecure_upstream"))
+                certificate = try container.decodeIfPresent(String.self, forKey: AnyKey("cert"))
+                key = try container.decodeIfPresent(String.self, forKey: AnyKey("key"))
                 rules = try container.decodeIfPresent([[String: String]].self, forKey: AnyKey("rules"))
                 name = try container.decodeIfPresent(String.self, forKey: AnyKey("name"))
                 listen = try container.decodeIfPresent(String.self, forKey: AnyKey("listen"))

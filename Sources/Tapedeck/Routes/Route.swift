@@ -15,6 +15,8 @@ public struct Route: Sendable, Hashable {
     /// The rules recording and replay apply to the route's sessions: volatile spans and redactions. Stored in a
     /// tape with the route, so that replay applies them without being told again.
     public var rules: [Rule]
+    /// Whether and how the route speaks TLS (see ``TLSSettings``); off by default.
+    public var tls: TLSSettings
 
     /// The default time allowed for an upstream connect.
     public static let defaultConnectTimeout: Duration = .seconds(5)
@@ -31,13 +33,16 @@ public struct Route: Sendable, Hashable {
     ///   - upstream: Where to connect for each client; `nil` for a route that is only replayed.
     ///   - connectTimeout: How long an upstream connect may take. Defaults to 5 seconds.
     ///   - rules: Volatile spans and redactions (see ``Rule``).
+    ///   - tls: Whether and how the route speaks TLS.
     public init(
         name: String = Route.defaultName,
         listen: Endpoint = Route.defaultListen,
         upstream: Endpoint? = nil,
         connectTimeout: Duration = Route.defaultConnectTimeout,
-        rules: [Rule] = []
+        rules: [Rule] = [],
+        tls: TLSSettings = .off
     ) {
+        self.tls = tls
         self.rules = rules
         self.name = name
         self.listen = listen

@@ -115,6 +115,7 @@ public struct CommandRunner: Sendable {
                 executable: executable,
                 arguments: command,
                 environment: environment.merging(RouteEnvironment.variables(for: deck.routes)) { $1 }
+                    .merging(try Self.trustVariables(for: deck)) { $1 }
             )
             SignalForwarding.forward(to: child.pid)
             status = await child.exitStatus()
@@ -149,5 +150,20 @@ public struct CommandRunner: Sendable {
             return Self.replayFailureStatus
         }
         return status
+    }
+
+    /// Where the deck speaks TLS, the variables that make common clients trust its CA: a bundle of the CA and
+    /// the system's roots where a variable replaces the trust store, the CA alone where it adds to it.
+    static func trustVariables(for deck: Deck) throws -> [String: String] {
+        guard let contexts = deck.tlsContexts else { return [:] }
+        let authority = try contexts.certificateAuthority()
+        let bundle = try authority.writeTrustBundle()
+        return [
+            "SSL_CERT_FILE": bundle,
+            "REQUESTS_CA_BUNDLE": bundle,
+            "CURL_CA_BUNDLE": bundle,
+            "PGSSLROOTCERT": bundle,
+            "NODE_EXTRA_CA_CERTS": authority.certificatePath,
+        ]
     }
 }

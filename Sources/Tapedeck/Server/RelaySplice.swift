@@ -46,6 +46,8 @@ struct RelaySplice {
     var logger: Logger
     /// What the client already sent, when another handler served the connection until now.
     var handover: Handover?
+    /// The session's TLS, on a route that speaks TLS.
+    var tls: TLSRelaySession?
 
     /// Splices the relay onto `client`, on its event loop.
     ///
@@ -62,6 +64,7 @@ struct RelaySplice {
         guard handover != nil else {
             // Sits behind the relay, which passes on lifecycle events but never reads, so it costs nothing per byte.
             let connectOnActive = ActivationHandler { connect(client, relays) }
+            if let tls { try client.pipeline.syncOperations.addHandler(tls.clientGate()) }
             try client.pipeline.syncOperations.addHandlers(relays.client, connectOnActive)
             return
         }
@@ -73,14 +76,15 @@ struct RelaySplice {
     private func connect(_ client: any Channel, _ relays: (client: RelayHandler, upstream: RelayHandler)) {
         let skipped = handover?.upstreamBytesToSkip ?? 0
         let skip = skipped > 0 ? SkipPrefixHandler(count: skipped, session: session) : nil
-        let upstreamHandlers = NIOLoopBound((skip, relays.upstream), eventLoop: client.eventLoop)
+        let upstreamHandlers = NIOLoopBound((skip, relays.upstream, tls), eventLoop: client.eventLoop)
         let connected = UpstreamConnector.connect(
             to: upstream,
             timeout: route.connectTimeout,
             on: client.eventLoop
         ) { channel in
-            let (skip, relay) = upstreamHandlers.value
+            let (skip, relay, tls) = upstreamHandlers.value
             if let skip { try channel.pipeline.syncOperations.addHandler(skip) }
+            if let tls { try channel.pipeline.syncOperations.addHandlers(try tls.upstreamHandlers()) }
             try channel.pipeline.syncOperations.addHandler(relay)
         }
         connected.assumeIsolated().whenComplete { result in

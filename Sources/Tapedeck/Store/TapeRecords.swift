@@ -79,6 +79,9 @@ public enum SessionOutcome: String, Sendable, Hashable, Codable, CaseIterable, D
     /// The client opened the connection and closed it without a byte either way: a readiness probe such as
     /// `nc -z` or a health check. Listed only on request, and never required to be replayed.
     case probe
+    /// The TLS handshake with the client or the upstream failed: an upstream certificate that did not verify, a
+    /// client that did not trust the certificate served, or a client that did not speak TLS on a TLS route.
+    case tlsFailed = "tls_failed"
 }
 
 /// One recording run: a `tapedeck record` invocation.

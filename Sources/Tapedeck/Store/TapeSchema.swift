@@ -6,7 +6,7 @@ import GRDB
 /// written by a newer Tapedeck, and is refused rather than misread. See `docs/tape-format.md`.
 enum TapeSchema {
     /// The format version this build writes.
-    static let currentVersion = 2
+    static let currentVersion = 3
 
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
@@ -107,6 +107,29 @@ enum TapeSchema {
                         PRIMARY KEY (session_id, seq, start)
                     ) WITHOUT ROWID;
                     UPDATE tape_meta SET value = '2' WHERE key = 'format_version';
+                    """
+            )
+        }
+        migrator.registerMigration("v3") { db in
+            // How a session spoke TLS: where it started in each stream, what was negotiated, who the upstream
+            // was. Tapes from before TLS simply have no rows.
+            try db.execute(
+                sql: """
+                    CREATE TABLE session_tls (
+                        session_id INTEGER PRIMARY KEY REFERENCES sessions(id),
+                        mode TEXT NOT NULL,
+                        upgrade TEXT NOT NULL,
+                        client_offset INTEGER NOT NULL,
+                        upstream_offset INTEGER NOT NULL,
+                        version TEXT,
+                        cipher TEXT,
+                        server_name TEXT,
+                        alpn TEXT,
+                        upstream_subject TEXT,
+                        upstream_fingerprint TEXT,
+                        failure TEXT
+                    );
+                    UPDATE tape_meta SET value = '3' WHERE key = 'format_version';
                     """
             )
         }

@@ -18,6 +18,8 @@ final class TapeWriter: Sendable {
         case sessionEnded(SessionEnd)
         /// The recorder wrote a placeholder over `length` bytes of an event's payload, from `start`, for a rule.
         case redaction(key: UInt64, seq: Int64, start: Int, length: Int, ruleID: Int64)
+        /// How a session spoke TLS (its `sessionID` is filled in by the writer).
+        case tls(key: UInt64, SessionTLSRecord)
         /// A route's listener is bound: store the address it got, in place of the configured one (port 0).
         case routeBound(routeID: Int64, listen: String)
         /// Commit now and call back; for shutdown and tests.
@@ -262,6 +264,10 @@ private struct WriterState {
                 sql: "INSERT INTO redactions(session_id, seq, start, length, rule_id) VALUES (?, ?, ?, ?, ?)",
                 arguments: [sessionID, seq, start, length, ruleID]
             )
+        case .tls(let key, var record):
+            guard let sessionID = sessionIDs[key] else { return }
+            record.sessionID = sessionID
+            try record.save(db)
         case .routeBound(let routeID, let listen):
             try db.execute(sql: "UPDATE routes SET listen = ? WHERE id = ?", arguments: [listen, routeID])
         case .flush:

@@ -191,6 +191,37 @@ public final class CertificateAuthority: Sendable {
         return nil
     }
 
+    /// The files where common systems keep their trusted roots, in one PEM bundle each.
+    static let systemBundleCandidates = [
+        "/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem",
+        "/etc/ssl/ca-bundle.pem",
+    ]
+
+    /// Writes (or rewrites) `ca-bundle.pem` beside the CA: the CA certificate followed by the system's trusted
+    /// roots, for variables such as `SSL_CERT_FILE` that replace a client's trust store rather than add to it.
+    ///
+    /// - Returns: The bundle's path.
+    /// - Throws: ``TapedeckError`` when the file cannot be written.
+    public func writeTrustBundle() throws -> String {
+        let path = directory + "/ca-bundle.pem"
+        var text = try certificatePEM
+        if !text.hasSuffix("\n") { text += "\n" }
+        if let system = Self.systemBundleCandidates.lazy.compactMap({ try? String(contentsOfFile: $0, encoding: .utf8) }
+        )
+        .first {
+            text += system
+        }
+        // Written beside and renamed into place, so a command reading it meanwhile never sees half of it.
+        let temporary = path + ".\(getpid()).tmp"
+        unlink(temporary)
+        try Self.write(text, to: temporary, mode: 0o644)
+        guard rename(temporary, path) == 0 else {
+            unlink(temporary)
+            throw TapedeckError(.invalidArgument, "cannot write '\(path)': \(String(cString: strerror(errno)))")
+        }
+        return path
+    }
+
     /// Writes `text` to a new file at `path` with `mode` from its creation (no moment with wider permissions).
     private static func write(_ text: String, to path: String, mode: mode_t) throws {
         let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
