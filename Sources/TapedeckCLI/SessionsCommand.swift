@@ -8,7 +8,8 @@ struct SessionsCommand: ParsableCommand {
         commandName: "sessions",
         abstract: "List the sessions of a tape.",
         discussion:
-            "Columns: id, route, label, client, start (UTC), duration, bytes client→upstream and back, events, outcome."
+            "Columns: id, route, label, client, start (UTC), duration, bytes client→upstream and back, events, outcome "
+            + "(with the TLS negotiated, in brackets, where the session spoke TLS)."
     )
 
     @Argument(help: ArgumentHelp("The tape to read.", valueName: "tape"))
@@ -64,6 +65,7 @@ struct SessionsCommand: ParsableCommand {
         query.includeProbes = all || outcome == .probe
         let tapeFile = try Tape(readingAt: tape)
         let marker = try SpanMarker(tape: tapeFile)
+        let tls = try tapeFile.tlsRecords()
         let output = OutputBuffer()
         if json {
             let encoder = JSONEncoder()
@@ -78,6 +80,11 @@ struct SessionsCommand: ParsableCommand {
                     line =
                         String(line.dropLast())
                         + ",\"redacted_spans\":\(counts.redacted),\"volatile_spans\":\(counts.volatile)}"
+                }
+                if let record = tls[session.id] {
+                    line =
+                        String(line.dropLast()) + ",\"tls\":"
+                        + String(decoding: try encoder.encode(record), as: UTF8.self) + "}"
                 }
                 output.write((first ? "\n  " : ",\n  ") + line)
                 first = false
@@ -98,6 +105,7 @@ struct SessionsCommand: ParsableCommand {
                     if counts.volatile > 0 { notes.append("\(counts.volatile) volatile") }
                     if !notes.isEmpty { outcome += "  (" + notes.joined(separator: ", ") + ")" }
                 }
+                if let record = tls[session.id] { outcome += "  [" + TerminalText.escape(record.summary) + "]" }
                 output.write(
                     Self.row([
                         "\(session.id)", TerminalText.escape(session.route),

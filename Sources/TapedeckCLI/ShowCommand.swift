@@ -62,6 +62,7 @@ struct ShowCommand: ParsableCommand {
                 + "\(session.outcome.rawValue)  \(session.durationNanoseconds.map(InspectFormat.duration) ?? "-")  "
                 + "started \(InspectFormat.timestamp(session.startedAt))\n"
         )
+        if let tls = try tape.tlsRecords(sessionIDs: [id])[id] { output.write(Self.tlsLine(tls)) }
         try tape.forEachEvent(inSession: id) { event in
             let arrow = event.direction == .clientToUpstream ? "client → upstream" : "client ← upstream"
             let tint = event.direction == .clientToUpstream ? color.client : color.upstream
@@ -102,8 +103,14 @@ struct ShowCommand: ParsableCommand {
     private func printJSON(_ session: SessionSummary, _ tape: Tape, _ output: OutputBuffer) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
+        let tls = try tape.tlsRecords(sessionIDs: [id])[id]
         output.write(
-            "{\"session\": " + String(decoding: try encoder.encode(session), as: UTF8.self) + ",\n \"events\": ["
+            "{\"session\": " + String(decoding: try encoder.encode(session), as: UTF8.self) + ","
+                + (tls.map {
+                    "\n \"tls\": " + String(decoding: (try? encoder.encode($0)) ?? Data(), as: UTF8.self) + ","
+                }
+                    ?? "")
+                + "\n \"events\": ["
         )
         var first = true
         let marker = try SpanMarker(tape: tape)
@@ -115,5 +122,18 @@ struct ShowCommand: ParsableCommand {
             first = false
         }
         output.write(first ? "]}\n" : "\n]}\n")
+    }
+
+    /// The session's TLS on one line under the header: what was negotiated, where it started, who the upstream
+    /// was.
+    static func tlsLine(_ tls: SessionTLSRecord) -> String {
+        var parts = ["tls " + tls.summary]
+        if let cipher = tls.cipher { parts.append(cipher) }
+        if tls.upgrade != "direct" {
+            parts.append("from client byte \(tls.clientOffset), upstream byte \(tls.upstreamOffset)")
+        }
+        if let subject = tls.upstreamSubject { parts.append("upstream \(subject)") }
+        if let fingerprint = tls.upstreamFingerprint { parts.append("sha256 \(fingerprint)") }
+        return TerminalText.escape(parts.joined(separator: "  ")) + "\n"
     }
 }

@@ -31,11 +31,33 @@ struct MismatchHint: Sendable, Hashable, CustomStringConvertible {
     var preset: RulePreset?
 
     var description: String {
-        "the differing bytes look like \(kind): " + (preset.map { "--preset \($0), or " } ?? "") + rule
+        if kind == Self.tlsKind {
+            return "the differing bytes are inside TLS, where every handshake is new: a session recorded with "
+                + "--tls off holds ciphertext, which cannot replay; record it with --tls intercept"
+        }
+        return "the differing bytes look like \(kind): " + (preset.map { "--preset \($0), or " } ?? "") + rule
     }
 
     /// The hint for two excerpts that start at the same offset of the client's stream, or nil when they do not
     /// differ or nothing recognizable does.
+    /// The kind of a difference inside TLS records.
+    static let tlsKind = "TLS"
+
+    /// Whether `bytes`, up to the difference, hold the start of a TLS handshake record: a ClientHello or a
+    /// ServerHello (content type 22, version 3.x, handshake type 1 or 2).
+    static func startsTLS(_ bytes: ArraySlice<UInt8>) -> Bool {
+        var index = bytes.startIndex
+        while index + 5 < bytes.endIndex {
+            if bytes[index] == 0x16, bytes[index + 1] == 0x03, bytes[index + 2] <= 0x04,
+                bytes[index + 5] == 0x01 || bytes[index + 5] == 0x02
+            {
+                return true
+            }
+            index += 1
+        }
+        return false
+    }
+
     init?(expected: Data, actual: Data) {
         guard let index = Self.firstDifference(expected, actual) else { return nil }
         self.init(expected: expected, actual: actual, differingAt: index)
@@ -47,6 +69,12 @@ struct MismatchHint: Sendable, Hashable, CustomStringConvertible {
         let recordedBytes = [UInt8](expected)
         let liveBytes = [UInt8](actual)
         guard index >= 0, index <= recordedBytes.count, index <= liveBytes.count else { return nil }
+        if Self.startsTLS(recordedBytes[..<min(index + 1, recordedBytes.count)])
+            || Self.startsTLS(liveBytes[..<min(index + 1, liveBytes.count)])
+        {
+            (kind, rule, pattern, preset) = (Self.tlsKind, "--tls intercept", "", nil)
+            return
+        }
         let recordedText = BytePattern.text(expected)
         let liveText = BytePattern.text(actual)
         for shape in Shape.allCases {
