@@ -84,7 +84,7 @@ struct RelaySplice {
         ) { channel in
             let (skip, relay, tls) = upstreamHandlers.value
             if let skip { try channel.pipeline.syncOperations.addHandler(skip) }
-            if let tls { try channel.pipeline.syncOperations.addHandlers(try tls.upstreamHandlers()) }
+            if let tls { try channel.pipeline.syncOperations.addHandler(tls.upstreamGate()) }
             try channel.pipeline.syncOperations.addHandler(relay)
         }
         connected.assumeIsolated().whenComplete { result in

@@ -125,6 +125,8 @@ final class ReplayTLSGate: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A client that closes without ending TLS first: the `inputClosed` that follows says all there is.
+        if case NIOSSLError.uncleanShutdown = error { return }
         if phase == .handshaking {
             phase = .passing
             let reason = TLSFailure.describe(error)

@@ -31,6 +31,8 @@ final class TLSRelaySession {
         case plaintext
         /// A handshake failed; the session is being closed.
         case failed
+        /// Originating for a PostgreSQL client: Tapedeck sent the upstream an `SSLRequest` and waits for its `S`.
+        case originateAsked
     }
 
     private let route: Route
@@ -60,22 +62,8 @@ final class TLSRelaySession {
     /// The gate for the client's pipeline, in front of its relay handler.
     func clientGate() -> TLSGate { TLSGate(session: self, side: .client) }
 
-    /// The handlers for the upstream's pipeline, in front of its relay handler. Originating TLS from the first
-    /// byte, the TLS handler is among them, so the upstream's handshake starts as soon as it is connected.
-    func upstreamHandlers() throws -> [any ChannelHandler] {
-        let gate = TLSGate(session: self, side: .upstream)
-        guard mode == .originate else { return [gate] }
-        phase = .handshakingUpstream
-        record = SessionTLSRecord(sessionID: 0, mode: .originate, upgrade: "direct", clientOffset: 0, upstreamOffset: 0)
-        let serverName = Self.serverName(for: route)
-        record?.serverName = serverName
-        let handler = try NIOSSLClientHandler(
-            context: try contexts.client(applicationProtocols: [], settings: route.tls),
-            serverHostname: serverName
-        )
-        upstreamTLS = handler
-        return [TLSServerHelloSniffer { [weak self] in self?.upstreamHello($0) }, handler, gate]
-    }
+    /// The handler for the upstream's pipeline, in front of its relay handler.
+    func upstreamGate() -> TLSGate { TLSGate(session: self, side: .upstream) }
 
     // MARK: Reads from either side
 
@@ -97,9 +85,17 @@ final class TLSRelaySession {
             return nil
         case .handshakingUpstream:
             // The client waits for its handshake, which follows the upstream's; what it sends meanwhile is TLS.
-            // The upstream's bytes come out of its TLS handler, and so do a plaintext client's when originating.
-            guard side == .client, mode == .intercept else { return buffer }
+            // The upstream's bytes come out of its TLS handler, and so do a plaintext client's when originating,
+            // unless a PostgreSQL startup waits for the handshake: then the client's bytes queue behind it.
+            guard side == .client, mode == .intercept || heldClient != nil else { return buffer }
             hold(buffer, from: side)
+            return nil
+        case .originateAsked:
+            guard side == .upstream else {
+                hold(buffer, from: side)
+                return nil
+            }
+            originateAnswered(buffer)
             return nil
         case .handshakingClient:
             // Both sides' bytes come out of TLS handlers now (or a plaintext upstream): plaintext, to relay.
@@ -110,10 +106,7 @@ final class TLSRelaySession {
     }
 
     private func watch(_ buffer: ByteBuffer, from side: RelayHandler.Side) -> ByteBuffer? {
-        if mode == .originate {
-            phase = .plaintext
-            return buffer
-        }
+        if mode == .originate { return watchOriginating(buffer, from: side) }
         if mode == .terminate, side == .client, let answered = answerPostgresUpgrade(buffer) { return answered }
         let bytes = Data(buffer.readableBytesView)
         let decision = side == .client ? recognizer.client(bytes) : recognizer.upstream(bytes)
@@ -168,6 +161,92 @@ final class TLSRelaySession {
                 if side == .client { clientHelloArrived() }
             }
             return passing.readableBytes > 0 ? passing : nil
+        }
+    }
+
+    // MARK: Originating
+
+    private static let postgresSSLRequest: [UInt8] = [0, 0, 0, 8, 0x04, 0xD2, 0x16, 0x2F]
+    private static let postgresGSSRequest: [UInt8] = [0, 0, 0, 8, 0x04, 0xD2, 0x16, 0x30]
+
+    /// How long a connected upstream waits for the client's first bytes before TLS starts anyway: a client that
+    /// waits for a greeting says nothing, and the upstream says nothing before a handshake.
+    static let originateQuietTime = TimeAmount.milliseconds(100)
+
+    /// Originating: the client's first bytes say where the upstream's TLS starts. A PostgreSQL client's
+    /// `SSLRequest` is answered `N` here (the client speaks plaintext), and its startup waits until Tapedeck has
+    /// asked the upstream for TLS with an `SSLRequest` of its own; anything else starts TLS at once.
+    private func watchOriginating(_ buffer: ByteBuffer, from side: RelayHandler.Side) -> ByteBuffer? {
+        guard side == .client else { return buffer }
+        var pending = release(buffer, side: .client) ?? buffer
+        while pending.readableBytes > 0 {
+            let head = Array(pending.readableBytesView.prefix(8))
+            if head.count < 8, head.starts(with: [0, 0]) || head == [0] {
+                // Perhaps a PostgreSQL message's length: wait for the rest of its header.
+                hold(pending, from: .client)
+                return nil
+            }
+            if head == Self.postgresSSLRequest || head == Self.postgresGSSRequest {
+                let asked = pending.readSlice(length: 8)!
+                let answer = ByteBuffer(string: "N")
+                recorder?.recordData(asked, from: .clientToUpstream)
+                recorder?.recordData(answer, from: .upstreamToClient)
+                clientPassed += 8
+                client?.writeAndFlush(answer, promise: nil)
+                continue
+            }
+            if head.count == 8, head[4...] == [0, 3, 0, 0], let upstream {
+                // A startup message: the upstream hears an SSLRequest first, and the startup after TLS.
+                hold(pending, from: .client)
+                phase = .originateAsked
+                upstream.writeAndFlush(ByteBuffer(bytes: Self.postgresSSLRequest), promise: nil)
+                return nil
+            }
+            break
+        }
+        startOriginating(upgrade: "direct")
+        return pending.readableBytes > 0 ? pending : nil
+    }
+
+    /// The upstream's answer to Tapedeck's `SSLRequest`.
+    private func originateAnswered(_ buffer: ByteBuffer) {
+        guard buffer.readableBytesView.first == UInt8(ascii: "S") else {
+            fail(
+                "the upstream refused TLS: it answered \(Self.excerpt(buffer)) to PostgreSQL's SSLRequest "
+                    + "(route '\(route.name)' has --tls originate)",
+                client: true
+            )
+            return
+        }
+        startOriginating(upgrade: "postgres")
+    }
+
+    /// Puts the TLS handler in front of the upstream's pipeline; its handshake starts at once.
+    private func startOriginating(upgrade: String) {
+        guard let upstream else { return }
+        phase = .handshakingUpstream
+        let serverName = Self.serverName(for: route)
+        record = SessionTLSRecord(
+            sessionID: 0,
+            mode: .originate,
+            upgrade: upgrade,
+            clientOffset: Int64(clientPassed),
+            upstreamOffset: 0
+        )
+        record?.serverName = serverName
+        do {
+            let handler = try NIOSSLClientHandler(
+                context: try contexts.client(applicationProtocols: [], settings: route.tls),
+                serverHostname: serverName
+            )
+            upstreamTLS = handler
+            try upstream.pipeline.syncOperations.addHandler(handler, position: .first)
+            try upstream.pipeline.syncOperations.addHandler(
+                TLSServerHelloSniffer { [weak self] in self?.upstreamHello($0) },
+                position: .first
+            )
+        } catch {
+            fail("cannot originate TLS to the upstream: \(TLSFailure.describe(error))", client: false)
         }
     }
 
@@ -278,6 +357,11 @@ final class TLSRelaySession {
     fileprivate func upstreamActive(_ channel: any Channel) {
         upstream = channel
         if phase == .awaitingClientHello, let clientHello, mode == .intercept { startUpstreamTLS(clientHello) }
+        if mode == .originate, phase == .watching {
+            channel.eventLoop.assumeIsolated().scheduleTask(in: Self.originateQuietTime) { [self] in
+                if phase == .watching, heldClient == nil { startOriginating(upgrade: "direct") }
+            }
+        }
     }
 
     private func upstreamHello(_ hello: TLSHello.ServerHello) {
@@ -296,6 +380,12 @@ final class TLSRelaySession {
         if mode == .originate {
             phase = .established
             finishRecord()
+            if let held = heldClient, let client {
+                // The PostgreSQL startup that waited for TLS, through the client's relay as if read now.
+                heldClient = nil
+                client.pipeline.fireChannelRead(held)
+                client.pipeline.fireChannelReadComplete()
+            }
             return
         }
         startClientTLS(applicationProtocol: applicationProtocol)
@@ -346,12 +436,12 @@ final class TLSRelaySession {
                     TLSFailure.peerDistrustsCertificate(reason)
                     ? "; the client does not trust the certificate served: make it trust Tapedeck's CA "
                         + "(tapedeck ca path)" : ""
-                fail("the client's TLS handshake failed: \(reason)\(hint)", client: true, closing: false)
+                fail("the client's TLS handshake failed: \(reason)\(hint)", client: true)
             } else {
                 let hint =
                     reason.contains("certificate verify failed")
                     ? " (give its CA with --upstream-ca FILE, or skip verification with --insecure-upstream)" : ""
-                fail("the upstream's TLS handshake failed: \(reason)\(hint)", client: false, closing: false)
+                fail("the upstream's TLS handshake failed: \(reason)\(hint)", client: false)
             }
         default:
             return
@@ -360,7 +450,7 @@ final class TLSRelaySession {
 
     /// Says why the session cannot go on, records it, and closes the client (and so, through the relay, the
     /// upstream).
-    private func fail(_ why: String, client clientSide: Bool, closing: Bool = true) {
+    private func fail(_ why: String, client clientSide: Bool) {
         guard phase != .failed else { return }
         phase = .failed
         heldClient = nil
@@ -385,12 +475,9 @@ final class TLSRelaySession {
         failed.failure = why
         recorder?.recordTLS(failed)
         recorder?.markTLSFailed()
-        if closing || clientSide {
-            client?.close(promise: nil)
-        }
-        if !clientSide || closing {
-            upstream?.close(promise: nil)
-        }
+        // Both sides go now; the relay handlers record how each ended.
+        client?.close(promise: nil)
+        upstream?.close(promise: nil)
     }
 
     /// Lets go of both channels once the session is over.
@@ -460,6 +547,9 @@ final class TLSGate: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A peer that closes its connection without ending TLS first (many clients do) is an end of input, as a
+        // FIN is without TLS: NIOSSL says so with the `inputClosed` that follows, which the relay handles.
+        if case NIOSSLError.uncleanShutdown = error { return }
         session?.handshakeFailed(error, side: side)
         context.fireErrorCaught(error)
     }
