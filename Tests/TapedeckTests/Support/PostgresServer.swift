@@ -1,7 +1,7 @@
 import Foundation
 
 /// A real PostgreSQL 15 on a free loopback port, in a temporary data directory: with trust authentication, or
-/// with SCRAM-SHA-256 and a password for the user `postgres`.
+/// with SCRAM-SHA-256 and a password for the user `postgres`; with `ssl=on` when given a certificate.
 ///
 /// PostgreSQL refuses to run as root, so under root it runs as the `postgres` user (through `setpriv`, which
 /// execs without forking: the PID we hold is the postmaster's).
@@ -17,7 +17,8 @@ final class PostgresServer: Sendable {
 
     /// - Parameter scramPassword: The password of the user `postgres`, who then logs in with SCRAM-SHA-256 (the
     ///   default `password_encryption` of PostgreSQL 14 on); nil for trust authentication.
-    init(scramPassword: String? = nil) async throws {
+    /// - Parameter tls: A PEM certificate and key to serve TLS with (`ssl=on`); clients may then ask for TLS.
+    init(scramPassword: String? = nil, tls: (certificate: String, key: String)? = nil) async throws {
         guard let binaries = Self.binaries else { throw TestProcessError("PostgreSQL is not installed") }
         directory = "/tmp/tapedeck-pg-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -30,6 +31,17 @@ final class PostgresServer: Sendable {
             let passwordFile = directory + "/password"
             try Data((scramPassword + "\n").utf8).write(to: URL(fileURLWithPath: passwordFile))
             authentication = ["--auth=scram-sha-256", "--pwfile=\(passwordFile)"]
+        }
+        var sslSettings: [String] = []
+        if let tls {
+            // Copied beside the data directory before it changes hands: the server reads them as its own user,
+            // and refuses a key others can read.
+            let certificate = directory + "/server.crt"
+            let key = directory + "/server.key"
+            try FileManager.default.copyItem(atPath: tls.certificate, toPath: certificate)
+            try FileManager.default.copyItem(atPath: tls.key, toPath: key)
+            try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: key)
+            sslSettings = ["-c", "ssl=on", "-c", "ssl_cert_file=\(certificate)", "-c", "ssl_key_file=\(key)"]
         }
         if geteuid() == 0 { _ = try ChildProcess.run(["/bin/chown", "-R", "postgres:postgres", directory]) }
         let initdb = try ChildProcess.run(
@@ -46,7 +58,7 @@ final class PostgresServer: Sendable {
                         binaries + "/postgres", "-D", directory + "/data", "-p", "\(port)", "-c",
                         "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=\(directory)", "-c", "fsync=off",
                         "-c", "max_connections=50",
-                    ],
+                    ] + sslSettings,
                     outputPath: directory + "/server.log"
                 )
             }
@@ -72,18 +84,26 @@ final class PostgresServer: Sendable {
     /// Runs `psql` against `port` with one SQL command, logging in with `password` (through `PGPASSWORD`) when
     /// given, and `sslmode` when given (libpq's default, `prefer`, opens with an SSLRequest); returns its exit
     /// status and its unaligned output, errors included.
+    ///
+    /// - Parameters:
+    ///   - host: The name libpq asks for (SNI) and checks the server's certificate against with `verify-full`;
+    ///     it connects to 127.0.0.1 whatever the name.
+    ///   - rootCertificate: The PEM file libpq trusts the server's certificate by (`PGSSLROOTCERT`).
     static func runPsql(
         port: Int,
         _ sql: String,
         password: String? = nil,
-        sslmode: String? = nil
+        sslmode: String? = nil,
+        host: String = "127.0.0.1",
+        rootCertificate: String? = nil
     ) throws -> (status: Int32, output: String) {
         guard let psql else { throw TestProcessError("psql is not installed") }
         let target =
-            "host=127.0.0.1 port=\(port) user=postgres dbname=postgres" + (sslmode.map { " sslmode=\($0)" } ?? "")
+            "host=\(host) hostaddr=127.0.0.1 port=\(port) user=postgres dbname=postgres connect_timeout=10"
+            + (sslmode.map { " sslmode=\($0)" } ?? "")
         return try ChildProcess.run(
             [psql, "-X", "-At", "-w", "-c", sql, target],
-            environment: ["PGPASSWORD": password, "PGSSLMODE": nil]
+            environment: ["PGPASSWORD": password, "PGSSLMODE": nil, "PGSSLROOTCERT": rootCertificate]
         )
     }
 }

@@ -22,6 +22,9 @@ enum PythonFixture {
     /// and `MotoServer`.
     static let pythonWithAWS = interpreter(importing: ["moto.server", "boto3"])
 
+    /// A `python3` that can import aiosmtpd (`.ci/run` installs it with pip), for `SMTPServer`.
+    static let pythonWithSMTP = interpreter(importing: ["aiosmtpd"])
+
     /// How a script ran.
     struct Run: Sendable, CustomStringConvertible {
         var status: Int32
@@ -95,6 +98,17 @@ enum PythonFixture {
         """
     }
 
+    /// `clients/smtp_starttls_client.py`: one message to `port` after STARTTLS, trusting only the certificates in
+    /// `authority` and checking the server's against `host`. Prints a line per reply, then `ok`.
+    static func smtpClient(
+        port: Int,
+        authority: String,
+        host: String = "localhost",
+        timeout: Duration = .seconds(60)
+    ) throws -> Run {
+        try run("clients/smtp_starttls_client.py", ["\(port)", authority, host], timeout: timeout)
+    }
+
     /// `servers/echo_request_id.py` on a free loopback port (it binds port 0 and says which it got), answering
     /// each request with its `X-Request-Id` in a JSON body and a header; stopped by its PID.
     final class EchoServer: Sendable {
@@ -105,27 +119,13 @@ enum PythonFixture {
         init(timeout: Duration = .seconds(20)) async throws {
             guard let python = PythonFixture.python else { throw TestProcessError("no python3") }
             directory = try TemporaryDirectory()
-            process = try ChildProcess(
-                [python, PythonFixture.directory.appendingPathComponent("servers/echo_request_id.py").path, "0"],
-                outputPath: directory.path("stdout"),
-                errorPath: directory.path("stderr")
+            (process, port) = try await PythonFixture.startServer(
+                python: python,
+                script: "servers/echo_request_id.py",
+                ["0"],
+                directory: directory,
+                timeout: timeout
             )
-            let deadline = ContinuousClock.now.advanced(by: timeout)
-            while true {
-                let output = (try? String(contentsOfFile: directory.path("stdout"), encoding: .utf8)) ?? ""
-                if let line = output.split(separator: "\n").first(where: { $0.hasPrefix("listening ") }),
-                    let port = Int(line.dropFirst("listening ".count))
-                {
-                    self.port = port
-                    return
-                }
-                guard process.isRunning, ContinuousClock.now < deadline else {
-                    process.stop(SIGKILL, timeout: .seconds(5))
-                    let errors = (try? String(contentsOfFile: directory.path("stderr"), encoding: .utf8)) ?? ""
-                    throw TestProcessError("echo_request_id.py did not start: \(errors.suffix(800))")
-                }
-                try await Task.sleep(for: .milliseconds(20))
-            }
         }
 
         /// Stops the server by its PID.
@@ -134,6 +134,70 @@ enum PythonFixture {
         }
 
         deinit { stop() }
+    }
+
+    /// `servers/smtp_starttls.py` on a free loopback port: aiosmtpd offering STARTTLS with a PEM certificate and
+    /// key, and refusing mail until the client has started TLS; stopped by its PID.
+    final class SMTPServer: Sendable {
+        let port: Int
+        private let process: ChildProcess
+        private let directory: TemporaryDirectory
+
+        init(certificate: String, key: String, timeout: Duration = .seconds(20)) async throws {
+            guard let python = PythonFixture.pythonWithSMTP else { throw TestProcessError("no python3 with aiosmtpd") }
+            directory = try TemporaryDirectory()
+            (process, port) = try await PythonFixture.startServer(
+                python: python,
+                script: "servers/smtp_starttls.py",
+                ["0", certificate, key],
+                directory: directory,
+                timeout: timeout
+            )
+        }
+
+        /// The `message FROM TO BYTES` lines the server printed, one per message it took.
+        var messages: [String] {
+            let output = (try? String(contentsOfFile: directory.path("stdout"), encoding: .utf8)) ?? ""
+            return output.split(separator: "\n").filter { $0.hasPrefix("message ") }.map(String.init)
+        }
+
+        /// Stops the server by its PID.
+        func stop() {
+            process.stop(SIGTERM)
+        }
+
+        deinit { stop() }
+    }
+
+    /// Starts a server script that binds port 0 and prints `listening PORT`, and waits (at most `timeout`) for that
+    /// line; its stdout and stderr go to `directory`.
+    private static func startServer(
+        python: String,
+        script: String,
+        _ arguments: [String],
+        directory: TemporaryDirectory,
+        timeout: Duration
+    ) async throws -> (ChildProcess, Int) {
+        let process = try ChildProcess(
+            [python, Self.directory.appendingPathComponent(script).path] + arguments,
+            outputPath: directory.path("stdout"),
+            errorPath: directory.path("stderr")
+        )
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        while true {
+            let output = (try? String(contentsOfFile: directory.path("stdout"), encoding: .utf8)) ?? ""
+            if let line = output.split(separator: "\n").first(where: { $0.hasPrefix("listening ") }),
+                let port = Int(line.dropFirst("listening ".count))
+            {
+                return (process, port)
+            }
+            guard process.isRunning, ContinuousClock.now < deadline else {
+                process.stop(SIGKILL, timeout: .seconds(5))
+                let errors = (try? String(contentsOfFile: directory.path("stderr"), encoding: .utf8)) ?? ""
+                throw TestProcessError("\(script) did not start: \(errors.suffix(800))")
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
     }
 
     /// The first `python3` on `PATH` (or in /usr/bin, /usr/local/bin) that imports `modules`, as the executable

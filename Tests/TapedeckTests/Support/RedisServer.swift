@@ -3,7 +3,8 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
-/// A real `redis-server` on a free loopback port, started for one test and stopped by its PID.
+/// A real `redis-server` on a free loopback port, started for one test and stopped by its PID; speaking only TLS on
+/// that port when given a certificate.
 final class RedisServer: Sendable {
     static let executable = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"].first {
         FileManager.default.isExecutableFile(atPath: $0)
@@ -19,19 +20,33 @@ final class RedisServer: Sendable {
     private let process: ChildProcess
 
     /// Starts the server; with a `password`, it refuses commands until a client authenticates (`--requirepass`).
-    init(password: String? = nil) async throws {
+    /// With `tls`, its port speaks TLS with that PEM certificate and key (`--tls-port`), signed by the CA in
+    /// `authority`, and it has no plaintext port; clients need not show certificates of their own.
+    init(password: String? = nil, tls: (certificate: String, key: String, authority: String)? = nil) async throws {
         guard let executable = Self.executable else { throw TestProcessError("redis-server is not installed") }
         self.password = password
         let authentication = password.map { ["--requirepass", $0] } ?? []
         (port, process) = try await startListening { port in
-            try ChildProcess(
-                [
-                    executable, "--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                    "--daemonize", "no",
+            let ports =
+                tls.map {
+                    [
+                        "--port", "0", "--tls-port", "\(port)", "--tls-cert-file", $0.certificate, "--tls-key-file",
+                        $0.key, "--tls-ca-cert-file", $0.authority, "--tls-auth-clients", "no",
+                    ]
+                } ?? ["--port", "\(port)"]
+            return try ChildProcess(
+                [executable] + ports + [
+                    "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no",
                 ] + authentication
             )
         }
     }
+
+    /// Whether redis was built with TLS (Debian's is): its `redis-cli` then lists `--tls` among its options.
+    static let supportsTLS: Bool = {
+        guard isInstalled, let client else { return false }
+        return (try? ChildProcess.run([client, "--help"], timeout: .seconds(10)))?.output.contains("--tls") ?? false
+    }()
 
     /// Stops the server by its PID.
     func stop() {
@@ -41,11 +56,21 @@ final class RedisServer: Sendable {
     deinit { stop() }
 
     /// Runs `redis-cli` against `port` with `arguments`, returning its output; with a `password`, it
-    /// authenticates first (`-a`, without the warning that a password on the command line is visible).
-    static func cli(port: Int, password: String? = nil, _ arguments: [String]) throws -> String {
+    /// authenticates first (`-a`, without the warning that a password on the command line is visible); with
+    /// `tlsAuthority`, it speaks TLS and trusts only the PEM certificates in that file (`--tls --cacert`).
+    static func cli(
+        port: Int,
+        password: String? = nil,
+        tlsAuthority: String? = nil,
+        _ arguments: [String]
+    ) throws -> String {
         guard let client else { throw TestProcessError("redis-cli is not installed") }
         let authentication = password.map { ["-a", $0, "--no-auth-warning"] } ?? []
-        return try ChildProcess.run([client, "-h", "127.0.0.1", "-p", "\(port)"] + authentication + arguments).output
+        let tls = tlsAuthority.map { ["--tls", "--cacert", $0] } ?? []
+        return try ChildProcess.run(
+            [client, "-h", "127.0.0.1", "-p", "\(port)"] + tls + authentication + arguments,
+            timeout: .seconds(30)
+        ).output
     }
 }
 
