@@ -7,13 +7,14 @@ import shutil
 import socket
 import ssl
 import statistics
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from ..common import FAIL, LOOPBACK, NA, BenchError, fail, log, pause, require_tools, skip
 from ..net import free_port, wait_listening
-from ..process import Proc, run_cmd, run_watched
+from ..process import Proc, run_bounded, run_cmd, run_watched
 from ..report import rec_median
 from ..sysinfo import process_cpu_seconds, tool_version
 from ..workload import Ctx, Workload
@@ -160,7 +161,7 @@ class Tls(Workload):
     def environment(self, ctx, names):
         a = ctx.args
         versions = [("nginx", tool_version(["nginx", "-v"], lambda s: s.split("/", 1)[-1])),
-                    ("wrk", tool_version(["wrk", "--version"], lambda s: s.split()[1])),
+                    ("wrk", wrk_version()),
                     ("openssl", tool_version(["openssl", "version"], lambda s: " ".join(s.split()[:2])))]
         return [f"- tls: wrk {a.tls_duration:g} s per test, {CLIENTS} connections (bulk: 1 connection, "
                 f"a {a.tls_bulk_mib} MiB body); " + "; ".join(f"{k} `{v}`" for k, v in versions)]
@@ -335,6 +336,15 @@ class Tls(Workload):
         for leg in self.legs[shift:] + self.legs[:shift]:
             self.leg(ctx, leg)
             pause(1.0)  # let the TIME_WAIT sockets of the handshake test drain a little
+
+
+def wrk_version() -> str:
+    """wrk prints its version with its usage, and exits 1."""
+    try:
+        cp = run_bounded(["wrk", "--version"], timeout=10)
+        return (cp.stdout or cp.stderr).decode(errors="replace").split()[1]
+    except (OSError, subprocess.TimeoutExpired, IndexError):
+        return "unknown"
 
 
 def probe(port: int, ca: Path) -> Dict[str, str]:
