@@ -74,6 +74,8 @@ final class TLSRelaySession {
             serverHostname: serverName
         )
         upstreamTLS = handler
+        // The version and cipher the sniffer reads are for the tape; without a recorder nobody reads them.
+        guard recorder != nil else { return [handler, gate] }
         return [TLSServerHelloSniffer { [weak self] in self?.upstreamHello($0) }, handler, gate]
     }
 
@@ -260,9 +262,11 @@ final class TLSRelaySession {
                 serverHostname: hello.serverName ?? Self.serverName(for: route)
             )
             upstreamTLS = handler
-            let sniffer = TLSServerHelloSniffer { [weak self] in self?.upstreamHello($0) }
             try upstream.pipeline.syncOperations.addHandler(handler, position: .first)
-            try upstream.pipeline.syncOperations.addHandler(sniffer, position: .first)
+            if recorder != nil {
+                let sniffer = TLSServerHelloSniffer { [weak self] in self?.upstreamHello($0) }
+                try upstream.pipeline.syncOperations.addHandler(sniffer, position: .first)
+            }
         } catch {
             fail("cannot originate TLS to the upstream: \(TLSFailure.describe(error))", client: false)
             return
@@ -288,7 +292,10 @@ final class TLSRelaySession {
     /// The upstream's handshake is done: note what it negotiated and who it is, then serve the client.
     fileprivate func upstreamHandshakeCompleted(applicationProtocol: String?) {
         guard phase == .handshakingUpstream else { return }
-        if let certificate = upstreamTLS?.peerCertificate, let described = TLSContexts.describe(certificate) {
+        // Describing the upstream's certificate (DER, SHA-256, a parse for its subject) is for the tape only.
+        if recorder != nil, let certificate = upstreamTLS?.peerCertificate,
+            let described = TLSContexts.describe(certificate)
+        {
             record?.upstreamSubject = described.subject
             record?.upstreamFingerprint = described.fingerprint
         }
