@@ -41,5 +41,10 @@ struct BenchHarnessTests {
         ] {
             #expect(report.contains(section), "the report has no '\(section)' section:\n\(report.prefix(3_000))")
         }
+        // The TLS workload needs nginx, openssl and wrk; where one is missing it is skipped, with a note.
+        #expect(
+            report.contains("### TLS") || report.contains("- workload tls: "),
+            "the report has neither a TLS section nor a note that the tls workload was skipped:\n\(report.prefix(3_000))"
+        )
     }
 }

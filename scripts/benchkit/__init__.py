@@ -1,12 +1,13 @@
 """The benchmark harness behind scripts/bench: Tapedeck measured against real
-peers (a direct connection, socat, HAProxy, redis-server, iperf3) on loopback.
+peers (a direct connection, socat, HAProxy, redis-server, iperf3, nginx) on loopback.
 
 Where things are:
 
   cli.py          options, the rounds, the report written to stdout / --output
   workload.py     Workload (the base class), Ctx (the run's state), Metric
   workloads/      one module per workload: bulk, rr, churn, rss, record,
-                  replay, replay_scale, inspect_sessions, run_command, rules
+                  replay, replay_scale, inspect_sessions, run_command, rules,
+                  tls
   contestants.py  the relays compared (ContestantSpec) and a running one (Relay)
   process.py      child processes: started to die with the harness, stopped
                   by their own PIDs, commands run with a time limit

@@ -241,10 +241,12 @@ final class TLSRelaySession {
             )
             upstreamTLS = handler
             try upstream.pipeline.syncOperations.addHandler(handler, position: .first)
-            try upstream.pipeline.syncOperations.addHandler(
-                TLSServerHelloSniffer { [weak self] in self?.upstreamHello($0) },
-                position: .first
-            )
+            if recorder != nil {
+                try upstream.pipeline.syncOperations.addHandler(
+                    TLSServerHelloSniffer { [weak self] in self?.upstreamHello($0) },
+                    position: .first
+                )
+            }
         } catch {
             fail("cannot originate TLS to the upstream: \(TLSFailure.describe(error))", client: false)
         }
@@ -339,9 +341,11 @@ final class TLSRelaySession {
                 serverHostname: hello.serverName ?? Self.serverName(for: route)
             )
             upstreamTLS = handler
-            let sniffer = TLSServerHelloSniffer { [weak self] in self?.upstreamHello($0) }
             try upstream.pipeline.syncOperations.addHandler(handler, position: .first)
-            try upstream.pipeline.syncOperations.addHandler(sniffer, position: .first)
+            if recorder != nil {
+                let sniffer = TLSServerHelloSniffer { [weak self] in self?.upstreamHello($0) }
+                try upstream.pipeline.syncOperations.addHandler(sniffer, position: .first)
+            }
         } catch {
             fail("cannot originate TLS to the upstream: \(TLSFailure.describe(error))", client: false)
             return
@@ -372,7 +376,10 @@ final class TLSRelaySession {
     /// The upstream's handshake is done: note what it negotiated and who it is, then serve the client.
     fileprivate func upstreamHandshakeCompleted(applicationProtocol: String?) {
         guard phase == .handshakingUpstream else { return }
-        if let certificate = upstreamTLS?.peerCertificate, let described = TLSContexts.describe(certificate) {
+        // Describing the upstream's certificate (DER, SHA-256, a parse for its subject) is for the tape only.
+        if recorder != nil, let certificate = upstreamTLS?.peerCertificate,
+            let described = TLSContexts.describe(certificate)
+        {
             record?.upstreamSubject = described.subject
             record?.upstreamFingerprint = described.fingerprint
         }

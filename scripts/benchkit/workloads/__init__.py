@@ -14,7 +14,8 @@ from .rr import ReqResp
 from .rss import Rss
 from .rules import Rules
 from .run_command import RunCommand
+from .tls import Tls
 
 WORKLOADS: List[Workload] = [Bulk(), ReqResp(), Churn(), Rss(), Record(), Replay(), ReplayScale(), Inspect(),
-                             RunCommand(), Rules()]
+                             RunCommand(), Rules(), Tls()]
 WORKLOAD_BY_KEY = {w.key: w for w in WORKLOADS}
