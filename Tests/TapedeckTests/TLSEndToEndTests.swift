@@ -394,9 +394,9 @@ extension TLSEndToEndTests {
     }
 
     /// The client trusts only the system's roots, not Tapedeck's CA: the line says so and what to trust. With TLS
-    /// 1.2 (`--tls-max 1.2`) the client's `unknown ca` alert reaches Tapedeck as sent. With TLS 1.3, OpenSSL's
-    /// client sends that alert unencrypted after Tapedeck's encrypted Certificate, which Tapedeck's TLS reads as
-    /// `decryption failed or bad record mac`: the line then lacks the hint (a known issue).
+    /// 1.2 (`--tls-max 1.2`) the client's `unknown ca` alert arrives encrypted as usual; with TLS 1.3, OpenSSL's
+    /// client sends it in the clear after Tapedeck's encrypted Certificate, where the TLS layer alone would only
+    /// see a bad record MAC.
     @Test(
         .enabled(
             if: TLSEndToEndTests.nginxAndOpenSSL
@@ -424,25 +424,12 @@ extension TLSEndToEndTests {
             mentioning: ["the client's TLS handshake failed"]
         )
         let line = Self.failureLines(log).first ?? ""
-        if tlsMax == "1.2" {
-            #expect(line.contains("unknown ca"), "\(log)")
-            #expect(line.contains("make it trust Tapedeck's CA"), "\(log)")
-        } else {
-            withKnownIssue("an OpenSSL client's unencrypted TLS 1.3 alert reads as a bad record MAC, without the hint")
-            {
-                #expect(line.contains("make it trust Tapedeck's CA"), "\(log)")
-            }
-        }
-        // The client is gone at once, but the session (and its TLS connection upstream) lasts about five seconds,
-        // NIOSSL's shutdown timeout, with the upstream's FIN unread: a known issue.
+        #expect(line.contains("unknown ca"), "\(log)")
+        #expect(line.contains("make it trust Tapedeck's CA"), "\(log)")
+        // The client is gone at once, and so is the session, with its TLS connection upstream.
         let sessions = try await Self.sessions(setup.tape)
         let duration = (sessions.first?["duration_ns"] as? NSNumber)?.int64Value ?? .max
-        withKnownIssue(
-            "after the client's TLS fails, its session ends only when the upstream's TLS shutdown times out",
-            isIntermittent: true
-        ) {
-            #expect(duration < 2_000_000_000, "\(sessions)")
-        }
+        #expect(duration < 2_000_000_000, "\(sessions)")
     }
 
     /// A client speaking plain HTTP to a route that intercepts TLS: one line saying so, quoting its first bytes.

@@ -32,6 +32,8 @@ final class ReplayTLSGate: ChannelDuplexHandler {
     private var recognizer = TLSStartRecognizer()
     private var clientSeen = 0
     private var held: ByteBuffer?
+    /// Watches the client's handshake for an alert in the clear, the client's real reason when it fails.
+    private var alerts: TLSAlertSniffer?
     /// What the tape answered before the client's handshake, on a route whose sessions all start with TLS: it
     /// was said inside TLS, so it waits for the TLS handler.
     private var heldWrites: [(NIOAny, EventLoopPromise<Void>?)] = []
@@ -120,6 +122,10 @@ final class ReplayTLSGate: ChannelDuplexHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let event = event as? TLSUserEvent, case .handshakeCompleted = event, phase == .handshaking {
             phase = .passing
+            if let alerts {
+                context.pipeline.syncOperations.removeHandler(alerts, promise: nil)
+                self.alerts = nil
+            }
         }
         context.fireUserInboundEventTriggered(event)
     }
@@ -129,7 +135,9 @@ final class ReplayTLSGate: ChannelDuplexHandler {
         if case NIOSSLError.uncleanShutdown = error { return }
         if phase == .handshaking {
             phase = .passing
-            let reason = TLSFailure.describe(error)
+            let reason =
+                alerts?.alert.map { "the peer sent alert: \(TLSFailure.alertName($0))" }
+                ?? TLSFailure.describe(error)
             let hint =
                 TLSFailure.peerDistrustsCertificate(reason)
                 ? "; make the client trust Tapedeck's CA (tapedeck ca path)" : ""
@@ -194,6 +202,9 @@ final class ReplayTLSGate: ChannelDuplexHandler {
                     NIOSSLServerHandler(context: tlsContext),
                     position: .first
                 )
+                let sniffer = TLSAlertSniffer()
+                try context.pipeline.syncOperations.addHandler(sniffer, position: .first)
+                alerts = sniffer
             } catch {
                 logger.warning(
                     "TLS failed, closing the client",

@@ -49,6 +49,8 @@ final class TLSRelaySession {
     private var clientHello: TLSHello.ClientHello?
     private var record: SessionTLSRecord?
     private var upstreamTLS: NIOSSLHandler?
+    /// Watches the client's handshake for an alert in the clear, the client's real reason when it fails.
+    private var clientAlerts: TLSAlertSniffer?
 
     private var mode: TLSSettings.Mode { route.tls.mode }
 
@@ -411,6 +413,9 @@ final class TLSRelaySession {
                 settings: route.tls
             )
             try client.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context), position: .first)
+            let sniffer = TLSAlertSniffer()
+            try client.pipeline.syncOperations.addHandler(sniffer, position: .first)
+            clientAlerts = sniffer
         } catch {
             fail("cannot serve TLS to the client: \(TLSFailure.describe(error))", client: true)
             return
@@ -423,6 +428,10 @@ final class TLSRelaySession {
     fileprivate func clientHandshakeCompleted(applicationProtocol: String?) {
         guard phase == .handshakingClient else { return }
         phase = .established
+        if let clientAlerts, let client {
+            client.pipeline.syncOperations.removeHandler(clientAlerts, promise: nil)
+            self.clientAlerts = nil
+        }
         if mode == .terminate {
             record?.applicationProtocol = applicationProtocol
         }
@@ -437,7 +446,10 @@ final class TLSRelaySession {
     fileprivate func handshakeFailed(_ error: any Error, side: RelayHandler.Side) {
         switch phase {
         case .handshakingUpstream where side == .upstream, .handshakingClient where side == .client:
-            let reason = TLSFailure.describe(error)
+            var reason = TLSFailure.describe(error)
+            if side == .client, let alert = clientAlerts?.alert {
+                reason = "the peer sent alert: \(TLSFailure.alertName(alert))"
+            }
             if side == .client {
                 let hint =
                     TLSFailure.peerDistrustsCertificate(reason)
@@ -482,8 +494,12 @@ final class TLSRelaySession {
         failed.failure = why
         recorder?.recordTLS(failed)
         recorder?.markTLSFailed()
-        // Both sides go now; the relay handlers record how each ended.
+        // Both sides go now; the relay handlers record how each ended. The upstream's TLS, if it got that far,
+        // is dropped rather than shut down: a TLS shutdown waits for the upstream's answer, which nobody needs.
         client?.close(promise: nil)
+        if let upstream, let upstreamTLS {
+            upstream.pipeline.syncOperations.removeHandler(upstreamTLS, promise: nil)
+        }
         upstream?.close(promise: nil)
     }
 
