@@ -13,6 +13,12 @@ enum TLSFailure {
             let reason = text[range.upperBound...].prefix { $0.isLetter || $0.isNumber || $0 == "_" }
             return words(String(reason))
         }
+        // NIOSSL's own entries read `[Error:  EOF during handshake]`.
+        if let range = text.range(of: "Error: ") {
+            let reason = text[range.upperBound...].prefix { $0 != "]" && $0 != ")" }
+                .trimmingCharacters(in: .whitespaces)
+            if !reason.isEmpty { return reason.lowercased() }
+        }
         switch error {
         case NIOSSLError.uncleanShutdown: return "the peer closed without ending TLS"
         case let error as NIOSSLExtraError: return "\(error)"

@@ -195,6 +195,8 @@ final class TLSRelaySession {
                 recorder?.recordData(answer, from: .upstreamToClient)
                 clientPassed += 8
                 client?.writeAndFlush(answer, promise: nil)
+                // The client's startup follows once it has read the answer.
+                if pending.readableBytes == 0 { return nil }
                 continue
             }
             if head.count == 8, head[4...] == [0, 3, 0, 0], let upstream {
@@ -365,7 +367,7 @@ final class TLSRelaySession {
         if phase == .awaitingClientHello, let clientHello, mode == .intercept { startUpstreamTLS(clientHello) }
         if mode == .originate, phase == .watching {
             channel.eventLoop.assumeIsolated().scheduleTask(in: Self.originateQuietTime) { [self] in
-                if phase == .watching, heldClient == nil { startOriginating(upgrade: "direct") }
+                if phase == .watching, heldClient == nil, clientPassed == 0 { startOriginating(upgrade: "direct") }
             }
         }
     }
