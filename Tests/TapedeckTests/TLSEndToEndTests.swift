@@ -224,6 +224,40 @@ extension TLSEndToEndTests {
         #expect(replayed == recorded)
     }
 
+    /// `originate`: psql speaking plaintext (`sslmode=disable`, and `prefer`, whose SSLRequest Tapedeck answers
+    /// `N`) to a PostgreSQL that sees TLS, because Tapedeck asks it with an SSLRequest of its own.
+    @Test(
+        .enabled(if: PostgresServer.isInstalled && TestCertificates.isAvailable, "needs PostgreSQL 15, psql, openssl")
+    )
+    func psqlInPlaintextReachesPostgreSQLOverTLSWithOriginate() async throws {
+        let setup = try await Setup()
+        let postgres = try await PostgresServer(tls: setup.certificates.serverPair)
+        defer { postgres.stop() }
+        let sql = "SELECT ssl, 6 * 7 FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+        @Sendable func clients(_ port: Int) throws -> [PostgresResult] {
+            try ["disable", "prefer"].map {
+                PostgresResult(try PostgresServer.runPsql(port: port, sql, sslmode: $0, host: "127.0.0.1"))
+            }
+        }
+        let arguments = [
+            "--upstream", "localhost:\(postgres.port)", "--tape", setup.tape, "--tls", "originate", "--ca-dir",
+            setup.caDirectory, "--upstream-ca", setup.certificates.authority,
+        ]
+        let (recorded, recordLog) = try await Self.record(arguments, clients)
+        postgres.stop()
+        #expect(recorded == [PostgresResult(status: 0, output: "t|42\n"), PostgresResult(status: 0, output: "t|42\n")])
+        #expect(Self.failureLines(recordLog).isEmpty, "\(recordLog)")
+        let sessions = try await Self.sessions(setup.tape)
+        #expect(sessions.count == 2, "\(sessions)")
+        for session in sessions {
+            let tls = try #require(session["tls"] as? [String: Any], "\(session)")
+            #expect(tls["mode"] as? String == "originate")
+            #expect(tls["upgrade"] as? String == "postgres")
+        }
+        let (replayed, _) = try await Self.replay(setup.replayArguments, clients)
+        #expect(replayed == recorded)
+    }
+
     /// `redis-cli --tls --cacert` against a redis-server whose only port speaks TLS.
     @Test(
         .enabled(
