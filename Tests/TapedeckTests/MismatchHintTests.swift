@@ -67,6 +67,22 @@ struct MismatchHintTests {
     static let recordedUUID = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
     static let liveUUID = "0b1f2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
 
+    @Test func aDifferenceInsideTLSSaysToRecordWithIntercept() throws {
+        // A PostgreSQL SSLRequest, then ClientHellos whose random bytes differ, as a `--tls off` tape holds them.
+        let request: [UInt8] = [0, 0, 0, 8, 0x04, 0xD2, 0x16, 0x2F]
+        let hello: [UInt8] = [0x16, 0x03, 0x01, 0x01, 0x32, 0x01, 0x00, 0x01, 0x2E, 0x03, 0x03]
+        let recorded = Data(request + hello + [0xA3, 0x9C, 0x3C])
+        let live = Data(request + hello + [0x0D, 0x78, 0x16])
+        let hint = try #require(MismatchHint(expected: recorded, actual: live))
+        #expect(hint.kind == MismatchHint.tlsKind)
+        #expect(hint.description.contains("inside TLS"))
+        #expect(hint.description.contains("--tls intercept"))
+        // Plaintext that merely holds a 0x16 byte is not taken for TLS.
+        #expect(
+            MismatchHint(expected: Data("a\u{16}b".utf8), actual: Data("a\u{16}c".utf8))?.kind != MismatchHint.tlsKind
+        )
+    }
+
     @Test func everyShapeHasARecognizerThatCompiles() {
         #expect(MismatchHint.Shape.recognizers.count == MismatchHint.Shape.allCases.count)
         #expect(MismatchHint.Shape.completedRecognizers.count == 4)
