@@ -187,13 +187,15 @@ struct RecordingTests {
             }
         }
         let tape = try Tape(readingAt: tapePath)
-        let sessions = try tape.sessions()
+        // A connect-and-close with no byte is not one of these clients: another suite's server fixture, polling
+        // for its own listener on a port number the kernel has just handed this proxy too.
+        let sessions = try tape.sessions().filter { $0.outcome != .probe }
         #expect(sessions.count == 300)
         var seen = Set<Int>()
         for session in sessions {
             let events = try tape.events(inSession: session.id!)
             let sent = String(decoding: events.bytes(.clientToUpstream), as: UTF8.self)
-            let index = try #require(Int(sent.split(separator: " ")[1]))
+            let index = try #require(sent.split(separator: " ").dropFirst().first.flatMap { Int($0) }, "\(sent)")
             seen.insert(index)
             #expect(sent == "client \(index) round 0;client \(index) round 1;client \(index) round 2;")
             #expect(events.bytes(.upstreamToClient) == events.bytes(.clientToUpstream))

@@ -58,7 +58,7 @@ struct TapeFileTests {
             #expect(error?.code == .tapeFromNewerVersion)
             #expect(
                 error?.description
-                    == "cannot open tape '\(path)': it has format version 99, newer than this Tapedeck (\(tapedeckVersion)) reads (up to 2); upgrade Tapedeck"
+                    == "cannot open tape '\(path)': it has format version 99, newer than this Tapedeck (\(tapedeckVersion)) reads (up to \(TapeSchema.currentVersion)); upgrade Tapedeck"
             )
         }
     }
