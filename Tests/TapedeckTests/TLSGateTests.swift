@@ -10,6 +10,7 @@ import Testing
 
 /// TLS put in place where a session's bytes show it starting, on embedded channels, with the client's bytes split
 /// at every position: the ClientHello parser, replay's gate, and the relay's two gates with a real TLS upstream.
+/// The loops over every split yield between splits, so that the suites that measure time still get a thread.
 @Suite(.serialized)
 struct TLSGateTests {
     /// A CA in a fresh directory, and the contexts made from it.
@@ -166,11 +167,13 @@ struct TLSGateTests {
         return (channel, sink)
     }
 
-    @Test func replayServesTLSAfterPostgresUpgradeWhereverTheBytesSplit() throws {
+    @Test func replayServesTLSAfterPostgresUpgradeWhereverTheBytesSplit() async throws {
         let fixture = try Fixture()
         let helloLength = try Self.clientHello(fixture).1.count
         // Every split of the upgrade request and of the ClientHello; the answer `S` comes between them.
         for split in 1..<(8 + helloLength) {
+            // Each split is a few handshakes' work: the cooperative threads are the other suites' too.
+            await Task.yield()
             let (client, hello) = try Self.clientHello(fixture)
             let stream = Self.sslRequest + hello
             let (channel, sink) = try Self.replayConnection(
@@ -261,10 +264,12 @@ struct TLSGateTests {
         return (client, clientSink, upstream, upstreamSink, realUpstream)
     }
 
-    @Test func interceptStartsBothHandshakesAfterPostgresUpgradeWhereverTheBytesSplit() throws {
+    @Test func interceptStartsBothHandshakesAfterPostgresUpgradeWhereverTheBytesSplit() async throws {
         let fixture = try Fixture()
         let helloLength = try Self.clientHello(fixture).1.count
         for split in 1..<(8 + helloLength) {
+            // Each split is a few handshakes' work: the cooperative threads are the other suites' too.
+            await Task.yield()
             let (realClient, hello) = try Self.clientHello(fixture)
             let stream = Self.sslRequest + hello
             let relay = try Self.relayConnection(fixture)
@@ -289,6 +294,30 @@ struct TLSGateTests {
             realClient.writeAndFlush(ByteBuffer(string: "Q"), promise: nil)
             try Self.pump(realClient, relay.client)
             #expect(relay.clientSink.bytes == Self.sslRequest + [UInt8(ascii: "Q")], "split \(split): plaintext")
+        }
+    }
+
+    @Test func terminateAnswersPostgresUpgradeItselfWhereverTheBytesSplit() async throws {
+        let fixture = try Fixture()
+        let helloLength = try Self.clientHello(fixture).1.count
+        for split in 1..<(8 + helloLength) {
+            // Each split is a few handshakes' work: the cooperative threads are the other suites' too.
+            await Task.yield()
+            let (realClient, hello) = try Self.clientHello(fixture)
+            let stream = Self.sslRequest + hello
+            let relay = try Self.relayConnection(fixture, mode: .terminate)
+            try relay.client.writeInbound(ByteBuffer(bytes: stream[..<split]))
+            try relay.client.writeInbound(ByteBuffer(bytes: stream[split...]))
+            // The plaintext upstream hears nothing of the upgrade: Tapedeck answered it.
+            #expect(relay.clientSink.bytes.isEmpty, "split \(split)")
+            let answer = try Self.drain(relay.client)
+            #expect(answer.first == UInt8(ascii: "S"), "split \(split)")
+            try realClient.writeInbound(ByteBuffer(bytes: answer.dropFirst()))
+            try Self.pump(realClient, relay.client)
+            #expect(relay.clientSink.negotiated.count == 1, "split \(split): client handshake done")
+            realClient.writeAndFlush(ByteBuffer(string: "Q"), promise: nil)
+            try Self.pump(realClient, relay.client)
+            #expect(relay.clientSink.bytes == [UInt8(ascii: "Q")], "split \(split): plaintext to the upstream")
         }
     }
 

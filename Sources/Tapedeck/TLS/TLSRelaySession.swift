@@ -49,6 +49,8 @@ final class TLSRelaySession {
     private var clientHello: TLSHello.ClientHello?
     private var record: SessionTLSRecord?
     private var upstreamTLS: NIOSSLHandler?
+    /// The first bytes of what may be a PostgreSQL `SSLRequest`, held back while terminating until it is whole.
+    private var postgresPrefix: ByteBuffer?
     /// Watches the client's handshake for an alert in the clear, the client's real reason when it fails.
     private var clientAlerts: TLSAlertSniffer?
 
@@ -109,7 +111,13 @@ final class TLSRelaySession {
 
     private func watch(_ buffer: ByteBuffer, from side: RelayHandler.Side) -> ByteBuffer? {
         if mode == .originate { return watchOriginating(buffer, from: side) }
-        if mode == .terminate, side == .client, let answered = answerPostgresUpgrade(buffer) { return answered }
+        var buffer = buffer
+        if mode == .terminate, side == .client {
+            switch answerPostgresUpgrade(buffer) {
+            case .handled: return nil
+            case .notUpgrade(let bytes): buffer = bytes
+            }
+        }
         let bytes = Data(buffer.readableBytesView)
         let decision = side == .client ? recognizer.client(bytes) : recognizer.upstream(bytes)
         switch decision {
@@ -267,14 +275,23 @@ final class TLSRelaySession {
 
     /// Terminating TLS for a PostgreSQL client: its `SSLRequest` is answered `S` here, since the plaintext
     /// upstream would refuse it; both are recorded as the client saw them, so replay answers the same.
-    private func answerPostgresUpgrade(_ buffer: ByteBuffer) -> ByteBuffer?? {
-        guard clientPassed == 0, heldClient == nil else { return nil }
-        let request: [UInt8] = [0, 0, 0, 8, 0x04, 0xD2, 0x16, 0x2F]
-        guard buffer.readableBytes >= 8, Array(buffer.readableBytesView.prefix(8)) == request,
-            let client
-        else { return nil }
-        var rest = buffer
-        let asked = rest.readSlice(length: 8)!
+    ///
+    /// - Returns: `handled` when the bytes are (part of) an `SSLRequest`, answered or still arriving; otherwise
+    ///   the bytes to go on with: `buffer`, after any part of a request held back before it.
+    private func answerPostgresUpgrade(_ buffer: ByteBuffer) -> PostgresUpgrade {
+        guard clientPassed == 0, let client else { return .notUpgrade(buffer) }
+        var pending = postgresPrefix ?? ByteBuffer()
+        postgresPrefix = nil
+        var copy = buffer
+        pending.writeBuffer(&copy)
+        let head = Array(pending.readableBytesView.prefix(8))
+        guard Self.postgresSSLRequest.starts(with: head) else { return .notUpgrade(pending) }
+        guard head.count == 8 else {
+            // Part of an SSLRequest: wait for the rest before anything reaches the upstream.
+            postgresPrefix = pending
+            return .handled
+        }
+        let asked = pending.readSlice(length: 8)!
         recorder?.recordData(asked, from: .clientToUpstream)
         let answer = ByteBuffer(string: "S")
         recorder?.recordData(answer, from: .upstreamToClient)
@@ -288,11 +305,17 @@ final class TLSRelaySession {
         )
         phase = .awaitingClientHello
         clientPassed = 8
-        if rest.readableBytes > 0 {
-            hold(rest, from: .client)
+        if pending.readableBytes > 0 {
+            hold(pending, from: .client)
             clientHelloArrived()
         }
-        return .some(nil)
+        return .handled
+    }
+
+    /// What ``answerPostgresUpgrade(_:)`` did with the client's first bytes.
+    private enum PostgresUpgrade {
+        case handled
+        case notUpgrade(ByteBuffer)
     }
 
     private func hold(_ buffer: ByteBuffer, from side: RelayHandler.Side) {
