@@ -22,7 +22,8 @@ struct TLSEndToEndTests {
 
         init() async throws {
             directory = try TemporaryDirectory()
-            certificates = try TestCertificates()
+            // openssl runs on a thread of its own: a cooperative thread blocked on it stalls other suites.
+            certificates = try await offThePool { try TestCertificates() }
             caDirectory = directory.path("tapedeck-ca")
             tape = directory.path("tls.tape")
             let created = try await TapedeckProcess.run(["ca", "init", "--ca-dir", caDirectory])
