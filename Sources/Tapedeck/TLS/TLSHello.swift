@@ -181,23 +181,25 @@ enum TLSHello {
 
     /// IANA names of the suites a current client and upstream negotiate; others by number.
     static func cipherName(_ suite: Int) -> String {
-        let names: [Int: String] = [
-            0x1301: "TLS_AES_128_GCM_SHA256",
-            0x1302: "TLS_AES_256_GCM_SHA384",
-            0x1303: "TLS_CHACHA20_POLY1305_SHA256",
-            0xC02B: "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
-            0xC02C: "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
-            0xC02F: "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
-            0xC030: "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
-            0xCCA8: "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
-            0xCCA9: "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
-            0x009C: "TLS_RSA_WITH_AES_128_GCM_SHA256",
-            0x009D: "TLS_RSA_WITH_AES_256_GCM_SHA384",
-            0xC013: "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA",
-            0xC014: "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA",
-        ]
-        if let name = names[suite] { return name }
+        if let name = cipherNames[suite] { return name }
         let digits = String(suite, radix: 16, uppercase: true)
         return "0x" + String(repeating: "0", count: max(0, 4 - digits.count)) + digits
     }
+
+    /// The suites' names by number, made once.
+    private static let cipherNames: [Int: String] = [
+        0x1301: "TLS_AES_128_GCM_SHA256",
+        0x1302: "TLS_AES_256_GCM_SHA384",
+        0x1303: "TLS_CHACHA20_POLY1305_SHA256",
+        0xC02B: "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+        0xC02C: "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+        0xC02F: "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+        0xC030: "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+        0xCCA8: "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+        0xCCA9: "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+        0x009C: "TLS_RSA_WITH_AES_128_GCM_SHA256",
+        0x009D: "TLS_RSA_WITH_AES_256_GCM_SHA384",
+        0xC013: "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA",
+        0xC014: "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA",
+    ]
 }

@@ -176,8 +176,8 @@ final class TLSRelaySession {
 
     // MARK: Originating
 
-    private static let postgresSSLRequest: [UInt8] = [0, 0, 0, 8, 0x04, 0xD2, 0x16, 0x2F]
-    private static let postgresGSSRequest: [UInt8] = [0, 0, 0, 8, 0x04, 0xD2, 0x16, 0x30]
+    private static let postgresSSLRequest = TLSStartRecognizer.sslRequest
+    private static let postgresGSSRequest = TLSStartRecognizer.gssEncryptionRequest
 
     /// How long a connected upstream waits for the client's first bytes before TLS starts anyway: a client that
     /// waits for a greeting says nothing, and the upstream says nothing before a handshake.
@@ -247,18 +247,7 @@ final class TLSRelaySession {
         )
         record?.serverName = serverName
         do {
-            let handler = try NIOSSLClientHandler(
-                context: try contexts.client(applicationProtocols: [], settings: route.tls),
-                serverHostname: serverName
-            )
-            upstreamTLS = handler
-            try upstream.pipeline.syncOperations.addHandler(handler, position: .first)
-            if recorder != nil {
-                try upstream.pipeline.syncOperations.addHandler(
-                    TLSServerHelloSniffer { [weak self] in self?.upstreamHello($0) },
-                    position: .first
-                )
-            }
+            try addUpstreamTLS(to: upstream, applicationProtocols: [], serverName: serverName)
         } catch {
             fail("cannot originate TLS to the upstream: \(TLSFailure.describe(error))", client: false)
         }
@@ -363,16 +352,11 @@ final class TLSRelaySession {
         }
         phase = .handshakingUpstream
         do {
-            let handler = try NIOSSLClientHandler(
-                context: try contexts.client(applicationProtocols: hello.applicationProtocols, settings: route.tls),
-                serverHostname: hello.serverName ?? Self.serverName(for: route)
+            try addUpstreamTLS(
+                to: upstream,
+                applicationProtocols: hello.applicationProtocols,
+                serverName: hello.serverName ?? Self.serverName(for: route)
             )
-            upstreamTLS = handler
-            try upstream.pipeline.syncOperations.addHandler(handler, position: .first)
-            if recorder != nil {
-                let sniffer = TLSServerHelloSniffer { [weak self] in self?.upstreamHello($0) }
-                try upstream.pipeline.syncOperations.addHandler(sniffer, position: .first)
-            }
         } catch {
             fail("cannot originate TLS to the upstream: \(TLSFailure.describe(error))", client: false)
             return
@@ -381,6 +365,23 @@ final class TLSRelaySession {
             heldUpstream = nil
             upstream.pipeline.fireChannelRead(held)
             upstream.pipeline.fireChannelReadComplete()
+        }
+    }
+
+    /// Puts a TLS client handler first in the upstream's pipeline (its handshake starts at once), and in front of
+    /// it, when recording, the sniffer that reads the version and cipher the tape keeps.
+    private func addUpstreamTLS(to upstream: any Channel, applicationProtocols: [String], serverName: String?) throws {
+        let handler = try NIOSSLClientHandler(
+            context: try contexts.client(applicationProtocols: applicationProtocols, settings: route.tls),
+            serverHostname: serverName
+        )
+        upstreamTLS = handler
+        try upstream.pipeline.syncOperations.addHandler(handler, position: .first)
+        if recorder != nil {
+            try upstream.pipeline.syncOperations.addHandler(
+                TLSServerHelloSniffer { [weak self] in self?.upstreamHello($0) },
+                position: .first
+            )
         }
     }
 

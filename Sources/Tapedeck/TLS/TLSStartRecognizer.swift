@@ -49,8 +49,9 @@ struct TLSStartRecognizer {
     /// The longest a stream is buffered while undecided; beyond it the session is taken as plaintext.
     static let lookahead = 16 * 1024
 
-    private static let sslRequest: [UInt8] = [0, 0, 0, 8, 0x04, 0xD2, 0x16, 0x2F]
-    private static let gssEncryptionRequest: [UInt8] = [0, 0, 0, 8, 0x04, 0xD2, 0x16, 0x30]
+    /// PostgreSQL's `SSLRequest` and `GSSENCRequest`: a length of 8 and a request code.
+    static let sslRequest: [UInt8] = [0, 0, 0, 8, 0x04, 0xD2, 0x16, 0x2F]
+    static let gssEncryptionRequest: [UInt8] = [0, 0, 0, 8, 0x04, 0xD2, 0x16, 0x30]
 
     /// Bytes from the client.
     mutating func client(_ bytes: Data) -> Decision {
