@@ -171,7 +171,7 @@ enum PythonFixture {
 
     /// Starts a server script that binds port 0 and prints `listening PORT`, and waits (at most `timeout`) for that
     /// line; its stdout and stderr go to `directory`.
-    private static func startServer(
+    static func startServer(
         python: String,
         script: String,
         _ arguments: [String],
@@ -202,7 +202,7 @@ enum PythonFixture {
 
     /// The first `python3` on `PATH` (or in /usr/bin, /usr/local/bin) that imports `modules`, as the executable
     /// it really is: a pyenv shim is a script, and the tests hold PIDs.
-    private static func interpreter(importing modules: [String]) -> String? {
+    static func interpreter(importing modules: [String]) -> String? {
         let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
         var candidates =
             path.split(separator: ":").map { "\($0)/python3" } + ["/usr/bin/python3", "/usr/local/bin/python3"]
