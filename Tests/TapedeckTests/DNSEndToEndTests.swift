@@ -9,7 +9,6 @@ import Testing
 @Suite(.timeLimit(.minutes(3)))
 struct DNSEndToEndTests {
     static let available = DnsmasqServer.isInstalled && PythonFixture.pythonWithDNS != nil
-    static let unavailable = "needs dnsmasq, dig and python3 with dnspython (installed by .ci/run)"
 
     /// `record` arguments for a DNS route over UDP to dnsmasq on `port`.
     static func udpRoute(to port: Int, tape: String) -> [String] {
@@ -35,7 +34,7 @@ struct DNSEndToEndTests {
 extension DNSEndToEndTests {
     /// dnspython and dig ask for A, AAAA, MX, TXT and a name that does not exist; with dnsmasq stopped, the same
     /// questions (new transaction ids, dnspython's in a random letter case) get the same answers from the tape.
-    @Test(.enabled(if: DNSEndToEndTests.available, DNSEndToEndTests.unavailable))
+    @Test(.enabled(if: DNSEndToEndTests.available, "needs dnsmasq, dig and python3 with dnspython (.ci/run)"))
     func digAndDnspythonGetTheRecordedAnswersWithDnsmasqStopped() async throws {
         let dnsmasq = try await DnsmasqServer()
         defer { dnsmasq.stop() }
@@ -68,7 +67,7 @@ extension DNSEndToEndTests {
 
     /// 20 resolvers at once, each on a socket of its own: 20 flows recorded, and 20 resolvers at once served from
     /// the tape.
-    @Test(.enabled(if: DNSEndToEndTests.available, DNSEndToEndTests.unavailable))
+    @Test(.enabled(if: DNSEndToEndTests.available, "needs dnsmasq, dig and python3 with dnspython (.ci/run)"))
     func twentyConcurrentResolversRecordAndReplay() async throws {
         let dnsmasq = try await DnsmasqServer()
         defer { dnsmasq.stop() }
@@ -98,7 +97,7 @@ extension DNSEndToEndTests {
 
     /// A question asked more often than recorded is answered again; one never recorded gets SERVFAIL at once (well
     /// before the resolver's timeout) and counts as a mismatch, which fails `--strict`.
-    @Test(.enabled(if: DNSEndToEndTests.available, DNSEndToEndTests.unavailable))
+    @Test(.enabled(if: DNSEndToEndTests.available, "needs dnsmasq, dig and python3 with dnspython (.ci/run)"))
     func aQuestionNeverRecordedGetsServfailAtOnceAndRepeatsAreAnswered() async throws {
         let dnsmasq = try await DnsmasqServer()
         defer { dnsmasq.stop() }
@@ -140,14 +139,12 @@ extension DNSEndToEndTests {
 
     /// `Deck.start` with a route marked `dns: true` records dnspython's questions; a replaying deck, told nothing of
     /// DNS (the tape remembers), answers them in a new letter case with new transaction ids.
-    @Test(.enabled(if: DNSEndToEndTests.available, DNSEndToEndTests.unavailable))
+    @Test(.enabled(if: DNSEndToEndTests.available, "needs dnsmasq, dig and python3 with dnspython (.ci/run)"))
     func theSwiftAPIRecordsADNSRouteThatTheTapeRemembers() async throws {
         let dnsmasq = try await DnsmasqServer()
         defer { dnsmasq.stop() }
         let directory = try TemporaryDirectory()
         let tape = directory.path("api.tape")
-        var options = Deck.Options()
-        options.udpIdleTimeout = .seconds(5)
         let recorder = try await Deck.start(
             .record,
             tape: tape,
@@ -155,10 +152,10 @@ extension DNSEndToEndTests {
                 Route(
                     listen: try Endpoint(parsing: "udp:127.0.0.1:0"),
                     upstream: .udp(host: "127.0.0.1", port: dnsmasq.port),
-                    dns: true
+                    dns: true,
+                    udpIdleTimeout: .seconds(5)
                 )
-            ],
-            options: options
+            ]
         )
         let recordPort = try UDPEndToEndTests.port(of: recorder.address)
         let recorded = try await offThePool {
@@ -172,8 +169,7 @@ extension DNSEndToEndTests {
         let replayer = try await Deck.start(
             .replay,
             tape: tape,
-            routes: [Route(listen: try Endpoint(parsing: "udp:127.0.0.1:0"))],
-            options: options
+            routes: [Route(listen: try Endpoint(parsing: "udp:127.0.0.1:0"))]
         )
         let replayPort = try UDPEndToEndTests.port(of: replayer.address)
         let replayed = try await offThePool {
@@ -191,7 +187,7 @@ extension DNSEndToEndTests {
 extension DNSEndToEndTests {
     /// `dig +tcp` (a connection per question) and dnspython over TCP (every question on one connection, each with
     /// its two-byte length) on a TCP route marked `--dns`: replayed with new ids and a new letter case.
-    @Test(.enabled(if: DNSEndToEndTests.available, DNSEndToEndTests.unavailable))
+    @Test(.enabled(if: DNSEndToEndTests.available, "needs dnsmasq, dig and python3 with dnspython (.ci/run)"))
     func digOverTCPOnADNSRouteRecordsAndReplays() async throws {
         let dnsmasq = try await DnsmasqServer()
         defer { dnsmasq.stop() }
@@ -222,7 +218,7 @@ extension DNSEndToEndTests {
     }
 
     /// A config file with two DNS routes to the same dnsmasq, `dns: true` on each: one over UDP, one over TCP.
-    @Test(.enabled(if: DNSEndToEndTests.available, DNSEndToEndTests.unavailable))
+    @Test(.enabled(if: DNSEndToEndTests.available, "needs dnsmasq, dig and python3 with dnspython (.ci/run)"))
     func aConfigFileMarksUDPAndTCPRoutesAsDNS() async throws {
         let dnsmasq = try await DnsmasqServer()
         defer { dnsmasq.stop() }
@@ -276,7 +272,7 @@ extension DNSEndToEndTests {
 extension DNSEndToEndTests {
     /// A DNS tape read back: `sessions` lists the flow, `show` decodes the questions and answers, `grep` finds the
     /// names' bytes, `stats` counts the flow, and tshark dissects the pcapng export as DNS.
-    @Test(.enabled(if: DNSEndToEndTests.available, DNSEndToEndTests.unavailable))
+    @Test(.enabled(if: DNSEndToEndTests.available, "needs dnsmasq, dig and python3 with dnspython (.ci/run)"))
     func inspectingADNSTape() async throws {
         let dnsmasq = try await DnsmasqServer()
         defer { dnsmasq.stop() }

@@ -113,7 +113,10 @@ extension UDPEndToEndTests {
         #expect(sessions.first?["upstream_bytes"] as? Int == 66_908, "\(sessions)")
         let events = try await Self.dataEvents(tape)
         #expect(events.map(\.payload.count) == [1, 1, 1_400, 1_400, 65_507, 65_507])
-        #expect(events.map(\.direction) == Array(repeating: ["client_to_upstream", "upstream_to_client"], count: 3).flatMap { $0 })
+        #expect(
+            events.map(\.direction)
+                == Array(repeating: ["client_to_upstream", "upstream_to_client"], count: 3).flatMap { $0 }
+        )
 
         let (replayed, status, stderr) = try await Self.replay(Self.udpReplay(tape) + ["--strict", "--require-all"]) {
             ports in try PythonFixture.udpClient(port: ports["default"]!, sizes: Self.sizes)
@@ -222,7 +225,9 @@ extension UDPEndToEndTests {
             try PythonFixture.statsdSender(port: ports["default"]!, count: count, rate: 5_000)
         }
         #expect(sent.status == 0, "\(sent)")
-        let bytes = try #require(Int(sent.stdout.split(separator: " ").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""))
+        let bytes = try #require(
+            Int(sent.stdout.split(separator: " ").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "")
+        )
         let heard = try await sink.count(timeout: .seconds(10))
         #expect(heard == .init(datagrams: count, distinct: count, bytes: bytes))
 
@@ -272,7 +277,10 @@ extension UDPEndToEndTests {
         echo.stop()
         #expect(recorded.status == 0, "\(recorded.stderr)")
         #expect(recorded.stdout.hasPrefix("addr=udp:127.0.0.1:"), "\(recorded.stdout)")
-        #expect(recorded.stdout.hasSuffix(" host=127.0.0.1\nsent 4 echo same\nsent 1400 echo same\n"), "\(recorded.stdout)")
+        #expect(
+            recorded.stdout.hasSuffix(" host=127.0.0.1\nsent 4 echo same\nsent 1400 echo same\n"),
+            "\(recorded.stdout)"
+        )
         #expect(try await Self.sessions(tape).count == 1)
 
         let replayed = try await TapedeckProcess.run(
@@ -284,7 +292,9 @@ extension UDPEndToEndTests {
             timeout: .seconds(60)
         )
         #expect(replayed.status == 0, "\(replayed.stderr)")
-        #expect(replayed.stdout.split(separator: "\n").dropFirst() == recorded.stdout.split(separator: "\n").dropFirst())
+        #expect(
+            replayed.stdout.split(separator: "\n").dropFirst() == recorded.stdout.split(separator: "\n").dropFirst()
+        )
     }
 
     /// A UDP listener with a TCP upstream (or the other way round) is refused before anything starts: one line on
@@ -316,13 +326,16 @@ extension UDPEndToEndTests {
         defer { echo.stop() }
         let directory = try TemporaryDirectory()
         let tape = directory.path("api.tape")
-        var options = Deck.Options()
-        options.udpIdleTimeout = .seconds(5)
         let recorder = try await Deck.start(
             .record,
             tape: tape,
-            routes: [Route(listen: try Endpoint(parsing: "udp:127.0.0.1:0"), upstream: .udp(host: "127.0.0.1", port: echo.port))],
-            options: options
+            routes: [
+                Route(
+                    listen: try Endpoint(parsing: "udp:127.0.0.1:0"),
+                    upstream: .udp(host: "127.0.0.1", port: echo.port),
+                    udpIdleTimeout: .seconds(5)
+                )
+            ]
         )
         guard case .udp(let host, let recordPort) = recorder.address else {
             Issue.record("a UDP route is bound to \(recorder.address)")
@@ -339,8 +352,7 @@ extension UDPEndToEndTests {
         let replayer = try await Deck.start(
             .replay,
             tape: tape,
-            routes: [Route(listen: try Endpoint(parsing: "udp:127.0.0.1:0"))],
-            options: options
+            routes: [Route(listen: try Endpoint(parsing: "udp:127.0.0.1:0"))]
         )
         let replayPort = try Self.port(of: replayer.address)
         let replayed = try await offThePool { try PythonFixture.udpClient(port: replayPort, texts: ["api"]) }
