@@ -32,6 +32,8 @@ struct TestClient {
             return try await bootstrap.connect(host: host, port: port, channelInitializer: initializer)
         case .unix(let path):
             return try await bootstrap.connect(unixDomainSocketPath: path, channelInitializer: initializer)
+        case .udp:
+            throw TestProcessError("a stream client cannot connect to \(endpoint)")
         }
     }
 

@@ -87,6 +87,8 @@ enum TestServer {
             channel = try await bootstrap.bind(host: host, port: port).get()
         case .unix(let path):
             channel = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
+        case .udp:
+            throw TestProcessError("a stream server cannot listen on \(listen)")
         }
         return Running(channel: channel, log: log)
     }
