@@ -80,7 +80,10 @@ extension DNSEndToEndTests {
         dnsmasq.stop()
         #expect(recorded.status == 0 && recorded.stdout == expected, "\(recorded)")
         let sessions = try await UDPEndToEndTests.sessions(tape)
-        #expect(sessions.count == 20, "\(sessions.count) sessions")
+        let flows = sessions.map {
+            "\($0["client"] ?? "?") \($0["client_bytes"] ?? "?")→\($0["upstream_bytes"] ?? "?")"
+        }
+        #expect(sessions.count == 20, "\(flows)")
         #expect(Set(sessions.compactMap { $0["client"] as? String }).count == 20)
 
         let (replayed, status, stderr) = try await UDPEndToEndTests.replay(Self.udpReplay(tape)) { ports in
@@ -135,6 +138,29 @@ extension DNSEndToEndTests {
         #expect(mismatches.count == 1, "\(stderr)")
         let parsed = try JSONDecoder().decode(ReplayReport.self, from: Data(contentsOf: URL(fileURLWithPath: report)))
         #expect(parsed.mismatches.count == 1, "\(parsed.mismatches)")
+    }
+
+    /// A UDP port dnsmasq holds is refused, as a TCP port in use is: Tapedeck must not share it (dnsmasq's socket
+    /// allows address reuse) and take some of dnsmasq's queries, answering them with no answer from its upstream.
+    @Test(.enabled(if: DNSEndToEndTests.available, "needs dnsmasq, dig and python3 with dnspython (.ci/run)"))
+    func aUDPPortDnsmasqHoldsCannotBeListenedOn() async throws {
+        let dnsmasq = try await DnsmasqServer()
+        defer { dnsmasq.stop() }
+        let port = dnsmasq.port
+        let proxy = try TapedeckProcess(["proxy", "--listen", "udp:127.0.0.1:\(port)", "--upstream", "udp:127.0.0.1:9"])
+        let listened = (try? await proxy.waitForListening(timeout: .seconds(5))) != nil
+        #expect(!listened, "Tapedeck listens on udp:127.0.0.1:\(port), which dnsmasq holds: \(proxy.stdout)")
+        if listened {
+            // Ten resolvers, ten source ports: the kernel spreads them over the sockets that share the port.
+            let queries = try await offThePool {
+                try PythonFixture.dnsQueries(port: port, ["www.tapedeck.test/A"], concurrency: 10, wait: 1)
+            }
+            #expect(queries.status == 0, "queries to dnsmasq went to Tapedeck: \(queries.stdout)")
+            proxy.signal(SIGTERM)
+        }
+        let status = try await proxy.waitForExit(timeout: .seconds(10))
+        #expect(status == 1, "\(proxy.stderr)")
+        #expect(proxy.stderr.contains("cannot listen on udp:127.0.0.1:\(port)"), "\(proxy.stderr)")
     }
 
     /// `Deck.start` with a route marked `dns: true` records dnspython's questions; a replaying deck, told nothing of

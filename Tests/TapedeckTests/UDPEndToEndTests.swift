@@ -187,7 +187,10 @@ extension UDPEndToEndTests {
         let tape = directory.path("new.tape")
         let report = directory.path("report.json")
         let (recorded, _) = try await Self.record(Self.udpRoute(to: echo.port, tape: tape)) { ports in
-            try PythonFixture.udpClient(port: ports["default"]!, texts: ["status:ready", "status:steady"])
+            try PythonFixture.udpClient(
+                port: ports["default"]!,
+                texts: ["ping", "metrics cpu=0.52 mem=0.31 disk=0.77"]
+            )
         }
         echo.stop()
         #expect(recorded.status == 0, "\(recorded)")
@@ -195,17 +198,21 @@ extension UDPEndToEndTests {
         let (replayed, status, stderr) = try await Self.replay(
             Self.udpReplay(tape) + ["--strict", "--report", report]
         ) { ports in
-            try PythonFixture.udpClient(port: ports["default"]!, texts: ["status:ready", "status:gone!"], wait: 1)
+            try PythonFixture.udpClient(
+                port: ports["default"]!,
+                texts: ["ping", "metrics cpu=0.97 mem=0.31 disk=0.77"],
+                wait: 1
+            )
         }
-        #expect(replayed.stdout == "sent 12 echo same\nsent 12 no answer\n", "\(replayed)")
+        #expect(replayed.stdout == "sent 4 echo same\nsent 35 no answer\n", "\(replayed)")
         #expect(status == 3, "\(stderr)")
-        let lines = stderr.split(separator: "\n").filter { $0.contains("mismatch") && $0.contains("status:gone!") }
+        let lines = stderr.split(separator: "\n").filter { $0.contains("mismatch") && $0.contains("cpu=0.97") }
         #expect(lines.count == 1, "\(stderr)")
-        #expect(lines.first?.contains("status:steady") == true, "the closest recorded datagram: \(stderr)")
+        #expect(lines.first?.contains("cpu=0.52") == true, "the closest recorded datagram: \(stderr)")
         let parsed = try JSONDecoder().decode(ReplayReport.self, from: Data(contentsOf: URL(fileURLWithPath: report)))
         #expect(parsed.mismatches.count == 1, "\(parsed)")
-        #expect(parsed.mismatches.first?.actual.contains("status:gone!") == true, "\(parsed)")
-        #expect(parsed.mismatches.first?.expected.contains("status:steady") == true, "\(parsed)")
+        #expect(parsed.mismatches.first?.actual.contains("cpu=0.97") == true, "\(parsed)")
+        #expect(parsed.mismatches.first?.expected.contains("cpu=0.52") == true, "\(parsed)")
     }
 }
 
@@ -252,8 +259,9 @@ extension UDPEndToEndTests {
 // MARK: - tapedeck run, bad input, the Swift API
 
 extension UDPEndToEndTests {
-    /// `tapedeck run` with a UDP route gives the command its address (`TAPEDECK_ADDR`, `_HOST`, `_PORT`); the
-    /// command's datagrams are recorded, and replayed with the echo server stopped.
+    /// `tapedeck run` with a UDP route gives the command its address (`TAPEDECK_ADDR` as `HOST:PORT`, what a UDP
+    /// client takes, and `_HOST`, `_PORT`); the command's datagrams are recorded, and replayed with the echo server
+    /// stopped.
     @Test(.enabled(if: UDPEndToEndTests.python, "needs python3"))
     func runGivesTheCommandAUDPRouteAndReplaysIt() async throws {
         let echo = try await PythonFixture.UDPEchoServer()
@@ -263,8 +271,8 @@ extension UDPEndToEndTests {
         let python = try #require(PythonFixture.python)
         let client = PythonFixture.directory.appendingPathComponent("clients/udp_client.py").path
         let script =
-            "echo \"addr=$TAPEDECK_ADDR host=$TAPEDECK_HOST\" && exec \(python) \(client) \"$TAPEDECK_PORT\" "
-            + "--text ping --size 1400"
+            "echo \"$TAPEDECK_ADDR $TAPEDECK_HOST $TAPEDECK_PORT\" && exec \(python) \(client) \"$TAPEDECK_PORT\" "
+            + "--size 1400 --text ping"
         let environment: [String: String?] = ["TAPEDECK_MODE": nil]
         let recorded = try await TapedeckProcess.run(
             [
@@ -276,11 +284,11 @@ extension UDPEndToEndTests {
         )
         echo.stop()
         #expect(recorded.status == 0, "\(recorded.stderr)")
-        #expect(recorded.stdout.hasPrefix("addr=udp:127.0.0.1:"), "\(recorded.stdout)")
-        #expect(
-            recorded.stdout.hasSuffix(" host=127.0.0.1\nsent 4 echo same\nsent 1400 echo same\n"),
-            "\(recorded.stdout)"
-        )
+        let lines = recorded.stdout.split(separator: "\n")
+        let variables = lines.first?.split(separator: " ").map(String.init) ?? []
+        #expect(variables.count == 3 && variables[0] == "127.0.0.1:\(variables[2])", "\(recorded.stdout)")
+        #expect(variables.count == 3 && variables[1] == "127.0.0.1", "\(recorded.stdout)")
+        #expect(lines.dropFirst() == ["sent 1400 echo same", "sent 4 echo same"], "\(recorded.stdout)")
         #expect(try await Self.sessions(tape).count == 1)
 
         let replayed = try await TapedeckProcess.run(
@@ -301,7 +309,7 @@ extension UDPEndToEndTests {
     /// stderr, a non-zero status.
     @Test(arguments: [
         ["proxy", "--listen", "udp:127.0.0.1:0", "--upstream", "127.0.0.1:9"],
-        ["proxy", "--listen", "127.0.0.1:0", "--upstream", "udp:127.0.0.1:9"],
+        ["proxy", "--listen", "localhost:0", "--upstream", "udp:127.0.0.1:9"],
         ["record", "--tape", "$TAPE", "--listen", "udp:127.0.0.1:0", "--upstream", "127.0.0.1:9"],
     ])
     func aTransportMismatchBetweenListenerAndUpstreamIsOneErrorLine(arguments: [String]) async throws {
