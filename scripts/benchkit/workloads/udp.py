@@ -175,8 +175,8 @@ class Udp(Workload):
         return udp_section(ctx, self.legs, self.unsupported)
 
     def environment(self, ctx, names):
-        return [f"- udp: udpload {ctx.args.udp_duration:g} s per test, {SIZE}-byte datagrams, "
-                + ", ".join(label for _, _, _, label in TESTS)]
+        return [f"- udp: udpload {ctx.args.udp_duration:g} s per test, {SIZE}-byte datagrams; tests: "
+                + " and ".join(label for _, _, _, label in TESTS)]
 
     def setup(self, ctx):
         binary = build_udpload(ctx)
