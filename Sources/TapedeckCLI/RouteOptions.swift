@@ -8,13 +8,19 @@ import Tapedeck
 /// one of the tape's.
 struct RouteOptions: ParsableArguments {
     @Option(
-        help: ArgumentHelp("Address to accept clients on: HOST:PORT, [IPv6]:PORT or unix:/path.", valueName: "address"),
+        help: ArgumentHelp(
+            "Address to accept clients on: HOST:PORT, [IPv6]:PORT, unix:/path or udp:HOST:PORT.",
+            valueName: "address"
+        ),
         transform: Endpoint.init(parsing:)
     )
     var listen: Endpoint?
 
     @Option(
-        help: ArgumentHelp("Address to relay to: HOST:PORT, [IPv6]:PORT or unix:/path.", valueName: "address"),
+        help: ArgumentHelp(
+            "Address to relay to: HOST:PORT, [IPv6]:PORT, unix:/path or udp:HOST:PORT.",
+            valueName: "address"
+        ),
         transform: Endpoint.init(parsing:)
     )
     var upstream: Endpoint?
@@ -36,6 +42,24 @@ struct RouteOptions: ParsableArguments {
         transform: DurationText.parse
     )
     var connectTimeout: Duration = Route.defaultConnectTimeout
+
+    @Flag(
+        help: ArgumentHelp(
+            "The route carries DNS: replay matches queries by question, whatever their id (automatic for upstream "
+                + "port 53; the tape remembers it)."
+        )
+    )
+    var dns = false
+
+    @Option(
+        parsing: .unconditional,
+        help: ArgumentHelp(
+            "How long a UDP flow (one client address) may go without a datagram before it ends. (default: 30s)",
+            valueName: "duration"
+        ),
+        transform: DurationText.parse
+    )
+    var udpIdleTimeout: Duration = Route.defaultUDPIdleTimeout
 
     /// The routes these options give, checked for what `mode` needs: the one place the command line checks that
     /// routes have their upstream.
@@ -62,6 +86,8 @@ struct RouteOptions: ParsableArguments {
             return try ProxyConfiguration.load(
                 path: config,
                 defaultConnectTimeout: connectTimeout,
+                defaultUDPIdleTimeout: udpIdleTimeout,
+                dns: dns,
                 requireUpstream: mode.needsUpstream
             )
         }
@@ -71,7 +97,9 @@ struct RouteOptions: ParsableArguments {
                 name: name,
                 listen: listen ?? Route.defaultListen,
                 upstream: upstream,
-                connectTimeout: connectTimeout
+                connectTimeout: connectTimeout,
+                dns: dns,
+                udpIdleTimeout: udpIdleTimeout
             )
             return try ProxyConfiguration(routes: [route])
         } catch let error as TapedeckError {

@@ -63,17 +63,19 @@ struct ShowCommand: ParsableCommand {
                 + "started \(InspectFormat.timestamp(session.startedAt))\n"
         )
         if let tls = try tape.tlsRecords(sessionIDs: [id])[id] { output.write(Self.tlsLine(tls)) }
+        let isFlow = session.client.hasPrefix("udp:")
         try tape.forEachEvent(inSession: id) { event in
             let arrow = event.direction == .clientToUpstream ? "client → upstream" : "client ← upstream"
             let tint = event.direction == .clientToUpstream ? color.client : color.upstream
             let payload = event.payload ?? Data()
             let what: String
             switch event.kind {
-            case .data: what = "\(payload.count) B"
+            case .data: what = isFlow ? "datagram \(payload.count) B" : "\(payload.count) B"
             case .halfClose: what = "half-close (FIN)"
             case .close: what = "close"
             case .reset: what = "reset (RST)"
             case .connectFailed: what = "connect failed"
+            case .refused: what = "refused (ICMP port unreachable)"
             }
             output.write(
                 "\(tint)+\(InspectFormat.duration(event.offsetNanoseconds))  \(arrow)  \(what)\(color.reset)\n"

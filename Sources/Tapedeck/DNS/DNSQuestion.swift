@@ -87,4 +87,20 @@ struct DNSQuestion: Sendable, Hashable {
         }
         return fitted
     }
+
+    /// A SERVFAIL response to `query`: its header (id, opcode, RD) with QR set and no records, and its question;
+    /// what replay sends for a question the tape never saw, so that the client fails at once instead of waiting.
+    ///
+    /// - Returns: nil when `query` has no question to repeat.
+    static func serverFailure(answering query: [UInt8]) -> [UInt8]? {
+        guard let question = DNSQuestion(message: query) else { return nil }
+        var response = Array(query[0..<(question.nameRange.upperBound + 4)])
+        // QR, the query's opcode and RD; RA; rcode 2 (SERVFAIL).
+        response[2] = 0x80 | (query[2] & 0x79)
+        response[3] = 0x80 | 0x02
+        response[4] = 0
+        response[5] = 1
+        for index in 6..<12 { response[index] = 0 }
+        return response
+    }
 }

@@ -227,6 +227,13 @@ public final class Deck: Service {
                 guard let tape else { throw needsTape }
                 let reading = try Tape(readingAt: tape)
                 routes = try servedRoutes(routes, in: reading)
+                if mode == .recordMissing, let route = routes.first(where: \.isDatagram) {
+                    throw TapedeckError(
+                        .invalidArgument,
+                        "route '\(route.name)' is UDP, whose missing flows replay cannot record; record them with "
+                            + "`tapedeck record`"
+                    )
+                }
                 var replayOptions = ReplayServer.Options(
                     pace: options.pace,
                     repeatSessions: options.repeatSessions,
@@ -394,11 +401,32 @@ public final class Deck: Service {
 
     /// A single route left with the default name serves the tape's only route, whatever it was called.
     private static func servedRoutes(_ routes: [Route], in tape: Tape) throws -> [Route] {
-        guard routes.count == 1, routes[0].name == Route.defaultName else { return routes }
-        let names = try ReplayServer.routeNames(in: tape)
-        guard names.count == 1, names[0] != Route.defaultName else { return routes }
-        var route = routes[0]
-        route.name = names[0]
-        return [route]
+        var routes = routes
+        if routes.count == 1, routes[0].name == Route.defaultName {
+            let names = try ReplayServer.routeNames(in: tape)
+            if names.count == 1, names[0] != Route.defaultName { routes[0].name = names[0] }
+        }
+        // The tape remembers each route's transport and whether it carried DNS, so replay needs neither flag.
+        for index in routes.indices {
+            guard let recorded = try tape.recordedTransport(ofRoute: routes[index].name) else { continue }
+            if recorded.isDNS { routes[index].dns = true }
+            let route = routes[index]
+            if recorded.isDatagram, !route.isDatagram {
+                guard case .tcp = route.listen else {
+                    throw TapedeckError(
+                        .invalidArgument,
+                        "route '\(route.name)' was recorded over UDP; replay it on udp:HOST:PORT, not \(route.listen)"
+                    )
+                }
+                routes[index].listen = route.listen.asDatagram
+                routes[index].upstream = route.upstream?.asDatagram
+            } else if !recorded.isDatagram, route.isDatagram {
+                throw TapedeckError(
+                    .invalidArgument,
+                    "route '\(route.name)' was recorded over a stream; replay it on HOST:PORT, not \(route.listen)"
+                )
+            }
+        }
+        return routes
     }
 }

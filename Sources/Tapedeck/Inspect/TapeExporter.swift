@@ -65,7 +65,7 @@ public enum TapeExporter {
             case .data: synthesizer.data(from: side, event.payload ?? Data())
             case .halfClose, .close: synthesizer.finish(from: side)
             case .reset: synthesizer.abort(from: side)
-            case .connectFailed: break
+            case .connectFailed, .refused: break
             }
         }
         if !handshakeDone {
@@ -80,7 +80,7 @@ public enum TapeExporter {
 
     /// The address and port of `text`, or a stand-in for a Unix socket or host name (pcapng has only IP).
     static func peer(_ text: String, fallback: [UInt8], port fallbackPort: UInt16) -> TCPSynthesizer.Peer {
-        guard case .tcp(let host, let port)? = try? Endpoint(parsing: text) else {
+        guard let endpoint = try? Endpoint(parsing: text), let host = endpoint.host, let port = endpoint.port else {
             return .init(address: fallback, port: fallbackPort)
         }
         var v4 = in_addr()

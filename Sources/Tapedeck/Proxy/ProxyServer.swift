@@ -122,10 +122,33 @@ public final class ProxyServer: Service {
                 throw TapedeckError(.invalidConfiguration, "route '\(route.name)' speaks TLS, which needs TLS contexts")
             }
         }
+        // A UDP route's upstream is resolved once here, not for every flow.
+        var datagramSettings: [Int: DatagramRelayHandler.Settings] = [:]
+        for (index, route) in configuration.routes.enumerated() where route.isDatagram {
+            let upstream = try route.requireUpstream(for: "relaying")
+            let address: SocketAddress
+            do {
+                address = try SocketAddress.makeAddressResolvingHost(upstream.host ?? "", port: upstream.port ?? 0)
+            } catch {
+                throw TapedeckError(
+                    .invalidConfiguration,
+                    "route '\(route.name)': cannot resolve upstream \(upstream): \(SocketErrorText.describe(error))"
+                )
+            }
+            datagramSettings[index] = DatagramRelayHandler.Settings(
+                route: route,
+                upstream: address,
+                recorder: recorder,
+                logger: logger
+            )
+        }
         let started = try await Listener.bindAll(
             configuration.routes,
             group: group,
-            logger: logger
+            logger: logger,
+            makeDatagramHandler: { [datagramSettings] index in
+                DatagramRelayHandler(settings: datagramSettings[index]!)
+            }
         ) { index, loop in
             bootstrap(for: configuration.routes[index], on: loop)
         }

@@ -99,7 +99,7 @@ public final class Recorder: Service {
             startedAt: WallClock.nowNanoseconds()
         )
         let recorder = SessionRecorder(key: key, start: start, writer: writer, redaction: redaction[route.name])
-        if route.tls.mode == .off, let onUndecryptedTLS { recorder.watchForUndecryptedTLS(onUndecryptedTLS) }
+        if route.tls.mode == .off, !route.isDatagram, let onUndecryptedTLS { recorder.watchForUndecryptedTLS(onUndecryptedTLS) }
         return recorder
     }
 

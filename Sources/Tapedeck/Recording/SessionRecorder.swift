@@ -37,6 +37,12 @@ final class SessionRecorder {
         (recognizer: TLSStartRecognizer, notice: @Sendable (TLSStartRecognizer.Upgrade) -> Void)?
     /// A TLS handshake failed: the session's outcome says so.
     private var tlsFailed = false
+    /// The session is a UDP flow: one event per datagram, and never a probe, even with no bytes.
+    private var isFlow = false
+    /// Datagrams of the flow dropped because a socket could not take them.
+    private var droppedDatagrams: Int64 = 0
+    /// The flow's redact rules, applied to each datagram on its own.
+    private var datagramRules: (client: CompiledRules?, upstream: CompiledRules?)
 
     init(
         key: UInt64,
@@ -74,6 +80,51 @@ final class SessionRecorder {
         default:
             append(direction, .data, buffer)
         }
+    }
+
+    // MARK: Datagrams
+
+    /// Makes this session a UDP flow: each datagram is one event, redacted on its own, since a datagram is a whole
+    /// message that no span crosses.
+    func beginFlow() {
+        isFlow = true
+        datagramRules = (clientRedactor?.rules, upstreamRedactor?.rules)
+        clientRedactor = nil
+        upstreamRedactor = nil
+    }
+
+    /// One datagram, as one event.
+    func recordDatagram(_ datagram: ByteBuffer, from direction: Direction) {
+        let count = datagram.readableBytes
+        switch direction {
+        case .clientToUpstream: clientBytes += Int64(count)
+        case .upstreamToClient: upstreamBytes += Int64(count)
+        }
+        guard !finished else { return }
+        // A datagram read into a large receive buffer pins all of it; the tape needs only its bytes.
+        let payload =
+            datagram.capacity > 2 * count + 1024 ? ByteBuffer(bytes: datagram.readableBytesView) : datagram
+        let rules = direction == .clientToUpstream ? datagramRules.client : datagramRules.upstream
+        guard let rules else { return append(direction, .data, payload) }
+        var redactor = RecordingRedactor(rules: rules)
+        redact(redactor.feed(event(payload)) + redactor.finish(), direction)
+    }
+
+    /// The upstream's host refused a datagram (ICMP port unreachable), seen as a refused read or write.
+    func recordRefused(reason: String) {
+        append(.upstreamToClient, .refused, ByteBuffer(string: reason))
+    }
+
+    /// Datagrams were dropped because a socket could not take them; the session row keeps the count.
+    func countDropped(_ count: Int = 1) {
+        droppedDatagrams += Int64(count)
+    }
+
+    /// The flow ended: it stayed idle for the route's timeout, or the relay shut down.
+    func endFlow() {
+        clientEnded = true
+        upstreamEnded = true
+        finishIfOver()
     }
 
     /// A data event for a redactor: its number and time are taken now, whenever it is written.
@@ -224,7 +275,7 @@ final class SessionRecorder {
             outcome = .tlsFailed
         } else if interrupted {
             outcome = .interrupted
-        } else if clientBytes == 0, upstreamBytes == 0, firstReset != .upstreamToClient {
+        } else if !isFlow, clientBytes == 0, upstreamBytes == 0, firstReset != .upstreamToClient {
             // Opened and closed without a byte either way: a readiness probe (`nc -z`, a health check).
             outcome = .probe
         } else if let firstReset {
@@ -242,7 +293,8 @@ final class SessionRecorder {
                     duration: offsetNow(),
                     clientBytes: clientBytes,
                     upstreamBytes: upstreamBytes,
-                    eventCount: seq
+                    eventCount: seq,
+                    droppedDatagrams: droppedDatagrams
                 )
             )
         )

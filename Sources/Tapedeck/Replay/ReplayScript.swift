@@ -179,6 +179,9 @@ struct ReplayScript: Sendable {
             case (_, .connectFailed):
                 connectFailed = true
                 connectFailureDelay = event.offsetNanoseconds
+            case (_, .refused):
+                // A datagram refusal belongs to a UDP flow, which replays from its own book, never a script.
+                break
             }
         }
         // The sends share the upstream stream's storage: a session's upstream bytes are held once, and building

@@ -63,6 +63,8 @@ public final class ReplayServer: Service {
         var catalog: SessionCatalog
         /// The rules replay applies to the route's clients: the tape's, then those given with the route.
         var clientRules: ListenRulesCache
+        /// A UDP route's recorded flows.
+        var datagrams: DatagramReplayBook?
     }
 
     private let served: [ServedRoute]
@@ -133,6 +135,26 @@ public final class ReplayServer: Service {
         let payloads = UpstreamPayloadSource(tape: tape, extraReaders: anyStored ? extraTapeReaders : 0)
         var served: [ServedRoute] = []
         for route in routes {
+            if route.isDatagram {
+                guard try tape.recordedTransport(ofRoute: route.name) != nil else {
+                    throw TapedeckError(.invalidArgument, "tape '\(tape.path)' has no route '\(route.name)'")
+                }
+                let rules = try CompiledRules(rulesOfRoute[route.name] ?? [], direction: .clientToUpstream)
+                served.append(
+                    ServedRoute(
+                        route: route,
+                        catalog: SessionCatalog(scripts: [], repeatable: options.repeatSessions, payloads: payloads),
+                        clientRules: ListenRulesCache(rules),
+                        datagrams: DatagramReplayBook(
+                            route: route.name,
+                            flows: try tape.recordedFlows(ofRoute: route.name, rules: rules),
+                            rules: rules,
+                            isDNS: route.isDNS
+                        )
+                    )
+                )
+                continue
+            }
             guard let scripts = recorded[route.name] ?? (options.recordMissing != nil ? [] : nil) else {
                 let known = recorded.keys.sorted().map { "'\($0)'" }.joined(separator: ", ")
                 throw TapedeckError(
@@ -199,10 +221,25 @@ public final class ReplayServer: Service {
 
     /// Binds every route's listener, all or none.
     private func bind() async throws -> Listener.Bound {
+        let datagramSettings = served.map { entry in
+            entry.datagrams.map { book in
+                DatagramReplayHandler.Settings(
+                    route: entry.route,
+                    book: book,
+                    ledger: ledger,
+                    pace: options.pace,
+                    logger: logger
+                )
+            }
+        }
         let started = try await Listener.bindAll(
             served.map(\.route),
             group: group,
-            logger: logger
+            logger: logger,
+            makeDatagramHandler: { index in
+                // Only UDP routes reach here, and each has its book.
+                DatagramReplayHandler(settings: datagramSettings[index]!)
+            }
         ) { index, loop in
             let entry = served[index]
             // Options set synchronously, not as child options (see ProxyServer); TCP_NODELAY is inherited from
@@ -252,7 +289,7 @@ public final class ReplayServer: Service {
                 "replaying",
                 metadata: [
                     "tapedeck.route": "\(route.name)", "tapedeck.address": "\(route.address)",
-                    "tapedeck.sessions": "\(entry.catalog.index.scripts.count)",
+                    "tapedeck.sessions": "\(entry.datagrams?.flows.count ?? entry.catalog.index.scripts.count)",
                 ]
             )
         }
@@ -264,7 +301,9 @@ public final class ReplayServer: Service {
     public var report: ReplayReport {
         ledger.snapshot(
             unused: served.flatMap { entry in
-                entry.catalog.unusedSessionIDs.map { ReplayReport.Unused(route: entry.route.name, session: $0) }
+                (entry.datagrams?.unusedSessionIDs ?? entry.catalog.unusedSessionIDs).map {
+                    ReplayReport.Unused(route: entry.route.name, session: $0)
+                }
             },
             incomplete: served.flatMap { entry in
                 entry.catalog.incompleteSessions.map {

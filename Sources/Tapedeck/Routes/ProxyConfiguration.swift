@@ -44,6 +44,26 @@ public struct ProxyConfiguration: Sendable, Hashable {
                     "route '\(route.name)': the connect timeout must be more than 0, as 5s"
                 )
             }
+            if let upstream = route.upstream, upstream.isDatagram != route.listen.isDatagram {
+                let (udp, stream) = route.listen.isDatagram ? (route.listen, upstream) : (upstream, route.listen)
+                throw TapedeckError(
+                    .invalidConfiguration,
+                    "route '\(route.name)': \(udp) carries datagrams but \(stream) a stream; give both as udp:HOST:PORT "
+                        + "or neither"
+                )
+            }
+            if route.isDatagram, route.tls.mode != .off {
+                throw TapedeckError(
+                    .invalidConfiguration,
+                    "route '\(route.name)': TLS runs over streams, not UDP; drop the TLS settings of this route"
+                )
+            }
+            if route.isDatagram, route.udpIdleTimeout <= .zero {
+                throw TapedeckError(
+                    .invalidConfiguration,
+                    "route '\(route.name)': the UDP idle timeout must be more than 0, as 30s"
+                )
+            }
             if let upstream = route.upstream, upstream.port == 0 {
                 throw TapedeckError(
                     .invalidConfiguration,
@@ -59,12 +79,16 @@ public struct ProxyConfiguration: Sendable, Hashable {
     /// - Parameters:
     ///   - path: The file to read; `.json` files are JSON, all others YAML.
     ///   - defaultConnectTimeout: The connect timeout for routes that do not set one.
+    ///   - defaultUDPIdleTimeout: The UDP idle timeout for routes that do not set one.
+    ///   - dns: Whether every route carries DNS (`--dns`), whatever its `dns` key says.
     ///   - requireUpstream: Whether every route must name an upstream: the mode's ``TapedeckMode/needsUpstream``;
     ///     replay can do without.
     /// - Throws: ``TapedeckError`` with code `invalidConfiguration` and a one-line message naming the file.
     public static func load(
         path: String,
         defaultConnectTimeout: Duration = Route.defaultConnectTimeout,
+        defaultUDPIdleTimeout: Duration = Route.defaultUDPIdleTimeout,
+        dns: Bool = false,
         requireUpstream: Bool = true
     ) throws -> ProxyConfiguration {
         let data: Data
@@ -81,6 +105,8 @@ public struct ProxyConfiguration: Sendable, Hashable {
             data,
             path: path,
             defaultConnectTimeout: defaultConnectTimeout,
+            defaultUDPIdleTimeout: defaultUDPIdleTimeout,
+            dns: dns,
             requireUpstream: requireUpstream
         )
     }
@@ -90,6 +116,8 @@ public struct ProxyConfiguration: Sendable, Hashable {
         _ data: Data,
         path: String,
         defaultConnectTimeout: Duration = Route.defaultConnectTimeout,
+        defaultUDPIdleTimeout: Duration = Route.defaultUDPIdleTimeout,
+        dns: Bool = false,
         requireUpstream: Bool = true
     ) throws -> ProxyConfiguration {
         func invalid(_ why: String) -> TapedeckError {
@@ -117,6 +145,7 @@ public struct ProxyConfiguration: Sendable, Hashable {
             if requireUpstream, entry.upstream == nil { throw invalid("\(label) has no 'upstream'") }
             do {
                 let timeout = try entry.connectTimeout.map(DurationText.parse) ?? defaultConnectTimeout
+                let idle = try entry.udpIdleTimeout.map(DurationText.parse) ?? defaultUDPIdleTimeout
                 routes.append(
                     Route(
                         name: entry.name ?? (entries.count == 1 ? Route.defaultName : "route\(index + 1)"),
@@ -130,7 +159,9 @@ public struct ProxyConfiguration: Sendable, Hashable {
                                 throw TapedeckError(.invalidConfiguration, "rule \(position + 1): \(error.message)")
                             }
                         }.uniqued(),
-                        tls: try entry.tlsSettings()
+                        tls: try entry.tlsSettings(),
+                        dns: dns || (entry.dns ?? false),
+                        udpIdleTimeout: idle
                     )
                 )
             } catch let error as TapedeckError {
@@ -195,6 +226,8 @@ public struct ProxyConfiguration: Sendable, Hashable {
             var insecureUpstream: Bool?
             var certificate: String?
             var key: String?
+            var dns: Bool?
+            var udpIdleTimeout: String?
 
             /// The entry's TLS keys as settings.
             func tlsSettings() throws -> TLSSettings {
@@ -222,9 +255,16 @@ public struct ProxyConfiguration: Sendable, Hashable {
                     in: container,
                     known: [
                         "name", "listen", "upstream", "connect_timeout", "rules", "tls", "upstream_ca",
-                        "insecure_upstream", "cert", "key",
+                        "insecure_upstream", "cert", "key", "dns", "udp_idle_timeout",
                     ]
                 )
+                dns = try container.decodeIfPresent(Bool.self, forKey: AnyKey("dns"))
+                let idleKey = AnyKey("udp_idle_timeout")
+                if let seconds = try? container.decodeIfPresent(Double.self, forKey: idleKey) {
+                    udpIdleTimeout = String(seconds)
+                } else {
+                    udpIdleTimeout = try container.decodeIfPresent(String.self, forKey: idleKey)
+                }
                 tls = try container.decodeIfPresent(String.self, forKey: AnyKey("tls"))
                 upstreamCA = try container.decodeIfPresent(String.self, forKey: AnyKey("upstream_ca"))
                 insecureUpstream = try container.decodeIfPresent(Bool.self, forKey: AnyKey("insecure_upstream"))

@@ -17,6 +17,15 @@ public struct Route: Sendable, Hashable {
     public var rules: [Rule]
     /// Whether and how the route speaks TLS (see ``TLSSettings``); off by default.
     public var tls: TLSSettings
+    /// Whether the route carries DNS, so that replay matches queries by their question rather than by their
+    /// bytes (see ``isDNS``). Stored in a tape with the route, so that replay needs no flag.
+    public var dns: Bool
+    /// How long a UDP flow (one client address) may go without a datagram either way before it ends and its
+    /// upstream socket is closed. Unused on stream routes.
+    public var udpIdleTimeout: Duration
+
+    /// The default time a UDP flow may stay idle.
+    public static let defaultUDPIdleTimeout: Duration = .seconds(30)
 
     /// The default time allowed for an upstream connect.
     public static let defaultConnectTimeout: Duration = .seconds(5)
@@ -34,20 +43,38 @@ public struct Route: Sendable, Hashable {
     ///   - connectTimeout: How long an upstream connect may take. Defaults to 5 seconds.
     ///   - rules: Volatile spans and redactions (see ``Rule``).
     ///   - tls: Whether and how the route speaks TLS.
+    ///   - dns: Whether the route carries DNS; a route whose upstream port is 53 does anyway.
+    ///   - udpIdleTimeout: How long a UDP flow may stay idle before it ends. Defaults to 30 seconds.
     public init(
         name: String = Route.defaultName,
         listen: Endpoint = Route.defaultListen,
         upstream: Endpoint? = nil,
         connectTimeout: Duration = Route.defaultConnectTimeout,
         rules: [Rule] = [],
-        tls: TLSSettings = .off
+        tls: TLSSettings = .off,
+        dns: Bool = false,
+        udpIdleTimeout: Duration = Route.defaultUDPIdleTimeout
     ) {
         self.tls = tls
+        self.dns = dns
+        self.udpIdleTimeout = udpIdleTimeout
         self.rules = rules
         self.name = name
-        self.listen = listen
+        // A datagram upstream with the default listen address listens for datagrams too: the transport given once
+        // is enough.
+        self.listen = listen == Route.defaultListen && upstream?.isDatagram == true ? listen.asDatagram : listen
         self.upstream = upstream
         self.connectTimeout = connectTimeout
+    }
+
+    /// Whether the route carries datagrams: it listens on a `udp:` address.
+    public var isDatagram: Bool {
+        listen.isDatagram
+    }
+
+    /// Whether replay treats the route's messages as DNS: it was marked so, or its upstream port is 53.
+    public var isDNS: Bool {
+        dns || upstream?.port == 53
     }
 
     /// The upstream, or an error naming the route and what needed it.

@@ -28,7 +28,7 @@ struct RecordingRedactor {
     /// The byte written in place of each redacted byte.
     static let placeholder = UInt8(ascii: "*")
 
-    private let rules: CompiledRules
+    let rules: CompiledRules
     private var held: [Event] = []
     private var heldBytes = Data()
     private var context = Data()

@@ -1,6 +1,6 @@
 /// The environment variables that tell a command where Tapedeck's routes listen.
 ///
-/// Every route gets `TAPEDECK_<ROUTE>_ADDR`, plus `_HOST` and `_PORT` for TCP or `_SOCKET` for a Unix socket,
+/// Every route gets `TAPEDECK_<ROUTE>_ADDR`, plus `_HOST` and `_PORT` for TCP or UDP or `_SOCKET` for a Unix socket,
 /// where `<ROUTE>` is the route's name in upper case with `-` and `.` as `_`. When there is a single route it
 /// also gets the short names `TAPEDECK_ADDR`, `TAPEDECK_HOST`, `TAPEDECK_PORT` (or `TAPEDECK_SOCKET`).
 ///
@@ -33,6 +33,10 @@ public enum RouteEnvironment {
             return [prefix + "ADDR": "\(address)", prefix + "HOST": host, prefix + "PORT": "\(port)"]
         case .unix(let path):
             return [prefix + "ADDR": "\(address)", prefix + "SOCKET": path]
+        case .udp(let host, let port):
+            // HOST:PORT without the `udp:` prefix: what a statsd or DNS client takes; the route says it is UDP.
+            let address = Endpoint.tcp(host: host, port: port)
+            return [prefix + "ADDR": "\(address)", prefix + "HOST": host, prefix + "PORT": "\(port)"]
         }
     }
 }

@@ -71,6 +71,9 @@ enum Listener {
                 listeners.append(
                     try await bootstrap(on: group.next(), reusePort: false).bind(unixDomainSocketPath: path).get()
                 )
+            case .udp:
+                // bindAll sends UDP routes to bindDatagram.
+                throw TapedeckError(.listenFailed, "a UDP address takes datagrams, not stream connections")
             }
             return listeners
         } catch {
@@ -83,18 +86,29 @@ enum Listener {
     /// Binds the listeners of every route, all or none: on the first failure those already bound are closed.
     ///
     /// - Parameters:
-    ///   - makeBootstrap: The server bootstrap for the route at an index of `routes`, on one event loop.
+    ///   - makeBootstrap: The server bootstrap for the stream route at an index of `routes`, on one event loop.
+    ///   - makeDatagramHandler: The handler of one listening socket of the UDP route at an index of `routes`.
     /// - Returns: Every listener, and each route with the address it got (port 0 replaced by the real port).
     static func bindAll(
         _ routes: [Route],
         group: any EventLoopGroup,
         logger: Logger,
+        makeDatagramHandler: @escaping @Sendable (_ routeIndex: Int) -> any ChannelHandler,
         makeBootstrap: (_ routeIndex: Int, _ loop: any EventLoop) -> ServerBootstrap
     ) async throws -> Bound {
         var listeners: [any Channel] = []
         var bound: [BoundRoute] = []
         do {
             for (index, route) in routes.enumerated() {
+                if route.isDatagram {
+                    let routeListeners = try await bindDatagram(route.listen, routeName: route.name, group: group) {
+                        makeDatagramHandler(index)
+                    }
+                    listeners.append(contentsOf: routeListeners)
+                    let address = routeListeners.first?.localAddress.map { Endpoint($0).asDatagram } ?? route.listen
+                    bound.append(BoundRoute(name: route.name, address: address))
+                    continue
+                }
                 let routeListeners = try await bind(
                     route.listen,
                     routeName: route.name,

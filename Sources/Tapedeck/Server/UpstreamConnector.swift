@@ -29,6 +29,11 @@ enum UpstreamConnector {
             return bootstrap.connect(host: host, port: port)
         case .unix(let path):
             return bootstrap.connect(unixDomainSocketPath: path)
+        case .udp:
+            // Routes are checked to pair streams with streams; a datagram upstream has a relay of its own.
+            return loop.makeFailedFuture(
+                TapedeckError(.invalidConfiguration, "upstream \(upstream) carries datagrams, not a stream")
+            )
         }
     }
 

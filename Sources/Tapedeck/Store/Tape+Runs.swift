@@ -30,7 +30,8 @@ extension Tape {
                         runID: runID,
                         name: route.name,
                         listen: "\(route.listen)",
-                        upstream: route.upstreamText
+                        upstream: route.upstreamText,
+                        dns: route.isDNS
                     )
                     try record.insert(db)
                     routeIDs[route.name] = db.lastInsertedRowID

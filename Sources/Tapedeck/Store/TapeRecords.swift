@@ -39,6 +39,9 @@ public enum EventKind: String, Sendable, Hashable, Codable, CaseIterable, Databa
     case reset
     /// The upstream connection could not be made; the payload holds the reason as text.
     case connectFailed = "connect_failed"
+    /// A datagram to the upstream was refused: its host answered with ICMP port unreachable, as nothing
+    /// listened there. UDP only; the payload holds the reason as text.
+    case refused
 
     /// The value stored in `events.kind`.
     var code: Int32 {
@@ -48,6 +51,7 @@ public enum EventKind: String, Sendable, Hashable, Codable, CaseIterable, Databa
         case .close: return 2
         case .reset: return 3
         case .connectFailed: return 4
+        case .refused: return 5
         }
     }
 
@@ -124,10 +128,31 @@ public struct RouteRecord: Sendable, Hashable, Codable, FetchableRecord, Persist
     public var listen: String
     /// The configured upstream address.
     public var upstream: String
+    /// Whether the route carried DNS, so that replay matches queries by their question (false in tapes from
+    /// before format 4).
+    public var dns: Bool = false
 
     enum CodingKeys: String, CodingKey {
-        case id, name, listen, upstream
+        case id, name, listen, upstream, dns
         case runID = "run_id"
+    }
+}
+
+extension RouteRecord {
+    /// Decodes a row, reading `dns` as false where a tape from before format 4 has no such column.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        id = try container.decodeIfPresent(Int64.self, forKey: .id)
+        runID = try container.decode(Int64.self, forKey: .runID)
+        name = try container.decode(String.self, forKey: .name)
+        listen = try container.decode(String.self, forKey: .listen)
+        upstream = try container.decode(String.self, forKey: .upstream)
+        dns = try container.decodeIfPresent(Bool.self, forKey: .dns) ?? false
+    }
+
+    /// Whether the route listened for datagrams (its listen address is `udp:…`).
+    public var isDatagram: Bool {
+        listen.hasPrefix(Endpoint.udpPrefix)
     }
 }
 
@@ -161,9 +186,13 @@ public struct SessionRecord: Sendable, Hashable, Codable, FetchableRecord, Persi
     public var upstreamBytes: Int64
     /// Events recorded for the session.
     public var eventCount: Int64
+    /// Datagrams of a UDP flow dropped because the socket they were for could not take them (0 for streams,
+    /// and in tapes from before format 4).
+    public var droppedDatagrams: Int64 = 0
 
     enum CodingKeys: String, CodingKey {
         case id, route, outcome
+        case droppedDatagrams = "dropped_datagrams"
         case runID = "run_id"
         case routeID = "route_id"
         case clientAddress = "client_address"
@@ -174,6 +203,27 @@ public struct SessionRecord: Sendable, Hashable, Codable, FetchableRecord, Persi
         case clientBytes = "client_bytes"
         case upstreamBytes = "upstream_bytes"
         case eventCount = "event_count"
+    }
+}
+
+extension SessionRecord {
+    /// Decodes a row, reading `dropped_datagrams` as 0 where a tape from before format 4 has no such column.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        id = try container.decodeIfPresent(Int64.self, forKey: .id)
+        runID = try container.decode(Int64.self, forKey: .runID)
+        routeID = try container.decode(Int64.self, forKey: .routeID)
+        route = try container.decode(String.self, forKey: .route)
+        clientAddress = try container.decode(String.self, forKey: .clientAddress)
+        upstreamAddress = try container.decode(String.self, forKey: .upstreamAddress)
+        startedAt = try container.decode(Int64.self, forKey: .startedAt)
+        endedAt = try container.decodeIfPresent(Int64.self, forKey: .endedAt)
+        durationNanoseconds = try container.decodeIfPresent(Int64.self, forKey: .durationNanoseconds)
+        outcome = try container.decode(SessionOutcome.self, forKey: .outcome)
+        clientBytes = try container.decode(Int64.self, forKey: .clientBytes)
+        upstreamBytes = try container.decode(Int64.self, forKey: .upstreamBytes)
+        eventCount = try container.decode(Int64.self, forKey: .eventCount)
+        droppedDatagrams = try container.decodeIfPresent(Int64.self, forKey: .droppedDatagrams) ?? 0
     }
 }
 

@@ -6,7 +6,7 @@ import GRDB
 /// written by a newer Tapedeck, and is refused rather than misread. See `docs/tape-format.md`.
 enum TapeSchema {
     /// The format version this build writes.
-    static let currentVersion = 3
+    static let currentVersion = 4
 
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
@@ -130,6 +130,18 @@ enum TapeSchema {
                         failure TEXT
                     );
                     UPDATE tape_meta SET value = '3' WHERE key = 'format_version';
+                    """
+            )
+        }
+        migrator.registerMigration("v4") { db in
+            // UDP and DNS: whether a route carried DNS, how many datagrams a flow dropped, and the event of a
+            // datagram the upstream's host refused (ICMP port unreachable).
+            try db.execute(
+                sql: """
+                    ALTER TABLE routes ADD COLUMN dns INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE sessions ADD COLUMN dropped_datagrams INTEGER NOT NULL DEFAULT 0;
+                    INSERT INTO event_kinds(id, name) VALUES (5, 'refused');
+                    UPDATE tape_meta SET value = '4' WHERE key = 'format_version';
                     """
             )
         }

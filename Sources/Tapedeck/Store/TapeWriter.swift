@@ -45,6 +45,7 @@ final class TapeWriter: Sendable {
         var clientBytes: Int64
         var upstreamBytes: Int64
         var eventCount: Int64
+        var droppedDatagrams: Int64 = 0
     }
 
     /// Largest transaction, in payload bytes, before a commit.
@@ -230,7 +231,7 @@ private struct WriterState {
         updateSession = try db.makeStatement(
             sql: """
                 UPDATE sessions SET outcome = ?, upstream_address = ?, ended_at = ?, duration_ns = ?,
-                    client_bytes = ?, upstream_bytes = ?, event_count = ? WHERE id = ?
+                    client_bytes = ?, upstream_bytes = ?, event_count = ?, dropped_datagrams = ? WHERE id = ?
                 """
         )
     }
@@ -256,7 +257,7 @@ private struct WriterState {
             guard let sessionID = sessionIDs.removeValue(forKey: end.key) else { return }
             try updateSession.execute(arguments: [
                 end.outcome.rawValue, end.upstreamAddress, end.endedAt, end.duration, end.clientBytes,
-                end.upstreamBytes, end.eventCount, sessionID,
+                end.upstreamBytes, end.eventCount, end.droppedDatagrams, sessionID,
             ])
         case .redaction(let key, let seq, let start, let length, let ruleID):
             guard let sessionID = sessionIDs[key] else { return }

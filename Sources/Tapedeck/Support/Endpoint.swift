@@ -1,31 +1,55 @@
 import NIOCore
 
-/// Where a listener binds or where an upstream lives: a TCP host and port, or a Unix domain socket path.
+/// Where a listener binds or where an upstream lives: a TCP host and port, a UDP host and port, or a Unix domain
+/// socket path.
 ///
-/// The textual forms are `HOST:PORT`, `[IPv6]:PORT`, `hostname:PORT` and `unix:/path/to.sock`.
-/// Port 0 asks the operating system for a free port when listening.
+/// The textual forms are `HOST:PORT`, `[IPv6]:PORT`, `hostname:PORT` and `unix:/path/to.sock` for streams, and
+/// `udp:HOST:PORT` or `udp:[IPv6]:PORT` for datagrams. Port 0 asks the operating system for a free port when
+/// listening.
 ///
 /// ```swift
 /// let listen = try Endpoint(parsing: "127.0.0.1:0")
 /// let upstream = try Endpoint(parsing: "[::1]:5432")
 /// let socket = try Endpoint(parsing: "unix:/tmp/app.sock")
+/// let resolver = try Endpoint(parsing: "udp:127.0.0.1:53")
 /// ```
 public enum Endpoint: Sendable, Hashable, CustomStringConvertible {
     /// A TCP endpoint. `host` is an IP literal (without brackets) or a host name.
     case tcp(host: String, port: Int)
     /// A Unix domain stream socket at a file system path.
     case unix(path: String)
+    /// A UDP endpoint: datagrams, not a stream. `host` is an IP literal (without brackets) or a host name.
+    case udp(host: String, port: Int)
 
     /// The prefix that marks a Unix domain socket path.
     static let unixPrefix = "unix:"
+    /// The prefix that marks a UDP address.
+    static let udpPrefix = "udp:"
 
     /// Parses the textual form of an endpoint.
     ///
-    /// - Parameter text: `HOST:PORT`, `[IPv6]:PORT` or `unix:/path`.
+    /// - Parameter text: `HOST:PORT`, `[IPv6]:PORT`, `unix:/path` or `udp:HOST:PORT`.
     /// - Throws: ``TapedeckError`` with code `invalidAddress` and a message naming the text.
     public init(parsing text: String) throws {
         func invalid(_ why: String) -> TapedeckError {
             TapedeckError(.invalidAddress, "invalid address '\(text)': \(why)")
+        }
+        if text.hasPrefix(Self.udpPrefix) {
+            let rest = String(text.dropFirst(Self.udpPrefix.count))
+            guard !rest.isEmpty else { throw invalid("missing HOST:PORT after 'udp:'") }
+            guard case .tcp(let host, let port) = try Endpoint(parsing: rest, original: text) else {
+                throw invalid("expected udp:HOST:PORT")
+            }
+            self = .udp(host: host, port: port)
+            return
+        }
+        try self.init(parsing: text, original: text)
+    }
+
+    /// Parses a stream endpoint; `original` is the text to name in errors.
+    private init(parsing text: String, original: String) throws {
+        func invalid(_ why: String) -> TapedeckError {
+            TapedeckError(.invalidAddress, "invalid address '\(original)': \(why)")
         }
         if text.hasPrefix(Self.unixPrefix) {
             let path = String(text.dropFirst(Self.unixPrefix.count))
@@ -79,19 +103,43 @@ public enum Endpoint: Sendable, Hashable, CustomStringConvertible {
             return host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
         case .unix(let path):
             return Self.unixPrefix + path
+        case .udp(let host, let port):
+            return Self.udpPrefix + Endpoint.tcp(host: host, port: port).description
         }
     }
 
-    /// The host of a TCP endpoint (an IPv6 address without brackets); `nil` for a Unix socket.
+    /// The host of a TCP or UDP endpoint (an IPv6 address without brackets); `nil` for a Unix socket.
     public var host: String? {
-        guard case .tcp(let host, _) = self else { return nil }
-        return host
+        switch self {
+        case .tcp(let host, _), .udp(let host, _): return host
+        case .unix: return nil
+        }
     }
 
-    /// The port of a TCP endpoint; `nil` for a Unix socket.
+    /// The port of a TCP or UDP endpoint; `nil` for a Unix socket.
     public var port: Int? {
-        guard case .tcp(_, let port) = self else { return nil }
-        return port
+        switch self {
+        case .tcp(_, let port), .udp(_, let port): return port
+        case .unix: return nil
+        }
+    }
+
+    /// Whether the endpoint carries datagrams (UDP) rather than a stream (TCP or a Unix socket).
+    public var isDatagram: Bool {
+        if case .udp = self { return true }
+        return false
+    }
+
+    /// The same host and port as a stream (TCP) endpoint; a stream endpoint unchanged.
+    var asStream: Endpoint {
+        if case .udp(let host, let port) = self { return .tcp(host: host, port: port) }
+        return self
+    }
+
+    /// The same host and port as a datagram (UDP) endpoint; a Unix socket unchanged.
+    var asDatagram: Endpoint {
+        if case .tcp(let host, let port) = self { return .udp(host: host, port: port) }
+        return self
     }
 
     /// The path of a Unix socket endpoint; `nil` for TCP.
@@ -107,7 +155,7 @@ public enum Endpoint: Sendable, Hashable, CustomStringConvertible {
         switch self {
         case .unix:
             return true
-        case .tcp(let host, _):
+        case .tcp(let host, _), .udp(let host, _):
             if host == "localhost" { return true }
             guard let address = try? SocketAddress(ipAddress: host, port: 0) else { return false }
             switch address {
@@ -125,7 +173,7 @@ public enum Endpoint: Sendable, Hashable, CustomStringConvertible {
     /// Whether the host is an IP literal, which can be turned into a socket address without a resolver.
     var literalAddress: SocketAddress? {
         switch self {
-        case .tcp(let host, let port):
+        case .tcp(let host, let port), .udp(let host, let port):
             return try? SocketAddress(ipAddress: host, port: port)
         case .unix(let path):
             return try? SocketAddress(unixDomainSocketPath: path)

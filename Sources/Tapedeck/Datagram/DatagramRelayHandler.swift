@@ -1,0 +1,226 @@
+import Logging
+import NIOCore
+import NIOPosix
+
+/// Relays a UDP route's datagrams: sits on the route's listening socket, opens one connected upstream socket per
+/// client address (a ``DatagramFlow``), and sends each upstream reply back to the client whose socket it came in
+/// on. When recording, each flow is a session and each datagram one event.
+///
+/// Datagram boundaries are kept exactly: one read is one datagram, written as one. Memory stays bounded as a
+/// kernel bounds it: a datagram for a socket that cannot take it now is dropped and counted, never queued
+/// without limit.
+final class DatagramRelayHandler: ChannelInboundHandler {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+    typealias OutboundOut = AddressedEnvelope<ByteBuffer>
+
+    /// What a route's relay needs, shared by the handlers of its listeners (one per event loop).
+    struct Settings: Sendable {
+        var route: Route
+        /// The upstream, resolved once when the route was bound.
+        var upstream: SocketAddress
+        var recorder: Recorder?
+        var logger: Logger
+    }
+
+    private let settings: Settings
+    private var flows: [SocketAddress: DatagramFlow] = [:]
+    /// Flows with upstream writes to flush at the end of the current read burst.
+    private var unflushed: [DatagramFlow] = []
+    private var context: ChannelHandlerContext?
+    /// Whether replies were written to clients since the last flush.
+    private var repliesUnflushed = false
+
+    init(settings: Settings) {
+        self.settings = settings
+    }
+
+    /// The number of flows open now.
+    var flowCount: Int { flows.count }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        endAllFlows()
+        self.context = nil
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        // The listener closed (shutdown): every flow ends with it.
+        endAllFlows()
+        context.fireChannelInactive()
+    }
+
+    // MARK: Client to upstream
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let envelope = unwrapInboundIn(data)
+        let flow = flows[envelope.remoteAddress] ?? openFlow(for: envelope.remoteAddress, context: context)
+        flow.lastActivity = .now()
+        flow.session?.recordDatagram(envelope.data, from: .clientToUpstream)
+        guard let upstream = flow.upstream else {
+            if !flow.hold(envelope.data) { flow.drop() }
+            return
+        }
+        guard upstream.isWritable else { return flow.drop() }
+        upstream.write(envelope.data, promise: nil)
+        if !flow.needsFlush {
+            flow.needsFlush = true
+            unflushed.append(flow)
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        for flow in unflushed {
+            flow.needsFlush = false
+            flow.upstream?.flush()
+        }
+        unflushed.removeAll(keepingCapacity: true)
+        context.fireChannelReadComplete()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A listening UDP socket can see ECONNREFUSED for a reply a client's host refused; nothing to do for it,
+        // and the socket stays open (NIO closes datagram channels only on fatal errors).
+        settings.logger.debug(
+            "udp listener error",
+            metadata: ["tapedeck.route": "\(settings.route.name)", "tapedeck.error": "\(error)"]
+        )
+    }
+
+    private func openFlow(for client: SocketAddress, context: ChannelHandlerContext) -> DatagramFlow {
+        let session = settings.recorder?.beginSession(
+            route: settings.route,
+            clientAddress: "\(Endpoint(client).asDatagram)"
+        )
+        session?.beginFlow()
+        let flow = DatagramFlow(client: client, session: session)
+        flows[client] = flow
+        scheduleIdleCheck(flow, on: context.eventLoop)
+        let handler = NIOLoopBound(
+            DatagramUpstreamHandler(flow: flow, relay: self),
+            eventLoop: context.eventLoop
+        )
+        let opening = DatagramBootstrap(group: context.eventLoop)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try DatagramSocket.setOptions(on: channel, vectorReads: false)
+                    try channel.pipeline.syncOperations.addHandler(handler.value)
+                }
+            }
+            .connect(to: settings.upstream)
+        opening.assumeIsolated().whenComplete { [self] result in
+            switch result {
+            case .success(let channel):
+                guard !flow.ended else {
+                    channel.close(promise: nil)
+                    return
+                }
+                flow.upstream = channel
+                session?.upstreamConnected(to: "\(Endpoint(settings.upstream).asDatagram)")
+                for datagram in flow.pending where channel.isWritable {
+                    channel.write(datagram, promise: nil)
+                }
+                channel.flush()
+                flow.pending = []
+                flow.pendingBytes = 0
+            case .failure(let error):
+                // No socket for this client (out of descriptors, say): what it sent is lost, and said so.
+                settings.logger.warning(
+                    "cannot open a UDP socket toward the upstream",
+                    metadata: [
+                        "tapedeck.route": "\(settings.route.name)", "tapedeck.client": "\(client)",
+                        "tapedeck.error": "\(SocketErrorText.describe(error))",
+                    ]
+                )
+                for _ in flow.pending { flow.drop() }
+                flow.pending = []
+                end(flow)
+            }
+        }
+        return flow
+    }
+
+    // MARK: Upstream to client
+
+    /// A reply from the upstream for `flow`'s client.
+    func upstreamRead(_ datagram: ByteBuffer, flow: DatagramFlow) {
+        guard !flow.ended, let context else { return }
+        flow.lastActivity = .now()
+        flow.session?.recordDatagram(datagram, from: .upstreamToClient)
+        guard context.channel.isWritable else { return flow.drop() }
+        context.write(wrapOutboundOut(AddressedEnvelope(remoteAddress: flow.client, data: datagram)), promise: nil)
+        repliesUnflushed = true
+    }
+
+    /// The upstream socket's read burst is over: send the replies it gave.
+    func upstreamReadComplete() {
+        guard repliesUnflushed, let context else { return }
+        repliesUnflushed = false
+        context.flush()
+    }
+
+    /// The upstream's host refused a datagram of `flow` (ICMP port unreachable, seen as ECONNREFUSED).
+    ///
+    /// A process cannot send ICMP on the client's socket without raw-socket privileges, so the refusal is recorded
+    /// and logged (once per flow), and the client sees no reply, as it would see none if the upstream's host
+    /// dropped the datagram.
+    func upstreamRefused(_ error: any Error, flow: DatagramFlow) {
+        guard !flow.ended else { return }
+        let reason = SocketErrorText.describe(error)
+        flow.session?.recordRefused(reason: reason)
+        guard !flow.refusalLogged else { return }
+        flow.refusalLogged = true
+        settings.logger.warning(
+            "the upstream refused a datagram (ICMP port unreachable): nothing listens there",
+            metadata: [
+                "tapedeck.route": "\(settings.route.name)", "tapedeck.client": "\(Endpoint(flow.client).asDatagram)",
+                "tapedeck.upstream": "\(settings.route.upstreamText)",
+            ]
+        )
+    }
+
+    /// The upstream socket closed by itself (a fatal socket error): the flow is over.
+    func upstreamClosed(flow: DatagramFlow) {
+        end(flow)
+    }
+
+    // MARK: Ending flows
+
+    private func scheduleIdleCheck(_ flow: DatagramFlow, on loop: any EventLoop) {
+        let deadline = flow.lastActivity + settings.route.udpIdleTimeout.timeAmount
+        flow.idleCheck = loop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
+            guard !flow.ended else { return }
+            let idleSince = flow.lastActivity
+            if idleSince + settings.route.udpIdleTimeout.timeAmount <= .now() {
+                end(flow)
+            } else {
+                scheduleIdleCheck(flow, on: loop)
+            }
+        }
+    }
+
+    private func end(_ flow: DatagramFlow) {
+        guard !flow.ended else { return }
+        flow.ended = true
+        flow.idleCheck?.cancel()
+        flows[flow.client] = nil
+        flow.upstream?.close(promise: nil)
+        flow.session?.endFlow()
+        if flow.dropped > 0 {
+            settings.logger.warning(
+                "dropped datagrams a socket could not take",
+                metadata: [
+                    "tapedeck.route": "\(settings.route.name)",
+                    "tapedeck.client": "\(Endpoint(flow.client).asDatagram)",
+                    "tapedeck.dropped": "\(flow.dropped)",
+                ]
+            )
+        }
+    }
+
+    private func endAllFlows() {
+        for flow in Array(flows.values) { end(flow) }
+    }
+}

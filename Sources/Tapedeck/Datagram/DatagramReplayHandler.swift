@@ -1,0 +1,216 @@
+import Foundation
+import Logging
+import NIOCore
+
+/// Serves a UDP route from the tape: sits on the route's listening socket, follows each client address as a
+/// live flow, and answers every client datagram with the upstream datagrams recorded after the same one.
+///
+/// On a DNS route a query is answered by its question: the recorded answer to the same name (in any letter case),
+/// type and class, sent with the live query's transaction id and letter case. A datagram the tape never saw is
+/// reported as a mismatch, with the closest recorded one; a DNS query the tape never saw gets SERVFAIL, so that
+/// the client fails at once rather than after its timeout.
+final class DatagramReplayHandler: ChannelInboundHandler {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+    typealias OutboundOut = AddressedEnvelope<ByteBuffer>
+
+    /// What a route's replay needs, shared by the handlers of its listeners (one per event loop).
+    struct Settings: Sendable {
+        var route: Route
+        var book: DatagramReplayBook
+        var ledger: ReplayLedger
+        var pace: ReplayPace
+        var logger: Logger
+    }
+
+    /// A client address being served.
+    private final class LiveFlow {
+        let client: SocketAddress
+        var matcher: DatagramMatcher
+        var lastActivity = NIODeadline.now()
+        var idleCheck: Scheduled<Void>?
+        var mismatched = false
+        /// The session of the last DNS answer, for the report.
+        var answeredFrom: Int64?
+
+        init(client: SocketAddress, book: DatagramReplayBook) {
+            self.client = client
+            matcher = DatagramMatcher(book: book)
+        }
+    }
+
+    private let settings: Settings
+    private var flows: [SocketAddress: LiveFlow] = [:]
+    private var context: ChannelHandlerContext?
+    private var needsFlush = false
+
+    init(settings: Settings) {
+        self.settings = settings
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        endAllFlows()
+        self.context = nil
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        endAllFlows()
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let envelope = unwrapInboundIn(data)
+        let flow = flows[envelope.remoteAddress] ?? open(envelope.remoteAddress, context: context)
+        flow.lastActivity = .now()
+        let datagram = Data(envelope.data.readableBytesView)
+        if settings.book.isDNS, let question = DNSQuestion(message: [UInt8](datagram)) {
+            answerQuery(datagram, question: question, flow: flow, context: context)
+            return
+        }
+        switch flow.matcher.match(datagram) {
+        case .answer(let exchange, _, let echoes):
+            for reply in exchange.replies {
+                guard let payload = reply.payload else {
+                    // The upstream's host refused this datagram when recording; replay cannot send ICMP on the
+                    // client's behalf, so the client sees no reply, as it saw none then.
+                    settings.logger.debug(
+                        "the recorded upstream refused this datagram (ICMP port unreachable); nothing is sent",
+                        metadata: ["tapedeck.route": "\(settings.route.name)"]
+                    )
+                    continue
+                }
+                send(DatagramMatcher.applying(echoes, to: payload), to: flow, after: reply.delay, context: context)
+            }
+        case .mismatch:
+            reportMismatch(datagram, flow: flow, reason: "a datagram the tape never saw")
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if needsFlush {
+            needsFlush = false
+            context.flush()
+        }
+        context.fireChannelReadComplete()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A client's host may refuse a reply (its socket closed): ECONNREFUSED on the listener, which stays open.
+        settings.logger.debug(
+            "udp listener error",
+            metadata: ["tapedeck.route": "\(settings.route.name)", "tapedeck.error": "\(error)"]
+        )
+    }
+
+    // MARK: DNS
+
+    private func answerQuery(
+        _ query: Data,
+        question: DNSQuestion,
+        flow: LiveFlow,
+        context: ChannelHandlerContext
+    ) {
+        let queryBytes = [UInt8](query)
+        guard let answer = settings.book.nextAnswer(to: question.key) else {
+            var reason = "a DNS query the tape never saw: \(question.name) type \(question.type)"
+            if let closest = settings.book.closestQuestion(to: question.key) {
+                reason +=
+                    " (closest recorded: \(closest.key.name) type \(closest.key.type), session \(closest.sessionID))"
+            }
+            reportMismatch(query, flow: flow, reason: reason)
+            if let failure = DNSQuestion.serverFailure(answering: queryBytes) {
+                send(Data(failure), to: flow, after: 0, context: context)
+            }
+            return
+        }
+        flow.answeredFrom = settings.book.flows[answer.flow].sessionID
+        // The upstream never answered this query when recording: neither does replay.
+        guard let reply = answer.reply else { return }
+        let fitted = DNSQuestion.answer([UInt8](reply), fittedTo: queryBytes) ?? [UInt8](reply)
+        send(Data(fitted), to: flow, after: answer.delay, context: context)
+    }
+
+    // MARK: Sending
+
+    private func send(_ payload: Data, to flow: LiveFlow, after delay: Int64, context: ChannelHandlerContext) {
+        let envelope = AddressedEnvelope(remoteAddress: flow.client, data: ByteBuffer(bytes: payload))
+        guard case .recorded(let factor) = settings.pace, delay > 0 else {
+            context.write(wrapOutboundOut(envelope), promise: nil)
+            needsFlush = true
+            return
+        }
+        let wait = Int64((Double(delay) / factor).rounded())
+        context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(wait)) { [self] in
+            guard let context = self.context else { return }
+            context.writeAndFlush(wrapOutboundOut(envelope), promise: nil)
+        }
+    }
+
+    // MARK: Flows
+
+    private func open(_ client: SocketAddress, context: ChannelHandlerContext) -> LiveFlow {
+        let flow = LiveFlow(client: client, book: settings.book)
+        flows[client] = flow
+        settings.ledger.connectionOpened()
+        scheduleIdleCheck(flow, on: context.eventLoop)
+        return flow
+    }
+
+    private func scheduleIdleCheck(_ flow: LiveFlow, on loop: any EventLoop) {
+        let timeout = settings.route.udpIdleTimeout.timeAmount
+        flow.idleCheck = loop.assumeIsolated().scheduleTask(deadline: flow.lastActivity + timeout) { [self] in
+            guard flows[flow.client] === flow else { return }
+            if flow.lastActivity + timeout <= .now() {
+                end(flow)
+            } else {
+                scheduleIdleCheck(flow, on: loop)
+            }
+        }
+    }
+
+    private func end(_ flow: LiveFlow) {
+        guard flows[flow.client] === flow else { return }
+        flows[flow.client] = nil
+        flow.idleCheck?.cancel()
+        if !flow.mismatched, let session = flow.matcher.currentSessionID ?? flow.answeredFrom {
+            settings.ledger.replayed(
+                ReplayReport.Replayed(
+                    route: settings.route.name,
+                    session: session,
+                    client: "\(Endpoint(flow.client).asDatagram)"
+                )
+            )
+        }
+        flow.matcher.end()
+    }
+
+    private func endAllFlows() {
+        for flow in Array(flows.values) { end(flow) }
+    }
+
+    private func reportMismatch(_ datagram: Data, flow: LiveFlow, reason: String) {
+        flow.mismatched = true
+        let closest = settings.book.closest(to: datagram)
+        let offset = closest.map { recorded in zip(recorded.request, datagram).prefix { $0 == $1 }.count } ?? 0
+        let entry = ReplayReport.Mismatch(
+            route: settings.route.name,
+            client: "\(Endpoint(flow.client).asDatagram)",
+            closestSession: closest?.sessionID,
+            offset: offset,
+            expected: ByteExcerpt.render(Self.excerpt(closest?.request ?? Data(), around: offset)),
+            actual: ByteExcerpt.render(Self.excerpt(datagram, around: offset)),
+            reason: reason
+        )
+        settings.logger.warning("replay mismatch: \(entry)")
+        settings.ledger.mismatched(entry)
+    }
+
+    /// Up to 64 bytes of a datagram from a little before `offset`, as the mismatch shows them.
+    private static func excerpt(_ bytes: Data, around offset: Int) -> Data {
+        let start = max(0, min(offset - 16, bytes.count))
+        return bytes.subdata(in: (bytes.startIndex + start)..<(bytes.startIndex + min(bytes.count, start + 64)))
+    }
+}

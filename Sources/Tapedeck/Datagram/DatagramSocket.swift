@@ -1,0 +1,40 @@
+import NIOCore
+import NIOPosix
+
+/// The socket options every UDP socket of Tapedeck gets, set synchronously as a channel is initialized.
+enum DatagramSocket {
+    /// The largest UDP payload over IPv4 (65,535 minus the IP and UDP headers): every read has room for it, since
+    /// a datagram longer than the buffer would be cut short without a word.
+    static let maximumDatagram = 65_507
+    /// Room each read gets: the largest datagram, rounded up.
+    static let readSize = 65_536
+    /// Datagrams one vector read (`recvmmsg`) takes at most.
+    static let vectorReadCount = 16
+    /// The receive buffer a listening socket asks for, so that a burst waits in the kernel rather than being
+    /// dropped there; the kernel caps it at its `rmem_max`.
+    static let listenerReceiveBuffer = 4 << 20
+
+    /// Sets the read buffer and, for a listening socket, vector reads and a large receive buffer.
+    ///
+    /// - Parameter vectorReads: Whether to read many datagrams per system call. Each read then takes
+    ///   ``vectorReadCount`` times ``readSize`` bytes, which a listener can afford and a socket per flow cannot.
+    static func setOptions(on channel: any Channel, vectorReads: Bool) throws {
+        guard let options = channel.syncOptions else { return }
+        if vectorReads {
+            try options.setOption(
+                ChannelOptions.recvAllocator,
+                value: FixedSizeRecvByteBufferAllocator(capacity: readSize * vectorReadCount)
+            )
+            try options.setOption(ChannelOptions.datagramVectorReadMessageCount, value: vectorReadCount)
+            try options.setOption(
+                ChannelOptions.socketOption(.so_rcvbuf),
+                value: SocketOptionValue(listenerReceiveBuffer)
+            )
+        } else {
+            try options.setOption(
+                ChannelOptions.recvAllocator,
+                value: FixedSizeRecvByteBufferAllocator(capacity: readSize)
+            )
+        }
+    }
+}
