@@ -25,10 +25,11 @@ FLOWS, WINDOW = 4, 16
 LEGS = ("dnsmasq", "replay")
 LEG_NAMES = {"dnsmasq": "dnsmasq (live)", "replay": "tapedeck replay"}
 TARGET = 1.0  # replay / dnsmasq, at least
-# Flags beyond the route: the recording treats the route as DNS; replay lets
-# one recorded answer serve every later query with the same question.
+# Flags beyond the route: the recording treats the route as DNS (the tape
+# remembers it, so replay answers by question, the last recorded answer to a
+# question again once its answers run out).
 RECORD_FLAGS = ["--dns"]
-REPLAY_FLAGS = ["--repeat"]
+REPLAY_FLAGS: List[str] = []
 
 
 def zone_args() -> List[str]:
@@ -249,8 +250,8 @@ DNS_METHOD_MD = f"""\
   measures `udpload dns PORT SECONDS {WINDOW} QUERIES {FLOWS}` ({FLOWS} sockets, {WINDOW} queries in
   flight on each, random ids, the queries round robin; a query unanswered after {LOSS_TIMEOUT_MS}
   ms counts as lost and is asked again with a new id) against dnsmasq and against `tapedeck replay
-  --tape T --listen udp:127.0.0.1:0 {' '.join(REPLAY_FLAGS)}` (started fresh, stopped with SIGTERM:
-  exit 0 expected), in rotating order. A run counts only if every reply carried its query's id,
+  --tape T --listen udp:127.0.0.1:0{''.join(' ' + f for f in REPLAY_FLAGS)}` (no upstream; started
+  fresh, stopped with SIGTERM: exit 0 expected), in rotating order. A run counts only if every reply carried its query's id,
   QR and question and the zone's rcode (NOERROR with answers; NXDOMAIN for the missing names, in
   their share of the mix). Target: replay / dnsmasq >= {TARGET:.1f}.
 """
