@@ -78,8 +78,10 @@ final class DNSStreamReplayHandler: ChannelInboundHandler {
             return
         }
         answeredFrom = book.flows[recorded.flow].sessionID
-        guard let reply = recorded.reply else { return }
-        write(DNSQuestion.answer([UInt8](reply), fittedTo: query) ?? [UInt8](reply), context: context)
+        guard let reply = recorded.fitted(to: query, question: question, allocator: context.channel.allocator) else {
+            return
+        }
+        write(Array(reply.readableBytesView), context: context)
     }
 
     private func write(_ message: [UInt8], context: ChannelHandlerContext) {
