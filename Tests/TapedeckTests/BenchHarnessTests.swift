@@ -3,7 +3,7 @@ import Testing
 
 /// The benchmark harness (`scripts/bench`) keeps working as the product changes: its dry run drives every
 /// workload at tiny sizes against the `tapedeck` built beside these tests, and skips, with a note, peers that are
-/// not installed (socat and HAProxy are not, in CI) and the micro-benchmark executable, which only a release
+/// not installed (socat, HAProxy and dnsmasq are not, in CI) and the micro-benchmark executable, which only a release
 /// build of the Benchmarks package makes.
 @Suite(.timeLimit(.minutes(5)))
 struct BenchHarnessTests {
@@ -46,5 +46,12 @@ struct BenchHarnessTests {
             report.contains("### TLS") || report.contains("- workload tls: "),
             "the report has neither a TLS section nor a note that the tls workload was skipped:\n\(report.prefix(3_000))"
         )
+        // The UDP workload runs its direct leg wherever gcc builds its load generator; DNS needs dnsmasq.
+        for (section, workload) in [("### UDP", "udp"), ("### DNS", "dns")] {
+            #expect(
+                report.contains(section) || report.contains("- workload \(workload): "),
+                "no '\(section)' section and no note that workload \(workload) was skipped:\n\(report.prefix(3_000))"
+            )
+        }
     }
 }

@@ -152,9 +152,9 @@ struct DatagramMatcherTests {
         }
         let book = try book(events, dns: true)
         let key = try #require(DNSQuestion(message: first)).key
-        #expect(book.nextAnswer(to: key).flatMap(\.reply).map { $0[$0.endIndex - 7] } == 10)
-        #expect(book.nextAnswer(to: key).flatMap(\.reply).map { $0[$0.endIndex - 7] } == 20)
-        #expect(book.nextAnswer(to: key).flatMap(\.reply).map { $0[$0.endIndex - 7] } == 20)
+        #expect(book.nextAnswer(to: key).flatMap(\.reply).map { $0[$0.count - 7] } == 10)
+        #expect(book.nextAnswer(to: key).flatMap(\.reply).map { $0[$0.count - 7] } == 20)
+        #expect(book.nextAnswer(to: key).flatMap(\.reply).map { $0[$0.count - 7] } == 20)
         let other = try #require(DNSQuestion(message: query(id: 3, name: "nope.example.test"))).key
         #expect(book.nextAnswer(to: other) == nil)
         #expect(book.closestQuestion(to: other)?.key == key)

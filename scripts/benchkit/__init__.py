@@ -1,5 +1,5 @@
 """The benchmark harness behind scripts/bench: Tapedeck measured against real
-peers (a direct connection, socat, HAProxy, redis-server, iperf3, nginx) on loopback.
+peers (a direct connection, socat, HAProxy, redis-server, iperf3, nginx, dnsmasq) on loopback.
 
 Where things are:
 

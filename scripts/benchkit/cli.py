@@ -58,12 +58,22 @@ workload of each round. Workloads:
          TLS, both in front of one nginx (and straight at it): requests/s over
          keep-alive connections, handshakes/s (a new connection per request),
          MB/s of a large body; once per round, in a report section of its own
+  udp    datagrams/s through `tapedeck proxy` and `tapedeck record` with UDP
+         routes, through socat (UDP4-LISTEN:...,fork) and straight at a UDP
+         echo server (C client and server in scripts/udpload.c, a window of
+         datagrams in flight, 1 and 8 flows); once per round, in a report
+         section of its own
+  dns    queries/s answered by `tapedeck replay` from a tape recorded with
+         `tapedeck record --dns`, against dnsmasq answering live
+         (scripts/udpload.c's DNS client); once per round, in a report
+         section of its own
 
 The `tapedeck-record` contestant (`tapedeck record`, tape in a temp dir that
 is deleted after every run) takes part in bulk and rr by default; name it in
 --contestants to run it in other workloads too. The tls workload runs legs
 of its own, `direct`, `haproxy` and `tapedeck` with TLS (those of them named,
-with --contestants). Contestants and workloads whose tools are not installed
+with --contestants); so does udp, `direct`, `socat`, `tapedeck` and
+`tapedeck-record` with UDP routes. Contestants and workloads whose tools are not installed
 are skipped with a note.
 
 Examples:
@@ -76,6 +86,7 @@ Examples:
   scripts/bench --only replay-scale
   scripts/bench --only rules --rounds 3
   scripts/bench --only tls --rounds 3
+  scripts/bench --only udp,dns --rounds 3
 
 The result is a Markdown table on stdout (median over rounds); progress and
 diagnostics go to stderr.
@@ -113,6 +124,8 @@ def parse_args(argv=None):
                    help="tls workload: wrk seconds per test (default 10, 3 with --quick)")
     p.add_argument("--tls-bulk-mib", type=int, default=None,
                    help="tls workload: size of the large body in MiB (default 128)")
+    p.add_argument("--udp-duration", type=float, default=None,
+                   help="udp and dns workloads: client seconds per test (default 5, 2 with --quick)")
     p.add_argument("--only", default=",".join(w.key for w in WORKLOADS),
                    help=f"workloads to run: {','.join(w.key for w in WORKLOADS)} (default: all)")
     p.add_argument("--tapedeck", default=str(common.REPO / ".build" / "release" / "tapedeck"),
@@ -154,7 +167,8 @@ def parse_args(argv=None):
                                      ("rr_n1", 10000, 2000, 200), ("rr_n50", 50000, 10000, 1000),
                                      ("churn_seconds", 5.0, 1.0, 0.5), ("replay_n", 20000, 5000, 100),
                                      ("rules_n", 50000, 10000, 200), ("rules_replay_n", 10000, 2000, 100),
-                                     ("tls_duration", 10.0, 3.0, 1.0), ("tls_bulk_mib", 128, 128, 4)):
+                                     ("tls_duration", 10.0, 3.0, 1.0), ("tls_bulk_mib", 128, 128, 4),
+                                     ("udp_duration", 5.0, 2.0, 0.5)):
         if getattr(args, name) is None:
             setattr(args, name, dry if args.dry_run else quick if args.quick else normal)
     if args.dry_run:
@@ -178,6 +192,8 @@ def parse_args(argv=None):
         p.error("--replay-chunk must be 0 or within 100..1000000")
     if not 0 < args.tls_duration <= 300 or not 1 <= args.tls_bulk_mib <= 4096:
         p.error("--tls-duration must be within (0, 300] seconds, --tls-bulk-mib within 1..4096")
+    if not 0 < args.udp_duration <= 300:
+        p.error("--udp-duration must be within (0, 300] seconds")
     if not 1 <= args.churn_src_spread <= 250:
         p.error("--churn-src-spread must be within 1..250")
     if not 0 < args.record_duration <= 60 or not 0 <= args.record_omit <= 10:

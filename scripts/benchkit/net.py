@@ -19,6 +19,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_udp_port(tcp_too: bool = False) -> int:
+    """A loopback port free for UDP (and for TCP as well, if asked: a DNS
+    server binds both)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((LOOPBACK, 0))
+            port = s.getsockname()[1]
+        if not tcp_too:
+            return port
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                t.bind((LOOPBACK, port))
+            return port
+        except OSError:
+            continue
+    raise BenchError("no loopback port free for both UDP and TCP")
+
+
 _HAVE_SS = shutil.which("ss") is not None
 
 
@@ -46,6 +64,43 @@ def is_listening(port: int) -> bool:
     return False
 
 
+def is_udp_bound(port: int) -> bool:
+    """True if a UDP socket is bound to 127.0.0.1:port (or the wildcard address)."""
+    if _HAVE_SS:
+        try:
+            out = subprocess.run(["ss", "-Hlun", f"sport = :{port}"],
+                                 capture_output=True, timeout=5, text=True).stdout
+            return bool(out.strip())
+        except (subprocess.TimeoutExpired, OSError):
+            pass
+    want = f":{port:04X}"
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(table) as f:
+                next(f, None)
+                for line in f:
+                    parts = line.split()
+                    if len(parts) > 3 and parts[1].endswith(want):
+                        return True
+        except OSError:
+            continue
+    return False
+
+
+def wait_udp_bound(port: int, proc: Optional[Proc], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    for _ in range(100_000):
+        if is_udp_bound(port):
+            return
+        if proc is not None and not proc.alive():
+            raise BenchError(f"{what} exited (rc={proc.p.returncode}) before binding UDP port "
+                             f"{port}: {proc.stderr_tail(5)}")
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.03)
+    raise BenchError(f"{what} not bound to UDP {LOOPBACK}:{port} after {timeout:.0f}s")
+
+
 def wait_listening(port: int, proc: Optional[Proc], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     for _ in range(100_000):
@@ -60,12 +115,14 @@ def wait_listening(port: int, proc: Optional[Proc], timeout: float, what: str) -
     raise BenchError(f"{what} not listening on {LOOPBACK}:{port} after {timeout:.0f}s")
 
 
-LISTENING_RE = re.compile(r"^listening\s+(\S+)\s+(\S+):(\d+)\s*$")
+# A UDP route's address reads udp:HOST:PORT.
+LISTENING_RE = re.compile(r"^listening\s+(\S+)\s+(?:udp:)?(\S+):(\d+)\s*$")
 
 
 def wait_listening_line(proc: "Proc", timeout: float, label: str, poll: float = 0.02) -> int:
-    """Port from the "listening ROUTE HOST:PORT" line a tapedeck command
-    prints on stdout once bound; the host must be the loopback address."""
+    """Port from the "listening ROUTE HOST:PORT" (or "udp:HOST:PORT") line a
+    tapedeck command prints on stdout once bound; the host must be the
+    loopback address."""
     deadline = time.monotonic() + timeout
     for _ in range(100_000):
         text = proc.stdout_text()

@@ -152,18 +152,20 @@ Two kinds of benchmark, both kept out of the product:
   and `tapedeck-microbench replay-choice`, which `scripts/bench` uses:
   `swift build -c release --package-path Benchmarks --product tapedeck-microbench`.
 - **The system harness** (`scripts/bench`, code in `scripts/benchkit/`): the release `tapedeck` against real
-  peers on loopback (a direct connection, socat, HAProxy, iperf3, redis-server, nginx and wrk for TLS), with
-  the results below. Build first with `swift build -c release` (and `tapedeck-microbench` as above, for the
+  peers on loopback (a direct connection, socat, HAProxy, iperf3, redis-server, nginx and wrk for TLS, dnsmasq
+  for DNS), with the results below. Build first with `swift build -c release` (and `tapedeck-microbench` as above, for the
   store ceiling and session choice; without it those rows are skipped). `scripts/bench --help` lists the
   workloads and options. The peers, on Debian or Ubuntu: `apt-get install python3 gcc iperf3 redis-server
-  redis-tools socat haproxy nginx wrk openssl`; a contestant or workload whose tools are missing is skipped
-  with a note (the tls workload needs nginx, openssl and wrk, and runs without HAProxy if it is missing).
+  redis-tools socat haproxy nginx wrk openssl dnsmasq`; a contestant or workload whose tools are missing is
+  skipped with a note (the tls workload needs nginx, openssl and wrk, and runs without HAProxy if it is missing;
+  the udp workload runs without socat, and the dns workload needs dnsmasq).
 
   ```sh
   scripts/bench --output docs/benchmarks.md      # everything, 3 rounds (about 20 minutes)
   scripts/bench --only replay-scale --rounds 3   # replay of a 1 GiB session and of 100,000 sessions
   scripts/bench --only rules --rounds 3          # what rules cost record and replay (about 5 minutes)
   scripts/bench --only tls --rounds 3            # HTTPS through tapedeck and HAProxy (about 5 minutes)
+  scripts/bench --only udp,dns --rounds 3        # UDP datagrams/s against socat, DNS replay against dnsmasq
   scripts/bench --only rr,rss --rounds 5         # some workloads
   scripts/bench --dry-run --tapedeck .build/debug/tapedeck   # does the harness work? (under a minute)
   ```

@@ -28,6 +28,7 @@ class Ctx:
     maxconn: int
     keep_tmp: bool
     churn_bin: Optional[str] = None
+    udpload_bin: Optional[str] = None
     shared: Dict[str, Proc] = field(default_factory=dict)
     ports: Dict[str, int] = field(default_factory=dict)
     round: int = 0

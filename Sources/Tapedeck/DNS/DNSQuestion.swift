@@ -1,6 +1,6 @@
 /// The question of a DNS message, read from its bytes: what replay matches a live query on (the name compared
-/// case-insensitively, the type and the class), whatever the transaction id. Channel-free and bounded: names
-/// are followed through compression pointers at most a fixed number of times, so hostile bytes cannot loop.
+/// case-insensitively, the type and the class), whatever the transaction id. Channel-free and bounded: the name
+/// is read by ``DNSName``, which follows compression pointers only backwards and a fixed number of times.
 ///
 /// ```swift
 /// if let question = DNSQuestion(message: datagram) {
@@ -30,42 +30,16 @@ struct DNSQuestion: Sendable, Hashable {
     /// The length of a DNS header.
     static let headerLength = 12
     /// How many compression pointers a name may follow; real names need one or two.
-    static let maximumPointers = 16
+    static let maximumPointers = DNSName.maximumPointers
 
     /// Reads the first question of `message`; nil when the bytes are not a DNS message with one.
     init?(message: [UInt8]) {
         guard message.count >= Self.headerLength else { return nil }
         let questions = Int(message[4]) << 8 | Int(message[5])
-        guard questions >= 1 else { return nil }
-        var labels: [String] = []
-        var index = Self.headerLength
-        var end: Int?
-        var pointers = 0
-        var length = 0
-        while true {
-            guard index < message.count else { return nil }
-            let byte = message[index]
-            if byte & 0xC0 == 0xC0 {
-                guard index + 1 < message.count, pointers < Self.maximumPointers else { return nil }
-                if end == nil { end = index + 2 }
-                pointers += 1
-                index = Int(byte & 0x3F) << 8 | Int(message[index + 1])
-                continue
-            }
-            guard byte & 0xC0 == 0 else { return nil }
-            if byte == 0 {
-                if end == nil { end = index + 1 }
-                break
-            }
-            let count = Int(byte)
-            guard index + 1 + count <= message.count else { return nil }
-            length += count + 1
-            guard length <= 255 else { return nil }
-            labels.append(String(decoding: message[(index + 1)..<(index + 1 + count)], as: UTF8.self))
-            index += 1 + count
-        }
-        guard let nameEnd = end, nameEnd + 4 <= message.count else { return nil }
-        name = labels.joined(separator: ".") + "."
+        guard questions >= 1, let (name, nameEnd) = DNSName.read(in: message, at: Self.headerLength),
+            nameEnd + 4 <= message.count
+        else { return nil }
+        self.name = name.text
         type = UInt16(message[nameEnd]) << 8 | UInt16(message[nameEnd + 1])
         queryClass = UInt16(message[nameEnd + 2]) << 8 | UInt16(message[nameEnd + 3])
         nameRange = Self.headerLength..<nameEnd

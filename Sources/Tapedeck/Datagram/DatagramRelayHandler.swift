@@ -56,15 +56,16 @@ final class DatagramRelayHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
+        let datagram = DatagramSocket.compacted(envelope.data)
         let flow = flows[envelope.remoteAddress] ?? openFlow(for: envelope.remoteAddress, context: context)
         flow.lastActivity = .now()
-        flow.session?.recordDatagram(envelope.data, from: .clientToUpstream)
+        flow.session?.recordDatagram(datagram, from: .clientToUpstream)
         guard let upstream = flow.upstream else {
-            if !flow.hold(envelope.data) { flow.drop() }
+            if !flow.hold(datagram) { flow.drop() }
             return
         }
         guard upstream.isWritable else { return flow.drop() }
-        upstream.write(envelope.data, promise: nil)
+        upstream.write(datagram, promise: nil)
         if !flow.needsFlush {
             flow.needsFlush = true
             unflushed.append(flow)
@@ -145,8 +146,9 @@ final class DatagramRelayHandler: ChannelInboundHandler {
     // MARK: Upstream to client
 
     /// A reply from the upstream for `flow`'s client.
-    func upstreamRead(_ datagram: ByteBuffer, flow: DatagramFlow) {
+    func upstreamRead(_ received: ByteBuffer, flow: DatagramFlow) {
         guard !flow.ended, let context else { return }
+        let datagram = DatagramSocket.compacted(received)
         flow.lastActivity = .now()
         flow.session?.recordDatagram(datagram, from: .upstreamToClient)
         guard context.channel.isWritable else { return flow.drop() }

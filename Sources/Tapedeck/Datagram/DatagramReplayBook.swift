@@ -1,5 +1,6 @@
 import Foundation
 import NIOConcurrencyHelpers
+import NIOCore
 
 /// A UDP route's recorded flows, indexed for replay, and what live flows have used of them so far.
 ///
@@ -20,9 +21,24 @@ final class DatagramReplayBook: Sendable {
         /// The flow it was recorded in.
         var flow: Int
         /// The upstream's reply, with the recorded transaction id; nil when the upstream never answered.
-        var reply: Data?
+        var reply: [UInt8]?
+        /// Where the reply spells the question's name, to be rewritten in the live query's letter case.
+        var nameRange: Range<Int>?
         /// How long after the query it came.
         var delay: Int64
+
+        /// The reply made fit for a live query (see ``DNSQuestion/answer(_:fittedTo:)``), written straight into a
+        /// buffer: the hot path of DNS replay parses nothing it parsed when the tape was loaded.
+        func fitted(to query: [UInt8], question: DNSQuestion, allocator: ByteBufferAllocator) -> ByteBuffer? {
+            guard let reply, reply.count >= 2, query.count >= 2 else { return nil }
+            var buffer = allocator.buffer(capacity: reply.count)
+            buffer.writeBytes(reply)
+            buffer.setBytes(query[0..<2], at: 0)
+            if let nameRange, nameRange == question.nameRange {
+                buffer.setBytes(query[nameRange], at: nameRange.lowerBound)
+            }
+            return buffer
+        }
     }
 
     private struct State {
@@ -81,17 +97,24 @@ final class DatagramReplayBook: Sendable {
                 var found: DNSAnswer?
                 search: for later in flow.exchanges[exchangeIndex...] {
                     for reply in later.replies {
-                        guard let payload = reply.payload, payload.count >= DNSQuestion.headerLength,
-                            payload.prefix(2).elementsEqual(query.prefix(2)),
-                            payload[payload.startIndex + 2] & 0x80 != 0,
-                            DNSQuestion(message: [UInt8](payload))?.key == question.key
+                        guard let payload = reply.payload.map({ [UInt8]($0) }),
+                            payload.count >= DNSQuestion.headerLength,
+                            payload.prefix(2).elementsEqual(query.prefix(2)), payload[2] & 0x80 != 0,
+                            let answered = DNSQuestion(message: payload), answered.key == question.key
                         else { continue }
                         // The delay after the datagram it followed: the query's own, unless the reply came later.
-                        found = DNSAnswer(flow: flowIndex, reply: payload, delay: reply.delay)
+                        found = DNSAnswer(
+                            flow: flowIndex,
+                            reply: payload,
+                            nameRange: answered.nameRange,
+                            delay: reply.delay
+                        )
                         break search
                     }
                 }
-                answers[question.key, default: []].append(found ?? DNSAnswer(flow: flowIndex, reply: nil, delay: 0))
+                answers[question.key, default: []].append(
+                    found ?? DNSAnswer(flow: flowIndex, reply: nil, nameRange: nil, delay: 0)
+                )
             }
         }
         return answers

@@ -65,11 +65,13 @@ final class DatagramReplayHandler: ChannelInboundHandler {
         let envelope = unwrapInboundIn(data)
         let flow = flows[envelope.remoteAddress] ?? open(envelope.remoteAddress, context: context)
         flow.lastActivity = .now()
-        let datagram = Data(envelope.data.readableBytesView)
-        if settings.book.isDNS, let question = DNSQuestion(message: [UInt8](datagram)) {
-            answerQuery(datagram, question: question, flow: flow, context: context)
-            return
+        if settings.book.isDNS {
+            let query = Array(envelope.data.readableBytesView)
+            if let question = DNSQuestion(message: query) {
+                return answerQuery(query, question: question, flow: flow, context: context)
+            }
         }
+        let datagram = Data(envelope.data.readableBytesView)
         switch flow.matcher.match(datagram) {
         case .answer(let exchange, _, let echoes):
             for reply in exchange.replies {
@@ -82,7 +84,12 @@ final class DatagramReplayHandler: ChannelInboundHandler {
                     )
                     continue
                 }
-                send(DatagramMatcher.applying(echoes, to: payload), to: flow, after: reply.delay, context: context)
+                send(
+                    ByteBuffer(bytes: DatagramMatcher.applying(echoes, to: payload)),
+                    to: flow,
+                    after: reply.delay,
+                    context: context
+                )
             }
         case .mismatch:
             reportMismatch(datagram, flow: flow, reason: "a datagram the tape never saw")
@@ -108,35 +115,35 @@ final class DatagramReplayHandler: ChannelInboundHandler {
     // MARK: DNS
 
     private func answerQuery(
-        _ query: Data,
+        _ query: [UInt8],
         question: DNSQuestion,
         flow: LiveFlow,
         context: ChannelHandlerContext
     ) {
-        let queryBytes = [UInt8](query)
         guard let answer = settings.book.nextAnswer(to: question.key) else {
             var reason = "a DNS query the tape never saw: \(question.name) type \(question.type)"
             if let closest = settings.book.closestQuestion(to: question.key) {
                 reason +=
                     " (closest recorded: \(closest.key.name) type \(closest.key.type), session \(closest.sessionID))"
             }
-            reportMismatch(query, flow: flow, reason: reason)
-            if let failure = DNSQuestion.serverFailure(answering: queryBytes) {
-                send(Data(failure), to: flow, after: 0, context: context)
+            reportMismatch(Data(query), flow: flow, reason: reason)
+            if let failure = DNSQuestion.serverFailure(answering: query) {
+                send(ByteBuffer(bytes: failure), to: flow, after: 0, context: context)
             }
             return
         }
         flow.answeredFrom = settings.book.flows[answer.flow].sessionID
         // The upstream never answered this query when recording: neither does replay.
-        guard let reply = answer.reply else { return }
-        let fitted = DNSQuestion.answer([UInt8](reply), fittedTo: queryBytes) ?? [UInt8](reply)
-        send(Data(fitted), to: flow, after: answer.delay, context: context)
+        guard let reply = answer.fitted(to: query, question: question, allocator: context.channel.allocator) else {
+            return
+        }
+        send(reply, to: flow, after: answer.delay, context: context)
     }
 
     // MARK: Sending
 
-    private func send(_ payload: Data, to flow: LiveFlow, after delay: Int64, context: ChannelHandlerContext) {
-        let envelope = AddressedEnvelope(remoteAddress: flow.client, data: ByteBuffer(bytes: payload))
+    private func send(_ payload: ByteBuffer, to flow: LiveFlow, after delay: Int64, context: ChannelHandlerContext) {
+        let envelope = AddressedEnvelope(remoteAddress: flow.client, data: payload)
         guard case .recorded(let factor) = settings.pace, delay > 0 else {
             context.write(wrapOutboundOut(envelope), promise: nil)
             needsFlush = true

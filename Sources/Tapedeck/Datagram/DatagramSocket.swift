@@ -14,6 +14,19 @@ enum DatagramSocket {
     /// dropped there; the kernel caps it at its `rmem_max`.
     static let listenerReceiveBuffer = 4 << 20
 
+    /// `datagram` in a buffer of its own size when it sits in a much larger receive buffer.
+    ///
+    /// A read lands in a 64 KiB slice of a buffer the socket reuses for the next read once nothing else holds it;
+    /// a datagram forwarded or recorded in place would hold it, and every read would then allocate (and fault in)
+    /// a fresh one. Copying a small datagram costs far less than that.
+    static func compacted(_ datagram: ByteBuffer) -> ByteBuffer {
+        let count = datagram.readableBytes
+        guard datagram.capacity > 2 * count + 1024 else { return datagram }
+        var copy = ByteBufferAllocator().buffer(capacity: count)
+        copy.writeImmutableBuffer(datagram)
+        return copy
+    }
+
     /// Sets the read buffer and, for a listening socket, vector reads and a large receive buffer.
     ///
     /// - Parameter vectorReads: Whether to read many datagrams per system call. Each read then takes

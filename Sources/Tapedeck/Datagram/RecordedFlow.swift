@@ -26,6 +26,39 @@ struct RecordedFlow: Sendable {
     var sessionID: Int64
     var exchanges: [Exchange]
 
+    /// A flow from exchanges already made.
+    init(sessionID: Int64, exchanges: [Exchange]) {
+        self.sessionID = sessionID
+        self.exchanges = exchanges
+    }
+
+    /// A recorded DNS-over-TCP session as a flow: each message the client sent is an exchange, and each message
+    /// the upstream sent is a reply of the client's last message before it (RFC 1035 4.2.2 framing: a two-byte
+    /// length before each message). A message is timed by the event that completed it.
+    init(dnsStreamSessionID sessionID: Int64, events: [EventRecord]) {
+        var client = DNSStreamFramer()
+        var upstream = DNSStreamFramer()
+        var exchanges: [Exchange] = []
+        var requestOffset: Int64 = 0
+        for event in events where event.kind == .data {
+            let bytes = event.payload ?? Data()
+            switch event.direction {
+            case .clientToUpstream:
+                for message in client.feed(bytes) {
+                    exchanges.append(Exchange(request: Data(message), key: Data(message), volatile: [], replies: []))
+                    requestOffset = event.offsetNanoseconds
+                }
+            case .upstreamToClient:
+                for message in upstream.feed(bytes) where !exchanges.isEmpty {
+                    exchanges[exchanges.count - 1].replies.append(
+                        Reply(delay: max(0, event.offsetNanoseconds - requestOffset), payload: Data(message))
+                    )
+                }
+            }
+        }
+        self.init(sessionID: sessionID, exchanges: exchanges)
+    }
+
     /// Builds a flow from its events in order.
     ///
     /// - Parameters:

@@ -17,28 +17,18 @@ struct TCPSynthesizer {
     /// Largest payload per segment; well under the 64 KiB an IP packet can carry.
     static let maximumSegment = 32_768
 
-    private let client: Peer
-    private let server: Peer
-    private let isIPv6: Bool
+    private var framing: IPPacketFraming
     private var clientSequence: UInt32
     private var serverSequence: UInt32
     private var clientFinished = false
     private var serverFinished = false
     private(set) var reset = false
-    private var identification: UInt16 = 1
     private let emit: ([UInt8]) -> Void
 
     /// - Parameter emit: Receives each packet, in order.
     init(client: Peer, server: Peer, sessionID: Int64, emit: @escaping ([UInt8]) -> Void) {
         // Mixed families (a v4 client, a v6 upstream) share IPv6, with v4 addresses mapped.
-        let isIPv6 = client.address.count == 16 || server.address.count == 16
-        func widen(_ peer: Peer) -> Peer {
-            guard isIPv6, peer.address.count == 4 else { return peer }
-            return Peer(address: [UInt8](repeating: 0, count: 10) + [0xFF, 0xFF] + peer.address, port: peer.port)
-        }
-        self.isIPv6 = isIPv6
-        self.client = widen(client)
-        self.server = widen(server)
+        framing = IPPacketFraming(client: client, server: server)
         // Deterministic initial sequence numbers, different per session, so exports are reproducible.
         clientSequence = UInt32(truncatingIfNeeded: sessionID &* 2_654_435_761) | 1
         serverSequence = UInt32(truncatingIfNeeded: sessionID &* 40_503 &+ 0x5EED_0000) | 1
@@ -112,7 +102,8 @@ struct TCPSynthesizer {
     }
 
     private mutating func send(_ side: Side, flags: Flags, payload: [UInt8], sequence: UInt32? = nil) {
-        let (source, destination) = side == .client ? (client, server) : (server, client)
+        let (source, destination) =
+            side == .client ? (framing.client, framing.server) : (framing.server, framing.client)
         let seq = sequence ?? (side == .client ? clientSequence : serverSequence)
         let ack: UInt32 = flags.contains(.ack) ? (side == .client ? serverSequence : clientSequence) : 0
         var tcp: [UInt8] = []
@@ -127,51 +118,16 @@ struct TCPSynthesizer {
         tcp.appendBigEndian(UInt16(0))  // checksum, below
         tcp.appendBigEndian(UInt16(0))  // urgent pointer
         tcp.append(contentsOf: payload)
-        let checksum = Self.checksum(pseudoHeader(source.address, destination.address, length: tcp.count) + tcp)
+        let pseudoHeader = framing.pseudoHeader(
+            source.address,
+            destination.address,
+            transport: .tcp,
+            length: tcp.count
+        )
+        let checksum = Self.checksum(pseudoHeader + tcp)
         tcp[16] = UInt8(checksum >> 8)
         tcp[17] = UInt8(checksum & 0xFF)
-        emit(ipHeader(source.address, destination.address, payloadLength: tcp.count) + tcp)
-    }
-
-    private mutating func ipHeader(_ source: [UInt8], _ destination: [UInt8], payloadLength: Int) -> [UInt8] {
-        var header: [UInt8] = []
-        if isIPv6 {
-            header.appendBigEndian(UInt32(0x6000_0000))
-            header.appendBigEndian(UInt16(payloadLength))
-            header.append(6)  // next header: TCP
-            header.append(64)  // hop limit
-            header.append(contentsOf: source)
-            header.append(contentsOf: destination)
-            return header
-        }
-        header.append(0x45)
-        header.append(0)
-        header.appendBigEndian(UInt16(20 + payloadLength))
-        header.appendBigEndian(identification)
-        identification &+= 1
-        header.appendBigEndian(UInt16(0x4000))  // don't fragment
-        header.append(64)  // TTL
-        header.append(6)  // TCP
-        header.appendBigEndian(UInt16(0))
-        header.append(contentsOf: source)
-        header.append(contentsOf: destination)
-        let checksum = Self.checksum(header)
-        header[10] = UInt8(checksum >> 8)
-        header[11] = UInt8(checksum & 0xFF)
-        return header
-    }
-
-    private func pseudoHeader(_ source: [UInt8], _ destination: [UInt8], length: Int) -> [UInt8] {
-        var header = source + destination
-        if isIPv6 {
-            header.appendBigEndian(UInt32(length))
-            header.append(contentsOf: [0, 0, 0, 6])
-        } else {
-            header.append(0)
-            header.append(6)
-            header.appendBigEndian(UInt16(length))
-        }
-        return header
+        emit(framing.header(source.address, destination.address, transport: .tcp, payloadLength: tcp.count) + tcp)
     }
 
     /// The Internet checksum (RFC 1071).

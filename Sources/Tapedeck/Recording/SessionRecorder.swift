@@ -102,8 +102,7 @@ final class SessionRecorder {
         }
         guard !finished else { return }
         // A datagram read into a large receive buffer pins all of it; the tape needs only its bytes.
-        let payload =
-            datagram.capacity > 2 * count + 1024 ? ByteBuffer(bytes: datagram.readableBytesView) : datagram
+        let payload = DatagramSocket.compacted(datagram)
         let rules = direction == .clientToUpstream ? datagramRules.client : datagramRules.upstream
         guard let rules else { return append(direction, .data, payload) }
         var redactor = RecordingRedactor(rules: rules)

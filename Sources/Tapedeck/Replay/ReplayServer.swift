@@ -65,6 +65,8 @@ public final class ReplayServer: Service {
         var clientRules: ListenRulesCache
         /// A UDP route's recorded flows.
         var datagrams: DatagramReplayBook?
+        /// A DNS route over TCP: its recorded queries and answers, message by message.
+        var dnsStreams: DatagramReplayBook?
     }
 
     private let served: [ServedRoute]
@@ -150,6 +152,23 @@ public final class ReplayServer: Service {
                             flows: try tape.recordedFlows(ofRoute: route.name, rules: rules),
                             rules: rules,
                             isDNS: route.isDNS
+                        )
+                    )
+                )
+                continue
+            }
+            if route.isDNS, options.recordMissing == nil, recorded[route.name] != nil {
+                // DNS over TCP: queries are answered by question, whichever connection recorded them.
+                served.append(
+                    ServedRoute(
+                        route: route,
+                        catalog: SessionCatalog(scripts: [], repeatable: options.repeatSessions, payloads: payloads),
+                        clientRules: ListenRulesCache(try CompiledRules([], direction: .clientToUpstream)),
+                        dnsStreams: DatagramReplayBook(
+                            route: route.name,
+                            flows: try tape.recordedDNSStreams(ofRoute: route.name),
+                            rules: try CompiledRules([], direction: .clientToUpstream),
+                            isDNS: true
                         )
                     )
                 )
@@ -249,6 +268,12 @@ public final class ReplayServer: Service {
                     channel.eventLoop.makeCompletedFuture {
                         try channel.syncOptions?.setOption(ChannelOptions.allowRemoteHalfClosure, value: true)
                         tracker.track(channel)
+                        if let book = entry.dnsStreams {
+                            try channel.pipeline.syncOperations.addHandler(
+                                DNSStreamReplayHandler(route: entry.route.name, book: book, ledger: ledger, logger: logger)
+                            )
+                            return
+                        }
                         let matcher = ReplayMatcher(catalog: entry.catalog, pace: options.pace)
                         var handoff: MissingSessionHandoff?
                         if let recording = options.recordMissing, let upstream = entry.route.upstream {
@@ -289,7 +314,7 @@ public final class ReplayServer: Service {
                 "replaying",
                 metadata: [
                     "tapedeck.route": "\(route.name)", "tapedeck.address": "\(route.address)",
-                    "tapedeck.sessions": "\(entry.datagrams?.flows.count ?? entry.catalog.index.scripts.count)",
+                    "tapedeck.sessions": "\((entry.datagrams ?? entry.dnsStreams)?.flows.count ?? entry.catalog.index.scripts.count)",
                 ]
             )
         }
@@ -301,7 +326,7 @@ public final class ReplayServer: Service {
     public var report: ReplayReport {
         ledger.snapshot(
             unused: served.flatMap { entry in
-                (entry.datagrams?.unusedSessionIDs ?? entry.catalog.unusedSessionIDs).map {
+                ((entry.datagrams ?? entry.dnsStreams)?.unusedSessionIDs ?? entry.catalog.unusedSessionIDs).map {
                     ReplayReport.Unused(route: entry.route.name, session: $0)
                 }
             },

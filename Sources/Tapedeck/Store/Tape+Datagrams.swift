@@ -27,6 +27,18 @@ extension Tape {
         }
     }
 
+    /// The recorded DNS-over-TCP sessions of a route, as flows of messages, in recording order.
+    func recordedDNSStreams(ofRoute route: String) throws -> [RecordedFlow] {
+        let sessions = try reading { db in
+            try Int64.fetchAll(db, sql: "SELECT id FROM sessions WHERE route = ? ORDER BY id", arguments: [route])
+        }
+        return try sessions.map { id in
+            var events: [EventRecord] = []
+            try forEachEvent(inSession: id) { events.append($0) }
+            return RecordedFlow(dnsStreamSessionID: id, events: events)
+        }
+    }
+
     /// How a route of the tape was recorded: over UDP or not, and whether it carried DNS; nil when the tape has
     /// no route of that name. The latest run that served the route decides.
     func recordedTransport(ofRoute route: String) throws -> (isDatagram: Bool, isDNS: Bool)? {

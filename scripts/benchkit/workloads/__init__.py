@@ -6,6 +6,7 @@ from typing import List
 from ..workload import Workload
 from .bulk import Bulk
 from .churn import Churn
+from .dns import Dns
 from .inspect_sessions import Inspect
 from .record import Record
 from .replay import Replay
@@ -15,7 +16,8 @@ from .rss import Rss
 from .rules import Rules
 from .run_command import RunCommand
 from .tls import Tls
+from .udp import Udp
 
 WORKLOADS: List[Workload] = [Bulk(), ReqResp(), Churn(), Rss(), Record(), Replay(), ReplayScale(), Inspect(),
-                             RunCommand(), Rules(), Tls()]
+                             RunCommand(), Rules(), Tls(), Udp(), Dns()]
 WORKLOAD_BY_KEY = {w.key: w for w in WORKLOADS}
