@@ -78,7 +78,7 @@ final class DNSStreamReplayHandler: ChannelInboundHandler {
             if let failure = DNSQuestion.serverFailure(answering: query) { write(failure, context: context) }
             return
         }
-        answeredFrom = book.flows[recorded.flow].sessionID
+        answeredFrom = recorded.sessionID
         guard
             let reply = recorded.fitted(to: query, nameRange: question.nameRange, allocator: context.channel.allocator)
         else {

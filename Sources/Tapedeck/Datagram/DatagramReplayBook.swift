@@ -20,6 +20,8 @@ final class DatagramReplayBook: Sendable {
     struct DNSAnswer: Sendable {
         /// The flow it was recorded in.
         var flow: Int
+        /// That flow's session.
+        var sessionID: Int64
         /// The upstream's reply, with the recorded transaction id; nil when the upstream never answered.
         var reply: [UInt8]?
         /// Where the reply spells the question's name, to be rewritten in the live query's letter case.
@@ -123,6 +125,7 @@ final class DatagramReplayBook: Sendable {
                         // The delay after the datagram it followed: the query's own, unless the reply came later.
                         found = DNSAnswer(
                             flow: flowIndex,
+                            sessionID: flow.sessionID,
                             reply: payload,
                             nameRange: answered.nameRange,
                             delay: reply.delay
@@ -131,7 +134,7 @@ final class DatagramReplayBook: Sendable {
                     }
                 }
                 answers[question.key, default: []].append(
-                    found ?? DNSAnswer(flow: flowIndex, reply: nil, nameRange: nil, delay: 0)
+                    found ?? DNSAnswer(flow: flowIndex, sessionID: flow.sessionID, reply: nil, nameRange: nil, delay: 0)
                 )
             }
         }

@@ -141,7 +141,7 @@ final class DatagramReplayHandler: ChannelInboundHandler {
             }
             return
         }
-        flow.answeredFrom = settings.book.flows[answer.flow].sessionID
+        flow.answeredFrom = answer.sessionID
         // The upstream never answered this query when recording: neither does replay.
         guard let reply = answer.fitted(to: query, nameRange: nameRange, allocator: context.channel.allocator) else {
             return
