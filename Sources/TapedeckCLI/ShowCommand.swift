@@ -64,6 +64,9 @@ struct ShowCommand: ParsableCommand {
         )
         if let tls = try tape.tlsRecords(sessionIDs: [id])[id] { output.write(Self.tlsLine(tls)) }
         let isFlow = session.client.hasPrefix("udp:")
+        // On a DNS route every message is decoded under its bytes; over TCP, message by message.
+        let isDNS = try tape.routes().contains { $0.name == session.route && $0.dns }
+        var streams = (client: DNSText.StreamDecoder(), upstream: DNSText.StreamDecoder())
         try tape.forEachEvent(inSession: id) { event in
             let arrow = event.direction == .clientToUpstream ? "client → upstream" : "client ← upstream"
             let tint = event.direction == .clientToUpstream ? color.client : color.upstream
@@ -91,6 +94,19 @@ struct ShowCommand: ParsableCommand {
                 output.write(
                     "\(color.dim)    … \(payload.count - shown.count) more bytes (--full shows all)\(color.reset)\n"
                 )
+            }
+            if isDNS, event.kind == .data {
+                let messages: [[String]]
+                if isFlow {
+                    messages = [DNSText.lines(of: payload) ?? ["not a DNS message"]]
+                } else if event.direction == .clientToUpstream {
+                    messages = streams.client.feed(payload)
+                } else {
+                    messages = streams.upstream.feed(payload)
+                }
+                for line in messages.joined() {
+                    output.write("\(color.dim)    dns: \(TerminalText.escape(line))\(color.reset)\n")
+                }
             }
             for mark in marker.marks(of: event, route: session.route) {
                 let what = mark.kind == .redact ? "redacted" : "volatile"

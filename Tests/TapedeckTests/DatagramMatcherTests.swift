@@ -62,6 +62,27 @@ struct DatagramMatcherTests {
         #expect(book.unusedSessionIDs.isEmpty)
     }
 
+    @Test func datagramsTheUpstreamPushedFollowTheDatagramBeforeThem() throws {
+        let book = try book([
+            flow(
+                1,
+                [
+                    (.clientToUpstream, "subscribe"), (.upstreamToClient, "ok"), (.upstreamToClient, "update 1"),
+                    (.upstreamToClient, "update 2"), (.clientToUpstream, "bye"),
+                ]
+            )
+        ])
+        var live = DatagramMatcher(book: book)
+        #expect(replies(live.match(Data("subscribe".utf8))) == ["ok", "update 1", "update 2"])
+        #expect(replies(live.match(Data("bye".utf8))) == [])
+        guard case .answer(let exchange, _, _) = live.match(Data("subscribe".utf8)) else {
+            Issue.record("expected an answer")
+            return
+        }
+        // Each reply keeps its recorded delay after the datagram it followed, for --pace recorded.
+        #expect(exchange.replies.map(\.delay) == [1_000, 2_000, 3_000])
+    }
+
     @Test func narrowsToTheFlowWhoseNextDatagramMatches() throws {
         let book = try book([
             flow(

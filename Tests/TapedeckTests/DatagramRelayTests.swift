@@ -27,6 +27,19 @@ struct DatagramRelayTests {
         #expect(throws: TapedeckError.self) { try ProxyConfiguration(routes: [tls]) }
     }
 
+    @Test func aFlowHoldsABoundedNumberOfDatagramsWhileItsUpstreamSocketOpens() throws {
+        let flow = DatagramFlow(client: try SocketAddress(ipAddress: "127.0.0.1", port: 5000), session: nil)
+        for _ in 0..<DatagramFlow.pendingLimit.count { #expect(flow.hold(ByteBuffer(string: "x"))) }
+        #expect(!flow.hold(ByteBuffer(string: "one too many")))
+        let big = DatagramFlow(client: try SocketAddress(ipAddress: "127.0.0.1", port: 5001), session: nil)
+        let datagram = ByteBuffer(repeating: 0, count: DatagramSocket.maximumDatagram)
+        var held = 0
+        while held < 1_000, big.hold(datagram) { held += 1 }
+        #expect(held == DatagramFlow.pendingLimit.bytes / DatagramSocket.maximumDatagram)
+        big.drop()
+        #expect(big.dropped == 1)
+    }
+
     @Test func relaysDatagramsWholeAndRecordsOneEventEach() async throws {
         let directory = try TemporaryDirectory()
         let tape = directory.path("udp.tape")

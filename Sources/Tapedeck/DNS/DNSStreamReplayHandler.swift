@@ -69,16 +69,19 @@ final class DNSStreamReplayHandler: ChannelInboundHandler {
             return mismatch(query, reason: "a message on a DNS route that is not a DNS query", context: context)
         }
         guard let recorded = book.nextAnswer(to: question.key) else {
-            var reason = "a DNS query the tape never saw: \(question.name) type \(question.type)"
+            var reason = "a DNS query the tape never saw: \(question.key.name) type \(question.type)"
             if let closest = book.closestQuestion(to: question.key) {
-                reason += " (closest recorded: \(closest.key.name) type \(closest.key.type), session \(closest.sessionID))"
+                reason +=
+                    " (closest recorded: \(closest.key.name) type \(closest.key.type), session \(closest.sessionID))"
             }
             mismatch(query, reason: reason, context: context)
             if let failure = DNSQuestion.serverFailure(answering: query) { write(failure, context: context) }
             return
         }
-        answeredFrom = book.flows[recorded.flow].sessionID
-        guard let reply = recorded.fitted(to: query, question: question, allocator: context.channel.allocator) else {
+        answeredFrom = recorded.sessionID
+        guard
+            let reply = recorded.fitted(to: query, nameRange: question.nameRange, allocator: context.channel.allocator)
+        else {
             return
         }
         write(Array(reply.readableBytesView), context: context)
@@ -94,7 +97,9 @@ final class DNSStreamReplayHandler: ChannelInboundHandler {
         let entry = ReplayReport.Mismatch(
             route: route,
             client: client,
-            closestSession: book.closestQuestion(to: DNSQuestion(message: query)?.key ?? .init(name: "", type: 0, queryClass: 0))?.sessionID,
+            closestSession: book.closestQuestion(
+                to: DNSQuestion(message: query)?.key ?? .init(name: "", type: 0, queryClass: 0)
+            )?.sessionID,
             offset: 0,
             expected: "",
             actual: ByteExcerpt.render(query.prefix(64)),

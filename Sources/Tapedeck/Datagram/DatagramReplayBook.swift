@@ -20,6 +20,8 @@ final class DatagramReplayBook: Sendable {
     struct DNSAnswer: Sendable {
         /// The flow it was recorded in.
         var flow: Int
+        /// That flow's session.
+        var sessionID: Int64
         /// The upstream's reply, with the recorded transaction id; nil when the upstream never answered.
         var reply: [UInt8]?
         /// Where the reply spells the question's name, to be rewritten in the live query's letter case.
@@ -29,12 +31,16 @@ final class DatagramReplayBook: Sendable {
 
         /// The reply made fit for a live query (see ``DNSQuestion/answer(_:fittedTo:)``), written straight into a
         /// buffer: the hot path of DNS replay parses nothing it parsed when the tape was loaded.
-        func fitted(to query: [UInt8], question: DNSQuestion, allocator: ByteBufferAllocator) -> ByteBuffer? {
+        func fitted(
+            to query: [UInt8],
+            nameRange liveNameRange: Range<Int>,
+            allocator: ByteBufferAllocator
+        ) -> ByteBuffer? {
             guard let reply, reply.count >= 2, query.count >= 2 else { return nil }
             var buffer = allocator.buffer(capacity: reply.count)
             buffer.writeBytes(reply)
             buffer.setBytes(query[0..<2], at: 0)
-            if let nameRange, nameRange == question.nameRange {
+            if let nameRange, nameRange == liveNameRange, nameRange.upperBound <= query.count {
                 buffer.setBytes(query[nameRange], at: nameRange.lowerBound)
             }
             return buffer
@@ -46,8 +52,8 @@ final class DatagramReplayBook: Sendable {
         var used: [Bool]
         /// Live flows following each recorded flow now.
         var claims: [Int]
-        /// The next recorded answer of each DNS question.
-        var dnsCursor: [DNSQuestion.Key: Int] = [:]
+        /// The next recorded answer of each DNS question, by the question's index in ``dnsAnswers``.
+        var dnsCursor: [Int]
     }
 
     /// The route's name.
@@ -61,7 +67,9 @@ final class DatagramReplayBook: Sendable {
     /// Each key's first exchange in every flow that has it, flows in recording order.
     private let firstExchanges: [Data: [ExchangeReference]]
     /// Each DNS question's recorded answers, in recording order.
-    private let dnsAnswers: [DNSQuestion.Key: [DNSAnswer]]
+    private let dnsAnswers: [[DNSAnswer]]
+    /// Where each DNS question's answers are in ``dnsAnswers``.
+    private let dnsQuestions: [DNSQuestion.Key: Int]
     private let state: NIOLockedValueBox<State>
 
     init(route: String, flows: [RecordedFlow], rules: CompiledRules, isDNS: Bool) {
@@ -79,9 +87,21 @@ final class DatagramReplayBook: Sendable {
             }
         }
         self.firstExchanges = firstExchanges
-        dnsAnswers = isDNS ? Self.indexAnswers(flows) : [:]
+        let answers = isDNS ? Self.indexAnswers(flows) : [:]
+        var dnsAnswers: [[DNSAnswer]] = []
+        var dnsQuestions: [DNSQuestion.Key: Int] = [:]
+        for (key, recorded) in answers {
+            dnsQuestions[key] = dnsAnswers.count
+            dnsAnswers.append(recorded)
+        }
+        self.dnsAnswers = dnsAnswers
+        self.dnsQuestions = dnsQuestions
         state = NIOLockedValueBox(
-            State(used: [Bool](repeating: false, count: flows.count), claims: [Int](repeating: 0, count: flows.count))
+            State(
+                used: [Bool](repeating: false, count: flows.count),
+                claims: [Int](repeating: 0, count: flows.count),
+                dnsCursor: [Int](repeating: 0, count: dnsAnswers.count)
+            )
         )
     }
 
@@ -105,6 +125,7 @@ final class DatagramReplayBook: Sendable {
                         // The delay after the datagram it followed: the query's own, unless the reply came later.
                         found = DNSAnswer(
                             flow: flowIndex,
+                            sessionID: flow.sessionID,
                             reply: payload,
                             nameRange: answered.nameRange,
                             delay: reply.delay
@@ -113,7 +134,7 @@ final class DatagramReplayBook: Sendable {
                     }
                 }
                 answers[question.key, default: []].append(
-                    found ?? DNSAnswer(flow: flowIndex, reply: nil, nameRange: nil, delay: 0)
+                    found ?? DNSAnswer(flow: flowIndex, sessionID: flow.sessionID, reply: nil, nameRange: nil, delay: 0)
                 )
             }
         }
@@ -161,14 +182,17 @@ final class DatagramReplayBook: Sendable {
     /// The next recorded answer to a DNS question: the recorded answers in order, the last one again once they
     /// run out; nil when the tape never saw the question.
     func nextAnswer(to question: DNSQuestion.Key) -> DNSAnswer? {
-        guard let answers = dnsAnswers[question], !answers.isEmpty else { return nil }
-        return state.withLockedValue { state in
-            let position = state.dnsCursor[question, default: 0]
-            state.dnsCursor[question] = position + 1
+        // One hash, outside the lock; the lock only moves the question's cursor.
+        guard let index = dnsQuestions[question] else { return nil }
+        let answers = dnsAnswers[index]
+        let answer = state.withLockedValue { state in
+            let position = state.dnsCursor[index]
+            state.dnsCursor[index] = position + 1
             let answer = answers[min(position, answers.count - 1)]
             state.used[answer.flow] = true
             return answer
         }
+        return answer
     }
 
     // MARK: Diagnostics and the report
@@ -195,10 +219,11 @@ final class DatagramReplayBook: Sendable {
     /// The closest recorded DNS question to `question`, for a mismatch's diagnostic: same name first, then same
     /// type, then any.
     func closestQuestion(to question: DNSQuestion.Key) -> (key: DNSQuestion.Key, sessionID: Int64)? {
-        let keys = dnsAnswers.keys.sorted { ($0.name, $0.type) < ($1.name, $1.type) }
+        let keys = dnsQuestions.keys.sorted { ($0.name, $0.type) < ($1.name, $1.type) }
+        let name = question.name
         let chosen =
-            keys.first { $0.name == question.name } ?? keys.first { $0.type == question.type } ?? keys.first
-        guard let chosen, let flow = dnsAnswers[chosen]?.first?.flow else { return nil }
+            keys.first { $0.name == name } ?? keys.first { $0.type == question.type } ?? keys.first
+        guard let chosen, let index = dnsQuestions[chosen], let flow = dnsAnswers[index].first?.flow else { return nil }
         return (chosen, flows[flow].sessionID)
     }
 

@@ -67,8 +67,16 @@ final class DatagramReplayHandler: ChannelInboundHandler {
         flow.lastActivity = .now()
         if settings.book.isDNS {
             let query = Array(envelope.data.readableBytesView)
-            if let question = DNSQuestion(message: query) {
-                return answerQuery(query, question: question, flow: flow, context: context)
+            if let question = DNSQuestion.Key.ofQuery(query)
+                ?? DNSQuestion(message: query).map({ (key: $0.key, nameRange: $0.nameRange) })
+            {
+                return answerQuery(
+                    query,
+                    key: question.key,
+                    nameRange: question.nameRange,
+                    flow: flow,
+                    context: context
+                )
             }
         }
         let datagram = Data(envelope.data.readableBytesView)
@@ -116,13 +124,14 @@ final class DatagramReplayHandler: ChannelInboundHandler {
 
     private func answerQuery(
         _ query: [UInt8],
-        question: DNSQuestion,
+        key: DNSQuestion.Key,
+        nameRange: Range<Int>,
         flow: LiveFlow,
         context: ChannelHandlerContext
     ) {
-        guard let answer = settings.book.nextAnswer(to: question.key) else {
-            var reason = "a DNS query the tape never saw: \(question.name) type \(question.type)"
-            if let closest = settings.book.closestQuestion(to: question.key) {
+        guard let answer = settings.book.nextAnswer(to: key) else {
+            var reason = "a DNS query the tape never saw: \(key.name) type \(key.type)"
+            if let closest = settings.book.closestQuestion(to: key) {
                 reason +=
                     " (closest recorded: \(closest.key.name) type \(closest.key.type), session \(closest.sessionID))"
             }
@@ -132,9 +141,9 @@ final class DatagramReplayHandler: ChannelInboundHandler {
             }
             return
         }
-        flow.answeredFrom = settings.book.flows[answer.flow].sessionID
+        flow.answeredFrom = answer.sessionID
         // The upstream never answered this query when recording: neither does replay.
-        guard let reply = answer.fitted(to: query, question: question, allocator: context.channel.allocator) else {
+        guard let reply = answer.fitted(to: query, nameRange: nameRange, allocator: context.channel.allocator) else {
             return
         }
         send(reply, to: flow, after: answer.delay, context: context)

@@ -31,7 +31,8 @@ enum DatagramSocket {
     ///
     /// - Parameter vectorReads: Whether to read many datagrams per system call. Each read then takes
     ///   ``vectorReadCount`` times ``readSize`` bytes, which a listener can afford and a socket per flow cannot.
-    static func setOptions(on channel: any Channel, vectorReads: Bool) throws {
+    ///   - receiveBuffer: Whether to ask for ``listenerReceiveBuffer`` with vector reads.
+    static func setOptions(on channel: any Channel, vectorReads: Bool, receiveBuffer: Bool = true) throws {
         guard let options = channel.syncOptions else { return }
         if vectorReads {
             try options.setOption(
@@ -39,6 +40,7 @@ enum DatagramSocket {
                 value: FixedSizeRecvByteBufferAllocator(capacity: readSize * vectorReadCount)
             )
             try options.setOption(ChannelOptions.datagramVectorReadMessageCount, value: vectorReadCount)
+            guard receiveBuffer else { return }
             try options.setOption(
                 ChannelOptions.socketOption(.so_rcvbuf),
                 value: SocketOptionValue(listenerReceiveBuffer)

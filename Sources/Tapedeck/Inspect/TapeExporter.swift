@@ -4,7 +4,8 @@ import Foundation
 public enum TapeExporter {
     /// The export formats.
     public enum Format: String, Sendable, CaseIterable {
-        /// One TCP stream per session, with synthesized IP and TCP headers.
+        /// One TCP stream per session, with synthesized IP and TCP headers; one UDP packet per datagram of a UDP
+        /// flow.
         case pcapng
         /// One JSON object per event, payloads in base64.
         case jsonl
@@ -41,6 +42,7 @@ public enum TapeExporter {
     }
 
     private static func exportSession(_ session: SessionSummary, from tape: Tape, to writer: PcapngWriter) throws {
+        if session.client.hasPrefix(Endpoint.udpPrefix) { return try exportFlow(session, from: tape, to: writer) }
         var now = session.startedAt
         var synthesizer = TCPSynthesizer(
             client: peer(session.client, fallback: [127, 0, 0, 1], port: UInt16(40_000 + session.id % 20_000)),
@@ -75,6 +77,24 @@ public enum TapeExporter {
         case .closed: synthesizer.closeRemaining()
         case .interrupted: synthesizer.abort(from: .server)
         default: break
+        }
+    }
+
+    /// A UDP flow: each datagram one UDP packet between the recorded client and upstream addresses, at its time.
+    private static func exportFlow(_ session: SessionSummary, from tape: Tape, to writer: PcapngWriter) throws {
+        var synthesizer = UDPSynthesizer(
+            client: peer(session.client, fallback: [127, 0, 0, 1], port: UInt16(40_000 + session.id % 20_000)),
+            server: peer(session.upstream, fallback: [127, 0, 0, 2], port: 9)
+        ) { packet, timestamp in writer.writePacket(packet, timestamp: timestamp) }
+        try tape.forEachEvent(inSession: session.id) { event in
+            guard event.kind == .data else { return }
+            let (time, overflow) = session.startedAt.addingReportingOverflow(event.offsetNanoseconds)
+            let now = overflow ? (event.offsetNanoseconds > 0 ? .max : .min) : time
+            synthesizer.datagram(
+                from: event.direction == .clientToUpstream ? .client : .server,
+                event.payload ?? Data(),
+                at: now
+            )
         }
     }
 

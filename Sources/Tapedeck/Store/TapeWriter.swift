@@ -105,9 +105,26 @@ final class TapeWriter: Sendable {
 
     // MARK: The writer thread
 
+    /// How much less favoured the writer thread is than the event loops (a `nice` increment).
+    static let priorityDecrement: Int32 = 5
+
+    /// Lowers the calling thread's scheduling priority: on Linux the nice value belongs to each thread, and
+    /// `setpriority(PRIO_PROCESS, 0, …)` sets the caller's alone. Failing to (a sandbox that forbids it) changes
+    /// nothing else.
+    private static func lowerThreadPriority() {
+        #if os(Linux)
+        let which = __priority_which_t(PRIO_PROCESS.rawValue)
+        _ = setpriority(which, 0, min(19, getpriority(which, 0) + priorityDecrement))
+        #endif
+    }
+
     private func run() {
         // Named from inside, where it takes effect: profilers and /proc then show which thread writes the tape.
         Thread.current.name = "tapedeck.writer"
+        // Below the event loops in priority: the relays are what clients wait for, while the writer can fall
+        // behind by up to the recording budget and catch up when traffic pauses. Under sustained load beyond the
+        // budget the relays still wait for it, so nothing recorded is dropped.
+        Self.lowerThreadPriority()
         defer {
             finished.lock()
             finished.unlock(withValue: true)
