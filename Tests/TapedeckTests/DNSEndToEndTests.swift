@@ -345,7 +345,8 @@ extension DNSEndToEndTests {
             packets == [
                 "0|www.tapedeck.test|||", "1|www.tapedeck.test|0|192.0.2.10|",
                 "0|www.tapedeck.test|||", "1|www.tapedeck.test|0||2001:db8::10",
-                "0|tapedeck.test|||", "1|tapedeck.test|0||",
+                // The MX answer carries the mail host's address in its additional section.
+                "0|tapedeck.test|||", "1|tapedeck.test|0|192.0.2.25|",
                 "0|tapedeck.test|||", "1|tapedeck.test|0||",
                 "0|missing.tapedeck.test|||", "1|missing.tapedeck.test|3||",
             ],
