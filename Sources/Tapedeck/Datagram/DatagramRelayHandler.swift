@@ -9,7 +9,7 @@ import NIOPosix
 /// Datagram boundaries are kept exactly: one read is one datagram, written as one. Memory stays bounded as a
 /// kernel bounds it: a datagram for a socket that cannot take it now is dropped and counted, never queued
 /// without limit.
-final class DatagramRelayHandler: ChannelInboundHandler {
+final class DatagramRelayHandler: ChannelInboundHandler, DatagramDraining {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
     typealias OutboundOut = AddressedEnvelope<ByteBuffer>
 
@@ -27,11 +27,16 @@ final class DatagramRelayHandler: ChannelInboundHandler {
     /// Flows with upstream writes to flush at the end of the current read burst.
     private var unflushed: [DatagramFlow] = []
     private var context: ChannelHandlerContext?
+    /// When the last datagram came, either way: a closing listener waits until it has been quiet a while.
+    private var lastDatagram = NIODeadline.now()
+    /// The listener's event loop, known from the start.
+    private let quietLoop: any EventLoop
     /// Whether replies were written to clients since the last flush.
     private var repliesUnflushed = false
 
-    init(settings: Settings) {
+    init(settings: Settings, eventLoop: any EventLoop) {
         self.settings = settings
+        quietLoop = eventLoop
     }
 
     /// The number of flows open now.
@@ -58,7 +63,9 @@ final class DatagramRelayHandler: ChannelInboundHandler {
         let envelope = unwrapInboundIn(data)
         let datagram = DatagramSocket.compacted(envelope.data)
         let flow = flows[envelope.remoteAddress] ?? openFlow(for: envelope.remoteAddress, context: context)
-        flow.lastActivity = .now()
+        let now = NIODeadline.now()
+        flow.lastActivity = now
+        lastDatagram = now
         flow.session?.recordDatagram(datagram, from: .clientToUpstream)
         guard let upstream = flow.upstream else {
             if !flow.hold(datagram) { flow.drop() }
@@ -149,7 +156,9 @@ final class DatagramRelayHandler: ChannelInboundHandler {
     func upstreamRead(_ received: ByteBuffer, flow: DatagramFlow) {
         guard !flow.ended, let context else { return }
         let datagram = DatagramSocket.compacted(received)
-        flow.lastActivity = .now()
+        let now = NIODeadline.now()
+        flow.lastActivity = now
+        lastDatagram = now
         flow.session?.recordDatagram(datagram, from: .upstreamToClient)
         guard context.channel.isWritable else { return flow.drop() }
         context.write(wrapOutboundOut(AddressedEnvelope(remoteAddress: flow.client, data: datagram)), promise: nil)
@@ -224,5 +233,28 @@ final class DatagramRelayHandler: ChannelInboundHandler {
 
     private func endAllFlows() {
         for flow in Array(flows.values) { end(flow) }
+    }
+
+    // MARK: Closing when quiet
+
+    func closeWhenQuiet(deadline: NIODeadline) -> EventLoopFuture<Void> {
+        guard let context else { return quietLoop.makeSucceededVoidFuture() }
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        // The first look comes a quiet period from now, so that what the kernel queued meanwhile is read first.
+        scheduleQuietCheck(after: Listener.datagramQuietPeriod, deadline: deadline, promise: promise)
+        return promise.futureResult
+    }
+
+    private func scheduleQuietCheck(after delay: TimeAmount, deadline: NIODeadline, promise: EventLoopPromise<Void>) {
+        quietLoop.assumeIsolated().scheduleTask(in: delay) { [self] in
+            guard let context else { return promise.succeed() }
+            let now = NIODeadline.now()
+            let quietSince = lastDatagram + Listener.datagramQuietPeriod
+            if quietSince <= now || deadline <= now {
+                context.close(promise: promise)
+            } else {
+                scheduleQuietCheck(after: min(quietSince, deadline) - now, deadline: deadline, promise: promise)
+            }
+        }
     }
 }

@@ -9,7 +9,7 @@ import NIOCore
 /// type and class, sent with the live query's transaction id and letter case. A datagram the tape never saw is
 /// reported as a mismatch, with the closest recorded one; a DNS query the tape never saw gets SERVFAIL, so that
 /// the client fails at once rather than after its timeout.
-final class DatagramReplayHandler: ChannelInboundHandler {
+final class DatagramReplayHandler: ChannelInboundHandler, DatagramDraining {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
     typealias OutboundOut = AddressedEnvelope<ByteBuffer>
 
@@ -41,10 +41,15 @@ final class DatagramReplayHandler: ChannelInboundHandler {
     private let settings: Settings
     private var flows: [SocketAddress: LiveFlow] = [:]
     private var context: ChannelHandlerContext?
+    /// When the last datagram came, either way: a closing listener waits until it has been quiet a while.
+    private var lastDatagram = NIODeadline.now()
+    /// The listener's event loop, known from the start.
+    private let quietLoop: any EventLoop
     private var needsFlush = false
 
-    init(settings: Settings) {
+    init(settings: Settings, eventLoop: any EventLoop) {
         self.settings = settings
+        quietLoop = eventLoop
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -64,7 +69,9 @@ final class DatagramReplayHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
         let flow = flows[envelope.remoteAddress] ?? open(envelope.remoteAddress, context: context)
-        flow.lastActivity = .now()
+        let now = NIODeadline.now()
+        flow.lastActivity = now
+        lastDatagram = now
         if settings.book.isDNS {
             let query = Array(envelope.data.readableBytesView)
             if let question = DNSQuestion.Key.ofQuery(query)
@@ -228,5 +235,28 @@ final class DatagramReplayHandler: ChannelInboundHandler {
     private static func excerpt(_ bytes: Data, around offset: Int) -> Data {
         let start = max(0, min(offset - 16, bytes.count))
         return bytes.subdata(in: (bytes.startIndex + start)..<(bytes.startIndex + min(bytes.count, start + 64)))
+    }
+
+    // MARK: Closing when quiet
+
+    func closeWhenQuiet(deadline: NIODeadline) -> EventLoopFuture<Void> {
+        guard let context else { return quietLoop.makeSucceededVoidFuture() }
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        // The first look comes a quiet period from now, so that what the kernel queued meanwhile is read first.
+        scheduleQuietCheck(after: Listener.datagramQuietPeriod, deadline: deadline, promise: promise)
+        return promise.futureResult
+    }
+
+    private func scheduleQuietCheck(after delay: TimeAmount, deadline: NIODeadline, promise: EventLoopPromise<Void>) {
+        quietLoop.assumeIsolated().scheduleTask(in: delay) { [self] in
+            guard let context else { return promise.succeed() }
+            let now = NIODeadline.now()
+            let quietSince = lastDatagram + Listener.datagramQuietPeriod
+            if quietSince <= now || deadline <= now {
+                context.close(promise: promise)
+            } else {
+                scheduleQuietCheck(after: min(quietSince, deadline) - now, deadline: deadline, promise: promise)
+            }
+        }
     }
 }

@@ -101,6 +101,8 @@ public final class ProxyServer: Service {
     @discardableResult
     public func shutdown(drainTimeout: Duration = .seconds(5)) async -> ShutdownOutcome {
         await lifecycle.stop { started in
+            // UDP listeners first take in and relay what the kernel already queued for them.
+            await Listener.drainDatagrams(started?.listeners ?? [], timeout: drainTimeout)
             await Listener.close(started?.listeners ?? [], routes: configuration.routes)
             let interrupted = await tracker.drain(timeout: drainTimeout)
             // With no drain (the recording failed, or the caller asked for none) resetting is the plan, not news.
@@ -146,8 +148,9 @@ public final class ProxyServer: Service {
             configuration.routes,
             group: group,
             logger: logger,
-            makeDatagramHandler: { [datagramSettings] index in
-                DatagramRelayHandler(settings: datagramSettings[index]!)
+            makeDatagramHandler: { [datagramSettings] index, loop in
+                // Only UDP routes reach here, and each has its settings.
+                DatagramRelayHandler(settings: datagramSettings[index]!, eventLoop: loop)
             }
         ) { index, loop in
             bootstrap(for: configuration.routes[index], on: loop)

@@ -255,9 +255,9 @@ public final class ReplayServer: Service {
             served.map(\.route),
             group: group,
             logger: logger,
-            makeDatagramHandler: { index in
+            makeDatagramHandler: { index, loop in
                 // Only UDP routes reach here, and each has its book.
-                DatagramReplayHandler(settings: datagramSettings[index]!)
+                DatagramReplayHandler(settings: datagramSettings[index]!, eventLoop: loop)
             }
         ) { index, loop in
             let entry = served[index]
@@ -270,7 +270,12 @@ public final class ReplayServer: Service {
                         tracker.track(channel)
                         if let book = entry.dnsStreams {
                             try channel.pipeline.syncOperations.addHandler(
-                                DNSStreamReplayHandler(route: entry.route.name, book: book, ledger: ledger, logger: logger)
+                                DNSStreamReplayHandler(
+                                    route: entry.route.name,
+                                    book: book,
+                                    ledger: ledger,
+                                    logger: logger
+                                )
                             )
                             return
                         }
@@ -314,7 +319,8 @@ public final class ReplayServer: Service {
                 "replaying",
                 metadata: [
                     "tapedeck.route": "\(route.name)", "tapedeck.address": "\(route.address)",
-                    "tapedeck.sessions": "\((entry.datagrams ?? entry.dnsStreams)?.flows.count ?? entry.catalog.index.scripts.count)",
+                    "tapedeck.sessions":
+                        "\((entry.datagrams ?? entry.dnsStreams)?.flows.count ?? entry.catalog.index.scripts.count)",
                 ]
             )
         }
@@ -346,6 +352,8 @@ public final class ReplayServer: Service {
     @discardableResult
     public func shutdown(drainTimeout: Duration = .seconds(5)) async -> ReplayReport {
         await lifecycle.stop { started in
+            // UDP listeners first answer what the kernel already queued for them.
+            await Listener.drainDatagrams(started?.listeners ?? [], timeout: drainTimeout)
             await Listener.close(started?.listeners ?? [], routes: served.map(\.route))
             _ = await tracker.drain(timeout: drainTimeout)
             payloads.close()

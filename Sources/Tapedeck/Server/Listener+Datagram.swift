@@ -14,19 +14,20 @@ extension Listener {
         _ listen: Endpoint,
         routeName: String,
         group: any EventLoopGroup,
-        makeHandler: @escaping @Sendable () -> any ChannelHandler
+        makeHandler: @escaping @Sendable (any EventLoop) -> any ChannelHandler
     ) async throws -> [any Channel] {
         func failure(_ reason: String) -> TapedeckError {
             TapedeckError(.listenFailed, "cannot listen on \(listen) (route '\(routeName)'): \(reason)")
         }
         guard case .udp(let host, let port) = listen else { throw failure("not a udp:HOST:PORT address") }
         func bootstrap(on loop: any EventLoop, reusePort: Bool) -> DatagramBootstrap {
+            // No SO_REUSEADDR: UDP has no TIME_WAIT to step over, and with it a UDP socket may share a port that
+            // another process holds and take its datagrams.
             var bootstrap = DatagramBootstrap(group: loop)
-                .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try DatagramSocket.setOptions(on: channel, vectorReads: true)
-                        try channel.pipeline.syncOperations.addHandler(makeHandler())
+                        try channel.pipeline.syncOperations.addHandler(makeHandler(channel.eventLoop))
                     }
                 }
             if reusePort {
@@ -41,17 +42,16 @@ extension Listener {
         do {
             var address = try SocketAddress.makeAddressResolvingHost(host, port: port)
             let loops = Array(group.makeIterator())
-            if loops.count > 1, port != 0 {
-                // As for TCP: a plain bind first makes a port another process holds an error, rather than a port
-                // shared with it.
-                let probe = try await bootstrap(on: loops[0], reusePort: false).bind(to: address).get()
+            if loops.count > 1 {
+                // A socket without reuse options first: it fails on a port anyone holds, and given port 0 it gets a
+                // port no one holds (the kernel's choice for a socket with SO_REUSEPORT may be a port that other
+                // sockets with it hold). The sockets that share the port among the loops then bind that port.
+                let probe = try await DatagramBootstrap(group: loops[0]).bind(to: address).get()
+                if let bound = probe.localAddress { address = bound }
                 try await probe.close()
             }
             for loop in loops {
-                let listener = try await bootstrap(on: loop, reusePort: loops.count > 1).bind(to: address).get()
-                listeners.append(listener)
-                // Port 0: the first socket chose the port; the others join it.
-                if let bound = listener.localAddress { address = bound }
+                listeners.append(try await bootstrap(on: loop, reusePort: loops.count > 1).bind(to: address).get())
             }
             return listeners
         } catch {
@@ -59,5 +59,42 @@ extension Listener {
             if let error = error as? TapedeckError { throw failure(error.message) }
             throw failure(SocketErrorText.describe(error))
         }
+    }
+}
+
+/// A UDP listener's handler that can let the datagrams already queued for its socket in and answered before the
+/// socket closes: a stream listener's clients wait in its backlog and are refused at close, but a datagram the
+/// kernel queued is simply lost when its socket closes.
+protocol DatagramDraining: AnyObject {
+    /// Closes the socket once no datagram has come either way for ``Listener/datagramQuietPeriod``, or at
+    /// `deadline`, whichever is first; the future completes once it is closed.
+    func closeWhenQuiet(deadline: NIODeadline) -> EventLoopFuture<Void>
+}
+
+extension Listener {
+    /// How long a UDP socket must stay quiet at shutdown before it closes: long enough for what the kernel queued
+    /// to be read and relayed, and for the replies in flight to come back.
+    static let datagramQuietPeriod: TimeAmount = .milliseconds(100)
+
+    /// Lets every UDP listener among `listeners` take in what is queued for it, then closes it; waits at most
+    /// `timeout` (nothing waits with a zero timeout). Stream listeners are left to ``close(_:routes:)``.
+    static func drainDatagrams(_ listeners: [any Channel], timeout: Duration) async {
+        guard timeout > .zero else { return }
+        let deadline = NIODeadline.now() + timeout.timeAmount
+        var closing: [EventLoopFuture<Void>] = []
+        for listener in listeners {
+            let future = listener.eventLoop.flatSubmit { () -> EventLoopFuture<Void> in
+                let operations = listener.pipeline.syncOperations
+                if let relay = try? operations.handler(type: DatagramRelayHandler.self) {
+                    return relay.closeWhenQuiet(deadline: deadline)
+                }
+                if let replay = try? operations.handler(type: DatagramReplayHandler.self) {
+                    return replay.closeWhenQuiet(deadline: deadline)
+                }
+                return listener.eventLoop.makeSucceededVoidFuture()
+            }
+            closing.append(future)
+        }
+        for future in closing { try? await future.get() }
     }
 }

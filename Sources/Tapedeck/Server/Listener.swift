@@ -93,7 +93,7 @@ enum Listener {
         _ routes: [Route],
         group: any EventLoopGroup,
         logger: Logger,
-        makeDatagramHandler: @escaping @Sendable (_ routeIndex: Int) -> any ChannelHandler,
+        makeDatagramHandler: @escaping @Sendable (_ routeIndex: Int, _ loop: any EventLoop) -> any ChannelHandler,
         makeBootstrap: (_ routeIndex: Int, _ loop: any EventLoop) -> ServerBootstrap
     ) async throws -> Bound {
         var listeners: [any Channel] = []
@@ -102,7 +102,7 @@ enum Listener {
             for (index, route) in routes.enumerated() {
                 if route.isDatagram {
                     let routeListeners = try await bindDatagram(route.listen, routeName: route.name, group: group) {
-                        makeDatagramHandler(index)
+                        makeDatagramHandler(index, $0)
                     }
                     listeners.append(contentsOf: routeListeners)
                     let address = routeListeners.first?.localAddress.map { Endpoint($0).asDatagram } ?? route.listen
