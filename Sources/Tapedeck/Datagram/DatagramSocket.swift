@@ -10,6 +10,9 @@ enum DatagramSocket {
     static let readSize = 65_536
     /// Datagrams one vector read (`recvmmsg`) takes at most.
     static let vectorReadCount = 16
+    /// How much may wait to be sent on a UDP socket before it counts as full.
+    static let writeWaterMark = ChannelOptions.Types.WriteBufferWaterMark(low: 1 << 20, high: 4 << 20)
+
     /// The receive buffer a listening socket asks for, so that a burst waits in the kernel rather than being
     /// dropped there; the kernel caps it at its `rmem_max`.
     static let listenerReceiveBuffer = 4 << 20
@@ -34,6 +37,9 @@ enum DatagramSocket {
     ///   - receiveBuffer: Whether to ask for ``listenerReceiveBuffer`` with vector reads.
     static func setOptions(on channel: any Channel, vectorReads: Bool, receiveBuffer: Bool = true) throws {
         guard let options = channel.syncOptions else { return }
+        // A socket counts as full, and its datagrams are dropped, only when this much waits for the kernel: NIO's
+        // default (64 KiB) would call it full behind a single datagram of the largest size.
+        try options.setOption(ChannelOptions.writeBufferWaterMark, value: writeWaterMark)
         if vectorReads {
             try options.setOption(
                 ChannelOptions.recvAllocator,
