@@ -22,8 +22,8 @@ final class DatagramFlow {
     var lastActivity = NIODeadline.now()
     /// The check that ends the flow once it has been idle long enough.
     var idleCheck: Scheduled<Void>?
-    /// Whether the upstream socket has writes to flush once the current read burst is over.
-    var needsFlush = false
+    /// The client's datagrams of the current read burst, sent toward the upstream when the burst is over.
+    var outbox: [ByteBuffer] = []
     /// Datagrams dropped either way, for the log at the flow's end.
     var dropped = 0
     /// Whether a refused datagram (ICMP port unreachable) was logged for this flow already.

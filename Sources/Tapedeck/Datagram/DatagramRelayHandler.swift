@@ -24,19 +24,17 @@ final class DatagramRelayHandler: ChannelInboundHandler, DatagramDraining {
 
     private let settings: Settings
     private var flows: [SocketAddress: DatagramFlow] = [:]
-    /// Flows with upstream writes to flush at the end of the current read burst.
+    /// Flows with datagrams to send upstream at the end of the current read burst.
     private var unflushed: [DatagramFlow] = []
     private var context: ChannelHandlerContext?
-    /// When the last datagram came, either way: a closing listener waits until it has been quiet a while.
-    private var lastDatagram = NIODeadline.now()
-    /// The listener's event loop, known from the start.
-    private let quietLoop: any EventLoop
+    /// Closes the listener at shutdown once what the kernel queued has been taken in.
+    private let quiet: DatagramQuietCloser
     /// Whether replies were written to clients since the last flush.
     private var repliesUnflushed = false
 
     init(settings: Settings, eventLoop: any EventLoop) {
         self.settings = settings
-        quietLoop = eventLoop
+        quiet = DatagramQuietCloser(loop: eventLoop)
     }
 
     /// The number of flows open now.
@@ -65,27 +63,50 @@ final class DatagramRelayHandler: ChannelInboundHandler, DatagramDraining {
         let flow = flows[envelope.remoteAddress] ?? openFlow(for: envelope.remoteAddress, context: context)
         let now = NIODeadline.now()
         flow.lastActivity = now
-        lastDatagram = now
+        quiet.datagramCame(at: now)
         flow.session?.recordDatagram(datagram, from: .clientToUpstream)
-        guard let upstream = flow.upstream else {
+        guard flow.upstream != nil else {
             if !flow.hold(datagram) { flow.drop() }
             return
         }
-        guard upstream.isWritable else { return flow.drop() }
-        upstream.write(datagram, promise: nil)
-        if !flow.needsFlush {
-            flow.needsFlush = true
-            unflushed.append(flow)
-        }
+        if flow.outbox.isEmpty { unflushed.append(flow) }
+        flow.outbox.append(datagram)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
         for flow in unflushed {
-            flow.needsFlush = false
-            flow.upstream?.flush()
+            if let upstream = flow.upstream { send(flow.outbox, to: upstream, of: flow) }
+            flow.outbox.removeAll(keepingCapacity: true)
         }
         unflushed.removeAll(keepingCapacity: true)
         context.fireChannelReadComplete()
+    }
+
+    /// Writes a burst of the client's datagrams to the flow's upstream socket and flushes them, so that NIO sends
+    /// them together (`sendmmsg`); what the socket cannot take is dropped and counted.
+    ///
+    /// The last write carries a promise, one per burst: a send the upstream's host refused (ICMP port
+    /// unreachable reported on this send) fails it, and every write after it, with ECONNREFUSED, and closes the
+    /// socket, without an error event of its own.
+    private func send(_ datagrams: [ByteBuffer], to upstream: any Channel, of flow: DatagramFlow) {
+        guard !datagrams.isEmpty else { return }
+        let written = upstream.eventLoop.makePromise(of: Void.self)
+        var promiseWritten = false
+        for (index, datagram) in datagrams.enumerated() {
+            guard upstream.isWritable else {
+                flow.drop()
+                continue
+            }
+            let isLast = index == datagrams.count - 1
+            upstream.write(datagram, promise: isLast ? written : nil)
+            promiseWritten = isLast
+        }
+        // The last datagram was dropped: no write carries the promise, which must still be completed.
+        if !promiseWritten { written.succeed() }
+        upstream.flush()
+        written.futureResult.assumeIsolated().whenFailure { [self] error in
+            if let error = error as? IOError, error.errnoCode == ECONNREFUSED { upstreamRefused(error, flow: flow) }
+        }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -127,10 +148,7 @@ final class DatagramRelayHandler: ChannelInboundHandler, DatagramDraining {
                 }
                 flow.upstream = channel
                 session?.upstreamConnected(to: "\(Endpoint(settings.upstream).asDatagram)")
-                for datagram in flow.pending where channel.isWritable {
-                    channel.write(datagram, promise: nil)
-                }
-                channel.flush()
+                send(flow.pending, to: channel, of: flow)
                 flow.pending = []
                 flow.pendingBytes = 0
             case .failure(let error):
@@ -158,7 +176,7 @@ final class DatagramRelayHandler: ChannelInboundHandler, DatagramDraining {
         let datagram = DatagramSocket.compacted(received)
         let now = NIODeadline.now()
         flow.lastActivity = now
-        lastDatagram = now
+        quiet.datagramCame(at: now)
         flow.session?.recordDatagram(datagram, from: .upstreamToClient)
         guard context.channel.isWritable else { return flow.drop() }
         context.write(wrapOutboundOut(AddressedEnvelope(remoteAddress: flow.client, data: datagram)), promise: nil)
@@ -238,23 +256,6 @@ final class DatagramRelayHandler: ChannelInboundHandler, DatagramDraining {
     // MARK: Closing when quiet
 
     func closeWhenQuiet(deadline: NIODeadline) -> EventLoopFuture<Void> {
-        guard let context else { return quietLoop.makeSucceededVoidFuture() }
-        let promise = context.eventLoop.makePromise(of: Void.self)
-        // The first look comes a quiet period from now, so that what the kernel queued meanwhile is read first.
-        scheduleQuietCheck(after: Listener.datagramQuietPeriod, deadline: deadline, promise: promise)
-        return promise.futureResult
-    }
-
-    private func scheduleQuietCheck(after delay: TimeAmount, deadline: NIODeadline, promise: EventLoopPromise<Void>) {
-        quietLoop.assumeIsolated().scheduleTask(in: delay) { [self] in
-            guard let context else { return promise.succeed() }
-            let now = NIODeadline.now()
-            let quietSince = lastDatagram + Listener.datagramQuietPeriod
-            if quietSince <= now || deadline <= now {
-                context.close(promise: promise)
-            } else {
-                scheduleQuietCheck(after: min(quietSince, deadline) - now, deadline: deadline, promise: promise)
-            }
-        }
+        quiet.closeWhenQuiet({ [weak self] in self?.context }, deadline: deadline)
     }
 }

@@ -41,15 +41,13 @@ final class DatagramReplayHandler: ChannelInboundHandler, DatagramDraining {
     private let settings: Settings
     private var flows: [SocketAddress: LiveFlow] = [:]
     private var context: ChannelHandlerContext?
-    /// When the last datagram came, either way: a closing listener waits until it has been quiet a while.
-    private var lastDatagram = NIODeadline.now()
-    /// The listener's event loop, known from the start.
-    private let quietLoop: any EventLoop
+    /// Closes the listener at shutdown once what the kernel queued has been taken in.
+    private let quiet: DatagramQuietCloser
     private var needsFlush = false
 
     init(settings: Settings, eventLoop: any EventLoop) {
         self.settings = settings
-        quietLoop = eventLoop
+        quiet = DatagramQuietCloser(loop: eventLoop)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -71,7 +69,7 @@ final class DatagramReplayHandler: ChannelInboundHandler, DatagramDraining {
         let flow = flows[envelope.remoteAddress] ?? open(envelope.remoteAddress, context: context)
         let now = NIODeadline.now()
         flow.lastActivity = now
-        lastDatagram = now
+        quiet.datagramCame(at: now)
         if settings.book.isDNS {
             let query = Array(envelope.data.readableBytesView)
             if let question = DNSQuestion.Key.ofQuery(query)
@@ -240,23 +238,6 @@ final class DatagramReplayHandler: ChannelInboundHandler, DatagramDraining {
     // MARK: Closing when quiet
 
     func closeWhenQuiet(deadline: NIODeadline) -> EventLoopFuture<Void> {
-        guard let context else { return quietLoop.makeSucceededVoidFuture() }
-        let promise = context.eventLoop.makePromise(of: Void.self)
-        // The first look comes a quiet period from now, so that what the kernel queued meanwhile is read first.
-        scheduleQuietCheck(after: Listener.datagramQuietPeriod, deadline: deadline, promise: promise)
-        return promise.futureResult
-    }
-
-    private func scheduleQuietCheck(after delay: TimeAmount, deadline: NIODeadline, promise: EventLoopPromise<Void>) {
-        quietLoop.assumeIsolated().scheduleTask(in: delay) { [self] in
-            guard let context else { return promise.succeed() }
-            let now = NIODeadline.now()
-            let quietSince = lastDatagram + Listener.datagramQuietPeriod
-            if quietSince <= now || deadline <= now {
-                context.close(promise: promise)
-            } else {
-                scheduleQuietCheck(after: min(quietSince, deadline) - now, deadline: deadline, promise: promise)
-            }
-        }
+        quiet.closeWhenQuiet({ [weak self] in self?.context }, deadline: deadline)
     }
 }

@@ -66,16 +66,12 @@ extension Listener {
 /// socket closes: a stream listener's clients wait in its backlog and are refused at close, but a datagram the
 /// kernel queued is simply lost when its socket closes.
 protocol DatagramDraining: AnyObject {
-    /// Closes the socket once no datagram has come either way for ``Listener/datagramQuietPeriod``, or at
+    /// Closes the socket once no datagram has come either way for ``DatagramQuietCloser/quietPeriod``, or at
     /// `deadline`, whichever is first; the future completes once it is closed.
     func closeWhenQuiet(deadline: NIODeadline) -> EventLoopFuture<Void>
 }
 
 extension Listener {
-    /// How long a UDP socket must stay quiet at shutdown before it closes: long enough for what the kernel queued
-    /// to be read and relayed, and for the replies in flight to come back.
-    static let datagramQuietPeriod: TimeAmount = .milliseconds(100)
-
     /// Lets every UDP listener among `listeners` take in what is queued for it, then closes it; waits at most
     /// `timeout` (nothing waits with a zero timeout). Stream listeners are left to ``close(_:routes:)``.
     static func drainDatagrams(_ listeners: [any Channel], timeout: Duration) async {
