@@ -1,0 +1,142 @@
+import Testing
+
+@testable import Tapedeck
+
+/// MySQL and MariaDB framing and logins, without sockets, on bytes captured from real clients.
+struct MySQLLensTests {
+    /// The `mariadb` CLI (libmariadb 3.3) logging in as `alice` to `mysql`, as captured through `tapedeck record`.
+    static let mariadbLogin = bytes(
+        "8ca2bf000000100021000000000000000000000000000000000000001d000000616c69636500006d7973716c006d7973716c5f6e"
+            + "61746976655f70617373776f7264007e035f6f73054c696e75780c5f636c69656e745f6e616d650a6c69626d617269616462"
+            + "045f70696404343639390f5f636c69656e745f76657273696f6e06332e332e3230095f706c6174666f726d067838365f36340c"
+            + "70726f6772616d5f6e616d65056d7973716c0c5f7365727665725f686f7374093132372e302e302e31"
+    )
+    /// PyMySQL 1.2 logging in as `bob` with a password to `test`.
+    static let pymysqlLogin = bytes(
+        "0da23a00ffffff002d0000000000000000000000000000000000000000000000626f620014e61909174ee19621fa6540db9b6ae5"
+            + "60bb2b9acd74657374006d7973716c5f6e61746976655f70617373776f726400350c5f636c69656e745f6e616d650770796d79"
+            + "73716c0f5f636c69656e745f76657273696f6e05312e322e34045f7069640434373030"
+    )
+
+    static func bytes(_ hex: String) -> [UInt8] {
+        var bytes: [UInt8] = []
+        var index = hex.startIndex
+        while index < hex.endIndex {
+            let next = hex.index(index, offsetBy: 2)
+            bytes.append(UInt8(hex[index..<next], radix: 16)!)
+            index = next
+        }
+        return bytes
+    }
+
+    @Test func readsTheMariaDBCLIsLogin() throws {
+        let login = try #require(MySQLLoginRequest(Self.mariadbLogin))
+        #expect(String(decoding: login.user, as: UTF8.self) == "alice")
+        #expect(login.database.map { String(decoding: $0, as: UTF8.self) } == "mysql")
+        #expect(login.authPlugin.map { String(decoding: $0, as: UTF8.self) } == "mysql_native_password")
+        #expect(login.authResponse.isEmpty)
+        let attributes = login.attributes.map { String(decoding: $0.key, as: UTF8.self) }
+        #expect(
+            attributes.contains("_pid") && attributes.contains("_client_name") && attributes.contains("program_name")
+        )
+        // A MariaDB client clears CLIENT_MYSQL and sends extended capabilities in the filler.
+        #expect(login.capabilities & MySQLLoginRequest.Capability.clientMySQL == 0)
+    }
+
+    @Test func readsPyMySQLsLogin() throws {
+        let login = try #require(MySQLLoginRequest(Self.pymysqlLogin))
+        #expect(String(decoding: login.user, as: UTF8.self) == "bob")
+        #expect(login.database.map { String(decoding: $0, as: UTF8.self) } == "test")
+        #expect(login.authResponse.count == 20)
+        #expect(login.attributes.first { $0.key == Array("_pid".utf8) }?.value == Array("4700".utf8))
+    }
+
+    @Test func theCanonicalLoginLeavesOutTheAuthResponseAndTheProcess() throws {
+        var login = try #require(MySQLLoginRequest(Self.pymysqlLogin))
+        let recorded = login.canonical
+        // Another run of the same client: another process, another salt answered.
+        login.authResponse = Array(repeating: 7, count: 20)
+        login.attributes = login.attributes.map { $0.key == Array("_pid".utf8) ? ($0.key, Array("91234".utf8)) : $0 }
+        #expect(login.canonical == recorded)
+        // Another user or database is another login.
+        var other = login
+        other.user = Array("carol".utf8)
+        #expect(other.canonical != recorded)
+        other = login
+        other.database = Array("prod".utf8)
+        #expect(other.canonical != recorded)
+    }
+
+    @Test func hostileLoginsAreNotLogins() {
+        for length in 0..<Self.pymysqlLogin.count {
+            // Cut short anywhere: never a trap (a cut inside the attributes is not a login).
+            _ = MySQLLoginRequest(Array(Self.pymysqlLogin.prefix(length)))
+        }
+        #expect(MySQLLoginRequest(Array(Self.pymysqlLogin.prefix(40))) == nil)
+        var sslRequest = Array(Self.pymysqlLogin.prefix(MySQLLoginRequest.fixedLength))
+        sslRequest[1] |= 0x08  // CLIENT_SSL
+        #expect(MySQLLoginRequest.isSSLRequest(sslRequest))
+        #expect(!MySQLLoginRequest.isSSLRequest(Self.pymysqlLogin))
+    }
+
+    @Test func framesMessagesSplitAnywhere() throws {
+        let payloads: [[UInt8]] = [Self.mariadbLogin, [0x03] + Array("select 1".utf8), [], [0x01]]
+        var stream: [UInt8] = []
+        for (index, payload) in payloads.enumerated() {
+            stream += MySQLPacketFramer.frame(payload, sequence: UInt8(index))
+        }
+        for first in 0...stream.count {
+            for second in stride(from: first, through: stream.count, by: 7) {
+                var framer = MySQLPacketFramer()
+                var messages = try framer.feed(stream[..<first])
+                messages += try framer.feed(stream[first..<second])
+                messages += try framer.feed(stream[second...])
+                #expect(messages.map(\.payload) == payloads)
+                #expect(messages.map(\.sequence) == [0, 1, 2, 3])
+                #expect(!framer.hasPendingBytes)
+            }
+        }
+    }
+
+    @Test func joinsAPayloadSplitOverFullPackets() throws {
+        let payload = [UInt8](repeating: 0x41, count: MySQLPacketFramer.maximumPacketPayload + 10)
+        let framed = MySQLPacketFramer.frame(payload, sequence: 5)
+        // A full packet, then the rest.
+        #expect(framed.count == payload.count + 8)
+        var framer = MySQLPacketFramer()
+        var messages: [MySQLPacket] = []
+        var offset = 0
+        while offset < framed.count {
+            let end = min(framed.count, offset + 1 << 20)
+            messages += try framer.feed(framed[offset..<end])
+            offset = end
+        }
+        #expect(messages.count == 1)
+        #expect(messages.first?.payload == payload)
+        #expect(messages.first?.sequence == 5)
+        // Exactly one full packet needs an empty one after it.
+        let exact = MySQLPacketFramer.frame(
+            [UInt8](repeating: 1, count: MySQLPacketFramer.maximumPacketPayload),
+            sequence: 0
+        )
+        #expect(exact.count == MySQLPacketFramer.maximumPacketPayload + 8)
+    }
+
+    @Test func refusesAMessageLongerThanItsMaximum() {
+        var framer = MySQLPacketFramer(maximumMessage: 1_000)
+        #expect(throws: MySQLPacketFramer.TooLong.self) {
+            _ = try framer.feed(MySQLPacketFramer.frame([UInt8](repeating: 0, count: 2_000), sequence: 0))
+        }
+    }
+
+    @Test func readsLengthEncodedIntegersOfEveryWidth() {
+        for value in [0, 250, 251, 65_535, 65_536, 16_777_215, 16_777_216, 1 << 40] {
+            var reader = MySQLReader(MySQLReader.lengthEncoded(value))
+            #expect(reader.lengthEncodedInteger() == UInt64(value))
+            #expect(reader.remaining == 0)
+        }
+        var reader = MySQLReader([0xFC, 0x01])
+        #expect(reader.lengthEncodedInteger() == nil)
+        #expect(reader.offset == 0)
+    }
+}
