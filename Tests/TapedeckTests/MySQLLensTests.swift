@@ -140,3 +140,31 @@ struct MySQLLensTests {
         #expect(reader.offset == 0)
     }
 }
+
+extension MySQLLensTests {
+    /// MariaDB 10.11's greeting, as captured through `tapedeck record`.
+    static let mariadbGreeting = bytes(
+        "0a352e352e352d31302e31312e31392d4d6172696144422d302b646562313275310004000000342d246a6b595e4b00fef72d020"
+            + "0ff81150000000000001d0000003b2956593c604c3e31782d73006d7973716c5f6e61746976655f70617373776f726400"
+    )
+
+    @Test func readsMariaDBsGreeting() throws {
+        let greeting = try #require(MySQLGreeting(Self.mariadbGreeting))
+        #expect(String(decoding: greeting.serverVersion, as: UTF8.self) == "5.5.5-10.11.19-MariaDB-0+deb12u1")
+        #expect(greeting.connectionID == 4)
+        #expect(greeting.salt.count == 20)
+        #expect(greeting.authPlugin.map { String(decoding: $0, as: UTF8.self) } == "mysql_native_password")
+        // MariaDB: CLIENT_MYSQL clear, extended capabilities present.
+        #expect(greeting.capabilities & MySQLLoginRequest.Capability.clientMySQL == 0)
+        #expect(greeting.capabilities >> 32 != 0)
+    }
+
+    @Test func aGreetingCutShortOrAnErrorIsNoGreeting() {
+        for length in 0..<Self.mariadbGreeting.count {
+            _ = MySQLGreeting(Array(Self.mariadbGreeting.prefix(length)))
+        }
+        // An error packet: 0xFF, code 1130 ("host is not allowed to connect"), message.
+        #expect(MySQLGreeting([0xFF, 0x6A, 0x04] + Array("Host is not allowed".utf8)) == nil)
+        #expect(MySQLGreeting(Array(Self.mariadbGreeting.prefix(20))) == nil)
+    }
+}
