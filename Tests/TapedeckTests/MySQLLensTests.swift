@@ -168,3 +168,71 @@ extension MySQLLensTests {
         #expect(MySQLGreeting(Array(Self.mariadbGreeting.prefix(20))) == nil)
     }
 }
+
+extension MySQLLensTests {
+    /// A whole conversation: greeting, login, an auth switch answered, OK, two commands.
+    private static func conversation() -> (client: [UInt8], upstream: [[UInt8]]) {
+        let login = MySQLPacketFramer.frame(pymysqlLogin, sequence: 1)
+        let switchAnswer = MySQLPacketFramer.frame(Array(repeating: 0x5A, count: 20), sequence: 3)
+        let query = MySQLPacketFramer.frame([0x03] + Array("select 2".utf8), sequence: 0)
+        let quit = MySQLPacketFramer.frame([0x01], sequence: 0)
+        let greeting = MySQLPacketFramer.frame(mariadbGreeting, sequence: 0)
+        let authSwitch = MySQLPacketFramer.frame(
+            [0xFE] + Array("mysql_native_password".utf8) + [0] + Array(repeating: 0x33, count: 20) + [0],
+            sequence: 2
+        )
+        let ok = MySQLPacketFramer.frame([0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00], sequence: 4)
+        return (login + switchAnswer + query + quit, [greeting, authSwitch, ok])
+    }
+
+    @Test func followsAConversationThroughItsPhasesSplitAnywhere() throws {
+        let (client, upstream) = Self.conversation()
+        let loginEnd = 4 + Self.pymysqlLogin.count
+        let answerEnd = loginEnd + 24
+        for split in 0...client.count {
+            var conversation = MySQLConversation()
+            _ = try conversation.upstream(upstream[0])
+            #expect(conversation.phase == .awaitingLogin)
+            // The client's bytes up to the end of its answer, cut at `split`, then the server's switch and OK
+            // where the real order puts them.
+            var messages: [MySQLConversation.Message] = []
+            let cut = min(split, answerEnd)
+            messages += try conversation.client(client[..<min(cut, loginEnd)])
+            messages += try conversation.client(client[min(cut, loginEnd)..<loginEnd])
+            _ = try conversation.upstream(upstream[1])
+            messages += try conversation.client(client[loginEnd..<answerEnd])
+            _ = try conversation.upstream(upstream[2])
+            #expect(conversation.phase == .commands)
+            messages += try conversation.client(client[answerEnd..<max(answerEnd, split)])
+            messages += try conversation.client(client[max(answerEnd, split)...])
+            let login = try #require(MySQLLoginRequest(Self.pymysqlLogin))
+            #expect(
+                messages.map(\.kind) == [
+                    .login(canonical: login.canonical), .authentication,
+                    .command(payload: [0x03] + Array("select 2".utf8)), .command(payload: [0x01]),
+                ]
+            )
+        }
+    }
+
+    @Test func anSSLRequestStopsTheFollowing() throws {
+        var conversation = MySQLConversation()
+        _ = try conversation.upstream(MySQLPacketFramer.frame(Self.mariadbGreeting, sequence: 0))
+        var request = Array(Self.pymysqlLogin.prefix(MySQLLoginRequest.fixedLength))
+        request[1] |= 0x08
+        let messages = try conversation.client(MySQLPacketFramer.frame(request, sequence: 1) + [0x16, 0x03, 0x01])
+        #expect(messages.map(\.kind) == [.sslRequest])
+        #expect(conversation.phase == .encrypted)
+        #expect(try conversation.client([0x16, 0x03, 0x01, 0x00]).isEmpty)
+    }
+
+    @Test func anErrorInsteadOfAGreetingEndsTheConversation() throws {
+        var conversation = MySQLConversation()
+        _ = try conversation.upstream(
+            MySQLPacketFramer.frame([0xFF, 0x10, 0x04] + Array("Too many".utf8), sequence: 0)
+        )
+        #expect(conversation.phase == .ended)
+        let messages = try conversation.client(MySQLPacketFramer.frame(Self.pymysqlLogin, sequence: 1))
+        #expect(messages.map(\.kind) == [.unknown(payload: Self.pymysqlLogin)])
+    }
+}
