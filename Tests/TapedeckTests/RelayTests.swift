@@ -180,8 +180,9 @@ struct RelayTests {
             let elapsed = ContinuousClock.now - started
             #expect(ending == .reset)
             #expect(elapsed >= .milliseconds(250))
-            // Bounded, with room for a machine loaded by the real servers of other suites.
-            #expect(elapsed < Sanitizer.scaled(.seconds(10)))
+            // Bounded, with room for a machine loaded by the real servers of other suites (a connect that ignored
+            // the timeout would hang until the test's time limit).
+            #expect(elapsed < Sanitizer.scaled(.seconds(30)))
         }
     }
 
