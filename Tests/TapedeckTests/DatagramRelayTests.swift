@@ -86,20 +86,26 @@ struct DatagramRelayTests {
         let directory = try TemporaryDirectory()
         let tape = directory.path("idle.tape")
         let upstream = try await UDPTestUpstream.start()
-        let deck = try await Deck.start(.record, tape: tape, routes: [route(upstream, idle: .seconds(1))])
+        let deck = try await Deck.start(.record, tape: tape, routes: [route(upstream, idle: .seconds(3))])
         let port = try #require(deck.address.port)
         let client = try UDPTestClient()
-        #expect(try await offThePool { try client.exchange(Array("one".utf8), port: port) } == Array("one".utf8))
+        #expect(
+            try await offThePool { try client.exchange(Array("one".utf8), port: port, timeout: .seconds(10)) }
+                == Array("one".utf8)
+        )
         // The first flow ends on its own, well before the deck stops. (The timeout leaves a loaded machine time to
         // answer the first datagram: a reply after it would rightly find its flow gone.)
         let reading = try Tape(readingAt: tape)
         var ended = false
-        for _ in 0..<80 where !ended {
+        for _ in 0..<150 where !ended {
             try await Task.sleep(for: .milliseconds(100))
             ended = try reading.sessions().first?.endedAt != nil
         }
         #expect(ended)
-        #expect(try await offThePool { try client.exchange(Array("two".utf8), port: port) } == Array("two".utf8))
+        #expect(
+            try await offThePool { try client.exchange(Array("two".utf8), port: port, timeout: .seconds(10)) }
+                == Array("two".utf8)
+        )
         try await deck.stop()
         await upstream.stop()
         let sessions = try Tape(readingAt: tape).sessions()

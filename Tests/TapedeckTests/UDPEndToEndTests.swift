@@ -430,7 +430,10 @@ extension UDPEndToEndTests {
             return
         }
         #expect(host == "127.0.0.1")
-        let recorded = try await offThePool { try PythonFixture.udpClient(port: recordPort, texts: ["api"]) }
+        // A generous wait: the in-process deck shares its event loops with every other in-process suite.
+        let recorded = try await offThePool {
+            try PythonFixture.udpClient(port: recordPort, texts: ["api"], wait: 15)
+        }
         let recording = try await recorder.stop()
         echo.stop()
         #expect(recorded.stdout == "sent 3 echo same\n", "\(recorded)")
@@ -442,7 +445,9 @@ extension UDPEndToEndTests {
             routes: [Route(listen: try Endpoint(parsing: "udp:127.0.0.1:0"))]
         )
         let replayPort = try Self.port(of: replayer.address)
-        let replayed = try await offThePool { try PythonFixture.udpClient(port: replayPort, texts: ["api"]) }
+        let replayed = try await offThePool {
+            try PythonFixture.udpClient(port: replayPort, texts: ["api"], wait: 15)
+        }
         let outcome = try await replayer.stop()
         #expect(replayed.stdout == recorded.stdout, "\(replayed)")
         let report = try #require(outcome.replay)
