@@ -5,7 +5,7 @@ import Testing
 @testable import Tapedeck
 
 /// UDP routes in process: flows, their idle timeout, datagram boundaries, and replay by whole datagrams.
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(3)))
 struct DatagramRelayTests {
     private func route(_ upstream: UDPTestUpstream, idle: Duration = .seconds(30), dns: Bool = false) -> Route {
         Route(upstream: upstream.endpoint, dns: dns, udpIdleTimeout: idle)

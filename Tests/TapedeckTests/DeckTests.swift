@@ -5,7 +5,7 @@ import Testing
 @testable import Tapedeck
 
 /// The library's entry point, in process: every mode on one upstream, and what stopping returns.
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(3)))
 struct DeckTests {
     @Test func recordsThenReplaysWithTheUpstreamGone() async throws {
         let directory = try TemporaryDirectory()
@@ -204,7 +204,7 @@ struct RouteEnvironmentTests {
 }
 
 /// Re-recording over an existing tape keeps the old one until the new recording is complete.
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(3)))
 struct TapeReplacementTests {
     @Test func overwritingReplacesTheTapeOnlyWhenTheRecordingIsDone() async throws {
         let directory = try TemporaryDirectory()

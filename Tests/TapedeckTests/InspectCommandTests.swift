@@ -5,7 +5,7 @@ import Testing
 @testable import Tapedeck
 
 /// `tapedeck sessions` and `tapedeck show` against the committed fixture tape, compared with golden files.
-@Suite(.timeLimit(.minutes(2)))
+@Suite(.timeLimit(.minutes(3)))
 struct InspectCommandTests {
     static var repository: URL {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

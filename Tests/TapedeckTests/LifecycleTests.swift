@@ -7,7 +7,7 @@ import Testing
 
 /// The one start/stop contract of the long-running parts, without sockets: a second start throws, a second stop
 /// returns the first one's outcome, and `run()` serves until a graceful shutdown, cancellation or a stop.
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(3)))
 struct LifecycleTests {
     @Test func aSecondStartThrowsAndSoDoesAStartAfterAStop() async throws {
         let lifecycle = Lifecycle<Int, String>("widget")

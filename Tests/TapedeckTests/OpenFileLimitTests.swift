@@ -5,7 +5,7 @@ import Testing
 
 /// `tapedeck proxy` at its open-files limit, as a real process: the limit is lowered for that process alone, so
 /// the tests running beside this one keep theirs.
-@Suite(.timeLimit(.minutes(2)))
+@Suite(.timeLimit(.minutes(3)))
 struct OpenFileLimitTests {
     /// Sessions opened to fill the limit; each holds two descriptors in the proxy.
     private static let fillingSessions = 8

@@ -7,7 +7,7 @@ import Testing
 /// Real `redis-cli` against a real `redis-server`, through Tapedeck.
 @Suite(
     .enabled(if: RedisServer.isInstalled, "needs redis-server and redis-cli (installed by .ci/run)"),
-    .timeLimit(.minutes(2))
+    .timeLimit(.minutes(3))
 )
 struct RedisEndToEndTests {
     @Test func recordsRealRedisCommandsAndReplies() async throws {

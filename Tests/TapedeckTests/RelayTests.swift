@@ -6,7 +6,7 @@ import Testing
 @testable import Tapedeck
 
 /// The whole proxy, in process, against in-process upstream servers on loopback.
-@Suite(.timeLimit(.minutes(2)))
+@Suite(.timeLimit(.minutes(3)))
 struct RelayTests {
     @Test func relaysLargeRandomPayloadBothWaysByteForByte() async throws {
         let upstream = try await TestServer.start(.echo)

@@ -5,7 +5,7 @@ import Testing
 @testable import Tapedeck
 
 /// `tapedeck replay` as a process: the summary, the JSON report, strictness, routes, errors.
-@Suite(.timeLimit(.minutes(2)))
+@Suite(.timeLimit(.minutes(3)))
 struct ReplayCommandTests {
     /// A tape with one session per message, recorded against an echo server.
     static func recordEchoTape(at path: String, messages: [String]) async throws {

@@ -152,7 +152,7 @@ struct FixtureReplayTests {
 }
 
 /// `--record-missing`: what the tape lacks is relayed to the real upstream and recorded for next time.
-@Suite(.timeLimit(.minutes(2)))
+@Suite(.timeLimit(.minutes(3)))
 struct RecordMissingTests {
     static func replayRecordingMissing<T>(
         tapePath: String,

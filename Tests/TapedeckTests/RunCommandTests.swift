@@ -5,7 +5,7 @@ import Testing
 
 /// `tapedeck run -- CMD`, as a real process running real commands: what the command is told, what it exits
 /// with, which signals reach it.
-@Suite(.timeLimit(.minutes(2)))
+@Suite(.timeLimit(.minutes(3)))
 struct RunCommandTests {
     /// The variables a command sees; `TAPEDECK_MODE` cleared so that the caller's environment cannot change them.
     private static let clean: [String: String?] = ["TAPEDECK_MODE": nil]
@@ -281,7 +281,7 @@ struct RunCommandTests {
 /// `tapedeck run` around real `redis-cli` commands: record from a real server, then replay strictly without it.
 @Suite(
     .enabled(if: RedisServer.isInstalled, "needs redis-server and redis-cli (installed by .ci/run)"),
-    .timeLimit(.minutes(2))
+    .timeLimit(.minutes(3))
 )
 struct RunCommandRedisTests {
     @Test func recordsThenReplaysStrictly() async throws {

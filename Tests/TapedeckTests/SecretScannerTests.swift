@@ -4,7 +4,7 @@ import Testing
 @testable import Tapedeck
 
 /// `SecretScanner`: each detector on crafted conversations, streams joined across reads, placeholders, masking.
-@Suite(.timeLimit(.minutes(2)))
+@Suite(.timeLimit(.minutes(3)))
 struct SecretScannerTests {
     typealias Read = ConversationTape.Read
 

@@ -8,7 +8,7 @@ import Testing
 
 /// The servers, the recorder and the deck under their one start/stop contract, and run as `Service`s in a
 /// `ServiceGroup`, as an application runs them.
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(3)))
 struct ServiceTests {
     private static let logger = Logger(label: "tapedeck.tests")
 

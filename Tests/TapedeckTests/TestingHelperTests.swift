@@ -7,7 +7,7 @@ import Testing
 @testable import TapedeckTesting
 
 /// `withTapedeck`: the closure-scoped helper every framework builds on.
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(3)))
 struct WithTapedeckTests {
     @Test func recordsAndReplaysAndAlwaysStops() async throws {
         let directory = try TemporaryDirectory()
@@ -137,7 +137,7 @@ struct WithTapedeckTests {
 }
 
 /// The Swift Testing trait, used as users use it and driven by hand for the cases that must fail.
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(3)))
 struct TapedeckTraitTests {
     /// Replays `fixtures/TapedeckTraitTests/talksToRedis.tape`, recorded from a real redis-server on port 6379
     /// with `TAPEDECK_MODE=record swift test --filter talksToRedis`.
@@ -212,7 +212,7 @@ struct TapedeckTraitTests {
 /// `fixtures/TapedeckSuiteTraitTests/pings.tape` and `…/echoes_word.tape`, were recorded from a real
 /// redis-server on port 6379 with `TAPEDECK_MODE=record swift test --filter TapedeckSuiteTraitTests`; the
 /// two cases of `echoes` share their tape, the first recording replacing it and the second adding a run.
-@Suite(.tapedeck(upstream: "127.0.0.1:6379"), .timeLimit(.minutes(1)))
+@Suite(.tapedeck(upstream: "127.0.0.1:6379"), .timeLimit(.minutes(3)))
 struct TapedeckSuiteTraitTests {
     @Test func pings() async throws {
         let deck = try #require(Deck.current)

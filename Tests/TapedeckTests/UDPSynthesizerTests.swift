@@ -156,7 +156,7 @@ struct UDPSynthesizerTests {
         return path
     }
 
-    @Test(.enabled(if: ExportTests.tshark != nil, "needs tshark"), .timeLimit(.minutes(1)))
+    @Test(.enabled(if: ExportTests.tshark != nil, "needs tshark"), .timeLimit(.minutes(3)))
     func tsharkDissectsTheDNSInsideWithValidChecksums() async throws {
         let tshark = try #require(ExportTests.tshark)
         let directory = try TemporaryDirectory()
