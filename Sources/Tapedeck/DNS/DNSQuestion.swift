@@ -1,3 +1,5 @@
+import NIOCore
+
 /// The question of a DNS message, read from its bytes: what replay matches a live query on (the name compared
 /// case-insensitively, the type and the class), whatever the transaction id. Channel-free and bounded: the name
 /// is read by ``DNSName``, which follows compression pointers only backwards and a fixed number of times.
@@ -127,15 +129,18 @@ struct DNSQuestion: Sendable, Hashable {
     /// - Returns: nil when `answer` has no question matching `query`'s.
     static func answer(_ answer: [UInt8], fittedTo query: [UInt8]) -> [UInt8]? {
         guard let live = DNSQuestion(message: query), let recorded = DNSQuestion(message: answer),
-            live.key == recorded.key, query.count >= 2
+            live.key == recorded.key
         else { return nil }
-        var fitted = answer
-        fitted[0] = query[0]
-        fitted[1] = query[1]
-        if live.nameRange == recorded.nameRange {
-            for index in live.nameRange { fitted[index] = query[index] }
-        }
-        return fitted
+        // The one rewriting replay does, on a recorded answer whose question was read when the tape was loaded.
+        let stored = DatagramReplayBook.DNSAnswer(
+            flow: 0,
+            sessionID: 0,
+            reply: answer,
+            nameRange: recorded.nameRange,
+            delay: 0
+        )
+        return stored.fitted(to: query, nameRange: live.nameRange, allocator: ByteBufferAllocator())
+            .map { Array($0.readableBytesView) }
     }
 
     /// A SERVFAIL response to `query`: its header (id, opcode, RD) with QR set and no records, and its question;

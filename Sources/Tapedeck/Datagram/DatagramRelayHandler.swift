@@ -37,9 +37,6 @@ final class DatagramRelayHandler: ChannelInboundHandler, DatagramDraining {
         quiet = DatagramQuietCloser(loop: eventLoop)
     }
 
-    /// The number of flows open now.
-    var flowCount: Int { flows.count }
-
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
     }

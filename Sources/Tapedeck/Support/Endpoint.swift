@@ -130,12 +130,6 @@ public enum Endpoint: Sendable, Hashable, CustomStringConvertible {
         return false
     }
 
-    /// The same host and port as a stream (TCP) endpoint; a stream endpoint unchanged.
-    var asStream: Endpoint {
-        if case .udp(let host, let port) = self { return .tcp(host: host, port: port) }
-        return self
-    }
-
     /// The same host and port as a datagram (UDP) endpoint; a Unix socket unchanged.
     var asDatagram: Endpoint {
         if case .tcp(let host, let port) = self { return .udp(host: host, port: port) }
