@@ -278,11 +278,12 @@ struct RelayTests {
             var iterator = inbound.makeAsyncIterator()
             try await outbound.write(ByteBuffer(string: "before"))
             #expect(try await iterator.next().map { String(buffer: $0) } == "before")
-            let shutdown = Task { await server.shutdown(drainTimeout: .seconds(10)) }
-            // The shutdown task may take a while to run on a loaded machine: new connections are refused once it
-            // has closed the listeners (a bounded wait, not a fixed sleep).
+            let shutdown = Task { await server.shutdown(drainTimeout: .seconds(90)) }
+            // The shutdown task may take a while to run on a loaded machine (the whole suite on two cores queues
+            // tasks for tens of seconds): new connections are refused once it has closed the listeners (a bounded
+            // wait, not a fixed sleep).
             var refused = false
-            let deadline = ContinuousClock.now.advanced(by: .seconds(10))
+            let deadline = ContinuousClock.now.advanced(by: .seconds(60))
             while !refused, ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(50))
                 refused = await TestClient.isRefused(address)
