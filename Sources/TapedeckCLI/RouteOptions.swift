@@ -61,6 +61,17 @@ struct RouteOptions: ParsableArguments {
     )
     var udpIdleTimeout: Duration = Route.defaultUDPIdleTimeout
 
+    @Option(
+        name: .customLong("protocol"),
+        help: ArgumentHelp(
+            "The protocol lens replay sees the route through: auto (recognized per session), raw (byte for byte), "
+                + "mysql, http2 or websocket. The tape remembers it. (default: auto)",
+            valueName: "name"
+        ),
+        transform: { try ProtocolLens(parsing: $0) }
+    )
+    var lens: ProtocolLens = .auto
+
     /// The routes these options give, checked for what `mode` needs: the one place the command line checks that
     /// routes have their upstream.
     ///
@@ -88,6 +99,7 @@ struct RouteOptions: ParsableArguments {
                 defaultConnectTimeout: connectTimeout,
                 defaultUDPIdleTimeout: udpIdleTimeout,
                 dns: dns,
+                lens: lens,
                 requireUpstream: mode.needsUpstream
             )
         }
@@ -99,7 +111,8 @@ struct RouteOptions: ParsableArguments {
                 upstream: upstream,
                 connectTimeout: connectTimeout,
                 dns: dns,
-                udpIdleTimeout: udpIdleTimeout
+                udpIdleTimeout: udpIdleTimeout,
+                lens: lens
             )
             return try ProxyConfiguration(routes: [route])
         } catch let error as TapedeckError {

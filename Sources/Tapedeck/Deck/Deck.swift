@@ -410,6 +410,8 @@ public final class Deck: Service {
         for index in routes.indices {
             guard let recorded = try tape.recordedTransport(ofRoute: routes[index].name) else { continue }
             if recorded.isDNS { routes[index].dns = true }
+            // A lens named at replay wins over the one the tape was recorded with.
+            if routes[index].lens == .auto { routes[index].lens = recorded.lens }
             let route = routes[index]
             if recorded.isDatagram, !route.isDatagram {
                 guard case .tcp = route.listen else {

@@ -81,6 +81,7 @@ public struct ProxyConfiguration: Sendable, Hashable {
     ///   - defaultConnectTimeout: The connect timeout for routes that do not set one.
     ///   - defaultUDPIdleTimeout: The UDP idle timeout for routes that do not set one.
     ///   - dns: Whether every route carries DNS (`--dns`), whatever its `dns` key says.
+    ///   - lens: The protocol lens of routes without a `protocol` key (`--protocol`).
     ///   - requireUpstream: Whether every route must name an upstream: the mode's ``TapedeckMode/needsUpstream``;
     ///     replay can do without.
     /// - Throws: ``TapedeckError`` with code `invalidConfiguration` and a one-line message naming the file.
@@ -89,6 +90,7 @@ public struct ProxyConfiguration: Sendable, Hashable {
         defaultConnectTimeout: Duration = Route.defaultConnectTimeout,
         defaultUDPIdleTimeout: Duration = Route.defaultUDPIdleTimeout,
         dns: Bool = false,
+        lens: ProtocolLens = .auto,
         requireUpstream: Bool = true
     ) throws -> ProxyConfiguration {
         let data: Data
@@ -107,6 +109,7 @@ public struct ProxyConfiguration: Sendable, Hashable {
             defaultConnectTimeout: defaultConnectTimeout,
             defaultUDPIdleTimeout: defaultUDPIdleTimeout,
             dns: dns,
+            lens: lens,
             requireUpstream: requireUpstream
         )
     }
@@ -118,6 +121,7 @@ public struct ProxyConfiguration: Sendable, Hashable {
         defaultConnectTimeout: Duration = Route.defaultConnectTimeout,
         defaultUDPIdleTimeout: Duration = Route.defaultUDPIdleTimeout,
         dns: Bool = false,
+        lens: ProtocolLens = .auto,
         requireUpstream: Bool = true
     ) throws -> ProxyConfiguration {
         func invalid(_ why: String) -> TapedeckError {
@@ -161,7 +165,8 @@ public struct ProxyConfiguration: Sendable, Hashable {
                         }.uniqued(),
                         tls: try entry.tlsSettings(),
                         dns: dns || (entry.dns ?? false),
-                        udpIdleTimeout: idle
+                        udpIdleTimeout: idle,
+                        lens: try entry.protocolName.map(ProtocolLens.init(parsing:)) ?? lens
                     )
                 )
             } catch let error as TapedeckError {
@@ -228,6 +233,8 @@ public struct ProxyConfiguration: Sendable, Hashable {
             var key: String?
             var dns: Bool?
             var udpIdleTimeout: String?
+            /// The `protocol` key: a lens name (see ``ProtocolLens``).
+            var protocolName: String?
 
             /// The entry's TLS keys as settings.
             func tlsSettings() throws -> TLSSettings {
@@ -255,9 +262,10 @@ public struct ProxyConfiguration: Sendable, Hashable {
                     in: container,
                     known: [
                         "name", "listen", "upstream", "connect_timeout", "rules", "tls", "upstream_ca",
-                        "insecure_upstream", "cert", "key", "dns", "udp_idle_timeout",
+                        "insecure_upstream", "cert", "key", "dns", "udp_idle_timeout", "protocol",
                     ]
                 )
+                protocolName = try container.decodeIfPresent(String.self, forKey: AnyKey("protocol"))
                 dns = try container.decodeIfPresent(Bool.self, forKey: AnyKey("dns"))
                 let idleKey = AnyKey("udp_idle_timeout")
                 if let seconds = try? container.decodeIfPresent(Double.self, forKey: idleKey) {

@@ -23,6 +23,9 @@ public struct Route: Sendable, Hashable {
     /// How long a UDP flow (one client address) may go without a datagram either way before it ends and its
     /// upstream socket is closed. Unused on stream routes.
     public var udpIdleTimeout: Duration
+    /// Which protocol lens replay sees the route's sessions through (see ``ProtocolLens``): recognized from each
+    /// session's first bytes unless named. Stored in a tape with the route.
+    public var lens: ProtocolLens
 
     /// The default time a UDP flow may stay idle.
     public static let defaultUDPIdleTimeout: Duration = .seconds(30)
@@ -45,6 +48,7 @@ public struct Route: Sendable, Hashable {
     ///   - tls: Whether and how the route speaks TLS.
     ///   - dns: Whether the route carries DNS; a route whose upstream port is 53 does anyway.
     ///   - udpIdleTimeout: How long a UDP flow may stay idle before it ends. Defaults to 30 seconds.
+    ///   - lens: Which protocol lens replay uses; recognized per session by default.
     public init(
         name: String = Route.defaultName,
         listen: Endpoint = Route.defaultListen,
@@ -53,8 +57,10 @@ public struct Route: Sendable, Hashable {
         rules: [Rule] = [],
         tls: TLSSettings = .off,
         dns: Bool = false,
-        udpIdleTimeout: Duration = Route.defaultUDPIdleTimeout
+        udpIdleTimeout: Duration = Route.defaultUDPIdleTimeout,
+        lens: ProtocolLens = .auto
     ) {
+        self.lens = lens
         self.tls = tls
         self.dns = dns
         self.udpIdleTimeout = udpIdleTimeout

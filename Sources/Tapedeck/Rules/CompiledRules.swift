@@ -12,6 +12,8 @@ struct CompiledRules: Sendable {
         case volatile(rule: Int)
         /// A span of the redact rule at this index of ``rules``.
         case redact(rule: Int)
+        /// A message a protocol lens replaced by its canonical form (see ``StreamLens``); never a rule's span.
+        case lens
 
         var isRedaction: Bool {
             if case .redact = self { return true }
@@ -83,7 +85,7 @@ struct CompiledRules: Sendable {
     /// The rule behind a span, if it has one.
     func rule(of meaning: Meaning) -> Rule? {
         switch meaning {
-        case .listen: return nil
+        case .listen, .lens: return nil
         case .volatile(let index), .redact(let index): return rules.indices.contains(index) ? rules[index] : nil
         }
     }

@@ -107,6 +107,7 @@ struct StreamNormalizer {
         case .listen: return ListenAddressText.token
         case .volatile(let rule): return Data("{tapedeck:volatile:\(rule)}".utf8)
         case .redact: return Data("{tapedeck:redacted:\(rawLength)}".utf8)
+        case .lens: return Data("{tapedeck:lens:\(rawLength)}".utf8)
         }
     }
 

@@ -39,11 +39,13 @@ extension Tape {
         }
     }
 
-    /// How a route of the tape was recorded: over UDP or not, and whether it carried DNS; nil when the tape has
-    /// no route of that name. The latest run that served the route decides.
-    func recordedTransport(ofRoute route: String) throws -> (isDatagram: Bool, isDNS: Bool)? {
+    /// How a route of the tape was recorded: over UDP or not, whether it carried DNS, and the protocol lens it
+    /// was given (`auto` unless one was named); nil when the tape has no route of that name. The latest run that
+    /// served the route decides.
+    func recordedTransport(ofRoute route: String) throws -> (isDatagram: Bool, isDNS: Bool, lens: ProtocolLens)? {
         let records = try routes().filter { $0.name == route }
         guard let last = records.last else { return nil }
-        return (last.isDatagram, records.contains(where: \.dns))
+        let named = records.last { $0.protocolName != ProtocolLens.auto.rawValue }
+        return (last.isDatagram, records.contains(where: \.dns), named.flatMap { ProtocolLens(rawValue: $0.protocolName) } ?? .auto)
     }
 }

@@ -31,7 +31,8 @@ extension Tape {
                         name: route.name,
                         listen: "\(route.listen)",
                         upstream: route.upstreamText,
-                        dns: route.isDNS
+                        dns: route.isDNS,
+                        protocolName: route.lens.rawValue
                     )
                     try record.insert(db)
                     routeIDs[route.name] = db.lastInsertedRowID

@@ -131,15 +131,19 @@ public struct RouteRecord: Sendable, Hashable, Codable, FetchableRecord, Persist
     /// Whether the route carried DNS, so that replay matches queries by their question (false in tapes from
     /// before format 4).
     public var dns: Bool = false
+    /// The protocol lens the route was recorded with (`auto` in tapes from before format 5); see ``ProtocolLens``.
+    public var protocolName: String = ProtocolLens.auto.rawValue
 
     enum CodingKeys: String, CodingKey {
         case id, name, listen, upstream, dns
+        case protocolName = "protocol"
         case runID = "run_id"
     }
 }
 
 extension RouteRecord {
-    /// Decodes a row, reading `dns` as false where a tape from before format 4 has no such column.
+    /// Decodes a row, reading `dns` as false where a tape from before format 4 has no such column, and
+    /// `protocol` as `auto` before format 5.
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         id = try container.decodeIfPresent(Int64.self, forKey: .id)
@@ -148,6 +152,7 @@ extension RouteRecord {
         listen = try container.decode(String.self, forKey: .listen)
         upstream = try container.decode(String.self, forKey: .upstream)
         dns = try container.decodeIfPresent(Bool.self, forKey: .dns) ?? false
+        protocolName = try container.decodeIfPresent(String.self, forKey: .protocolName) ?? ProtocolLens.auto.rawValue
     }
 
     /// Whether the route listened for datagrams (its listen address is `udp:…`).

@@ -6,7 +6,7 @@ import GRDB
 /// written by a newer Tapedeck, and is refused rather than misread. See `docs/tape-format.md`.
 enum TapeSchema {
     /// The format version this build writes.
-    static let currentVersion = 4
+    static let currentVersion = 5
 
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
@@ -142,6 +142,15 @@ enum TapeSchema {
                     ALTER TABLE sessions ADD COLUMN dropped_datagrams INTEGER NOT NULL DEFAULT 0;
                     INSERT INTO event_kinds(id, name) VALUES (5, 'refused');
                     UPDATE tape_meta SET value = '4' WHERE key = 'format_version';
+                    """
+            )
+        }
+        migrator.registerMigration("v5") { db in
+            // Protocol lenses: the lens a route was recorded with (`--protocol`), so that replay sees it the same.
+            try db.execute(
+                sql: """
+                    ALTER TABLE routes ADD COLUMN protocol TEXT NOT NULL DEFAULT 'auto';
+                    UPDATE tape_meta SET value = '5' WHERE key = 'format_version';
                     """
             )
         }
