@@ -1,5 +1,5 @@
 """The benchmark harness behind scripts/bench: Tapedeck measured against real
-peers (a direct connection, socat, HAProxy, redis-server, iperf3, nginx, dnsmasq) on loopback.
+peers (a direct connection, socat, HAProxy, redis-server, iperf3, nginx, dnsmasq, MariaDB) on loopback.
 
 Where things are:
 
@@ -7,7 +7,7 @@ Where things are:
   workload.py     Workload (the base class), Ctx (the run's state), Metric
   workloads/      one module per workload: bulk, rr, churn, rss, record,
                   replay, replay_scale, inspect_sessions, run_command, rules,
-                  tls
+                  tls, udp, dns, mysql
   contestants.py  the relays compared (ContestantSpec) and a running one (Relay)
   process.py      child processes: started to die with the harness, stopped
                   by their own PIDs, commands run with a time limit

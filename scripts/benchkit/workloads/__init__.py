@@ -8,6 +8,7 @@ from .bulk import Bulk
 from .churn import Churn
 from .dns import Dns
 from .inspect_sessions import Inspect
+from .mysql import Mysql
 from .record import Record
 from .replay import Replay
 from .replay_scale import ReplayScale
@@ -19,5 +20,5 @@ from .tls import Tls
 from .udp import Udp
 
 WORKLOADS: List[Workload] = [Bulk(), ReqResp(), Churn(), Rss(), Record(), Replay(), ReplayScale(), Inspect(),
-                             RunCommand(), Rules(), Tls(), Udp(), Dns()]
+                             RunCommand(), Rules(), Tls(), Udp(), Dns(), Mysql()]
 WORKLOAD_BY_KEY = {w.key: w for w in WORKLOADS}
