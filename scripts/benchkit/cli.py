@@ -132,7 +132,7 @@ def parse_args(argv=None):
     p.add_argument("--udp-duration", type=float, default=None,
                    help="udp and dns workloads: client seconds per test (default 5, 2 with --quick)")
     p.add_argument("--mysql-queries", type=int, default=None,
-                   help="mysql workload: mariadb-slap queries per run (default 40000, 10000 with --quick)")
+                   help="mysql workload: mariadb-slap queries per run (default 100000, 20000 with --quick)")
     p.add_argument("--only", default=",".join(w.key for w in WORKLOADS),
                    help=f"workloads to run: {','.join(w.key for w in WORKLOADS)} (default: all)")
     p.add_argument("--tapedeck", default=str(common.REPO / ".build" / "release" / "tapedeck"),
@@ -175,7 +175,7 @@ def parse_args(argv=None):
                                      ("churn_seconds", 5.0, 1.0, 0.5), ("replay_n", 20000, 5000, 100),
                                      ("rules_n", 50000, 10000, 200), ("rules_replay_n", 10000, 2000, 100),
                                      ("tls_duration", 10.0, 3.0, 1.0), ("tls_bulk_mib", 128, 128, 4),
-                                     ("udp_duration", 5.0, 2.0, 0.5), ("mysql_queries", 40000, 10000, 400)):
+                                     ("udp_duration", 5.0, 2.0, 0.5), ("mysql_queries", 100000, 20000, 400)):
         if getattr(args, name) is None:
             setattr(args, name, dry if args.dry_run else quick if args.quick else normal)
     if args.dry_run:
