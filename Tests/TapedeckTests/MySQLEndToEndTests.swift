@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import Testing
 
 @testable import Tapedeck
@@ -70,18 +71,38 @@ struct MySQLEndToEndTests {
         "replay: \(sessions) connections, \(sessions) sessions replayed, 0 mismatched, 0 unused"
     }
 
-    /// Replays `tape` with `--strict` (and `options`) while `clients` run one after the other; returns what each
-    /// printed, the replayer's exit status and its log (the summary and any mismatch).
+    /// Replays `tape` with `--strict` (and `options`) while `clients` run one after the other, or all at once;
+    /// returns what each printed, the replayer's exit status and its log (the summary and any mismatch).
     static func replay(
         _ clients: [Client],
         tape: String,
-        options: [String] = ["--require-all"]
+        options: [String] = ["--require-all"],
+        concurrently: Bool = false
     ) async throws -> (outputs: [(status: Int32, output: String)], status: Int32, log: String) {
         let (outputs, status, log) = try await UDPEndToEndTests.replay(["--tape", tape, "--strict"] + options) {
             ports in
-            try clients.map { try $0.run(port: ports["default"]!) }
+            let port = ports["default"]!
+            if concurrently { return try Self.concurrently(clients.count) { try clients[$0].run(port: port) } }
+            return try clients.map { try $0.run(port: port) }
         }
         return (outputs, status, log)
+    }
+
+    /// Runs `body` for each index on a thread of its own, all at once, and returns the results in index order.
+    /// Each client run has a time limit of its own, so the wait for all of them is bounded.
+    static func concurrently<T: Sendable>(_ count: Int, _ body: @escaping @Sendable (Int) throws -> T) throws -> [T] {
+        let results = NIOLockedValueBox([Int: Result<T, any Error>]())
+        let group = DispatchGroup()
+        for index in 0..<count {
+            group.enter()
+            Thread.detachNewThread {
+                let result = Result { try body(index) }
+                results.withLockedValue { $0[index] = result }
+                group.leave()
+            }
+        }
+        group.wait()
+        return try results.withLockedValue { results in try (0..<count).map { try results[$0]!.get() } }
     }
 }
 
@@ -114,6 +135,33 @@ extension MySQLEndToEndTests {
         let order = [3, 0, 5, 1, 4, 2]
         let replayed = try await Self.replay(order.map { clients[$0] }, tape: tape)
         for (client, run) in zip(order.map { clients[$0] }, replayed.outputs) {
+            #expect(run.status == 0 && run.output == client.expected, "replaying \(client): \(run.output)")
+        }
+        #expect(replayed.status == 0, "\(replayed.log)")
+        #expect(replayed.log.contains(Self.summary(sessions: clients.count)), "\(replayed.log)")
+    }
+
+    /// Twelve clients, two of each program for each user, recorded one after the other and replayed all at once:
+    /// sessions with the same login are interchangeable, and none goes to a client of another user or database.
+    @Test(.enabled(if: PythonFixture.pythonWithPyMySQL != nil, "needs PyMySQL (installed by .ci/run)"))
+    func twelveClientsAtOnceEachGetTheirOwnUsersRows() async throws {
+        let mariadb = try await MariaDBServer()
+        defer { mariadb.stop() }
+        let directory = try TemporaryDirectory()
+        let tape = directory.path("concurrent.tape")
+        let clients = (0..<2).flatMap { _ in
+            MariaDBServer.users.flatMap { user, database in
+                [Client.Program.cli, .pymysql].map { Client(program: $0, user: user, database: database) }
+            }
+        }
+        let recorded = try await Self.record(clients, to: mariadb, tape: tape)
+        mariadb.stop()
+        for (client, run) in zip(clients, recorded) {
+            #expect(run.status == 0 && run.output == client.expected, "recording \(client): \(run.output)")
+        }
+
+        let replayed = try await Self.replay(clients.reversed(), tape: tape, concurrently: true)
+        for (client, run) in zip(clients.reversed(), replayed.outputs) {
             #expect(run.status == 0 && run.output == client.expected, "replaying \(client): \(run.output)")
         }
         #expect(replayed.status == 0, "\(replayed.log)")
