@@ -58,6 +58,17 @@ struct MySQLLensTests {
         login.authResponse = Array(repeating: 7, count: 20)
         login.attributes = login.attributes.map { $0.key == Array("_pid".utf8) ? ($0.key, Array("91234".utf8)) : $0 }
         #expect(login.canonical == recorded)
+        // Another machine with a newer client library.
+        login.attributes = login.attributes.map {
+            $0.key == Array("_client_version".utf8) ? ($0.key, Array("1.3.0".utf8)) : $0
+        }
+        login.attributes.append((Array("_source_host".utf8), Array("ci-runner-7".utf8)))
+        #expect(login.canonical == recorded)
+        // Another client program is another login.
+        login.attributes = login.attributes.map {
+            $0.key == Array("_client_name".utf8) ? ($0.key, Array("mysql-connector".utf8)) : $0
+        }
+        #expect(login.canonical != recorded)
         // Another user or database is another login.
         var other = login
         other.user = Array("carol".utf8)

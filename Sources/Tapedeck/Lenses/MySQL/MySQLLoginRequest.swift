@@ -41,7 +41,17 @@ struct MySQLLoginRequest: Sendable, Hashable {
 
     /// Connect attributes that name the client's process, thread or program, which differ from one run of the
     /// same test to the next.
-    static let volatileAttributes: Set<[UInt8]> = [Array("_pid".utf8), Array("_thread".utf8)]
+    static let volatileAttributes: Set<[UInt8]> = Set(
+        [
+            // The client's process and thread.
+            "_pid", "_thread",
+            // The machine the tests run on, and the host name they connected to: a tape recorded on a laptop
+            // replays in CI, where both differ.
+            "_source_host", "_server_host", "_os", "_platform",
+            // The client library's version, which a CI image may have newer than the machine that recorded.
+            "_client_version", "_connector_version", "_runtime_version",
+        ].map { Array($0.utf8) }
+    )
 
     /// The length of the fixed part: capabilities, maximum packet size, character set and 23 bytes of filler.
     static let fixedLength = 32
@@ -123,7 +133,7 @@ struct MySQLLoginRequest: Sendable, Hashable {
     }
 
     /// What replay compares a login on: every field but the auth response, and the connect attributes without
-    /// those that name the client's process or thread (``volatileAttributes``), in a fixed layout of its own.
+    /// those that name the client's process, thread, machine or library version (``volatileAttributes``), in a fixed layout of its own.
     var canonical: [UInt8] {
         var bytes: [UInt8] = []
         for shift in stride(from: 0, to: 64, by: 8) { bytes.append(UInt8(truncatingIfNeeded: capabilities >> shift)) }
