@@ -57,6 +57,9 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var holdTimer: Scheduled<Void>?
     /// Answers a PostgreSQL SCRAM-SHA-256 login with the supplied password; passes everything else through.
     private var scram: PostgresScramResponder
+    /// The route's protocol lens: the client's bytes go through it before the rules and the matcher, as the
+    /// recorded clients' streams did, and the recorded upstream bytes through it before the client gets them.
+    private var lens: (any StreamLens)?
 
     /// How many bytes of consecutive sends one read from the tape fetches at most.
     static let readBatchBytes = 1024 * 1024
@@ -69,8 +72,10 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
         missing: MissingSessionHandoff?,
         payloads: UpstreamPayloadSource,
         clientRules: ListenRulesCache,
-        secrets: [String: String] = [:]
+        secrets: [String: String] = [:],
+        lens: (any StreamLens)? = nil
     ) {
+        self.lens = lens
         self.clientRules = clientRules
         self.secrets = secrets
         self.scram = PostgresScramResponder(password: secrets[RulePreset.postgresPasswordSecret])
@@ -103,10 +108,17 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
         let buffer = unwrapInboundIn(data)
         if missing != nil { clientBytes.writeImmutableBuffer(buffer) }
         guard !handingOff else { return }
-        let bytes = Data(buffer.readableBytesView)
+        var bytes = Data(buffer.readableBytesView)
         // Before matching: the reply the client's bytes call for may be a SCRAM message built from them.
         if !scram.isPassingThrough { scram.observeClient(bytes) }
-        guard normalizer != nil else { return run(matcher.receive(bytes)) }
+        var replies: [Data] = []
+        if lens != nil, !lens!.isPassingThrough {
+            let output = lens!.feed(bytes)
+            bytes = output.canonical
+            replies = output.replies
+        }
+        defer { answer(replies) }
+        guard normalizer != nil else { return bytes.isEmpty ? () : run(matcher.receive(bytes)) }
         let normalized = normalizer!.feed(bytes)
         if !normalized.isEmpty { run(matcher.receive(normalized)) }
         holdTimer?.cancel()
@@ -119,6 +131,12 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
+    /// What the lens answers the client itself (a WebSocket pong): sent after what the tape already had due.
+    private func answer(_ replies: [Data]) {
+        guard !replies.isEmpty, !handingOff else { return }
+        run(replies.map { .send(.inline($0), delay: 0) })
+    }
+
     /// Matches the bytes the normalizer held, as they are: the client went quiet or ended.
     private func releaseHeld() {
         holdTimer?.cancel()
@@ -127,9 +145,21 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
         run(matcher.receive(held))
     }
 
+    /// The client ended: what the lens held (a message cut short) counts as sent, through the rules as usual.
+    private func releaseLens() {
+        guard !handingOff, lens?.isHolding == true else { return }
+        let output = lens!.flush()
+        let canonical = output.canonical
+        guard !canonical.isEmpty else { return }
+        guard normalizer != nil else { return run(matcher.receive(canonical)) }
+        let normalized = normalizer!.feed(canonical)
+        if !normalized.isEmpty { run(matcher.receive(normalized)) }
+    }
+
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let event = event as? ChannelEvent, event == .inputClosed {
             clientInputEnded = true
+            releaseLens()
             releaseHeld()
             if !handingOff { run(matcher.endOfInput(reset: false)) }
         }
@@ -146,6 +176,7 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if let error = error as? IOError, RelayHandler.isReset(errno: error.errnoCode) {
+            releaseLens()
             releaseHeld()
             run(matcher.endOfInput(reset: true))
         }
@@ -153,6 +184,7 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        releaseLens()
         releaseHeld()
         if !matcher.clientEnded, !matcher.finished, !handingOff {
             // The client went away without a FIN we saw (it reset, or closed while we wrote).
@@ -352,8 +384,10 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
-    /// Writes recorded upstream bytes, through the SCRAM responder while it may have a login to answer.
+    /// Writes recorded upstream bytes, through the lens and the SCRAM responder while they may rewrite them.
     private func writeUpstream(_ bytes: Data, context: ChannelHandlerContext) {
+        var bytes = bytes
+        if lens != nil, !lens!.isPassingThrough { bytes = lens!.rewriteUpstream(bytes) }
         guard !scram.isPassingThrough else {
             return context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: bytes)), promise: nil)
         }
@@ -366,7 +400,9 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func writeUpstream(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
-        guard !scram.isPassingThrough else { return context.writeAndFlush(wrapOutboundOut(buffer), promise: nil) }
+        guard !scram.isPassingThrough || (lens != nil && !lens!.isPassingThrough) else {
+            return context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        }
         writeUpstream(Data(buffer.readableBytesView), context: context)
     }
 

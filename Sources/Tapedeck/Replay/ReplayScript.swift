@@ -92,7 +92,10 @@ struct ReplayScript: Sendable {
 
     /// Builds the script of a session from its indexed events: upstream payloads left in the tape become
     /// `.stored` sends, read when they are due.
-    init(sessionID: Int64, indexed events: [IndexedEvent], rules: Rules? = nil) {
+    ///
+    /// - Parameter lens: The route's protocol lens: the client's stream is compared in its canonical form, as a
+    ///   live client's is, before the rules apply to it.
+    init(sessionID: Int64, indexed events: [IndexedEvent], rules: Rules? = nil, lens: (any StreamLens)? = nil) {
         self.sessionID = sessionID
         var client = Data()
         var upstream = Data()
@@ -192,25 +195,25 @@ struct ReplayScript: Sendable {
             )
         }
         for (step, edit) in secretEdits { steps[step].edits.append(edit) }
+        if let lens {
+            let canonical = lens.canonicalize(client)
+            if !canonical.replacements.isEmpty {
+                Self.move(&steps, &arrivals, &clientEndsAt, to: canonical)
+                // A redaction inside a replaced message went with it; one outside moves with the stream.
+                forced = forced.compactMap { span in
+                    guard !canonical.replacements.contains(where: { $0.raw.overlaps(span.range) }) else { return nil }
+                    var cursor = 0
+                    let start = canonical.normalizedPosition(ofRaw: span.range.lowerBound, cursor: &cursor)
+                    return CompiledRules.Span(range: start..<(start + span.range.count), meaning: span.meaning)
+                }
+                client = canonical.bytes
+            }
+        }
         if let rules, !rules.client.isEmpty || !forced.isEmpty {
             // Replay compares normalized streams: positions in the raw stream move to where they land there.
             let normalized = StreamNormalizer.normalize(client, rules: rules.client, forced: forced)
             if !normalized.replacements.isEmpty {
-                var cursor = 0
-                for index in steps.indices {
-                    steps[index].clientPosition = normalized.normalizedPosition(
-                        ofRaw: steps[index].clientPosition,
-                        cursor: &cursor
-                    )
-                }
-                cursor = 0
-                for index in arrivals.indices {
-                    arrivals[index].end = normalized.normalizedPosition(ofRaw: arrivals[index].end, cursor: &cursor)
-                }
-                if let end = clientEndsAt {
-                    cursor = 0
-                    clientEndsAt = normalized.normalizedPosition(ofRaw: end, cursor: &cursor)
-                }
+                Self.move(&steps, &arrivals, &clientEndsAt, to: normalized)
                 Self.findEchoes(of: normalized, in: client, steps: &steps, sendRanges: sendRanges, upstream: upstream)
                 client = normalized.bytes
             }
@@ -229,6 +232,30 @@ struct ReplayScript: Sendable {
             if case .send = step.action { starts.append(step.clientPosition) }
         }
         self.exchangeStarts = starts
+    }
+
+    /// Moves positions in the raw client stream to where they land in its normalized form.
+    private static func move(
+        _ steps: inout [Step],
+        _ arrivals: inout [(end: Int, offset: Int64)],
+        _ clientEndsAt: inout Int?,
+        to normalized: StreamNormalizer.Whole
+    ) {
+        var cursor = 0
+        for index in steps.indices {
+            steps[index].clientPosition = normalized.normalizedPosition(
+                ofRaw: steps[index].clientPosition,
+                cursor: &cursor
+            )
+        }
+        cursor = 0
+        for index in arrivals.indices {
+            arrivals[index].end = normalized.normalizedPosition(ofRaw: arrivals[index].end, cursor: &cursor)
+        }
+        if let end = clientEndsAt {
+            cursor = 0
+            clientEndsAt = normalized.normalizedPosition(ofRaw: end, cursor: &cursor)
+        }
     }
 
     /// How many of the sends after a volatile client value are searched for its echo.

@@ -67,6 +67,8 @@ public final class ReplayServer: Service {
         var datagrams: DatagramReplayBook?
         /// A DNS route over TCP: its recorded queries and answers, message by message.
         var dnsStreams: DatagramReplayBook?
+        /// The protocol lens the route's sessions go through, resolved from the route's choice and the tape.
+        var lens: ProtocolLens = .raw
     }
 
     private let served: [ServedRoute]
@@ -130,7 +132,19 @@ public final class ReplayServer: Service {
         for route in routes {
             rulesOfRoute[route.name] = (try tape.rules(ofRoute: route.name) + route.rules + scram).uniqued()
         }
-        let recorded = try tape.replayScripts(inlineBudget: inlineUpstreamBudget, rules: rulesOfRoute)
+        var lenses: [String: ProtocolLens] = [:]
+        for route in routes where !route.isDatagram && !route.isDNS {
+            // Recognizing sessions reads the tape, so a route whose lens is named skips it.
+            let openings =
+                route.lens == .auto
+                ? try tape.sessionOpenings(ofRoute: route.name, length: LensRecognizer.openingLength) : []
+            lenses[route.name] = LensRecognizer.resolve(route.lens, openings: openings)
+        }
+        let recorded = try tape.replayScripts(
+            inlineBudget: inlineUpstreamBudget,
+            rules: rulesOfRoute,
+            lenses: lenses
+        )
         // A tape whose upstream bytes all fit in memory is never read while replaying: opening (and checking)
         // more connections to it would only cost time at start.
         let anyStored = recorded.values.contains { $0.contains(where: \.hasStoredSends) }
@@ -192,7 +206,8 @@ public final class ReplayServer: Service {
                     ),
                     clientRules: ListenRulesCache(
                         try CompiledRules(rulesOfRoute[route.name] ?? [], direction: .clientToUpstream)
-                    )
+                    ),
+                    lens: lenses[route.name] ?? .raw
                 )
             )
         }
@@ -308,7 +323,8 @@ public final class ReplayServer: Service {
                                 missing: handoff,
                                 payloads: payloads,
                                 clientRules: entry.clientRules,
-                                secrets: options.secrets
+                                secrets: options.secrets,
+                                lens: LensRecognizer.makeStreamLens(entry.lens)
                             )
                         )
                     }
@@ -369,7 +385,13 @@ extension Tape {
     /// - Parameter rules: Each route's rules, as replay applies them (the tape's and those given at replay): the
     ///   client's streams are normalized with them, with the placeholders the recorder wrote, and with the address
     ///   each run's listener was bound to.
-    func replayScripts(inlineBudget: Int = .max, rules: [String: [Rule]] = [:]) throws -> [String: [ReplayScript]] {
+    /// - Parameter lenses: The resolved protocol lens of each route (see ``LensRecognizer``): the client streams of
+    ///   a route with a byte-stream lens are compared in its canonical form.
+    func replayScripts(
+        inlineBudget: Int = .max,
+        rules: [String: [Rule]] = [:],
+        lenses: [String: ProtocolLens] = [:]
+    ) throws -> [String: [ReplayScript]] {
         let sessions = try sessionRoutes()
         var routeOf: [Int64: String] = [:]
         for session in sessions { routeOf[session.id] = session.route }
@@ -413,7 +435,12 @@ extension Tape {
                 }
             }
             byRoute[route, default: []].append(
-                ReplayScript(sessionID: current.id, indexed: current.events, rules: scriptRules)
+                ReplayScript(
+                    sessionID: current.id,
+                    indexed: current.events,
+                    rules: scriptRules,
+                    lens: lenses[route].flatMap(LensRecognizer.makeStreamLens)
+                )
             )
         }
         var seen = Set<Int64>()

@@ -46,6 +46,9 @@ extension Tape {
         let records = try routes().filter { $0.name == route }
         guard let last = records.last else { return nil }
         let named = records.last { $0.protocolName != ProtocolLens.auto.rawValue }
-        return (last.isDatagram, records.contains(where: \.dns), named.flatMap { ProtocolLens(rawValue: $0.protocolName) } ?? .auto)
+        return (
+            last.isDatagram, records.contains(where: \.dns),
+            named.flatMap { ProtocolLens(rawValue: $0.protocolName) } ?? .auto
+        )
     }
 }

@@ -184,4 +184,36 @@ extension Tape {
                 + " (was the tape replaced while replaying?)"
         )
     }
+
+    /// The first bytes each side of every session of `route` sent (up to `length` of its first data event; empty
+    /// for a side that sent none), in session order: what a protocol lens recognizes a session by.
+    func sessionOpenings(ofRoute route: String, length: Int) throws -> [(client: Data, upstream: Data)] {
+        let sql = """
+            SELECT e.session_id, e.direction, substr(e.payload, 1, ?) FROM events e
+            JOIN (SELECT f.session_id, f.direction, min(f.seq) AS seq FROM events f
+                  JOIN sessions s ON s.id = f.session_id
+                  WHERE s.route = ? AND f.kind = \(EventKind.data.code) GROUP BY f.session_id, f.direction) first
+            ON e.session_id = first.session_id AND e.seq = first.seq
+            ORDER BY e.session_id
+            """
+        return try reading { db in
+            var openings: [Int64: (client: Data, upstream: Data)] = [:]
+            var order: [Int64] = []
+            let rows = try Row.fetchCursor(db, sql: sql, arguments: [length, route])
+            while let row = try rows.next() {
+                let id = try row.decode(Int64.self, atIndex: 0)
+                let payload = try row.decode(Data?.self, atIndex: 2) ?? Data()
+                if openings[id] == nil {
+                    order.append(id)
+                    openings[id] = (Data(), Data())
+                }
+                if try row.decode(Int64.self, atIndex: 1) == Int64(Direction.clientToUpstream.code) {
+                    openings[id]!.client = payload
+                } else {
+                    openings[id]!.upstream = payload
+                }
+            }
+            return order.map { openings[$0]! }
+        }
+    }
 }
