@@ -343,8 +343,8 @@ extension WebSocketLensTests {
         #expect(request.key == Array("abc=".utf8))
         #expect(
             String(decoding: request.canonical, as: UTF8.self)
-                == "GET /x HTTP/1.1\r\nUPGRADE: keep-alive, WebSocket\r\nsec-websocket-key:  {tapedeck:websocket-key}  \r\n"
-                + "X-Other: 1\r\n\r\n"
+                == "GET /x HTTP/1.1\r\nUPGRADE: keep-alive, WebSocket\r\n"
+                + "sec-websocket-key:  {tapedeck:websocket-key}  \r\nX-Other: 1\r\n\r\n"
         )
     }
 

@@ -5,7 +5,8 @@ import Foundation
 /// ```swift
 /// let server = try await PythonFixture.WebSocketServer()
 /// defer { server.stop() }
-/// let run = try PythonFixture.webSocketClient(url: "ws://127.0.0.1:\(server.port)/echo", ["send:hi", "recv:1", "close"])
+/// let url = "ws://127.0.0.1:\(server.port)/echo"
+/// let run = try PythonFixture.webSocketClient(url: url, ["send:hi", "recv:1", "close"])
 /// #expect(run.stdout == "text hi\nclosed 1000 \n")
 /// ```
 extension PythonFixture {

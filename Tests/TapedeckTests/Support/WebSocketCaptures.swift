@@ -2,7 +2,8 @@
 /// (`fixtures/clients/websocket_client.py`, `fixtures/servers/websocket_server.py`), captured through
 /// `tapedeck record` and kept send by send, as the recorder read them.
 enum WebSocketCaptures {
-    /// The client's sends: `/echo`, with permessage-deflate: "hello", three bytes, "frag|ment|ed" in three fragments, a ping, "after", close.
+    /// The client's sends: `/echo`, with permessage-deflate: "hello", three bytes, "frag|ment|ed" in three
+    /// fragments, a ping, "after", close.
     static let compressedEcho: [[UInt8]] = [
         hex(
             "474554202F6563686F20485454502F312E310D0A486F73743A203132372E302E302E313A34323937390D0A5570677261"
@@ -130,7 +131,8 @@ enum WebSocketCaptures {
         hex("8882385DB7AF3BB5"),
     ]
 
-    /// `/feed` with permessage-deflate: the pong answering the upstream's ping, "subscribe prices 5", "bye", and the close answering the upstream's.
+    /// `/feed` with permessage-deflate: the pong answering the upstream's ping, "subscribe prices 5", "bye", and the
+    /// close answering the upstream's.
     static let feed: [[UInt8]] = [
         hex(
             "474554202F6665656420485454502F312E310D0A486F73743A203132372E302E302E313A34323937390D0A5570677261"

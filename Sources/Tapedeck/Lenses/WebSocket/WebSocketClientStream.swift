@@ -77,6 +77,7 @@ struct WebSocketClientStream: Sendable {
     mutating func flush() -> LensOutput {
         var output = LensOutput()
         if var pending = message, !pending.isReleased {
+            message = nil
             Self.append(verbatim: pending.raw, to: &output)
             pending.raw = []
             pending.payload = []
@@ -121,7 +122,9 @@ struct WebSocketClientStream: Sendable {
     private mutating func takeControl(_ frame: WebSocketClientFrame, into output: inout LensOutput) {
         let canonical = frame.opcode == .connectionClose ? Self.canonical(frame.opcode, [], frame.payload) : []
         if var pending = message, !pending.isReleased {
-            // Between the fragments of a message: its bytes go with the message's.
+            // Between the fragments of a message: its bytes go with the message's. (Taken out of `message` while
+            // it grows, so that its bytes are not copied.)
+            message = nil
             pending.raw += frame.raw
             pending.trailing += canonical
             message = pending

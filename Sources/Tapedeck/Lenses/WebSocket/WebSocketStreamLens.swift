@@ -45,6 +45,7 @@ struct WebSocketStreamLens: StreamLens {
         frames = WebSocketClientStream(maximumMessage: maximumMessage)
     }
 
+    /// A request head not ended yet, a frame not whole yet, or the frames of a message whose last has not come.
     var isHolding: Bool {
         switch phase {
         case .head: !head.isEmpty
@@ -60,6 +61,8 @@ struct WebSocketStreamLens: StreamLens {
         return clientPasses && (upstream.accept == nil || upstream.isDone)
     }
 
+    /// The client's next bytes: the first request head is held until it ends (unless its first bytes cannot begin a
+    /// GET), then compared without its key if it is an upgrade; after it, frames (see ``WebSocketClientStream``).
     mutating func feed(_ chunk: Data) -> LensOutput {
         switch phase {
         case .passingThrough:
@@ -87,6 +90,7 @@ struct WebSocketStreamLens: StreamLens {
         }
     }
 
+    /// The client ended: a head cut short passes as it is, and so does a frame or message cut short.
     mutating func flush() -> LensOutput {
         switch phase {
         case .head: passThrough()
@@ -95,6 +99,8 @@ struct WebSocketStreamLens: StreamLens {
         }
     }
 
+    /// The recorded upstream bytes with the response head's `Sec-WebSocket-Accept` answering the live key; the
+    /// upstream's frames as recorded.
     mutating func rewriteUpstream(_ bytes: Data) -> Data {
         // No live key, no accept value to put in: plain HTTP, or a handshake not complete yet.
         guard upstream.accept != nil else { return bytes }
