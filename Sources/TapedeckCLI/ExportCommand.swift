@@ -40,16 +40,26 @@ struct ExportCommand: ParsableCommand {
     @Flag(help: "Write even where a symbolic link stands at --output (to the file it points to).")
     var force = false
 
+    @Flag(
+        help:
+            "jsonl: add to each event the protocol messages it completes, read through its session's lens (MySQL, HTTP/2, WebSocket)."
+    )
+    var decode = false
+
+    func validate() throws {
+        if decode, format != .jsonl { throw ValidationError("--decode works with --format jsonl") }
+    }
+
     func run() throws {
         let tapeFile = try Tape(readingAt: tape)
         if output == "-" {
             let buffer = OutputBuffer()
-            try TapeExporter.export(tapeFile, sessions: sessions, format: format, to: buffer)
+            try TapeExporter.export(tapeFile, sessions: sessions, format: format, decode: decode, to: buffer)
             try buffer.finish()
         } else {
             // A new owner-only file renamed into place when complete: a failed export leaves nothing behind.
             try OutputFile.write(to: output, followingSymlink: force) { buffer in
-                try TapeExporter.export(tapeFile, sessions: sessions, format: format, to: buffer)
+                try TapeExporter.export(tapeFile, sessions: sessions, format: format, decode: decode, to: buffer)
             }
         }
     }

@@ -28,6 +28,12 @@ struct GrepCommand: ParsableCommand {
     @Option(help: "Only this session.")
     var session: Int64?
 
+    @Flag(
+        help:
+            "Search protocol messages read through each session's lens (MySQL commands and result sets, HTTP/2 streams, WebSocket messages) instead of raw payloads."
+    )
+    var decode = false
+
     func run() throws {
         let search: TapeSearch
         do {
@@ -38,6 +44,20 @@ struct GrepCommand: ParsableCommand {
         let tapeFile = try Tape(readingAt: tape)
         let output = OutputBuffer()
         var matches = 0
+        if decode {
+            try search.forEachDecodedMatch(in: tapeFile, session: session) { match in
+                matches += 1
+                let arrow = match.direction == .clientToUpstream ? "→" : "←"
+                output.write(
+                    "session \(match.sessionID)  event \(match.seq)  \(arrow)  \(match.message.lens): "
+                        + "\(TerminalText.escape(match.message.summary))\n"
+                )
+                for line in match.message.details { output.write("    \(TerminalText.escape(line))\n") }
+            }
+            try output.finish()
+            if matches == 0 { throw ExitCode(1) }
+            return
+        }
         try search.forEachMatch(in: tapeFile, session: session) { match in
             matches += 1
             let arrow = match.direction == .clientToUpstream ? "→" : "←"

@@ -26,6 +26,12 @@ struct ShowCommand: ParsableCommand {
     @Flag(help: "Print JSON: the session and its events, payloads in base64.")
     var json = false
 
+    @Flag(
+        help:
+            "Also show the protocol messages each event completes, read through the session's lens: MySQL commands and result sets, HTTP/2 streams with decoded headers, WebSocket messages."
+    )
+    var decode = false
+
     static let defaultCut = 1024
 
     func run() throws {
@@ -67,6 +73,10 @@ struct ShowCommand: ParsableCommand {
         // On a DNS route every message is decoded under its bytes; over TCP, message by message.
         let isDNS = try tape.routes().contains { $0.name == session.route && $0.dns }
         var streams = (client: DNSText.StreamDecoder(), upstream: DNSText.StreamDecoder())
+        var decoder = decode ? try SessionDecoder(tape: tape, sessionID: id) : nil
+        if decode, decoder == nil {
+            output.write("\(color.dim)    (no protocol lens reads this session: shown as bytes)\(color.reset)\n")
+        }
         try tape.forEachEvent(inSession: id) { event in
             let arrow = event.direction == .clientToUpstream ? "client → upstream" : "client ← upstream"
             let tint = event.direction == .clientToUpstream ? color.client : color.upstream
@@ -108,6 +118,12 @@ struct ShowCommand: ParsableCommand {
                     output.write("\(color.dim)    dns: \(TerminalText.escape(line))\(color.reset)\n")
                 }
             }
+            for message in decoder?.messages(of: event) ?? [] {
+                output.write("\(tint)    \(message.lens): \(TerminalText.escape(message.summary))\(color.reset)\n")
+                for line in message.details {
+                    output.write("\(color.dim)        \(TerminalText.escape(line))\(color.reset)\n")
+                }
+            }
             for mark in marker.marks(of: event, route: session.route) {
                 let what = mark.kind == .redact ? "redacted" : "volatile"
                 output.write(
@@ -132,8 +148,10 @@ struct ShowCommand: ParsableCommand {
         )
         var first = true
         let marker = try SpanMarker(tape: tape)
+        var decoder = decode ? try SessionDecoder(tape: tape, sessionID: id) : nil
         try tape.forEachEvent(inSession: id) { event in
             var object = EventLine(event)
+            if let messages = decoder?.messages(of: event), !messages.isEmpty { object.decoded = messages }
             let marks = marker.marks(of: event, route: session.route)
             object.marks = marks.isEmpty ? nil : marks
             output.write((first ? "\n  " : ",\n  ") + String(decoding: try encoder.encode(object), as: UTF8.self))

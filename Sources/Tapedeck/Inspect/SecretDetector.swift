@@ -51,10 +51,10 @@ struct SecretDetector: Sendable {
                     SecretDetector(
                         kind: kind,
                         pattern: try BytePattern(
-                                rule.pattern,
-                                required: RulePreset.tests(of: rule)?.required,
-                                tail: RulePreset.tests(of: rule)?.tail
-                            ),
+                            rule.pattern,
+                            required: RulePreset.tests(of: rule)?.required,
+                            tail: RulePreset.tests(of: rule)?.tail
+                        ),
                         scope: rule.scope,
                         condition: kind == .redisAuth ? .clientSpokeFirst : .always
                     )

@@ -12,7 +12,16 @@ public enum TapeExporter {
     }
 
     /// Writes `sessions` (all when empty) of `tape` to `output` in `format`, streaming.
-    public static func export(_ tape: Tape, sessions: [Int64], format: Format, to output: OutputBuffer) throws {
+    ///
+    /// - Parameter decode: JSON lines only: each data event also carries the protocol messages it completes,
+    ///   read through its session's lens (see ``SessionDecoder``).
+    public static func export(
+        _ tape: Tape,
+        sessions: [Int64],
+        format: Format,
+        decode: Bool = false,
+        to output: OutputBuffer
+    ) throws {
         var ids = sessions
         if ids.isEmpty {
             try tape.forEachSession(matching: SessionQuery()) { ids.append($0.id) }
@@ -22,8 +31,11 @@ public enum TapeExporter {
             let encoder = JSONEncoder()
             encoder.outputFormatting = .sortedKeys
             for id in ids {
+                var decoder = decode ? try SessionDecoder(tape: tape, sessionID: id) : nil
                 try tape.forEachEvent(inSession: id) { event in
-                    output.write(bytes: try encoder.encode(EventLine(event)))
+                    var line = EventLine(event)
+                    if let messages = decoder?.messages(of: event), !messages.isEmpty { line.decoded = messages }
+                    output.write(bytes: try encoder.encode(line))
                     output.write("\n")
                 }
             }
@@ -133,6 +145,9 @@ public struct EventLine: Encodable {
     public var payload: String?
     /// The spans of the payload the tape's rules cover (see ``SpanMarker``); absent when not asked for.
     public var marks: [SpanMark]?
+    /// The protocol messages the event completes, read through its session's lens; absent when not asked for
+    /// (`--decode`) or when it completes none.
+    public var decoded: [DecodedMessage]?
 
     /// The JSON form of `event`.
     public init(_ event: EventRecord) {

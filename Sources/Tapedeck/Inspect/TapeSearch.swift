@@ -122,6 +122,57 @@ public struct TapeSearch: Sendable {
         }
     }
 
+    /// A protocol message that matched, read through its session's lens (see ``SessionDecoder``).
+    public struct DecodedMatch: Sendable, Hashable {
+        /// The session it belongs to.
+        public var sessionID: Int64
+        /// The event that completed it.
+        public var seq: Int64
+        /// Who sent it.
+        public var direction: Direction
+        /// The message.
+        public var message: DecodedMessage
+    }
+
+    /// Calls `body` for each protocol message, read through its session's lens, whose text (summary and details)
+    /// matches, in tape order; sessions without a lens have no messages.
+    ///
+    /// - Throws: ``TapedeckError`` as ``forEachMatch(in:session:_:)`` does.
+    public func forEachDecodedMatch(
+        in tape: Tape,
+        session: Int64? = nil,
+        _ body: (DecodedMatch) throws -> Void
+    ) throws {
+        let lenses = try SessionDecoder.lenses(in: tape)
+        var decoders: [Int64: SessionDecoder] = [:]
+        try tape.forEachEventInOrder(session: session) { event in
+            guard event.kind == .data, event.payload != nil, let lens = lenses[event.sessionID] else { return }
+            if decoders[event.sessionID] == nil {
+                // Sessions come one after another: a finished one's decoder is no longer needed.
+                decoders.removeAll()
+                decoders[event.sessionID] = SessionDecoder(lens: lens)
+            }
+            guard var decoder = decoders[event.sessionID] else { return }
+            let messages = decoder.messages(of: event)
+            decoders[event.sessionID] = decoder
+            for message in messages {
+                do {
+                    guard try firstMatch(in: Data(message.text.utf8)) != nil else { continue }
+                } catch is RegexTimeout {
+                    throw timeoutError(session: event.sessionID, seq: event.seq)
+                }
+                try body(
+                    DecodedMatch(
+                        sessionID: event.sessionID,
+                        seq: event.seq,
+                        direction: event.direction,
+                        message: message
+                    )
+                )
+            }
+        }
+    }
+
     /// A regular expression ran out of time on one payload.
     struct RegexTimeout: Error {}
 

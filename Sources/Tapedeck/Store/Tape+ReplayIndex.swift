@@ -188,6 +188,14 @@ extension Tape {
     /// The first bytes each side of every session of `route` sent (up to `length` of its first data event; empty
     /// for a side that sent none), in session order: what a protocol lens recognizes a session by.
     func sessionOpenings(ofRoute route: String, length: Int) throws -> [(client: Data, upstream: Data)] {
+        try identifiedSessionOpenings(ofRoute: route, length: length).map { ($0.client, $0.upstream) }
+    }
+
+    /// ``sessionOpenings(ofRoute:length:)`` with each session's id.
+    func identifiedSessionOpenings(
+        ofRoute route: String,
+        length: Int
+    ) throws -> [(id: Int64, client: Data, upstream: Data)] {
         let sql = """
             SELECT e.session_id, e.direction, substr(e.payload, 1, ?) FROM events e
             JOIN (SELECT f.session_id, f.direction, min(f.seq) AS seq FROM events f
@@ -213,7 +221,40 @@ extension Tape {
                     openings[id]!.upstream = payload
                 }
             }
-            return order.map { openings[$0]! }
+            return order.map { ($0, openings[$0]!.client, openings[$0]!.upstream) }
+        }
+    }
+
+    /// The first bytes each side of one session sent (up to `length` of its first data event); nil when the tape
+    /// has no such session.
+    func sessionOpening(_ sessionID: Int64, length: Int) throws -> (client: Data, upstream: Data)? {
+        guard try routeName(ofSession: sessionID) != nil else { return nil }
+        let sql = """
+            SELECT direction, substr(payload, 1, ?) FROM events
+            WHERE session_id = ? AND kind = \(EventKind.data.code) ORDER BY seq
+            """
+        return try reading { db in
+            var opening = (client: Data(), upstream: Data())
+            var seen = (client: false, upstream: false)
+            let rows = try Row.fetchCursor(db, sql: sql, arguments: [length, sessionID])
+            while !(seen.client && seen.upstream), let row = try rows.next() {
+                let payload = try row.decode(Data?.self, atIndex: 1) ?? Data()
+                if try row.decode(Int64.self, atIndex: 0) == Int64(Direction.clientToUpstream.code) {
+                    if !seen.client { opening.client = payload }
+                    seen.client = true
+                } else {
+                    if !seen.upstream { opening.upstream = payload }
+                    seen.upstream = true
+                }
+            }
+            return opening
+        }
+    }
+
+    /// The route of a session, nil when the tape has no such session.
+    func routeName(ofSession sessionID: Int64) throws -> String? {
+        try reading { db in
+            try String.fetchOne(db, sql: "SELECT route FROM sessions WHERE id = ?", arguments: [sessionID])
         }
     }
 }
