@@ -20,6 +20,7 @@ struct WebSocketEndToEndTests {
     /// Records with `record` arguments for a route to `upstream`, until `clients` is done; then replays the tape
     /// with the upstream stopped, `--strict` and `--require-all`, until `clients` is done again.
     static func recordAndReplay<T: Sendable>(
+        recordArguments: [String] = [],
         replayArguments: [String] = [],
         _ clients: @escaping @Sendable (Int) throws -> T
     ) async throws -> (recorded: T, replayed: T, replayErrors: String) {
@@ -28,7 +29,7 @@ struct WebSocketEndToEndTests {
         let directory = try TemporaryDirectory()
         let tape = directory.path("websocket.tape")
         let recorded = try await RulesEndToEndTests.record(
-            ["--upstream", "127.0.0.1:\(server.port)", "--tape", tape],
+            ["--upstream", "127.0.0.1:\(server.port)", "--tape", tape] + recordArguments,
             clients
         )
         server.stop()
@@ -96,6 +97,24 @@ struct WebSocketEndToEndTests {
         for (before, after) in zip(recorded, replayed) {
             #expect(after.status == 0 && after.stdout == before.stdout, "\(after)")
         }
+    }
+
+    /// Rules apply to the canonical stream: a fresh UUID inside an uncompressed message matches through the uuid
+    /// preset, and the upstream's echo of it (an unmasked frame) carries the live client's.
+    @Test(.enabled(if: WebSocketEndToEndTests.available, "needs python3 with websockets (.ci/run)"))
+    func aFreshValueInsideAMessageMatchesThroughAVolatileRuleAndComesBackAsTheLiveOne() async throws {
+        let (recorded, replayed, _) = try await Self.recordAndReplay(recordArguments: ["--preset", "uuid"]) { port in
+            let id = UUID().uuidString.lowercased()
+            let run = try PythonFixture.webSocketClient(
+                url: "ws://127.0.0.1:\(port)/echo",
+                ["send:id=\(id)", "recv:1", "close"],
+                compression: false
+            )
+            return (id, run)
+        }
+        #expect(recorded.1.stdout == "text id=\(recorded.0)\nclosed 1000 \n", "\(recorded.1)")
+        #expect(replayed.0 != recorded.0)
+        #expect(replayed.1.stdout == "text id=\(replayed.0)\nclosed 1000 \n", "\(replayed.1)")
     }
 
     /// Byte for byte, the same conversation finds no session: the lens is what makes it replay.

@@ -4,10 +4,10 @@ import NIOWebSocket
 /// A client's WebSocket frames after the handshake, turned into what replay compares: each message once, whole and
 /// unmasked, however the client fragmented and masked it; its pings answered; its pongs and pings left out.
 ///
-/// A message's canonical form is a tag naming its opcode, its reserved bits (RSV1 marks a permessage-deflate
-/// compressed message, compared on its compressed bytes: deflate output is the same for the same messages) and its
-/// length, then its unmasked payload: `{tapedeck:websocket:text:5}hello`. A close frame is compared the same way, on
-/// its code and reason. A message's pieces are released when its last frame comes, and account for every raw byte
+/// A message's canonical form is a tag naming its opcode and its reserved bits (RSV1 marks a permessage-deflate
+/// compressed message, compared on its compressed bytes: deflate output is the same for the same messages), then
+/// its unmasked payload: `{tapedeck:websocket:text}hello`. A close frame is compared the same way, on its code and
+/// reason. A message's pieces are released when its last frame comes, and account for every raw byte
 /// of its frames and of the control frames between them, in stream order.
 ///
 /// What this cannot follow (a reserved opcode, a message too long) it gives up on: what it holds and everything
@@ -188,8 +188,9 @@ struct WebSocketClientStream: Sendable {
         output.pieces.append(.verbatim(Data(bytes)))
     }
 
-    /// A message's or close frame's canonical form: `{tapedeck:websocket:KIND[+rsvN]:LENGTH}` and the unmasked
-    /// payload.
+    /// A message's or close frame's canonical form: `{tapedeck:websocket:KIND[+rsvN]}` and the unmasked payload.
+    /// The tag marks where each message begins, so two messages never compare equal to one; it carries no length,
+    /// so that a volatile rule's span of another length inside an uncompressed message still matches.
     static func canonical(
         _ opcode: WebSocketOpcode,
         _ reservedBits: WebSocketFrame.ReservedBits,
@@ -206,6 +207,6 @@ struct WebSocketClientStream: Sendable {
         where reservedBits.contains(bit) {
             kind += "+" + name
         }
-        return Array("{tapedeck:websocket:\(kind):\(payload.count)}".utf8) + payload
+        return Array("{tapedeck:websocket:\(kind)}".utf8) + payload
     }
 }
