@@ -42,7 +42,8 @@ enum LensRecognizer {
     static func makeStreamLens(_ lens: ProtocolLens) -> (any StreamLens)? {
         switch lens {
         case .mysql: return MySQLStreamLens()
-        case .websocket, .auto, .raw, .http2: return nil
+        case .websocket: return WebSocketStreamLens()
+        case .auto, .raw, .http2: return nil
         }
     }
 
