@@ -394,3 +394,33 @@ extension WebSocketLensTests {
         }
     }
 }
+
+/// WebSocket sessions read for `--decode`, on captured bytes.
+struct WebSocketMessageDecoderTests {
+    @Test func readsTheHandshakeAndEachMessageJoinedFromItsFragmentsWhereverTheSendsSplit() {
+        let stream = Data(WebSocketCaptures.stream(WebSocketCaptures.plainEcho))
+        var whole = WebSocketMessageDecoder()
+        let messages = whole.client(stream)
+        #expect(messages.first?.summary == "GET /echo HTTP/1.1")
+        #expect(messages.first?.details.contains { $0.hasPrefix("Sec-WebSocket-Key: ") } == true)
+        #expect(messages.contains { $0.summary.hasPrefix("ping") })
+        #expect(messages.last?.summary.hasPrefix("close 1000") == true)
+        #expect(messages.allSatisfy { $0.from == "client" && $0.lens == "websocket" })
+        for split in stride(from: 0, through: stream.count, by: 7) {
+            var decoder = WebSocketMessageDecoder()
+            let parts = decoder.client(stream.prefix(split)) + decoder.client(stream.dropFirst(split))
+            #expect(parts == messages, "split at \(split)")
+        }
+    }
+
+    @Test func readsCompressedMessagesAsCompressedAndBadFramesOnce() {
+        var decoder = WebSocketMessageDecoder()
+        let messages = decoder.client(Data(WebSocketCaptures.stream(WebSocketCaptures.compressedEcho)))
+        #expect(messages.contains { $0.summary.contains("compressed (permessage-deflate)") })
+        var hostile = WebSocketMessageDecoder()
+        let head = Data("GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n".utf8)
+        let bad = hostile.client(head + Data([0x83, 0x00]))
+        #expect(bad.last?.summary.hasPrefix("no longer decoded") == true)
+        #expect(hostile.client(Data([0x81, 0x00])).isEmpty)
+    }
+}

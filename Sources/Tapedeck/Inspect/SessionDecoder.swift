@@ -66,7 +66,8 @@ public struct SessionDecoder: Sendable {
     private static func makeDecoder(_ lens: ProtocolLens) -> (any MessageDecoder)? {
         switch lens {
         case .mysql: return MySQLMessageDecoder()
-        case .http2, .websocket, .auto, .raw: return nil
+        case .websocket: return WebSocketMessageDecoder()
+        case .http2, .auto, .raw: return nil
         }
     }
 }

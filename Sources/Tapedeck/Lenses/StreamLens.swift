@@ -55,6 +55,10 @@ protocol StreamLens: Sendable {
     /// answered the recorded client's fresh values (a WebSocket accept key).
     mutating func rewriteUpstream(_ bytes: Data) -> Data
 
+    /// ``rewriteUpstream(_:)`` may still change what it is given: replay hands recorded sends to it only then, and
+    /// otherwise writes them as they are, without a copy.
+    var isRewritingUpstream: Bool { get }
+
     /// Nothing more will be held, replaced or rewritten: the rest of the stream passes verbatim, and replay can
     /// stop feeding the lens.
     var isPassingThrough: Bool { get }
@@ -62,6 +66,8 @@ protocol StreamLens: Sendable {
 
 extension StreamLens {
     func rewriteUpstream(_ bytes: Data) -> Data { bytes }
+
+    var isRewritingUpstream: Bool { false }
 
     /// A whole recorded client stream through this lens: the canonical bytes, with where each replaced message
     /// was in the raw stream and where its canonical form is, so that positions in the raw stream (the points at

@@ -387,7 +387,7 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// Writes recorded upstream bytes, through the lens and the SCRAM responder while they may rewrite them.
     private func writeUpstream(_ bytes: Data, context: ChannelHandlerContext) {
         var bytes = bytes
-        if lens != nil, !lens!.isPassingThrough { bytes = lens!.rewriteUpstream(bytes) }
+        if lens?.isRewritingUpstream == true { bytes = lens!.rewriteUpstream(bytes) }
         guard !scram.isPassingThrough else {
             return context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: bytes)), promise: nil)
         }
@@ -400,7 +400,7 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func writeUpstream(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
-        guard !scram.isPassingThrough || (lens != nil && !lens!.isPassingThrough) else {
+        guard !scram.isPassingThrough || lens?.isRewritingUpstream == true else {
             return context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
         }
         writeUpstream(Data(buffer.readableBytesView), context: context)

@@ -101,6 +101,9 @@ struct WebSocketStreamLens: StreamLens {
 
     /// The recorded upstream bytes with the response head's `Sec-WebSocket-Accept` answering the live key; the
     /// upstream's frames as recorded.
+    /// Until the recorded handshake response's accept value has been replaced by the live one.
+    var isRewritingUpstream: Bool { upstream.accept != nil && !upstream.isDone }
+
     mutating func rewriteUpstream(_ bytes: Data) -> Data {
         // No live key, no accept value to put in: plain HTTP, or a handshake not complete yet.
         guard upstream.accept != nil else { return bytes }
