@@ -67,6 +67,8 @@ public final class ReplayServer: Service {
         var datagrams: DatagramReplayBook?
         /// A DNS route over TCP: its recorded queries and answers, message by message.
         var dnsStreams: DatagramReplayBook?
+        /// A route served through the HTTP/2 lens: its recorded streams.
+        var http2: HTTP2ReplayBook?
     }
 
     private let served: [ServedRoute]
@@ -192,7 +194,13 @@ public final class ReplayServer: Service {
                     ),
                     clientRules: ListenRulesCache(
                         try CompiledRules(rulesOfRoute[route.name] ?? [], direction: .clientToUpstream)
-                    )
+                    ),
+                    http2: try Self.servesHTTP2(route, tape: tape)
+                        ? HTTP2ReplayBook(
+                            route: route.name,
+                            sessions: try tape.recordedHTTP2Sessions(ofRoute: route.name),
+                            repeatable: options.repeatSessions
+                        ) : nil
                 )
             )
         }
@@ -279,7 +287,6 @@ public final class ReplayServer: Service {
                             )
                             return
                         }
-                        let matcher = ReplayMatcher(catalog: entry.catalog, pace: options.pace)
                         var handoff: MissingSessionHandoff?
                         if let recording = options.recordMissing, let upstream = entry.route.upstream {
                             handoff = MissingSessionHandoff(
@@ -299,9 +306,9 @@ public final class ReplayServer: Service {
                                 )
                             )
                         }
-                        try channel.pipeline.syncOperations.addHandler(
+                        let makeReplayHandler: @Sendable () -> ReplayHandler = { [self, handoff] in
                             ReplayHandler(
-                                matcher: matcher,
+                                matcher: ReplayMatcher(catalog: entry.catalog, pace: options.pace),
                                 route: entry.route.name,
                                 ledger: ledger,
                                 logger: logger,
@@ -309,6 +316,21 @@ public final class ReplayServer: Service {
                                 payloads: payloads,
                                 clientRules: entry.clientRules,
                                 secrets: options.secrets
+                            )
+                        }
+                        guard let book = entry.http2 else {
+                            return try channel.pipeline.syncOperations.addHandler(makeReplayHandler())
+                        }
+                        // HTTP/2 through its lens; any other client of the route byte for byte.
+                        try channel.pipeline.syncOperations.addHandler(
+                            HTTP2PrefaceGate(
+                                settings: .init(
+                                    route: entry.route.name,
+                                    book: book,
+                                    ledger: ledger,
+                                    logger: logger,
+                                    makeFallback: makeReplayHandler
+                                )
                             )
                         )
                     }
@@ -332,12 +354,19 @@ public final class ReplayServer: Service {
     public var report: ReplayReport {
         ledger.snapshot(
             unused: served.flatMap { entry in
-                ((entry.datagrams ?? entry.dnsStreams)?.unusedSessionIDs ?? entry.catalog.unusedSessionIDs).map {
-                    ReplayReport.Unused(route: entry.route.name, session: $0)
-                }
+                let http2 = Self.http2SessionIDs(entry.http2)
+                let unused =
+                    (entry.datagrams ?? entry.dnsStreams)?.unusedSessionIDs
+                    ?? (entry.catalog.unusedSessionIDs.filter { !http2.contains($0) }
+                        + (entry.http2?.unusedSessionIDs ?? [])).sorted()
+                return unused.map { ReplayReport.Unused(route: entry.route.name, session: $0) }
             },
             incomplete: served.flatMap { entry in
-                entry.catalog.incompleteSessions.map {
+                let http2 = Self.http2SessionIDs(entry.http2)
+                let incomplete =
+                    entry.catalog.incompleteSessions.filter { !http2.contains($0.session) }
+                    .map { (session: $0.session, offset: $0.offset) } + (entry.http2?.incompleteSessions ?? [])
+                return incomplete.map {
                     ReplayReport.Incomplete(route: entry.route.name, session: $0.session, offset: $0.offset)
                 }
             }

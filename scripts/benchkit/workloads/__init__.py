@@ -7,6 +7,7 @@ from ..workload import Workload
 from .bulk import Bulk
 from .churn import Churn
 from .dns import Dns
+from .grpc import Grpc
 from .inspect_sessions import Inspect
 from .record import Record
 from .replay import Replay
@@ -19,5 +20,5 @@ from .tls import Tls
 from .udp import Udp
 
 WORKLOADS: List[Workload] = [Bulk(), ReqResp(), Churn(), Rss(), Record(), Replay(), ReplayScale(), Inspect(),
-                             RunCommand(), Rules(), Tls(), Udp(), Dns()]
+                             RunCommand(), Rules(), Tls(), Udp(), Dns(), Grpc()]
 WORKLOAD_BY_KEY = {w.key: w for w in WORKLOADS}
