@@ -82,7 +82,9 @@ struct HTTP2EndToEndTests {
     // MARK: curl and nginx
 
     /// Requests with curl's prior knowledge of HTTP/2, to nginx serving h2c: a small file, a larger one, one that
-    /// is missing and a POST; replayed on another port with nginx stopped, the same statuses and bodies.
+    /// is missing and a HEAD; replayed on another port with nginx stopped, the same statuses and bodies. (No POST:
+    /// nginx answers one to a static file with 405 and a reset that curl 7.88 reports as an error, depending on
+    /// timing.)
     @Test(.enabled(if: HTTP2EndToEndTests.nginxAvailable, "needs nginx and curl"))
     func curlWithPriorKnowledgeReplaysNginxOnAnotherPort() async throws {
         let big = Data((0..<40_000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 8) })
@@ -91,8 +93,8 @@ struct HTTP2EndToEndTests {
         let directory = try TemporaryDirectory()
         let tape = directory.path("nginx.tape")
         @Sendable func fetchAll(_ port: Int) throws -> [String] {
-            try [("/a.txt", false), ("/big.bin", false), ("/missing", false), ("/a.txt", true)].map { path, post in
-                try Self.curl(port: port, path: path, post: post, directory: directory)
+            try [("/a.txt", false), ("/big.bin", false), ("/missing", false), ("/a.txt", true)].map { path, head in
+                try Self.curl(port: port, path: path, head: head, directory: directory)
             }
         }
         let (recorded, _) = try await UDPEndToEndTests.record(Self.recordRoute(to: nginx.port, tape: tape)) { ports in
@@ -103,7 +105,7 @@ struct HTTP2EndToEndTests {
         #expect(recorded[0] == "200 2 hello h2\n", "\(recorded)")
         #expect(recorded[1] == "200 2 \(big.count) bytes", "\(recorded)")
         #expect(recorded[2].hasPrefix("404 2 "), "\(recorded)")
-        #expect(recorded[3].hasPrefix("405 2 "), "\(recorded)")
+        #expect(recorded[3].hasPrefix("200 2 HTTP/2 200"), "\(recorded)")
 
         let (replayed, status, stderr) = try await UDPEndToEndTests.replay(
             ["--listen", "127.0.0.1:0", "--tape", tape, "--strict", "--require-all"]
@@ -116,13 +118,13 @@ struct HTTP2EndToEndTests {
     }
 
     /// One request with curl over h2c with prior knowledge (one connection each: curl 7.88 cannot reuse one): the
-    /// status, the HTTP version and the body, or its size when it is large.
-    static func curl(port: Int, path: String, post: Bool, directory: TemporaryDirectory) throws -> String {
+    /// status, the HTTP version and the body, or its size when it is large; with `head`, a HEAD request.
+    static func curl(port: Int, path: String, head: Bool, directory: TemporaryDirectory) throws -> String {
         guard let curl = NginxServer.curl else { throw TestProcessError("curl is not installed") }
         let output = directory.path("body-\(UUID().uuidString)")
         let result = try ChildProcess.run(
             [curl, "-sS", "--http2-prior-knowledge", "--max-time", "20", "-o", output, "-w", "%{http_code} %{http_version}"]
-                + (post ? ["--data", "x=1"] : []) + ["http://127.0.0.1:\(port)\(path)"]
+                + (head ? ["--head"] : []) + ["http://127.0.0.1:\(port)\(path)"]
         )
         guard result.status == 0 else { throw TestProcessError("curl exited \(result.status): \(result.output)") }
         let body = (try? Data(contentsOf: URL(fileURLWithPath: output))) ?? Data()
