@@ -71,10 +71,16 @@ struct HTTP2EndToEndTests {
         }
         #expect(ContinuousClock.now - started < .seconds(15), "no call waited for its deadline")
         let lines = replayed.stdout.split(separator: "\n").map(String.init)
-        #expect(lines.filter { $0.hasPrefix("w00 ") || $0.hasPrefix("w01 ") }.joined(separator: "\n") + "\n"
-            == Self.answers(workers: 2), "\(replayed)")
+        #expect(
+            lines.filter { $0.hasPrefix("w00 ") || $0.hasPrefix("w01 ") }.joined(separator: "\n") + "\n"
+                == Self.answers(workers: 2),
+            "\(replayed)"
+        )
         let unknown = lines.filter { $0.hasPrefix("w02 ") }
-        #expect(unknown.count == 5 && unknown.allSatisfy { $0.contains("UNIMPLEMENTED tapedeck replay") }, "\(replayed)")
+        #expect(
+            unknown.count == 5 && unknown.allSatisfy { $0.contains("UNIMPLEMENTED tapedeck replay") },
+            "\(replayed)"
+        )
         #expect(status == 3, "\(stderr)")
         #expect(stderr.contains("5 mismatched"), "\(stderr)")
     }
@@ -123,11 +129,15 @@ struct HTTP2EndToEndTests {
         guard let curl = NginxServer.curl else { throw TestProcessError("curl is not installed") }
         let output = directory.path("body-\(UUID().uuidString)")
         let result = try ChildProcess.run(
-            [curl, "-sS", "--http2-prior-knowledge", "--max-time", "20", "-o", output, "-w", "%{http_code} %{http_version}"]
+            [
+                curl, "-sS", "--http2-prior-knowledge", "--max-time", "20", "-o", output, "-w",
+                "%{http_code} %{http_version}",
+            ]
                 + (head ? ["--head"] : []) + ["http://127.0.0.1:\(port)\(path)"]
         )
         guard result.status == 0 else { throw TestProcessError("curl exited \(result.status): \(result.output)") }
         let body = (try? Data(contentsOf: URL(fileURLWithPath: output))) ?? Data()
-        return result.output + " " + (body.count > 1_000 ? "\(body.count) bytes" : String(decoding: body, as: UTF8.self))
+        return result.output + " "
+            + (body.count > 1_000 ? "\(body.count) bytes" : String(decoding: body, as: UTF8.self))
     }
 }

@@ -49,7 +49,8 @@ struct HTTP2LensTests {
         streams.map { stream in
             let parts = stream.response.map { part -> String in
                 switch part.content {
-                case .headers(let headers): return "headers(\(headers.map { "\($0.name)=\($0.value)" }))\(part.endStream)"
+                case .headers(let headers):
+                    return "headers(\(headers.map { "\($0.name)=\($0.value)" }))\(part.endStream)"
                 case .data(let bytes): return "data(\(bytes.count):\(bytes.hashValue))\(part.endStream)"
                 case .reset(let code): return "reset(\(code))"
                 }
@@ -285,8 +286,16 @@ struct HTTP2LensTests {
         let book = HTTP2ReplayBook(
             route: "default",
             streams: [
-                Self.stream(1, body: "alpha", response: [Self.part(.data(Array("A".utf8)), end: true, after: 5, ended: true)]),
-                Self.stream(2, body: "alps", response: [Self.part(.data(Array("B".utf8)), end: true, after: 4, ended: true)]),
+                Self.stream(
+                    1,
+                    body: "alpha",
+                    response: [Self.part(.data(Array("A".utf8)), end: true, after: 5, ended: true)]
+                ),
+                Self.stream(
+                    2,
+                    body: "alps",
+                    response: [Self.part(.data(Array("B".utf8)), end: true, after: 4, ended: true)]
+                ),
             ],
             sessionIDs: [1, 2],
             repeatable: false
@@ -306,7 +315,9 @@ struct HTTP2LensTests {
         let response = [Self.part(Self.head, after: 0), Self.part(Self.trailers, end: true, after: 2, ended: true)]
         let book = HTTP2ReplayBook(
             route: "default",
-            streams: [Self.stream(1, body: "hi", response: response), Self.stream(1, id: 3, body: "hi", response: response)],
+            streams: [
+                Self.stream(1, body: "hi", response: response), Self.stream(1, id: 3, body: "hi", response: response),
+            ],
             sessionIDs: [1],
             repeatable: false
         )
@@ -357,7 +368,9 @@ struct HTTP2LensTests {
         var matcher = HTTP2StreamMatcher(book: book)
         #expect(matcher.receiveHeaders(Self.liveHeaders, endStream: false).isEmpty)
         #expect(matcher.receiveData(Array("on".utf8), endStream: false).isEmpty)
-        #expect(Self.sent(matcher.receiveData(Array("et".utf8), endStream: false)) == [Self.head, .data(Array("1".utf8))])
+        #expect(
+            Self.sent(matcher.receiveData(Array("et".utf8), endStream: false)) == [Self.head, .data(Array("1".utf8))]
+        )
         #expect(Self.sent(matcher.receiveData(Array("wo".utf8), endStream: false)) == [.data(Array("2".utf8))])
         #expect(Self.sent(matcher.receiveEnd()) == [Self.trailers])
         #expect(matcher.phase == .served(0))
@@ -366,7 +379,9 @@ struct HTTP2LensTests {
     @Test func aRequestTheTapeNeverSawNamesTheClosestRecordedOne() {
         let book = HTTP2ReplayBook(
             route: "default",
-            streams: [Self.stream(7, body: "x", response: [Self.part(Self.trailers, end: true, after: 1, ended: true)])],
+            streams: [
+                Self.stream(7, body: "x", response: [Self.part(Self.trailers, end: true, after: 1, ended: true)])
+            ],
             sessionIDs: [7],
             repeatable: false
         )

@@ -358,7 +358,7 @@ public final class ReplayServer: Service {
                 let unused =
                     (entry.datagrams ?? entry.dnsStreams)?.unusedSessionIDs
                     ?? (entry.catalog.unusedSessionIDs.filter { !http2.contains($0) }
-                        + (entry.http2?.unusedSessionIDs ?? [])).sorted()
+                    + (entry.http2?.unusedSessionIDs ?? [])).sorted()
                 return unused.map { ReplayReport.Unused(route: entry.route.name, session: $0) }
             },
             incomplete: served.flatMap { entry in

@@ -107,7 +107,9 @@ final class HTTP2ReplayBook: Sendable {
         let order = streams.indices.sorted { (served[$0] > 0 ? 1 : 0) < (served[$1] > 0 ? 1 : 0) }
         let path = key.value(of: ":path")
         let method = key.value(of: ":method")
-        return order.first { streams[$0].key.value(of: ":path") == path && streams[$0].key.value(of: ":method") == method }
+        return order.first {
+            streams[$0].key.value(of: ":path") == path && streams[$0].key.value(of: ":method") == method
+        }
             ?? order.first { streams[$0].key.value(of: ":path") == path }
             ?? order.first { streams[$0].key.value(of: ":method") == method }
             ?? order.first

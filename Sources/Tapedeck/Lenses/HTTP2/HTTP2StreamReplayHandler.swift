@@ -86,7 +86,10 @@ final class HTTP2StreamReplayHandler: ChannelInboundHandler {
             context.write(wrapOutboundOut(.headers(.init(headers: headers, endStream: part.endStream))), promise: nil)
         case .data(let bytes):
             let buffer = context.channel.allocator.buffer(bytes: bytes)
-            context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(buffer), endStream: part.endStream))), promise: nil)
+            context.write(
+                wrapOutboundOut(.data(.init(data: .byteBuffer(buffer), endStream: part.endStream))),
+                promise: nil
+            )
         case .reset(let code):
             context.write(wrapOutboundOut(.rstStream(HTTP2ErrorCode(networkCode: Int(code)))), promise: nil)
         }
