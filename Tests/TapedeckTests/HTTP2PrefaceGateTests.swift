@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOEmbedded
 import NIOHTTP2
+import NIOTLS
 import Testing
 
 @testable import Tapedeck
@@ -54,7 +55,9 @@ struct HTTP2PrefaceGateTests {
             let fallback = try channel.pipeline.syncOperations.handler(type: Fallback.self)
             #expect(fallback.active, "cut \(cut)")
             #expect(fallback.bytes == request, "cut \(cut)")
-            #expect(throws: (any Error).self) { try channel.pipeline.syncOperations.handler(type: HTTP2PrefaceGate.self) }
+            #expect(throws: (any Error).self) {
+                try channel.pipeline.syncOperations.handler(type: HTTP2PrefaceGate.self)
+            }
             _ = try channel.finish()
         }
     }
@@ -80,6 +83,16 @@ struct HTTP2PrefaceGateTests {
             let report = ledger.snapshot(unused: [], incomplete: [])
             #expect(report.connections == 1 && report.probes == 1 && report.mismatches.isEmpty, "cut \(cut)")
         }
+    }
+
+    /// Behind TLS, the handshake's completion comes before the first plaintext byte: the preface still decides.
+    @Test func aTLSHandshakeCompletedInFrontDecidesNothing() throws {
+        let (channel, _) = try Self.connection()
+        channel.pipeline.fireUserInboundEventTriggered(TLSUserEvent.handshakeCompleted(negotiatedProtocol: "h2"))
+        try channel.writeInbound(ByteBuffer(bytes: HTTP2FrameReader.preface))
+        _ = try channel.pipeline.syncOperations.handler(type: NIOHTTP2Handler.self)
+        #expect(throws: (any Error).self) { try channel.pipeline.syncOperations.handler(type: Fallback.self) }
+        _ = try? channel.finish()
     }
 
     @Test func aClientThatLeavesBeforeSayingEnoughIsCountedByTheByteLevelHandler() throws {

@@ -58,7 +58,9 @@ final class HTTP2PrefaceGate: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if !decided { pass(context: context, http2: false) }
+        // The client's end decides (it will say no more); other events (a TLS handshake completed in front) come
+        // before the first bytes and decide nothing.
+        if !decided, case .inputClosed = event as? ChannelEvent { pass(context: context, http2: false) }
         context.fireUserInboundEventTriggered(event)
     }
 
