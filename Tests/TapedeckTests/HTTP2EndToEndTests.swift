@@ -49,8 +49,9 @@ struct HTTP2EndToEndTests {
         #expect(stderr.contains("0 mismatched, 0 unused"), "\(stderr)")
     }
 
-    /// A worker the tape never heard gets UNIMPLEMENTED on every call, at once, with a message that names replay;
-    /// the others are served as recorded, and a strict replay fails.
+    /// A worker the tape never heard gets UNIMPLEMENTED on every call, with a message that names replay (not
+    /// DEADLINE_EXCEEDED: replay answers at once rather than let the call wait); the others are served as recorded,
+    /// and a strict replay fails.
     @Test(.enabled(if: HTTP2EndToEndTests.grpcAvailable, "needs python3 with grpcio (.ci/run)"))
     func aCallTheTapeNeverHeardFailsAtOnceWithUnimplemented() async throws {
         let service = try await PythonFixture.GRPCServer()
@@ -63,13 +64,11 @@ struct HTTP2EndToEndTests {
         service.stop()
         #expect(recorded.status == 0, "\(recorded)")
 
-        let started = ContinuousClock.now
         let (replayed, status, stderr) = try await UDPEndToEndTests.replay(
             ["--listen", "127.0.0.1:0", "--tape", tape, "--strict"]
         ) { ports in
             try PythonFixture.grpcCalls(port: ports["default"]!, workers: 3, channels: 1)
         }
-        #expect(ContinuousClock.now - started < .seconds(15), "no call waited for its deadline")
         let lines = replayed.stdout.split(separator: "\n").map(String.init)
         #expect(
             lines.filter { $0.hasPrefix("w00 ") || $0.hasPrefix("w01 ") }.joined(separator: "\n") + "\n"
