@@ -58,7 +58,7 @@ struct ProxyConfigurationTests {
         ("routes:\n  - name: a\n    listen: 127.0.0.1:0", "invalid config 'c.yaml': route 'a' has no 'upstream'"),
         (
             "routes:\n  - upstrem: 127.0.0.1:1",
-            "invalid config 'c.yaml': unknown key 'upstrem' (expected one of: cert, connect_timeout, dns, insecure_upstream, key, listen, name, rules, tls, udp_idle_timeout, upstream, upstream_ca)"
+            "invalid config 'c.yaml': unknown key 'upstrem' (expected one of: cert, connect_timeout, dns, insecure_upstream, key, listen, name, protocol, rules, tls, udp_idle_timeout, upstream, upstream_ca)"
         ),
         (
             "routes:\n  - upstream: 127.0.0.1",

@@ -92,6 +92,7 @@ Examples:
   scripts/bench --only tls --rounds 3
   scripts/bench --only udp,dns --rounds 3
   scripts/bench --only mysql --rounds 3
+  scripts/bench --only grpc --rounds 3
 
 The result is a Markdown table on stdout (median over rounds); progress and
 diagnostics go to stderr.
@@ -133,6 +134,8 @@ def parse_args(argv=None):
                    help="udp and dns workloads: client seconds per test (default 5, 2 with --quick)")
     p.add_argument("--mysql-queries", type=int, default=None,
                    help="mysql workload: mariadb-slap queries per run (default 100000, 20000 with --quick)")
+    p.add_argument("--grpc-duration", type=float, default=None,
+                   help="seconds of gRPC calls per leg of the grpc workload (default 5)")
     p.add_argument("--only", default=",".join(w.key for w in WORKLOADS),
                    help=f"workloads to run: {','.join(w.key for w in WORKLOADS)} (default: all)")
     p.add_argument("--tapedeck", default=str(common.REPO / ".build" / "release" / "tapedeck"),
@@ -175,7 +178,8 @@ def parse_args(argv=None):
                                      ("churn_seconds", 5.0, 1.0, 0.5), ("replay_n", 20000, 5000, 100),
                                      ("rules_n", 50000, 10000, 200), ("rules_replay_n", 10000, 2000, 100),
                                      ("tls_duration", 10.0, 3.0, 1.0), ("tls_bulk_mib", 128, 128, 4),
-                                     ("udp_duration", 5.0, 2.0, 0.5), ("mysql_queries", 100000, 20000, 400)):
+                                     ("udp_duration", 5.0, 2.0, 0.5), ("mysql_queries", 100000, 20000, 400),
+                                     ("grpc_duration", 5.0, 2.0, 0.5)):
         if getattr(args, name) is None:
             setattr(args, name, dry if args.dry_run else quick if args.quick else normal)
     if args.dry_run:
@@ -203,6 +207,8 @@ def parse_args(argv=None):
         p.error("--udp-duration must be within (0, 300] seconds")
     if not 100 <= args.mysql_queries <= 10_000_000:
         p.error("--mysql-queries must be within 100..10000000")
+    if not 0 < args.grpc_duration <= 300:
+        p.error("--grpc-duration must be within (0, 300] seconds")
     if not 1 <= args.churn_src_spread <= 250:
         p.error("--churn-src-spread must be within 1..250")
     if not 0 < args.record_duration <= 60 or not 0 <= args.record_omit <= 10:

@@ -69,6 +69,8 @@ public final class ReplayServer: Service {
         var dnsStreams: DatagramReplayBook?
         /// The protocol lens the route's sessions go through, resolved from the route's choice and the tape.
         var lens: ProtocolLens = .raw
+        /// A route served through the HTTP/2 lens: its recorded streams.
+        var http2: HTTP2ReplayBook?
     }
 
     private let served: [ServedRoute]
@@ -207,7 +209,13 @@ public final class ReplayServer: Service {
                     clientRules: ListenRulesCache(
                         try CompiledRules(rulesOfRoute[route.name] ?? [], direction: .clientToUpstream)
                     ),
-                    lens: lenses[route.name] ?? .raw
+                    lens: lenses[route.name] ?? .raw,
+                    http2: lenses[route.name] == .http2
+                        ? HTTP2ReplayBook(
+                            route: route.name,
+                            sessions: try tape.recordedHTTP2Sessions(ofRoute: route.name),
+                            repeatable: options.repeatSessions
+                        ) : nil
                 )
             )
         }
@@ -294,7 +302,6 @@ public final class ReplayServer: Service {
                             )
                             return
                         }
-                        let matcher = ReplayMatcher(catalog: entry.catalog, pace: options.pace)
                         var handoff: MissingSessionHandoff?
                         if let recording = options.recordMissing, let upstream = entry.route.upstream {
                             handoff = MissingSessionHandoff(
@@ -314,9 +321,9 @@ public final class ReplayServer: Service {
                                 )
                             )
                         }
-                        try channel.pipeline.syncOperations.addHandler(
+                        let makeReplayHandler: @Sendable () -> ReplayHandler = { [self, handoff] in
                             ReplayHandler(
-                                matcher: matcher,
+                                matcher: ReplayMatcher(catalog: entry.catalog, pace: options.pace),
                                 route: entry.route.name,
                                 ledger: ledger,
                                 logger: logger,
@@ -325,6 +332,21 @@ public final class ReplayServer: Service {
                                 clientRules: entry.clientRules,
                                 secrets: options.secrets,
                                 lens: LensRecognizer.makeStreamLens(entry.lens)
+                            )
+                        }
+                        guard let book = entry.http2 else {
+                            return try channel.pipeline.syncOperations.addHandler(makeReplayHandler())
+                        }
+                        // HTTP/2 through its lens; any other client of the route byte for byte.
+                        try channel.pipeline.syncOperations.addHandler(
+                            HTTP2PrefaceGate(
+                                settings: .init(
+                                    route: entry.route.name,
+                                    book: book,
+                                    ledger: ledger,
+                                    logger: logger,
+                                    makeFallback: makeReplayHandler
+                                )
                             )
                         )
                     }
@@ -348,12 +370,19 @@ public final class ReplayServer: Service {
     public var report: ReplayReport {
         ledger.snapshot(
             unused: served.flatMap { entry in
-                ((entry.datagrams ?? entry.dnsStreams)?.unusedSessionIDs ?? entry.catalog.unusedSessionIDs).map {
-                    ReplayReport.Unused(route: entry.route.name, session: $0)
-                }
+                let http2 = Self.http2SessionIDs(entry.http2)
+                let unused =
+                    (entry.datagrams ?? entry.dnsStreams)?.unusedSessionIDs
+                    ?? (entry.catalog.unusedSessionIDs.filter { !http2.contains($0) }
+                    + (entry.http2?.unusedSessionIDs ?? [])).sorted()
+                return unused.map { ReplayReport.Unused(route: entry.route.name, session: $0) }
             },
             incomplete: served.flatMap { entry in
-                entry.catalog.incompleteSessions.map {
+                let http2 = Self.http2SessionIDs(entry.http2)
+                let incomplete =
+                    entry.catalog.incompleteSessions.filter { !http2.contains($0.session) }
+                    .map { (session: $0.session, offset: $0.offset) } + (entry.http2?.incompleteSessions ?? [])
+                return incomplete.map {
                     ReplayReport.Incomplete(route: entry.route.name, session: $0.session, offset: $0.offset)
                 }
             }

@@ -13,7 +13,8 @@ final class NginxServer: Sendable {
     private let server: ChildProcess
 
     /// Serves `files` (name → contents); with `tls`, over TLS with that PEM certificate and key, and with `http2`
-    /// also HTTP/2 for clients that ask for it (ALPN).
+    /// also HTTP/2 for clients that ask for it (ALPN); without `tls`, `http2` serves HTTP/2 in the clear to clients
+    /// that know it beforehand (h2c, prior knowledge) and HTTP/1.1 no more.
     init(files: [String: Data], tls: (certificate: String, key: String)? = nil, http2: Bool = false) async throws {
         guard let executable = Self.executable else { throw TestProcessError("nginx is not installed") }
         directory = "/tmp/tapedeck-nginx-\(UUID().uuidString.prefix(8))"
@@ -22,7 +23,7 @@ final class NginxServer: Sendable {
         for (name, contents) in files { try contents.write(to: URL(fileURLWithPath: root + "/" + name)) }
         let directory = self.directory
         let root = self.root
-        let listenOptions = tls == nil ? "" : " ssl" + (http2 ? " http2" : "")
+        let listenOptions = (tls == nil ? "" : " ssl") + (http2 ? " http2" : "")
         let certificateLines =
             tls.map { "ssl_certificate \($0.certificate);\n            ssl_certificate_key \($0.key);" } ?? ""
         (port, server) = try await startListening { port in

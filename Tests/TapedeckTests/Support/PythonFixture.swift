@@ -25,6 +25,9 @@ enum PythonFixture {
     /// A `python3` that can import aiosmtpd (`.ci/run` installs it with pip), for `SMTPServer`.
     static let pythonWithSMTP = interpreter(importing: ["aiosmtpd"])
 
+    /// A `python3` that can import grpcio (`.ci/run` installs it with pip), for `GRPCServer` and `grpcCalls`.
+    static let pythonWithGRPC = interpreter(importing: ["grpc"])
+
     /// How a script ran.
     struct Run: Sendable, CustomStringConvertible {
         var status: Int32
@@ -107,6 +110,57 @@ enum PythonFixture {
         timeout: Duration = .seconds(60)
     ) throws -> Run {
         try run("clients/smtp_starttls_client.py", ["\(port)", authority, host], timeout: timeout)
+    }
+
+    /// `clients/grpc_calls.py`: `workers` threads sharing `channels` grpcio channels (default options, so bandwidth
+    /// probes on) call every method of `servers/grpc_echo.py` on `port` with a deadline, and print a line per call.
+    static func grpcCalls(port: Int, workers: Int, channels: Int, timeout: Duration = .seconds(90)) throws -> Run {
+        try run(
+            "clients/grpc_calls.py",
+            ["\(port)", "--workers", "\(workers)", "--channels", "\(channels)", "--deadline", "20"],
+            python: pythonWithGRPC,
+            timeout: timeout
+        )
+    }
+
+    /// What `clients/grpc_calls.py` prints for worker `worker` when every call is answered as the service answers.
+    static func grpcAnswers(worker: Int) -> String {
+        let name = "w" + (worker < 10 ? "0" : "") + "\(worker)"
+        return """
+            \(name) Say said:hello \(name)
+            \(name) Count \(name) 1/3|\(name) 2/3|\(name) 3/3
+            \(name) Sum \(name)+two+three
+            \(name) Chat chat:\(name)-a|chat:\(name)-b
+            \(name) Fail NOT_FOUND no \(name)
+
+            """
+    }
+
+    /// `servers/grpc_echo.py` on a free loopback port: a gRPC service with unary, streaming and failing methods,
+    /// without TLS; stopped by its PID.
+    final class GRPCServer: Sendable {
+        let port: Int
+        private let process: ChildProcess
+        private let directory: TemporaryDirectory
+
+        init(timeout: Duration = .seconds(20)) async throws {
+            guard let python = PythonFixture.pythonWithGRPC else { throw TestProcessError("no python3 with grpcio") }
+            directory = try TemporaryDirectory()
+            (process, port) = try await PythonFixture.startServer(
+                python: python,
+                script: "servers/grpc_echo.py",
+                ["0"],
+                directory: directory,
+                timeout: timeout
+            )
+        }
+
+        /// Stops the server by its PID.
+        func stop() {
+            process.stop(SIGTERM)
+        }
+
+        deinit { stop() }
     }
 
     /// `servers/echo_request_id.py` on a free loopback port (it binds port 0 and says which it got), answering

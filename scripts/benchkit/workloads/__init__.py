@@ -7,6 +7,7 @@ from ..workload import Workload
 from .bulk import Bulk
 from .churn import Churn
 from .dns import Dns
+from .grpc import Grpc
 from .inspect_sessions import Inspect
 from .mysql import Mysql
 from .record import Record
@@ -20,5 +21,5 @@ from .tls import Tls
 from .udp import Udp
 
 WORKLOADS: List[Workload] = [Bulk(), ReqResp(), Churn(), Rss(), Record(), Replay(), ReplayScale(), Inspect(),
-                             RunCommand(), Rules(), Tls(), Udp(), Dns(), Mysql()]
+                             RunCommand(), Rules(), Tls(), Udp(), Dns(), Mysql(), Grpc()]
 WORKLOAD_BY_KEY = {w.key: w for w in WORKLOADS}
