@@ -421,3 +421,27 @@ struct HTTP2LensTests {
         #expect(book.unusedSessionIDs.isEmpty && book.incompleteSessions.isEmpty)
     }
 }
+
+/// HTTP/2 sessions read for `--decode`, on recorded bytes.
+struct HTTP2MessageDecoderTests {
+    @Test func readsEachStreamsRequestAndResponseAsTheyCome() throws {
+        let recording = try #require(try HTTP2LensTests.recordings("grpc-echo").first)
+        var decoder = HTTP2MessageDecoder()
+        var messages: [DecodedMessage] = []
+        for event in recording.events {
+            messages +=
+                event.direction == .clientToUpstream
+                ? decoder.client(Data(event.bytes)) : decoder.upstream(Data(event.bytes))
+        }
+        let summaries = messages.map(\.summary)
+        #expect(summaries.contains { $0.hasPrefix("stream 1: POST /") })
+        #expect(summaries.contains("stream 1: response 200"))
+        #expect(summaries.contains("stream 1: trailers, end of stream"))
+        let trailers = try #require(messages.first { $0.summary == "stream 1: trailers, end of stream" })
+        #expect(trailers.details.contains { $0.hasPrefix("grpc-status: ") })
+        #expect(messages.allSatisfy { $0.lens == "http2" })
+        #expect(!summaries.contains { $0.hasPrefix("no longer decoded") })
+        var garbage = HTTP2MessageDecoder()
+        #expect(garbage.client(Data("GET / HTTP/1.1\r\n\r\n".utf8)).allSatisfy { $0.summary.hasPrefix("no longer") })
+    }
+}

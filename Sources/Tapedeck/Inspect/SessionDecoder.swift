@@ -67,7 +67,8 @@ public struct SessionDecoder: Sendable {
         switch lens {
         case .mysql: return MySQLMessageDecoder()
         case .websocket: return WebSocketMessageDecoder()
-        case .http2, .auto, .raw: return nil
+        case .http2: return HTTP2MessageDecoder()
+        case .auto, .raw: return nil
         }
     }
 }
