@@ -122,7 +122,7 @@ final class UDPTestClient: @unchecked Sendable {
     }
 
     /// Sends `payload` and waits for one reply.
-    func exchange(_ payload: [UInt8], port: Int, timeout: Duration = .seconds(2)) throws -> [UInt8]? {
+    func exchange(_ payload: [UInt8], port: Int, timeout: Duration = .seconds(10)) throws -> [UInt8]? {
         try send(payload, to: port)
         return receive(timeout: timeout)
     }
