@@ -122,6 +122,46 @@ struct HTTP2EndToEndTests {
         #expect(stderr.contains("4 sessions replayed, 0 mismatched, 0 unused"), "\(stderr)")
     }
 
+    /// `curl --http2` asks each request to upgrade to h2c (`Upgrade: h2c`), which hypercorn accepts: the request
+    /// becomes stream 1 of an HTTP/2 connection. Replayed on another port with the upstream stopped and in another
+    /// order, each gets its own response, over HTTP/2.
+    @Test(.enabled(if: PythonFixture.pythonWithHypercorn != nil && NginxServer.curl != nil, "needs hypercorn and curl"))
+    func curlUpgradingToH2CReplaysOnAnotherPort() async throws {
+        let server = try await PythonFixture.H2CUpgradeServer()
+        defer { server.stop() }
+        let directory = try TemporaryDirectory()
+        let tape = directory.path("h2c.tape")
+        @Sendable func fetch(_ port: Int, _ paths: [String]) throws -> [String] {
+            try paths.map { path in
+                guard let curl = NginxServer.curl else { throw TestProcessError("curl is not installed") }
+                let result = try ChildProcess.run(
+                    [
+                        curl, "-sS", "--http2", "--max-time", "20", "-w", " %{http_version}",
+                        "http://127.0.0.1:\(port)\(path)",
+                    ]
+                )
+                guard result.status == 0 else {
+                    throw TestProcessError("curl exited \(result.status): \(result.output)")
+                }
+                return result.output
+            }
+        }
+        let paths = ["/a", "/b?x=1", "/c"]
+        let (recorded, _) = try await UDPEndToEndTests.record(Self.recordRoute(to: server.port, tape: tape)) { ports in
+            try fetch(ports["default"]!, paths)
+        }
+        server.stop()
+        #expect(recorded == ["GET /a http/2 body=\n 2", "GET /b?x=1 http/2 body=\n 2", "GET /c http/2 body=\n 2"])
+        let (replayed, status, stderr) = try await UDPEndToEndTests.replay(
+            ["--listen", "127.0.0.1:0", "--tape", tape, "--strict", "--require-all"]
+        ) { ports in
+            try fetch(ports["default"]!, paths.reversed())
+        }
+        #expect(replayed == recorded.reversed())
+        #expect(status == 0, "\(stderr)")
+        #expect(stderr.contains("3 sessions replayed, 0 mismatched, 0 unused"), "\(stderr)")
+    }
+
     /// One request with curl over h2c with prior knowledge (one connection each: curl 7.88 cannot reuse one): the
     /// status, the HTTP version and the body, or its size when it is large; with `head`, a HEAD request.
     static func curl(port: Int, path: String, head: Bool, directory: TemporaryDirectory) throws -> String {

@@ -445,3 +445,57 @@ struct HTTP2MessageDecoderTests {
         #expect(garbage.client(Data("GET / HTTP/1.1\r\n\r\n".utf8)).allSatisfy { $0.summary.hasPrefix("no longer") })
     }
 }
+
+/// HTTP/1.1 requests that upgrade to h2c: read as stream 1, recorded and live alike.
+struct HTTP2UpgradeTests {
+    static let curlHead = Array(
+        ("GET /a HTTP/1.1\r\nHost: 127.0.0.1:33711\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n"
+            + "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n")
+            .utf8
+    )
+
+    @Test func anUpgradeRequestBecomesStreamOnesHeadersWithoutTheConnectionsOwn() throws {
+        #expect(HTTP2UpgradeRequest.headLength(in: Self.curlHead) == Self.curlHead.count)
+        #expect(HTTP2UpgradeRequest.headLength(in: Self.curlHead.dropLast()) == nil)
+        let request = try #require(HTTP2UpgradeRequest(head: Self.curlHead))
+        #expect(
+            request.headers.map { "\($0.name): \($0.value)" } == [
+                ":method: GET", ":scheme: http", ":authority: 127.0.0.1:33711", ":path: /a", "user-agent: curl/7.88.1",
+                "accept: */*",
+            ]
+        )
+        // Its frames decode back to the same headers, through the same reader and HPACK as recorded frames.
+        var decoder = HTTP2SessionDecoder(sessionID: 1)
+        decoder.feed(HTTP2FrameReader.preface + request.frames(body: []), from: .clientToUpstream)
+        #expect(decoder.streams.map(\.streamID) == [1])
+        #expect(decoder.streams.first?.requestHeaders == request.headers)
+        #expect(decoder.streams.first?.requestEnded == true)
+        let plain = Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
+        #expect(HTTP2UpgradeRequest(head: plain) == nil)
+        let websocket = Array("GET / HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n".utf8)
+        #expect(HTTP2UpgradeRequest(head: websocket) == nil)
+    }
+
+    @Test func aRecordedUpgradeDecodesAsStreamOneWhereverTheBytesSplit() throws {
+        let recording = try #require(try HTTP2LensTests.recordings("h2c-upgrade").first)
+        let whole = recording.decoded
+        #expect(whole.failure == nil)
+        #expect(whole.streams.map(\.streamID) == [1])
+        let stream = try #require(whole.streams.first)
+        #expect(stream.requestHeaders.first(name: ":path") == "/a")
+        let body = stream.response.compactMap { part -> [UInt8]? in
+            if case .data(let bytes) = part.content { return bytes } else { return nil }
+        }.joined()
+        #expect(String(decoding: Array(body), as: UTF8.self) == "GET /a http/2 body=\n")
+        let client = recording.stream(.clientToUpstream)
+        let upstream = recording.stream(.upstreamToClient)
+        for split in 0...client.count {
+            var decoder = HTTP2SessionDecoder(sessionID: 1)
+            decoder.feed(client[..<split], from: .clientToUpstream)
+            decoder.feed(client[split...], from: .clientToUpstream)
+            decoder.feed(upstream.prefix(split % upstream.count), from: .upstreamToClient)
+            decoder.feed(upstream.dropFirst(split % upstream.count), from: .upstreamToClient)
+            #expect(HTTP2LensTests.summary(decoder.streams) == HTTP2LensTests.summary(whole.streams), "split \(split)")
+        }
+    }
+}

@@ -163,6 +163,38 @@ enum PythonFixture {
         deinit { stop() }
     }
 
+    /// A `python3` that can import hypercorn (`.ci/run` installs it with pip), for `H2CUpgradeServer`.
+    static let pythonWithHypercorn = interpreter(importing: ["hypercorn"])
+
+    /// `servers/h2c_upgrade.py` on a free loopback port: hypercorn, which accepts `Upgrade: h2c`, answering each
+    /// request with its method, path, HTTP version and body; stopped by its PID.
+    final class H2CUpgradeServer: Sendable {
+        let port: Int
+        private let process: ChildProcess
+        private let directory: TemporaryDirectory
+
+        init(timeout: Duration = .seconds(20)) async throws {
+            guard let python = PythonFixture.pythonWithHypercorn else {
+                throw TestProcessError("no python3 with hypercorn")
+            }
+            directory = try TemporaryDirectory()
+            (process, port) = try await PythonFixture.startServer(
+                python: python,
+                script: "servers/h2c_upgrade.py",
+                ["0"],
+                directory: directory,
+                timeout: timeout
+            )
+        }
+
+        /// Stops the server by its PID.
+        func stop() {
+            process.stop(SIGTERM)
+        }
+
+        deinit { stop() }
+    }
+
     /// `servers/echo_request_id.py` on a free loopback port (it binds port 0 and says which it got), answering
     /// each request with its `X-Request-Id` in a JSON body and a header; stopped by its PID.
     final class EchoServer: Sendable {

@@ -29,6 +29,8 @@ final class HTTP2PrefaceGate: ChannelInboundHandler, RemovableChannelHandler {
     private var buffered: ByteBuffer?
     private var activated = false
     private var decided = false
+    /// Puts an upgraded request in as stream 1, when the connection began with `Upgrade: h2c`.
+    private var upgrade: HTTP2UpgradeInjector?
 
     init(settings: Settings) {
         self.settings = settings
@@ -51,10 +53,30 @@ final class HTTP2PrefaceGate: ChannelInboundHandler, RemovableChannelHandler {
         let held = buffered!.readableBytesView
         let compared = min(held.count, preface.count)
         if !held.prefix(compared).elementsEqual(preface.prefix(compared)) {
-            pass(context: context, http2: false)
+            upgradeOrPass(context: context)
         } else if compared == preface.count {
             pass(context: context, http2: true)
         }
+    }
+
+    /// Not the preface: an HTTP/1.1 request asking to upgrade to h2c becomes stream 1 of an HTTP/2 connection
+    /// that replay serves; anything else goes to the byte-level handler. Holds the head until it is whole.
+    private func upgradeOrPass(context: ChannelHandlerContext) {
+        let held = buffered!.readableBytesView
+        guard let first = held.first, (0x41...0x5A).contains(first) else { return pass(context: context, http2: false) }
+        guard let end = HTTP2UpgradeRequest.headLength(in: held) else {
+            if held.count > HTTP2UpgradeRequest.maximumHeadLength { pass(context: context, http2: false) }
+            return
+        }
+        guard let request = HTTP2UpgradeRequest(head: held.prefix(end)) else {
+            return pass(context: context, http2: false)
+        }
+        guard held.count >= end + request.contentLength else { return }
+        let body = held.dropFirst(end).prefix(request.contentLength)
+        buffered!.moveReaderIndex(forwardBy: end + request.contentLength)
+        upgrade = HTTP2UpgradeInjector(frames: request.frames(body: body))
+        context.writeAndFlush(NIOAny(ByteBuffer(bytes: HTTP2UpgradeRequest.switchingProtocols)), promise: nil)
+        pass(context: context, http2: true)
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -122,6 +144,7 @@ final class HTTP2PrefaceGate: ChannelInboundHandler, RemovableChannelHandler {
                 )
             }
         }
+        if let upgrade { try context.pipeline.syncOperations.addHandler(upgrade) }
         try context.pipeline.syncOperations.addHandler(handler)
     }
 

@@ -105,6 +105,19 @@ struct HTTP2SessionDecoder: Sendable {
     private var indexOfStream: [UInt32: Int] = [:]
     /// Why a direction stopped being decoded, if one did.
     private(set) var failure: String?
+    /// How an HTTP/1.1 beginning is being read: a client that asks to upgrade to h2c (its request becomes stream
+    /// 1) and the upstream's `101 Switching Protocols` before its frames.
+    private var upgrade = Upgrade.undecided([])
+
+    private enum Upgrade: Sendable {
+        /// The client's first bytes, until they show a preface or an upgrade request.
+        case undecided([UInt8])
+        /// Upgraded: the preface the client sends after the 101 is still to be skipped (it was fed already, before
+        /// stream 1's frames), and the upstream's 101 head still to be skipped.
+        case upgraded(prefaceLeft: Int, upstreamHead: [UInt8]?)
+        /// Frames from the first byte, or done with the upgrade.
+        case none
+    }
 
     init(sessionID: Int64) {
         self.sessionID = sessionID
@@ -121,6 +134,64 @@ struct HTTP2SessionDecoder: Sendable {
     /// - Parameters:
     ///   - offsetNanoseconds: When they were recorded, since the session began.
     mutating func feed(_ bytes: some Collection<UInt8>, from direction: Direction, at offsetNanoseconds: Int64 = 0) {
+        var bytes = Array(bytes)
+        switch (direction, upgrade) {
+        case (.clientToUpstream, .undecided(var held)):
+            held += bytes
+            let preface = HTTP2FrameReader.preface
+            if held.count < preface.count, held.elementsEqual(preface.prefix(held.count)) {
+                upgrade = .undecided(held)
+                return
+            }
+            if held.starts(with: preface) || held.first.map({ !(0x41...0x5A).contains($0) }) == true {
+                // The preface, or not an HTTP/1.1 request (a method is upper-case letters).
+                upgrade = .none
+                bytes = held
+                break
+            }
+            guard let end = HTTP2UpgradeRequest.headLength(in: held) else {
+                upgrade = held.count > HTTP2UpgradeRequest.maximumHeadLength ? .none : .undecided(held)
+                if held.count > HTTP2UpgradeRequest.maximumHeadLength { bytes = held } else { return }
+                break
+            }
+            guard let request = HTTP2UpgradeRequest(head: held[..<end]) else {
+                upgrade = .none
+                bytes = held
+                break
+            }
+            guard held.count >= end + request.contentLength else {
+                upgrade = .undecided(held)
+                return
+            }
+            // Stream 1 as if sent as frames right after the preface; the preface the client sends after the 101
+            // is skipped when it comes.
+            upgrade = .upgraded(prefaceLeft: HTTP2FrameReader.preface.count, upstreamHead: [])
+            let body = held[end..<(end + request.contentLength)]
+            feedFrames(
+                HTTP2FrameReader.preface + request.frames(body: body),
+                from: .clientToUpstream,
+                at: offsetNanoseconds
+            )
+            bytes = Array(held[(end + request.contentLength)...])
+        case (.clientToUpstream, .upgraded(let prefaceLeft, let head)) where prefaceLeft > 0:
+            let skipped = min(prefaceLeft, bytes.count)
+            upgrade = .upgraded(prefaceLeft: prefaceLeft - skipped, upstreamHead: head)
+            bytes.removeFirst(skipped)
+        case (.upstreamToClient, .upgraded(let prefaceLeft, .some(var head))):
+            head += bytes
+            guard let end = HTTP2UpgradeRequest.headLength(in: head) else {
+                upgrade = .upgraded(prefaceLeft: prefaceLeft, upstreamHead: head)
+                return
+            }
+            upgrade = .upgraded(prefaceLeft: prefaceLeft, upstreamHead: nil)
+            bytes = Array(head[end...])
+        default:
+            break
+        }
+        feedFrames(bytes, from: direction, at: offsetNanoseconds)
+    }
+
+    private mutating func feedFrames(_ bytes: [UInt8], from direction: Direction, at offsetNanoseconds: Int64) {
         switch direction {
         case .clientToUpstream:
             for frame in client.reader.feed(bytes) where failure == nil {
