@@ -13,6 +13,11 @@ enum LensRecognizer {
     /// data each side sent (empty when it sent none).
     static func recognize(client: Data, upstream: Data) -> ProtocolLens? {
         if client.starts(with: http2Preface) { return .http2 }
+        // Replay recognizes every session of a route at start (100,000 of them in a second or so): a request that
+        // does not ask to upgrade is told by one search for "pgrade", without reading its head as text.
+        if let first = client.first, (0x41...0x5A).contains(first) {
+            guard contains(client.prefix(openingLength), "pgrade") else { return nil }
+        }
         if let head = httpHead(client) {
             if head.contains("\r\nupgrade: h2c"), upstream.starts(with: Data("HTTP/1.1 101".utf8)) { return .http2 }
             if head.contains("\r\nupgrade: websocket"), head.contains("\r\nsec-websocket-key:") { return .websocket }
@@ -56,9 +61,28 @@ enum LensRecognizer {
         return String(decoding: head[head.startIndex..<end], as: UTF8.self).lowercased() + "\r\n"
     }
 
+    /// Whether `needle` occurs in `bytes`: a plain scan for its first byte, then a comparison.
+    private static func contains(_ bytes: Data, _ needle: StaticString) -> Bool {
+        let count = needle.utf8CodeUnitCount
+        let pattern = UnsafeBufferPointer(start: needle.utf8Start, count: count)
+        return bytes.withUnsafeBytes { haystack in
+            guard haystack.count >= count, let first = pattern.first else { return false }
+            var index = 0
+            while index <= haystack.count - count {
+                if haystack[index] == first, zip(haystack[index..<(index + count)], pattern).allSatisfy({ $0 == $1 }) {
+                    return true
+                }
+                index += 1
+            }
+            return false
+        }
+    }
+
     /// Whether `bytes` begin with a MySQL or MariaDB server greeting (packet 0, protocol version 10).
     private static func isMySQLGreeting(_ bytes: Data) -> Bool {
-        guard bytes.count >= 5 else { return false }
+        guard bytes.count >= 5, bytes[bytes.startIndex + 3] == 0, bytes[bytes.startIndex + 4] == 0x0A else {
+            return false
+        }
         let start = bytes.startIndex
         let length = Int(bytes[start]) | Int(bytes[start + 1]) << 8 | Int(bytes[start + 2]) << 16
         guard bytes[start + 3] == 0, length >= 1, bytes.count >= 4 + length else { return false }

@@ -234,6 +234,17 @@ struct ReplayScript: Sendable {
         self.exchangeStarts = starts
     }
 
+    /// What a protocol lens recognizes the session by (see ``LensRecognizer``): the start of the client's stream,
+    /// and of the upstream's when its first send is held in memory.
+    var opening: (client: Data, upstream: Data) {
+        let firstSend = steps.first { if case .send = $0.action { return true } else { return false } }
+        var upstream = Data()
+        if case .send(.inline(let bytes)) = firstSend?.action {
+            upstream = Data(bytes.prefix(LensRecognizer.openingLength))
+        }
+        return (Data(clientStream.prefix(LensRecognizer.openingLength)), upstream)
+    }
+
     /// Moves positions in the raw client stream to where they land in its normalized form.
     private static func move(
         _ steps: inout [Step],

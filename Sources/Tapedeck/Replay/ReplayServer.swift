@@ -134,19 +134,33 @@ public final class ReplayServer: Service {
         for route in routes {
             rulesOfRoute[route.name] = (try tape.rules(ofRoute: route.name) + route.rules + scram).uniqued()
         }
+        // Routes whose lens is named are built through it at once. The others are recognized from the scripts
+        // built without one, which reading the tape gives anyway: a route that needs no lens costs no second
+        // read, and one that does is built again through it.
         var lenses: [String: ProtocolLens] = [:]
-        for route in routes where !route.isDatagram && !route.isDNS {
-            // Recognizing sessions reads the tape, so a route whose lens is named skips it.
-            let openings =
-                route.lens == .auto
-                ? try tape.sessionOpenings(ofRoute: route.name, length: LensRecognizer.openingLength) : []
-            lenses[route.name] = LensRecognizer.resolve(route.lens, openings: openings)
+        for route in routes where !route.isDatagram && !route.isDNS && route.lens != .auto {
+            lenses[route.name] = route.lens
         }
-        let recorded = try tape.replayScripts(
+        var recorded = try tape.replayScripts(
             inlineBudget: inlineUpstreamBudget,
             rules: rulesOfRoute,
             lenses: lenses
         )
+        var rebuild: [String: ProtocolLens] = [:]
+        for route in routes where !route.isDatagram && !route.isDNS && route.lens == .auto {
+            let lens = LensRecognizer.resolve(.auto, openings: (recorded[route.name] ?? []).map(\.opening))
+            lenses[route.name] = lens
+            if LensRecognizer.makeStreamLens(lens) != nil { rebuild[route.name] = lens }
+        }
+        if !rebuild.isEmpty {
+            let rebuilt = try tape.replayScripts(
+                inlineBudget: inlineUpstreamBudget,
+                rules: rulesOfRoute,
+                lenses: rebuild,
+                only: Set(rebuild.keys)
+            )
+            for (route, scripts) in rebuilt { recorded[route] = scripts }
+        }
         // A tape whose upstream bytes all fit in memory is never read while replaying: opening (and checking)
         // more connections to it would only cost time at start.
         let anyStored = recorded.values.contains { $0.contains(where: \.hasStoredSends) }
@@ -414,12 +428,15 @@ extension Tape {
     /// - Parameter rules: Each route's rules, as replay applies them (the tape's and those given at replay): the
     ///   client's streams are normalized with them, with the placeholders the recorder wrote, and with the address
     ///   each run's listener was bound to.
-    /// - Parameter lenses: The resolved protocol lens of each route (see ``LensRecognizer``): the client streams of
-    ///   a route with a byte-stream lens are compared in its canonical form.
+    /// - Parameters:
+    ///   - lenses: The protocol lens of each route (see ``LensRecognizer``): the client streams of a route with a
+    ///     byte-stream lens are compared in its canonical form.
+    ///   - only: The routes to build scripts for; all when nil.
     func replayScripts(
         inlineBudget: Int = .max,
         rules: [String: [Rule]] = [:],
-        lenses: [String: ProtocolLens] = [:]
+        lenses: [String: ProtocolLens] = [:],
+        only: Set<String>? = nil
     ) throws -> [String: [ReplayScript]] {
         let sessions = try sessionRoutes()
         var routeOf: [Int64: String] = [:]
@@ -452,7 +469,7 @@ extension Tape {
         var byRoute: [String: [ReplayScript]] = [:]
         var current: (id: Int64, events: [IndexedEvent])?
         func flush() throws {
-            guard let current, let route = routeOf[current.id] else { return }
+            guard let current, let route = routeOf[current.id], only?.contains(route) ?? true else { return }
             var scriptRules = ReplayScript.Rules(
                 client: try clientRules(route: route, listen: listenOfSession[current.id])
             )
@@ -483,7 +500,7 @@ extension Tape {
         }
         try flush()
         // Sessions without events (a client that connected and left at once) replay as empty sessions.
-        for session in sessions where !seen.contains(session.id) {
+        for session in sessions where !seen.contains(session.id) && only?.contains(session.route) ?? true {
             byRoute[session.route, default: []].append(ReplayScript(sessionID: session.id, events: []))
         }
         for route in byRoute.keys { byRoute[route]!.sort { $0.sessionID < $1.sessionID } }

@@ -186,12 +186,8 @@ extension Tape {
     }
 
     /// The first bytes each side of every session of `route` sent (up to `length` of its first data event; empty
-    /// for a side that sent none), in session order: what a protocol lens recognizes a session by.
-    func sessionOpenings(ofRoute route: String, length: Int) throws -> [(client: Data, upstream: Data)] {
-        try identifiedSessionOpenings(ofRoute: route, length: length).map { ($0.client, $0.upstream) }
-    }
-
-    /// ``sessionOpenings(ofRoute:length:)`` with each session's id.
+    /// for a side that sent none), with each session's id, in session order: what `--decode` recognizes a
+    /// session's lens by.
     func identifiedSessionOpenings(
         ofRoute route: String,
         length: Int
