@@ -94,19 +94,18 @@ final class DNSStreamReplayHandler: ChannelInboundHandler {
 
     private func mismatch(_ query: [UInt8], reason: String, context: ChannelHandlerContext) {
         mismatched = true
-        let entry = ReplayReport.Mismatch(
+        ledger.mismatched(
             route: route,
             client: client,
             closestSession: book.closestQuestion(
                 to: DNSQuestion(message: query)?.key ?? .init(name: "", type: 0, queryClass: 0)
             )?.sessionID,
             offset: 0,
-            expected: "",
-            actual: ByteExcerpt.render(query.prefix(64)),
-            reason: reason
+            expected: Data(),
+            actual: Data(query.prefix(64)),
+            reason: reason,
+            logger: logger
         )
-        logger.warning("replay mismatch: \(entry)")
-        ledger.mismatched(entry)
     }
 
     private func report() {

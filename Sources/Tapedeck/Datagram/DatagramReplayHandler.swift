@@ -216,17 +216,16 @@ final class DatagramReplayHandler: ChannelInboundHandler, DatagramDraining {
         flow.mismatched = true
         let closest = settings.book.closest(to: datagram)
         let offset = closest.map { recorded in zip(recorded.request, datagram).prefix { $0 == $1 }.count } ?? 0
-        let entry = ReplayReport.Mismatch(
+        settings.ledger.mismatched(
             route: settings.route.name,
             client: "\(Endpoint(flow.client).asDatagram)",
             closestSession: closest?.sessionID,
             offset: offset,
-            expected: ByteExcerpt.render(Self.excerpt(closest?.request ?? Data(), around: offset)),
-            actual: ByteExcerpt.render(Self.excerpt(datagram, around: offset)),
-            reason: reason
+            expected: Self.excerpt(closest?.request ?? Data(), around: offset),
+            actual: Self.excerpt(datagram, around: offset),
+            reason: reason,
+            logger: settings.logger
         )
-        settings.logger.warning("replay mismatch: \(entry)")
-        settings.ledger.mismatched(entry)
     }
 
     /// Up to 64 bytes of a datagram from a little before `offset`, as the mismatch shows them.

@@ -423,17 +423,16 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func report(_ mismatch: ReplayMatcher.Mismatch) {
-        let entry = ReplayReport.Mismatch(
+        ledger.mismatched(
             route: route,
             client: client,
             closestSession: mismatch.closestSessionID,
             offset: mismatch.offset,
-            expected: ByteExcerpt.render(mismatch.expected),
-            actual: ByteExcerpt.render(mismatch.actual),
-            reason: mismatch.reason
+            expected: mismatch.expected,
+            actual: mismatch.actual,
+            reason: mismatch.reason,
+            logger: logger
         )
-        logger.warning("replay mismatch: \(entry)")
-        ledger.mismatched(entry)
     }
 }
 

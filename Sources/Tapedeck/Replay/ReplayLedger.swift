@@ -1,3 +1,5 @@
+import Foundation
+import Logging
 import NIOConcurrencyHelpers
 
 /// Collects what every connection of a replay did, from all event loops, into one report.
@@ -26,6 +28,31 @@ final class ReplayLedger: Sendable {
 
     func mismatched(_ entry: ReplayReport.Mismatch) {
         report.withLockedValue { $0.mismatches.append(entry) }
+    }
+
+    /// A connection, stream or datagram left the tape: the one way every replay path reports it, rendered for the
+    /// report, logged as a warning and added to the report.
+    func mismatched(
+        route: String,
+        client: String,
+        closestSession: Int64?,
+        offset: Int,
+        expected: Data,
+        actual: Data,
+        reason: String,
+        logger: Logger
+    ) {
+        let entry = ReplayReport.Mismatch(
+            route: route,
+            client: client,
+            closestSession: closestSession,
+            offset: offset,
+            expected: ByteExcerpt.render(expected),
+            actual: ByteExcerpt.render(actual),
+            reason: reason
+        )
+        logger.warning("replay mismatch: \(entry)")
+        mismatched(entry)
     }
 
     /// The report so far, with the sessions that no connection asked for.

@@ -33,17 +33,16 @@ final class HTTP2ConnectionReplay {
     /// A stream left the tape: logged and reported at once, as a byte-level mismatch is.
     func mismatched(_ mismatch: HTTP2StreamMatcher.Mismatch) {
         mismatches += 1
-        let entry = ReplayReport.Mismatch(
+        ledger.mismatched(
             route: route,
             client: client,
             closestSession: mismatch.closestSessionID,
             offset: mismatch.offset,
-            expected: ByteExcerpt.render(mismatch.expected),
-            actual: ByteExcerpt.render(mismatch.actual),
-            reason: mismatch.reason
+            expected: mismatch.expected,
+            actual: mismatch.actual,
+            reason: mismatch.reason,
+            logger: logger
         )
-        logger.warning("replay mismatch: \(entry)")
-        ledger.mismatched(entry)
     }
 
     /// The connection closed: a replay when it served a stream and none mismatched, a probe when it served none.
