@@ -8,7 +8,7 @@ import Testing
 extension FixtureSmokeTests {
     @Test(.enabled(if: PythonFixture.python != nil, "needs python3"))
     func udpClientAgainstTheUDPEchoServer() async throws {
-        let echo = try await PythonFixture.UDPEchoServer()
+        let echo = try await PythonFixture.udpEchoServer()
         defer { echo.stop() }
         let run = try await offThePool {
             try PythonFixture.udpClient(port: echo.port, sizes: [1, 1_400, 65_507], texts: ["hello"])

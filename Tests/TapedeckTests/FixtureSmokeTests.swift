@@ -33,7 +33,7 @@ struct FixtureSmokeTests {
 
     @Test(.enabled(if: PythonFixture.python != nil, "needs python3"))
     func requestIDClientAgainstTheEchoServer() async throws {
-        let server = try await PythonFixture.EchoServer()
+        let server = try await PythonFixture.echoServer()
         defer { server.stop() }
         let run = try PythonFixture.requestIDClient(port: server.port, count: 5)
         #expect(run.status == 0, "\(run)")
@@ -44,7 +44,7 @@ struct FixtureSmokeTests {
     /// Content-Length.
     @Test(.enabled(if: PythonFixture.python != nil, "needs python3"))
     func echoServerEchoesTheRequestIDInAHeaderAndAJSONBody() async throws {
-        let server = try await PythonFixture.EchoServer()
+        let server = try await PythonFixture.echoServer()
         defer { server.stop() }
         let connection = try BlockingConnection(to: .tcp(host: "127.0.0.1", port: server.port), timeout: .seconds(10))
         for id in ["first-id", "second-id"] {

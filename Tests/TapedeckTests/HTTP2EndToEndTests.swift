@@ -28,7 +28,7 @@ struct HTTP2EndToEndTests {
     /// and statuses, and the replay counts no mismatch.
     @Test(.enabled(if: HTTP2EndToEndTests.grpcAvailable, "needs python3 with grpcio (.ci/run)"))
     func grpcioCallsOfEveryKindReplayOnAnotherPortWithTheServiceStopped() async throws {
-        let service = try await PythonFixture.GRPCServer()
+        let service = try await PythonFixture.grpcServer()
         defer { service.stop() }
         let directory = try TemporaryDirectory()
         let tape = directory.path("grpc.tape")
@@ -54,7 +54,7 @@ struct HTTP2EndToEndTests {
     /// and a strict replay fails.
     @Test(.enabled(if: HTTP2EndToEndTests.grpcAvailable, "needs python3 with grpcio (.ci/run)"))
     func aCallTheTapeNeverHeardFailsAtOnceWithUnimplemented() async throws {
-        let service = try await PythonFixture.GRPCServer()
+        let service = try await PythonFixture.grpcServer()
         defer { service.stop() }
         let directory = try TemporaryDirectory()
         let tape = directory.path("grpc.tape")
@@ -127,7 +127,7 @@ struct HTTP2EndToEndTests {
     /// order, each gets its own response, over HTTP/2.
     @Test(.enabled(if: PythonFixture.pythonWithHypercorn != nil && NginxServer.curl != nil, "needs hypercorn and curl"))
     func curlUpgradingToH2CReplaysOnAnotherPort() async throws {
-        let server = try await PythonFixture.H2CUpgradeServer()
+        let server = try await PythonFixture.h2cUpgradeServer()
         defer { server.stop() }
         let directory = try TemporaryDirectory()
         let tape = directory.path("h2c.tape")

@@ -78,7 +78,7 @@ struct RulesEndToEndTests {
 
     @Test(.enabled(if: PythonFixture.python != nil, "needs python3"))
     func aFreshRequestIDEchoedByTheUpstreamComesBackAsTheLiveClients() async throws {
-        let server = try await PythonFixture.EchoServer()
+        let server = try await PythonFixture.echoServer()
         let directory = try TemporaryDirectory()
         let tape = directory.path("request-id.tape")
         let recorded = try await Self.record([

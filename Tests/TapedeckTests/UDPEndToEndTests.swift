@@ -140,7 +140,7 @@ extension UDPEndToEndTests {
     /// UDP packet.
     @Test(.enabled(if: UDPEndToEndTests.python, "needs python3"))
     func datagramsUpToTheLargestEchoThroughRecordAndReplay() async throws {
-        let echo = try await PythonFixture.UDPEchoServer()
+        let echo = try await PythonFixture.udpEchoServer()
         defer { echo.stop() }
         let directory = try TemporaryDirectory()
         let tape = directory.path("echo.tape")
@@ -187,7 +187,7 @@ extension UDPEndToEndTests {
     /// later is a second session. Replay with the same timeout serves both.
     @Test(.enabled(if: UDPEndToEndTests.python, "needs python3"))
     func aFlowEndsAfterTheIdleTimeoutAndTheSameClientLaterIsANewSession() async throws {
-        let echo = try await PythonFixture.UDPEchoServer()
+        let echo = try await PythonFixture.udpEchoServer()
         defer { echo.stop() }
         let directory = try TemporaryDirectory()
         let tape = directory.path("idle.tape")
@@ -225,7 +225,7 @@ extension UDPEndToEndTests {
     /// recorded datagram, counted in the report, and fails `--strict`.
     @Test(.enabled(if: UDPEndToEndTests.python, "needs python3"))
     func aReplayedFlowWhoseClientSaysSomethingNewGetsADiagnostic() async throws {
-        let echo = try await PythonFixture.UDPEchoServer()
+        let echo = try await PythonFixture.udpEchoServer()
         defer { echo.stop() }
         let directory = try TemporaryDirectory()
         let tape = directory.path("new.tape")
@@ -343,7 +343,7 @@ extension UDPEndToEndTests {
     /// stopped.
     @Test(.enabled(if: UDPEndToEndTests.python, "needs python3"))
     func runGivesTheCommandAUDPRouteAndReplaysIt() async throws {
-        let echo = try await PythonFixture.UDPEchoServer()
+        let echo = try await PythonFixture.udpEchoServer()
         defer { echo.stop() }
         let directory = try TemporaryDirectory()
         let tape = directory.path("run.tape")
@@ -409,7 +409,7 @@ extension UDPEndToEndTests {
     /// echo server stopped; the report says one flow replayed and nothing mismatched.
     @Test(.enabled(if: UDPEndToEndTests.python, "needs python3"))
     func theSwiftAPIRecordsAndReplaysAUDPRoute() async throws {
-        let echo = try await PythonFixture.UDPEchoServer()
+        let echo = try await PythonFixture.udpEchoServer()
         defer { echo.stop() }
         let directory = try TemporaryDirectory()
         let tape = directory.path("api.tape")

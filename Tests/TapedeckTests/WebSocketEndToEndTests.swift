@@ -24,7 +24,7 @@ struct WebSocketEndToEndTests {
         replayArguments: [String] = [],
         _ clients: @escaping @Sendable (Int) throws -> T
     ) async throws -> (recorded: T, replayed: T, replayErrors: String) {
-        let server = try await PythonFixture.WebSocketServer()
+        let server = try await PythonFixture.webSocketServer()
         defer { server.stop() }
         let directory = try TemporaryDirectory()
         let tape = directory.path("websocket.tape")
@@ -120,7 +120,7 @@ struct WebSocketEndToEndTests {
     /// Byte for byte, the same conversation finds no session: the lens is what makes it replay.
     @Test(.enabled(if: WebSocketEndToEndTests.available, "needs python3 with websockets (.ci/run)"))
     func withoutTheLensTheSameClientFindsNoSession() async throws {
-        let server = try await PythonFixture.WebSocketServer()
+        let server = try await PythonFixture.webSocketServer()
         defer { server.stop() }
         let directory = try TemporaryDirectory()
         let tape = directory.path("raw.tape")

@@ -3,7 +3,7 @@ import Foundation
 /// The UDP and DNS servers and clients under `fixtures/`.
 ///
 /// ```swift
-/// let echo = try await PythonFixture.UDPEchoServer()
+/// let echo = try await PythonFixture.udpEchoServer()
 /// defer { echo.stop() }
 /// let run = try PythonFixture.udpClient(port: echo.port, sizes: [1, 1_400])
 /// #expect(run.stdout == "sent 1 echo same\nsent 1400 echo same\n")
@@ -63,29 +63,13 @@ extension PythonFixture {
     }
 
     /// `servers/udp_echo.py` on a free loopback UDP port: every datagram sent back whole; stopped by its PID.
-    final class UDPEchoServer: Sendable {
-        let port: Int
-        private let process: ChildProcess
-        private let directory: TemporaryDirectory
-
-        init(timeout: Duration = .seconds(20)) async throws {
-            guard let python = PythonFixture.python else { throw TestProcessError("no python3") }
-            directory = try TemporaryDirectory()
-            (process, port) = try await PythonFixture.startServer(
-                python: python,
-                script: "servers/udp_echo.py",
-                ["0"],
-                directory: directory,
-                timeout: timeout
-            )
-        }
-
-        /// Stops the server by its PID.
-        func stop() {
-            process.stop(SIGTERM)
-        }
-
-        deinit { stop() }
+    static func udpEchoServer(timeout: Duration = .seconds(20)) async throws -> ScriptServer {
+        try await ScriptServer(
+            python: PythonFixture.python,
+            missing: "no python3",
+            script: "servers/udp_echo.py",
+            timeout: timeout
+        )
     }
 
     /// `servers/udp_sink.py` on a free loopback UDP port: counts datagrams, answers none, and reports once it has

@@ -3,7 +3,7 @@ import Foundation
 /// The WebSocket server and client under `fixtures/`, both Python's `websockets`.
 ///
 /// ```swift
-/// let server = try await PythonFixture.WebSocketServer()
+/// let server = try await PythonFixture.webSocketServer()
 /// defer { server.stop() }
 /// let url = "ws://127.0.0.1:\(server.port)/echo"
 /// let run = try PythonFixture.webSocketClient(url: url, ["send:hi", "recv:1", "close"])
@@ -34,30 +34,12 @@ extension PythonFixture {
     /// `servers/websocket_server.py` on a free loopback port: `/echo` sends every message back, `/feed` pushes
     /// three messages and a ping on connect, answers `subscribe TOPIC COUNT` with a burst and `bye` by closing;
     /// stopped by its PID.
-    final class WebSocketServer: Sendable {
-        let port: Int
-        private let process: ChildProcess
-        private let directory: TemporaryDirectory
-
-        init(timeout: Duration = .seconds(20)) async throws {
-            guard let python = PythonFixture.pythonWithWebSockets else {
-                throw TestProcessError("no python3 with websockets")
-            }
-            directory = try TemporaryDirectory()
-            (process, port) = try await PythonFixture.startServer(
-                python: python,
-                script: "servers/websocket_server.py",
-                ["0"],
-                directory: directory,
-                timeout: timeout
-            )
-        }
-
-        /// Stops the server by its PID.
-        func stop() {
-            process.stop(SIGTERM)
-        }
-
-        deinit { stop() }
+    static func webSocketServer(timeout: Duration = .seconds(20)) async throws -> ScriptServer {
+        try await ScriptServer(
+            python: PythonFixture.pythonWithWebSockets,
+            missing: "no python3 with websockets",
+            script: "servers/websocket_server.py",
+            timeout: timeout
+        )
     }
 }

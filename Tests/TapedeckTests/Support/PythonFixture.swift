@@ -4,7 +4,7 @@ import Foundation
 /// needs, their stdout and stderr kept apart.
 ///
 /// ```swift
-/// let server = try await PythonFixture.EchoServer()
+/// let server = try await PythonFixture.echoServer()
 /// defer { server.stop() }
 /// let run = try PythonFixture.requestIDClient(port: server.port, count: 3)
 /// #expect(run.stdout == "ok 3\n")
@@ -138,17 +138,29 @@ enum PythonFixture {
 
     /// `servers/grpc_echo.py` on a free loopback port: a gRPC service with unary, streaming and failing methods,
     /// without TLS; stopped by its PID.
-    final class GRPCServer: Sendable {
+    static func grpcServer(timeout: Duration = .seconds(20)) async throws -> ScriptServer {
+        try await ScriptServer(
+            python: PythonFixture.pythonWithGRPC,
+            missing: "no python3 with grpcio",
+            script: "servers/grpc_echo.py",
+            timeout: timeout
+        )
+    }
+
+    /// A fixture server script on a free loopback port (it binds port 0 and prints `listening PORT`), stopped by
+    /// its PID: what `grpcServer()`, `echoServer()` and the other servers without options of their own return.
+    final class ScriptServer: Sendable {
         let port: Int
         private let process: ChildProcess
         private let directory: TemporaryDirectory
 
-        init(timeout: Duration = .seconds(20)) async throws {
-            guard let python = PythonFixture.pythonWithGRPC else { throw TestProcessError("no python3 with grpcio") }
+        /// Starts `fixtures/<script>` with `python`; `missing` says what is lacking when there is none.
+        init(python: String?, missing: String, script: String, timeout: Duration) async throws {
+            guard let python else { throw TestProcessError(missing) }
             directory = try TemporaryDirectory()
             (process, port) = try await PythonFixture.startServer(
                 python: python,
-                script: "servers/grpc_echo.py",
+                script: script,
                 ["0"],
                 directory: directory,
                 timeout: timeout
@@ -168,58 +180,24 @@ enum PythonFixture {
 
     /// `servers/h2c_upgrade.py` on a free loopback port: hypercorn, which accepts `Upgrade: h2c`, answering each
     /// request with its method, path, HTTP version and body; stopped by its PID.
-    final class H2CUpgradeServer: Sendable {
-        let port: Int
-        private let process: ChildProcess
-        private let directory: TemporaryDirectory
-
-        init(timeout: Duration = .seconds(20)) async throws {
-            guard let python = PythonFixture.pythonWithHypercorn else {
-                throw TestProcessError("no python3 with hypercorn")
-            }
-            directory = try TemporaryDirectory()
-            (process, port) = try await PythonFixture.startServer(
-                python: python,
-                script: "servers/h2c_upgrade.py",
-                ["0"],
-                directory: directory,
-                timeout: timeout
-            )
-        }
-
-        /// Stops the server by its PID.
-        func stop() {
-            process.stop(SIGTERM)
-        }
-
-        deinit { stop() }
+    static func h2cUpgradeServer(timeout: Duration = .seconds(20)) async throws -> ScriptServer {
+        try await ScriptServer(
+            python: PythonFixture.pythonWithHypercorn,
+            missing: "no python3 with hypercorn",
+            script: "servers/h2c_upgrade.py",
+            timeout: timeout
+        )
     }
 
     /// `servers/echo_request_id.py` on a free loopback port (it binds port 0 and says which it got), answering
     /// each request with its `X-Request-Id` in a JSON body and a header; stopped by its PID.
-    final class EchoServer: Sendable {
-        let port: Int
-        private let process: ChildProcess
-        private let directory: TemporaryDirectory
-
-        init(timeout: Duration = .seconds(20)) async throws {
-            guard let python = PythonFixture.python else { throw TestProcessError("no python3") }
-            directory = try TemporaryDirectory()
-            (process, port) = try await PythonFixture.startServer(
-                python: python,
-                script: "servers/echo_request_id.py",
-                ["0"],
-                directory: directory,
-                timeout: timeout
-            )
-        }
-
-        /// Stops the server by its PID.
-        func stop() {
-            process.stop(SIGTERM)
-        }
-
-        deinit { stop() }
+    static func echoServer(timeout: Duration = .seconds(20)) async throws -> ScriptServer {
+        try await ScriptServer(
+            python: PythonFixture.python,
+            missing: "no python3",
+            script: "servers/echo_request_id.py",
+            timeout: timeout
+        )
     }
 
     /// `servers/smtp_starttls.py` on a free loopback port: aiosmtpd offering STARTTLS with a PEM certificate and
