@@ -34,6 +34,9 @@ extension Deck {
         /// Where the local certificate authority lives (made there on first use), for routes and tapes that
         /// speak TLS; nil for ``CertificateAuthority/defaultDirectory(environment:)``.
         public var certificateAuthorityDirectory: String?
+        /// The toxics of the deck's routes (see ``FaultRegistry``): faults applied to live, recorded and replayed
+        /// traffic. Without it the relays carry no fault stage at all.
+        public var faults: FaultRegistry?
 
         /// Creates options: append to the tape, replay fast, each session served once, 5 seconds to drain.
         public init(

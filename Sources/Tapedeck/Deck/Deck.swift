@@ -209,6 +209,7 @@ public final class Deck: Service {
                     recorder: recorder,
                     drainTimeout: options.drainTimeout,
                     tlsContexts: tlsContexts,
+                    faults: options.faults,
                     logger: options.logger
                 )
                 let bound = try await server.start()
@@ -237,7 +238,8 @@ public final class Deck: Service {
                 var replayOptions = ReplayServer.Options(
                     pace: options.pace,
                     repeatSessions: options.repeatSessions,
-                    secrets: options.secrets
+                    secrets: options.secrets,
+                    faults: options.faults
                 )
                 replayOptions.recordMissing = recorder.map(MissingSessionRecording.init(recorder:))
                 let tlsProfiles = try reading.replayTLS()

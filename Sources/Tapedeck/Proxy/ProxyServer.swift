@@ -36,6 +36,7 @@ public final class ProxyServer: Service {
     private let recorder: Recorder?
     private let tlsContexts: TLSContexts?
     private let drainTimeout: Duration
+    private let faults: FaultRegistry?
     private let tracker = ConnectionTracker()
     private let lifecycle = Lifecycle<Listener.Bound, ShutdownOutcome>("proxy server")
 
@@ -48,6 +49,7 @@ public final class ProxyServer: Service {
     ///   - drainTimeout: How long open sessions may go on when a graceful shutdown stops ``run()``.
     ///   - tlsContexts: Where routes that speak TLS get their certificates and contexts; routes with TLS need
     ///     them, and ``start()`` refuses them otherwise.
+    ///   - faults: The toxics of the routes; with them, every connection gets a fault stage that applies them.
     ///   - logger: Where connection problems are reported.
     public init(
         configuration: ProxyConfiguration,
@@ -55,8 +57,10 @@ public final class ProxyServer: Service {
         recorder: Recorder? = nil,
         drainTimeout: Duration = .seconds(5),
         tlsContexts: TLSContexts? = nil,
+        faults: FaultRegistry? = nil,
         logger: Logger = Logger(label: "tapedeck.proxy")
     ) {
+        self.faults = faults
         self.configuration = configuration
         self.tlsContexts = tlsContexts
         self.group = group

@@ -37,14 +37,18 @@ public final class ReplayServer: Service {
         public var secrets: [String: String]
         /// Where replay gets certificates for routes whose recorded clients spoke TLS, and what they spoke.
         public var tls: TLS?
+        /// The toxics of the routes; with them, every connection gets a fault stage that applies them.
+        public var faults: FaultRegistry?
 
         /// Creates options; by default no waits, each session replayed at most once, nothing recorded, no secrets.
         public init(
             pace: ReplayPace = .fast,
             repeatSessions: Bool = false,
             recordMissing: MissingSessionRecording? = nil,
-            secrets: [String: String] = [:]
+            secrets: [String: String] = [:],
+            faults: FaultRegistry? = nil
         ) {
+            self.faults = faults
             self.pace = pace
             self.repeatSessions = repeatSessions
             self.recordMissing = recordMissing
