@@ -17,6 +17,8 @@ struct ProxyCommand: AsyncParsableCommand {
 
     @OptionGroup var routes: NamedRouteOptions
     @OptionGroup var tls: TLSOptions
+    @OptionGroup var faults: FaultOptions
+
     @OptionGroup var runtime: RuntimeOptions
 
     func run() async throws {
@@ -27,7 +29,7 @@ struct ProxyCommand: AsyncParsableCommand {
             .proxy,
             tape: nil,
             routes: tls.applied(to: configuration.routes),
-            options: {
+            options: try {
                 var options = Deck.Options(
                     group: runtime.makeEventLoopGroup(),
                     logger: logger,
@@ -35,6 +37,7 @@ struct ProxyCommand: AsyncParsableCommand {
                     drainTimeout: runtime.drainTimeout
                 )
                 options.certificateAuthorityDirectory = tls.certificateAuthorityDirectory
+                try faults.apply(to: &options, logger: logger)
                 return options
             }()
         )

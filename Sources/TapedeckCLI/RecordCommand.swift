@@ -29,6 +29,8 @@ struct RecordCommand: AsyncParsableCommand {
 
     @OptionGroup var tls: TLSOptions
 
+    @OptionGroup var faults: FaultOptions
+
     @OptionGroup var runtime: RuntimeOptions
 
     func run() async throws {
@@ -39,7 +41,7 @@ struct RecordCommand: AsyncParsableCommand {
             .record,
             tape: tape,
             routes: tls.applied(to: try rules.applied(to: configuration.routes)),
-            options: {
+            options: try {
                 var options = Deck.Options(
                     label: label,
                     overwrite: overwrite,
@@ -52,6 +54,7 @@ struct RecordCommand: AsyncParsableCommand {
                     drainTimeout: runtime.drainTimeout
                 )
                 options.certificateAuthorityDirectory = tls.certificateAuthorityDirectory
+                try faults.apply(to: &options, logger: logger)
                 return options
             }()
         )

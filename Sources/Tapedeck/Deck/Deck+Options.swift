@@ -37,6 +37,9 @@ extension Deck {
         /// The toxics of the deck's routes (see ``FaultRegistry``): faults applied to live, recorded and replayed
         /// traffic. Without it the relays carry no fault stage at all.
         public var faults: FaultRegistry?
+        /// Toxics to put on the routes as the deck starts (a fault file), once their names are known; a deck given
+        /// a plan without ``faults`` makes a registry with seed 0.
+        public var faultPlan: FaultPlan?
 
         /// Creates options: append to the tape, replay fast, each session served once, 5 seconds to drain.
         public init(

@@ -153,6 +153,8 @@ public final class Deck: Service {
         routes: [Route],
         options: Options = Options()
     ) async throws -> Deck {
+        var options = options
+        if options.faultPlan != nil, options.faults == nil { options.faults = FaultRegistry() }
         let mode = mode.resolved(forTape: tape)
         var routes = try ProxyConfiguration(routes: routes).routes
         if mode.needsUpstream {
@@ -202,6 +204,7 @@ public final class Deck: Service {
         do {
             switch mode {
             case .proxy, .record:
+                if let plan = options.faultPlan { try options.faults?.apply(plan, to: routes) }
                 let tlsContexts = try routes.contains { $0.tls.mode != .off } ? makeTLSContexts(options) : nil
                 let server = ProxyServer(
                     configuration: try ProxyConfiguration(routes: routes),
@@ -228,6 +231,7 @@ public final class Deck: Service {
                 guard let tape else { throw needsTape }
                 let reading = try Tape(readingAt: tape)
                 routes = try servedRoutes(routes, in: reading)
+                if let plan = options.faultPlan { try options.faults?.apply(plan, to: routes) }
                 if mode == .recordMissing, let route = routes.first(where: \.isDatagram) {
                     throw TapedeckError(
                         .invalidArgument,
