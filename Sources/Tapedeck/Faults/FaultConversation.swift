@@ -39,8 +39,10 @@ final class FaultConversation {
     private var upstream = FaultStreamStateMachine(stream: .upstream)
     private var downstream = FaultStreamStateMachine(stream: .downstream)
     private var scratch: [FaultEvent] = []
-    weak var upstreamStage: (any Stage)?
-    weak var downstreamStage: (any Stage)?
+    private weak var upstreamStage: (any Stage)?
+    private weak var downstreamStage: (any Stage)?
+    /// What came out for a stream whose stage is not in a pipeline yet (the upstream's, while it connects).
+    private var unclaimed: (upstream: [FaultEvent], downstream: [FaultEvent]) = ([], [])
     /// The stages in a pipeline, and the route's observer while there is one.
     private var attached = 0
     private var observer: Int?
@@ -71,6 +73,32 @@ final class FaultConversation {
         ]
     }
 
+    /// Makes `stage` the one `stream`'s events go to, and hands it what came out before it was there.
+    func register(_ stage: any Stage, for stream: ToxicStream) {
+        let waiting: [FaultEvent]
+        switch stream {
+        case .upstream:
+            upstreamStage = stage
+            waiting = unclaimed.upstream
+            unclaimed.upstream = []
+        case .downstream:
+            downstreamStage = stage
+            waiting = unclaimed.downstream
+            unclaimed.downstream = []
+        }
+        if !waiting.isEmpty { stage.enqueue(waiting) }
+    }
+
+    private func hand(_ events: [FaultEvent], to stream: ToxicStream) {
+        guard !events.isEmpty else { return }
+        switch stream {
+        case .upstream:
+            if let upstreamStage { upstreamStage.enqueue(events) } else { unclaimed.upstream += events }
+        case .downstream:
+            if let downstreamStage { downstreamStage.enqueue(events) } else { unclaimed.downstream += events }
+        }
+    }
+
     /// A stage joined a pipeline: the first one takes the route's toxics and watches for changes, so that data
     /// held by `timeout` flows once it is removed, and toxics on the clock start without waiting for bytes.
     func attach(on loop: any EventLoop) {
@@ -78,9 +106,9 @@ final class FaultConversation {
         guard attached == 1 else { return }
         let conversation = NIOLoopBound(self, eventLoop: loop)
         observer = faults.addObserver {
-            loop.execute { conversation.value.refresh() }
+            loop.execute { conversation.value.refresh(now: loop.now) }
         }
-        refresh()
+        refresh(now: loop.now)
     }
 
     /// A stage left its pipeline; the last one stops watching.
@@ -92,7 +120,7 @@ final class FaultConversation {
     }
 
     /// Takes the route's toxics if they changed since last time, and hands what that releases to the stages.
-    func refresh(now: NIODeadline = .now()) {
+    func refresh(now: NIODeadline) {
         let current = faults.version
         guard current != version else { return }
         let snapshot = faults.snapshot()
@@ -101,13 +129,13 @@ final class FaultConversation {
         var downstreamOut: [FaultEvent] = []
         upstream.sync(snapshot.toxics, now: now, conversation: self, into: &upstreamOut)
         downstream.sync(snapshot.toxics, now: now, conversation: self, into: &downstreamOut)
-        if !upstreamOut.isEmpty { upstreamStage?.enqueue(upstreamOut) }
-        if !downstreamOut.isEmpty { downstreamStage?.enqueue(downstreamOut) }
+        hand(upstreamOut, to: .upstream)
+        hand(downstreamOut, to: .downstream)
     }
 
     /// Whether neither stream has a toxic, checked against the route's current version: the fast path.
-    func isIdle(_ stream: ToxicStream) -> Bool {
-        if faults.version != version { refresh() }
+    func isIdle(_ stream: ToxicStream, now: NIODeadline) -> Bool {
+        if faults.version != version { refresh(now: now) }
         switch stream {
         case .upstream: return upstream.isIdle
         case .downstream: return downstream.isIdle
@@ -170,10 +198,10 @@ final class FaultConversation {
         matched = []
         scratch.removeAll(keepingCapacity: true)
         upstream.exchangeEnded(now: now, into: &scratch)
-        if !scratch.isEmpty { upstreamStage?.enqueue(scratch) }
+        hand(scratch, to: .upstream)
         scratch.removeAll(keepingCapacity: true)
         downstream.exchangeEnded(now: now, into: &scratch)
-        if !scratch.isEmpty { downstreamStage?.enqueue(scratch) }
+        hand(scratch, to: .downstream)
     }
 
     private func noteClientBytes(_ buffer: ByteBuffer) {

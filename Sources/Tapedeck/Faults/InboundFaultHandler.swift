@@ -37,11 +37,8 @@ final class InboundFaultHandler: ChannelDuplexHandler, FaultConversation.Stage {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        switch stream {
-        case .upstream: conversation.upstreamStage = self
-        case .downstream: conversation.downstreamStage = self
-        }
         conversation.attach(on: context.eventLoop)
+        conversation.register(self, for: stream)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -55,8 +52,8 @@ final class InboundFaultHandler: ChannelDuplexHandler, FaultConversation.Stage {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !cut else { return }
         let buffer = unwrapInboundIn(data)
-        let now = NIODeadline.now()
-        if schedule.isEmpty, conversation.isIdle(stream) {
+        let now = context.eventLoop.now
+        if schedule.isEmpty, conversation.isIdle(stream, now: now) {
             // No toxic on this stream: the bytes only move the conversation on.
             _ = conversation.place(.data(buffer), on: stream, now: now)
             context.fireChannelRead(data)
@@ -71,12 +68,13 @@ final class InboundFaultHandler: ChannelDuplexHandler, FaultConversation.Stage {
             return
         }
         guard !cut else { return }
-        if schedule.isEmpty, conversation.isIdle(stream) {
+        let now = context.eventLoop.now
+        if schedule.isEmpty, conversation.isIdle(stream, now: now) {
             finPassed = true
             context.fireUserInboundEventTriggered(event)
             return
         }
-        accept(.halfClose, now: .now())
+        accept(.halfClose, now: now)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -118,7 +116,7 @@ final class InboundFaultHandler: ChannelDuplexHandler, FaultConversation.Stage {
     /// Passes on every event that is due, and sets a timer for the next.
     private func pump() {
         guard let context else { return }
-        let now = NIODeadline.now()
+        let now = context.eventLoop.now
         var passedData = false
         while !cut, let event = schedule.popDue(now: now) {
             passedData = pass(event, context: context) || passedData

@@ -26,8 +26,8 @@ final class OutboundFaultHandler: ChannelOutboundHandler, FaultConversation.Stag
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        conversation.downstreamStage = self
         conversation.attach(on: context.eventLoop)
+        conversation.register(self, for: .downstream)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -43,8 +43,8 @@ final class OutboundFaultHandler: ChannelOutboundHandler, FaultConversation.Stag
             return
         }
         let buffer = unwrapOutboundIn(data)
-        let now = NIODeadline.now()
-        if schedule.isEmpty, conversation.isIdle(.downstream) {
+        let now = context.eventLoop.now
+        if schedule.isEmpty, conversation.isIdle(.downstream, now: now) {
             _ = conversation.place(.data(buffer), on: .downstream, now: now)
             context.write(data, promise: promise)
             return
@@ -59,12 +59,13 @@ final class OutboundFaultHandler: ChannelOutboundHandler, FaultConversation.Stag
     }
 
     func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
-        guard !cut, mode != .input, !(schedule.isEmpty && conversation.isIdle(.downstream)) else {
+        let now = context.eventLoop.now
+        guard !cut, mode != .input, !(schedule.isEmpty && conversation.isIdle(.downstream, now: now)) else {
             context.close(mode: mode, promise: promise)
             return
         }
         endPromises.append(promise)
-        accept(mode == .output ? .halfClose : .close, now: .now())
+        accept(mode == .output ? .halfClose : .close, now: now)
     }
 
     func enqueue(_ events: [FaultEvent]) {
@@ -83,7 +84,7 @@ final class OutboundFaultHandler: ChannelOutboundHandler, FaultConversation.Stag
 
     private func pump() {
         guard let context else { return }
-        let now = NIODeadline.now()
+        let now = context.eventLoop.now
         var wrote = false
         while !cut, let event = schedule.popDue(now: now) {
             switch event.kind {
