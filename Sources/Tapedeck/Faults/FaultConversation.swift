@@ -25,6 +25,8 @@ final class FaultConversation {
     private let logger: Logger
     /// On replay, the recorded session serving the connection, once chosen.
     var recordedSession: Int64?
+    /// When recording: where each toxic that acts is noted, so that the tape says which fault the client met.
+    var recorder: SessionRecorder?
 
     private(set) var exchange = 0
     private var upstreamSpokeLast = true
@@ -260,6 +262,7 @@ final class FaultConversation {
             offset: offset
         )
         guard faults.fire(toxic, at: fired) else { return false }
+        recorder?.recordFault(fired.description, on: toxic.stream.direction)
         logger.notice(
             "toxic fired",
             metadata: [

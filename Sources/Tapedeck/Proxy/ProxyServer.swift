@@ -216,6 +216,7 @@ public final class ProxyServer: Service {
         }
         if let routeFaults {
             let conversation = FaultConversation(faults: routeFaults, client: clientAddress, logger: logger)
+            conversation.recorder = session
             splice.faultStages = (
                 InboundFaultHandler(conversation: conversation, stream: .upstream),
                 InboundFaultHandler(conversation: conversation, stream: .downstream)
