@@ -1,8 +1,8 @@
 import Foundation
+import TapedeckTesting
 import Testing
 
 @testable import Tapedeck
-import TapedeckTesting
 
 /// Faults with real clients and upstreams: a recorded conversation replayed as failure tests (mutation replay),
 /// toxics on a live proxy, a faulted recording, and the same seed faulting the same connections.
@@ -38,11 +38,14 @@ struct FaultEndToEndTests {
         )
         let replay = try TapedeckProcess(["replay", "--tape", tape, "--fault", faults, "--strict", "--require-all"])
         let port = try await replay.waitForListening()["default"]!.port!
-        let one = temporaryPath("one"), two = temporaryPath("two")
+        let one = temporaryPath("one")
+        let two = temporaryPath("two")
         let curl = try await offThePool {
             try ChildProcess.run(
-                [NginxServer.curl!, "-sS", "--max-time", "20", "-o", one, "-o", two, "-w", "%{size_download} ",
-                 "http://127.0.0.1:\(port)/one.txt", "http://127.0.0.1:\(port)/two.txt"]
+                [
+                    NginxServer.curl!, "-sS", "--max-time", "20", "-o", one, "-o", two, "-w", "%{size_download} ",
+                    "http://127.0.0.1:\(port)/one.txt", "http://127.0.0.1:\(port)/two.txt",
+                ]
             )
         }
         // curl's exit status 56: a failure receiving data, here "Connection reset by peer".
@@ -95,6 +98,35 @@ struct FaultEndToEndTests {
         #expect(report.cut.count == 2 && report.replayed.count == 1)
         try report.verify(requireAll: true)
         #expect(options.faults!.faults(named: "default")?.toxics.isEmpty == true, "the count is spent")
+    }
+
+    /// A toxic pinned to a recorded session acts only on connections replayed from it.
+    @Test(.enabled(if: RedisServer.isInstalled, "needs redis-server and redis-cli (installed by .ci/run)"))
+    func aToxicPinnedToARecordedSessionActsOnlyOnConnectionsReplayedFromIt() async throws {
+        let redis = try await RedisServer()
+        defer { redis.stop() }
+        _ = try RedisServer.cli(port: redis.port, ["MSET", "a", "1", "b", "2"])
+        let tape = temporaryPath("two.tape")
+        try await withTapedeck(.record, tape: tape, upstream: "127.0.0.1:\(redis.port)") { address in
+            _ = try RedisServer.cli(port: address.port!, ["GET", "a"])
+            _ = try RedisServer.cli(port: address.port!, ["GET", "b"])
+        }
+        redis.stop()
+        var options = Deck.Options.testDefaults
+        options.faults = FaultRegistry()
+        options.faultPlan = try FaultPlan.parse(Data("- {type: reset_peer, recorded_session: 2}\n".utf8), json: false)
+        let deck = try await Deck.start(.replay, tape: tape, routes: [Route()], options: options)
+        let port = deck.address.port!
+        let results = try await offThePool {
+            ["b", "a"].map { key in
+                (try? ChildProcess.run([RedisServer.client!, "-h", "127.0.0.1", "-p", "\(port)", "GET", key]))
+                    .map { "\($0.status) \($0.output)" } ?? "failed"
+            }
+        }
+        _ = try await deck.stop()
+        #expect(results[0].hasPrefix("1 ") && results[0].contains("reset"), "\(results)")
+        #expect(results[1] == "0 1\n", "\(results)")
+        #expect(options.faults!.log.fired.map(\.recordedSession) == [2])
     }
 
     /// A live proxy in front of redis: a latency toxic adds its delay to each reply, and once removed the traffic

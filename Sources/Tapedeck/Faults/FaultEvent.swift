@@ -60,3 +60,9 @@ struct FaultEvent {
 /// Sent through a pipeline just before a toxic cuts its connection, so that replay gives the session back for a
 /// retry instead of reporting the cut as a mismatch.
 struct FaultCut: Sendable {}
+
+/// Sent out through a replayed connection's pipeline once replay knows which recorded session the connection
+/// follows, for toxics pinned to a recorded session (`recorded_session`).
+struct ReplayedSessionChosen: Sendable {
+    var session: Int64
+}

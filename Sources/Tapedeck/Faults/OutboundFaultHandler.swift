@@ -53,6 +53,15 @@ final class OutboundFaultHandler: ChannelOutboundHandler, FaultConversation.Stag
         accept(.data(buffer), now: now)
     }
 
+    func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
+        if let chosen = event as? ReplayedSessionChosen {
+            conversation.recordedSession = chosen.session
+            promise?.succeed()
+            return
+        }
+        context.triggerUserOutboundEvent(event, promise: promise)
+    }
+
     func flush(context: ChannelHandlerContext) {
         // Bytes held are flushed as they become due.
         if schedule.isEmpty { context.flush() }

@@ -23,6 +23,8 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var clientInputEnded = false
     /// A toxic cut the connection: the session it followed goes back unplayed, and nothing more is matched.
     private var cutByToxic = false
+    /// The recorded session the fault stages were last told the connection follows.
+    private var announcedSession: Int64?
     private var context: ChannelHandlerContext?
     private var pending: [ReplayMatcher.Action] = []
     private var pendingIndex = 0
@@ -213,6 +215,12 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
     // MARK: Carrying out actions in order
 
     private func run(_ actions: [ReplayMatcher.Action]) {
+        if let session = matcher.sessionID, session != announcedSession, let context {
+            // Toxics pinned to a recorded session learn which one this connection follows (as the client's bytes
+            // narrow it down), before its replies.
+            announcedSession = session
+            context.triggerUserOutboundEvent(ReplayedSessionChosen(session: session), promise: nil)
+        }
         pending.append(contentsOf: actions)
         drain()
     }
