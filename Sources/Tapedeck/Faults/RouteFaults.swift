@@ -225,6 +225,18 @@ public final class RouteFaults: Sendable {
         return Double.random(in: 0..<1, using: &generator) < toxic.toxicity
     }
 
+    /// The random source `toxic` draws from within the connection (or UDP flow) of order `session`: which of its
+    /// datagrams a `loss`, `duplicate` or `reorder` toxic acts on, and a `latency` toxic's jitter.
+    ///
+    /// It follows from the route's seed, the session and the toxic's name alone, and is not the source of
+    /// ``draws(_:session:)``, so the same seed and the same traffic fault the same datagrams in every run.
+    func generator(for toxic: Toxic, session: Int) -> SeededGenerator {
+        SeededGenerator(
+            seed: (seed ^ StableHash.of(route) ^ StableHash.of(toxic.name) &* 0x94D0_49BB_1331_11EB
+                ^ UInt64(truncatingIfNeeded: session) &* 0xD6E8_FEB8_6659_FD93) &+ 0x2545_F491_4F6C_DD1D
+        )
+    }
+
     /// Claims one firing of `toxic` and lists it: a toxic with a `count` fires that many times, then is removed.
     ///
     /// - Returns: Whether the toxic may fire; false once its count is spent or it was removed meanwhile.
