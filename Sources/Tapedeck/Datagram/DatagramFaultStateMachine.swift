@@ -147,7 +147,7 @@ struct DatagramFaultStateMachine {
                 )
             else { continue }
             if items == nil { items = [Item(datagram: datagram)] }
-            apply(index, to: &items!, stream: stream, offset: exchangeStart, now: now)
+            apply(index, to: &items!, stream: stream, offset: start)
         }
         guard let items else { return pass(datagram, stream: stream, now: now, emit) }
         withTimeline(stream) { timeline in
@@ -199,13 +199,9 @@ struct DatagramFaultStateMachine {
         }
     }
 
-    private mutating func apply(
-        _ index: Int,
-        to items: inout [Item],
-        stream: ToxicStream,
-        offset: Int,
-        now: NIODeadline
-    ) {
+    /// Applies the toxic at `index` to a datagram's copies; `offset` is where the datagram starts in the stream
+    /// the toxic counts bytes in, for its firings.
+    private mutating func apply(_ index: Int, to items: inout [Item], stream: ToxicStream, offset: Int) {
         switch toxics[index].toxic.kind {
         case .loss:
             items.removeAll { _ in toxics[index].drawsDatagram() && fire(index, offset: offset) }

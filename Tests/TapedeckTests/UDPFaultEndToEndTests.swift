@@ -1,0 +1,243 @@
+import Foundation
+import Testing
+
+@testable import Tapedeck
+
+/// Toxics on UDP routes with real sockets: a Python echo server through a proxying and a recording deck, and dig
+/// against a DNS tape replayed with its answers lost.
+@Suite(.timeLimit(.minutes(3)))
+struct UDPFaultEndToEndTests {
+    static let python = PythonFixture.python != nil
+
+    /// A proxying deck in front of `echo` whose route starts with `toxics`, and the registry they are in.
+    static func proxy(
+        to echo: PythonFixture.ScriptServer,
+        seed: UInt64 = 7,
+        _ toxics: Toxic...
+    ) async throws -> (deck: Deck, faults: RouteFaults, registry: FaultRegistry, port: Int) {
+        let registry = FaultRegistry(seed: seed)
+        let route = Route(upstream: .udp(host: "127.0.0.1", port: echo.port))
+        let faults = registry.faults(for: route)
+        for toxic in toxics { try faults.add(toxic) }
+        var options = Deck.Options()
+        options.faults = registry
+        let deck = try await Deck.start(.proxy, tape: nil, routes: [route], options: options)
+        return (deck, faults, registry, try #require(deck.address.port))
+    }
+
+    /// Sends `text` and waits up to `wait` for its echo, skipping any late echo of an earlier datagram; true when
+    /// it came.
+    static func ask(_ client: UDPTestClient, _ text: String, port: Int, wait: Duration) throws -> Bool {
+        try client.send(Array(text.utf8), to: port)
+        let deadline = ContinuousClock.now.advanced(by: wait)
+        for _ in 0..<20 {
+            let left = deadline - ContinuousClock.now
+            guard left > .zero, let reply = client.receive(timeout: left) else { return false }
+            if reply == Array(text.utf8) { return true }
+        }
+        return false
+    }
+
+    static func chance(_ kind: ToxicKind, _ probability: Double, stream: ToxicStream) -> Toxic {
+        var attributes = ToxicAttributes()
+        attributes.probability = probability
+        return Toxic(kind: kind, stream: stream, attributes: attributes)
+    }
+}
+
+// MARK: - Proxy
+
+extension UDPFaultEndToEndTests {
+    /// With every reply lost nothing comes back, and each loss is listed; once the toxic is removed, echoes do.
+    @Test(.enabled(if: UDPFaultEndToEndTests.python, "needs python3"))
+    func lossOfEveryReplyLeavesTheClientWithoutAnswersUntilItIsRemoved() async throws {
+        let echo = try await PythonFixture.udpEchoServer()
+        defer { echo.stop() }
+        let (deck, faults, registry, port) = try await Self.proxy(to: echo, Self.chance(.loss, 1, stream: .downstream))
+        let client = try UDPTestClient()
+        let lost = try await offThePool {
+            try (0..<3).map { try Self.ask(client, "lost \($0)", port: port, wait: .milliseconds(400)) }
+        }
+        #expect(lost == [false, false, false])
+        try faults.remove("loss_downstream")
+        let healed = try await offThePool { try Self.ask(client, "back", port: port, wait: .seconds(10)) }
+        #expect(healed)
+        _ = try await deck.stop()
+        #expect(registry.log.fired.map(\.toxic) == ["loss_downstream", "loss_downstream", "loss_downstream"])
+        #expect(registry.log.fired.map(\.exchange) == [1, 2, 3])
+        #expect(registry.log.fired.allSatisfy { $0.session == 1 && $0.route == "default" })
+    }
+
+    /// Half the client's datagrams lost, with the same seed twice: the same ones are lost in both runs.
+    @Test(.enabled(if: UDPFaultEndToEndTests.python, "needs python3"))
+    func halfLostWithTheSameSeedLosesTheSameDatagramsTwice() async throws {
+        let echo = try await PythonFixture.udpEchoServer()
+        defer { echo.stop() }
+        @Sendable func run() async throws -> (answered: [Bool], fired: [Int]) {
+            let (deck, _, registry, port) = try await Self.proxy(
+                to: echo,
+                seed: 42,
+                Self.chance(.loss, 0.5, stream: .upstream)
+            )
+            let client = try UDPTestClient()
+            let answered = try await offThePool {
+                try (1...16).map { try Self.ask(client, "datagram \($0)", port: port, wait: .milliseconds(500)) }
+            }
+            _ = try await deck.stop()
+            return (answered, registry.log.fired.map(\.exchange))
+        }
+        let first = try await run()
+        let second = try await run()
+        #expect(first.fired == second.fired)
+        #expect(first.answered == second.answered)
+        #expect(first.answered.contains(true) && first.answered.contains(false), "\(first)")
+        // What the client missed is what the toxic dropped.
+        #expect(first.answered.indices.filter { !first.answered[$0] }.map { $0 + 1 } == first.fired)
+    }
+
+    /// Every reply duplicated: the client reads each echo twice.
+    @Test(.enabled(if: UDPFaultEndToEndTests.python, "needs python3"))
+    func duplicateOfEveryReplyDeliversEachTwice() async throws {
+        let echo = try await PythonFixture.udpEchoServer()
+        defer { echo.stop() }
+        let (deck, _, registry, port) = try await Self.proxy(
+            to: echo,
+            Self.chance(.duplicate, 1, stream: .downstream)
+        )
+        let client = try UDPTestClient()
+        let replies = try await offThePool {
+            try ["one", "two"].flatMap { text -> [String?] in
+                try client.send(Array(text.utf8), to: port)
+                return (0..<2).map { _ in
+                    client.receive(timeout: .seconds(10)).map { String(decoding: $0, as: UTF8.self) }
+                }
+            } + [client.receive(timeout: .milliseconds(300)).map { String(decoding: $0, as: UTF8.self) }]
+        }
+        #expect(replies == ["one", "one", "two", "two", nil])
+        _ = try await deck.stop()
+        #expect(registry.log.total == 2)
+    }
+
+    /// A 50 ms latency on replies adds about 50 ms to each round trip.
+    @Test(.enabled(if: UDPFaultEndToEndTests.python, "needs python3"))
+    func latencyAddsItsDelayToEachReply() async throws {
+        let echo = try await PythonFixture.udpEchoServer()
+        defer { echo.stop() }
+        let (deck, faults, _, port) = try await Self.proxy(to: echo)
+        let client = try UDPTestClient()
+        @Sendable func medianRoundTrip(_ label: String) throws -> Duration {
+            var times: [Duration] = []
+            for index in 0..<7 {
+                let start = ContinuousClock.now
+                guard try Self.ask(client, "\(label) \(index)", port: port, wait: .seconds(10)) else {
+                    throw TestProcessError("no echo for \(label) \(index)")
+                }
+                times.append(ContinuousClock.now - start)
+            }
+            return times.sorted()[times.count / 2]
+        }
+        let plain = try await offThePool { try medianRoundTrip("plain") }
+        var attributes = ToxicAttributes()
+        attributes.latency = 50
+        try faults.add(Toxic(kind: .latency, stream: .downstream, attributes: attributes))
+        let delayed = try await offThePool { try medianRoundTrip("delayed") }
+        _ = try await deck.stop()
+        let added = delayed - plain
+        // Loose bounds: two shared cores.
+        #expect(added >= .milliseconds(45) && added <= .milliseconds(150), "plain \(plain), delayed \(delayed)")
+    }
+}
+
+// MARK: - Record
+
+extension UDPFaultEndToEndTests {
+    /// The tape holds what each socket really sent: the client's second datagram, lost on its way, is not on it,
+    /// and the first reply, duplicated, is on it twice.
+    @Test(.enabled(if: UDPFaultEndToEndTests.python, "needs python3"))
+    func recordingAFaultedFlowRecordsWhatEachSocketSent() async throws {
+        let echo = try await PythonFixture.udpEchoServer()
+        defer { echo.stop() }
+        let directory = try TemporaryDirectory()
+        let tape = directory.path("faulted.tape")
+        let registry = FaultRegistry(seed: 1)
+        let route = Route(upstream: .udp(host: "127.0.0.1", port: echo.port))
+        var loss = Self.chance(.loss, 1, stream: .upstream)
+        loss.placement.exchange = 2
+        var duplicate = Self.chance(.duplicate, 1, stream: .downstream)
+        duplicate.placement.exchange = 1
+        try registry.faults(for: route).add(loss)
+        try registry.faults(for: route).add(duplicate)
+        var options = Deck.Options()
+        options.faults = registry
+        let deck = try await Deck.start(.record, tape: tape, routes: [route], options: options)
+        let port = try #require(deck.address.port)
+        let client = try UDPTestClient()
+        let replies = try await offThePool {
+            try client.send(Array("one".utf8), to: port)
+            let first = (0..<2).map { _ in client.receive(timeout: .seconds(10)) }
+            let second = try Self.ask(client, "two", port: port, wait: .milliseconds(400))
+            let third = try Self.ask(client, "three", port: port, wait: .seconds(10))
+            return [first.compactMap { $0 }.count == 2, second, third]
+        }
+        // Both copies of the first echo, none of the second, the third.
+        #expect(replies == [true, false, true])
+        _ = try await deck.stop()
+        let reading = try Tape(readingAt: tape)
+        let session = try #require(try reading.sessions().first?.id)
+        let events = try reading.events(inSession: session)
+        let shown = events.compactMap { event -> String? in
+            guard let payload = event.payload else { return nil }
+            let arrow = event.direction == Direction.clientToUpstream ? ">" : "<"
+            return "\(arrow) \(String(decoding: payload, as: UTF8.self))"
+        }
+        #expect(shown == ["> one", "< one", "< one", "> three", "< three"])
+        #expect(registry.log.fired.map(\.toxic) == ["duplicate_downstream", "loss_upstream"])
+    }
+}
+
+// MARK: - DNS replay
+
+extension UDPFaultEndToEndTests {
+    /// dig against a replayed DNS tape: with the answers lost it times out, with the toxic removed it gets the
+    /// recorded answer.
+    @Test(.enabled(if: DNSEndToEndTests.available, "needs dnsmasq, dig and python3 with dnspython (.ci/run)"))
+    func digTimesOutWhileReplayedAnswersAreLostAndIsAnsweredOnceTheToxicIsRemoved() async throws {
+        let dnsmasq = try await DnsmasqServer()
+        defer { dnsmasq.stop() }
+        let directory = try TemporaryDirectory()
+        let tape = directory.path("dns.tape")
+        let question = ["www.tapedeck.test/A"]
+        let recorder = try await Deck.start(
+            .record,
+            tape: tape,
+            routes: [
+                Route(
+                    listen: try Endpoint(parsing: "udp:127.0.0.1:0"),
+                    upstream: .udp(host: "127.0.0.1", port: dnsmasq.port),
+                    dns: true
+                )
+            ]
+        )
+        let recordPort = try UDPEndToEndTests.port(of: recorder.address)
+        let recorded = try await offThePool { try DnsmasqServer.dig(port: recordPort, question) }
+        _ = try await recorder.stop()
+        dnsmasq.stop()
+        #expect(recorded.contains("192.0.2.10"), "\(recorded)")
+
+        let registry = FaultRegistry(seed: 3)
+        let route = Route(listen: try Endpoint(parsing: "udp:127.0.0.1:0"))
+        try registry.faults(for: route).add(Self.chance(.loss, 1, stream: .downstream))
+        var options = Deck.Options()
+        options.faults = registry
+        let replayer = try await Deck.start(.replay, tape: tape, routes: [route], options: options)
+        let replayPort = try UDPEndToEndTests.port(of: replayer.address)
+        let lost = try await offThePool { try DnsmasqServer.dig(port: replayPort, question) }
+        #expect(lost.hasPrefix("exit 9") && lost.contains("timed out"), "\(lost)")
+        try registry.faults(for: route).remove("loss_downstream")
+        let answered = try await offThePool { try DnsmasqServer.dig(port: replayPort, question) }
+        _ = try await replayer.stop()
+        #expect(answered == recorded, "\(answered)")
+        #expect(registry.log.total == 1)
+        #expect(registry.log.fired.first?.type == "loss")
+    }
+}
