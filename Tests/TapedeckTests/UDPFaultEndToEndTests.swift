@@ -241,3 +241,63 @@ extension UDPFaultEndToEndTests {
         #expect(registry.log.fired.first?.type == "loss")
     }
 }
+
+// MARK: - Replay
+
+extension UDPFaultEndToEndTests {
+    /// On replay, the `upstream` toxics act on the client's datagrams before they are answered: the first one,
+    /// lost (`count: 1`), is never answered and its retry is; the one that matches a `latency` toxic is answered
+    /// late.
+    @Test func replayLosesAndDelaysTheClientsDatagramsBeforeAnsweringThem() async throws {
+        let directory = try TemporaryDirectory()
+        let tape = directory.path("replayed.tape")
+        let upstream = try await UDPTestUpstream.start()
+        let recorder = try await Deck.start(.record, tape: tape, routes: [Route(upstream: upstream.endpoint)])
+        let recordPort = try #require(recorder.address.port)
+        let client = try UDPTestClient()
+        let recorded = try await offThePool {
+            try ["a", "b", "c"].map { try Self.ask(client, $0, port: recordPort, wait: .seconds(10)) }
+        }
+        #expect(recorded == [true, true, true])
+        _ = try await recorder.stop()
+        await upstream.stop()
+
+        let registry = FaultRegistry(seed: 5)
+        let route = Route(listen: .udp(host: "127.0.0.1", port: 0))
+        var loss = Self.chance(.loss, 1, stream: .upstream)
+        loss.placement.count = 1
+        var attributes = ToxicAttributes()
+        attributes.latency = 50
+        let latency = Toxic(
+            kind: .latency,
+            stream: .upstream,
+            attributes: attributes,
+            placement: ToxicPlacement(match: Array("b".utf8))
+        )
+        try registry.faults(for: route).add(loss)
+        try registry.faults(for: route).add(latency)
+        var options = Deck.Options()
+        options.faults = registry
+        let replayer = try await Deck.start(.replay, tape: tape, routes: [route], options: options)
+        let port = try #require(replayer.address.port)
+        let replayClient = try UDPTestClient()
+        let (answers, slow, fast) = try await offThePool {
+            let lost = try Self.ask(replayClient, "a", port: port, wait: .milliseconds(400))
+            let retried = try Self.ask(replayClient, "a", port: port, wait: .seconds(10))
+            var start = ContinuousClock.now
+            let delayed = try Self.ask(replayClient, "b", port: port, wait: .seconds(10))
+            let slow = ContinuousClock.now - start
+            start = ContinuousClock.now
+            let plain = try Self.ask(replayClient, "c", port: port, wait: .seconds(10))
+            return ([lost, retried, delayed, plain], slow, ContinuousClock.now - start)
+        }
+        let outcome = try await replayer.stop()
+        #expect(answers == [false, true, true, true])
+        #expect(slow >= .milliseconds(45) && slow < .seconds(5), "\(slow)")
+        #expect(slow > fast, "b took \(slow), c took \(fast)")
+        #expect(registry.log.fired.map(\.type) == ["loss", "latency"])
+        #expect(registry.log.fired.map(\.exchange) == [1, 3])
+        let report = try #require(outcome.replay)
+        #expect(report.mismatches.isEmpty, "\(report.mismatches)")
+    }
+}
