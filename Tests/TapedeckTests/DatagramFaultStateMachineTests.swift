@@ -433,3 +433,18 @@ extension Toxic {
         return copy
     }
 }
+
+// MARK: - Limits
+
+extension DatagramFaultStateMachineTests {
+    @Test func aFlowHoldsABoundedNumberOfDelayedDatagramsAndDropsTheRest() throws {
+        var flow = Flow(try Self.faults(Self.latency(1_000)))
+        let limit = DatagramTimeline.limit.count
+        for index in 0..<(limit + 5) { flow.feed("\(index)", at: 0) }
+        let dropped = flow.stage.takeOverflow()
+        #expect(dropped == 5)
+        #expect(flow.due(at: 1_000).count == limit)
+        let none = flow.stage.takeOverflow()
+        #expect(none == 0)
+    }
+}

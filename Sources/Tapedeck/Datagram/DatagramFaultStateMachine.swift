@@ -60,6 +60,8 @@ struct DatagramFaultStateMachine {
     var recordedSession: Int64?
     /// Firings since ``takeFirings()``.
     private(set) var firings: [Firing] = []
+    /// Datagrams dropped since ``takeOverflow()`` because too many were held back (``DatagramTimeline/limit``).
+    private(set) var overflow = 0
 
     /// The version of the toxics ``toxics`` follows; -1 before the first look.
     private var version = -1
@@ -98,6 +100,12 @@ struct DatagramFaultStateMachine {
     mutating func takeFirings() -> [Firing] {
         defer { firings.removeAll() }
         return firings
+    }
+
+    /// Takes the count of datagrams dropped for want of room since the last call.
+    mutating func takeOverflow() -> Int {
+        defer { overflow = 0 }
+        return overflow
     }
 
     /// Forgets the datagrams held back, when the flow ends.
@@ -150,9 +158,14 @@ struct DatagramFaultStateMachine {
             apply(index, to: &items!, stream: stream, offset: start)
         }
         guard let items else { return pass(datagram, stream: stream, now: now, emit) }
+        var dropped = 0
         withTimeline(stream) { timeline in
             var releasedAfter: NIODeadline? = nil
             for item in items where !item.held {
+                guard timeline.hasRoom(for: item.datagram.readableBytes) else {
+                    dropped += 1
+                    continue
+                }
                 let at = now + .nanoseconds(item.delay)
                 timeline.insert(item.datagram, at: at)
                 if releasedAfter == nil { releasedAfter = at }
@@ -160,11 +173,16 @@ struct DatagramFaultStateMachine {
             // The held datagram of an earlier one goes right after this one's first copy.
             if let releasedAfter { timeline.releaseHeld(after: releasedAfter) }
             for item in items where item.held {
+                guard timeline.hasRoom(for: item.datagram.readableBytes) else {
+                    dropped += 1
+                    continue
+                }
                 let hold = Int64(item.holdMilliseconds) * 1_000_000
                 timeline.insert(item.datagram, at: now + .nanoseconds(item.delay + hold), held: true)
             }
             timeline.takeDue(now: now, emit)
         }
+        overflow += dropped
     }
 
     /// Hands `emit` the datagrams held back `stream`'s way that are due by `now`, in order.
@@ -191,12 +209,18 @@ struct DatagramFaultStateMachine {
         now: NIODeadline,
         _ emit: (ByteBuffer) -> Void
     ) {
+        var dropped = false
         withTimeline(stream) { timeline in
             guard !timeline.isEmpty else { return emit(datagram) }
+            guard timeline.hasRoom(for: datagram.readableBytes) else {
+                dropped = true
+                return
+            }
             timeline.insert(datagram, at: now)
             timeline.releaseHeld(after: now)
             timeline.takeDue(now: now, emit)
         }
+        if dropped { overflow += 1 }
     }
 
     /// Applies the toxic at `index` to a datagram's copies; `offset` is where the datagram starts in the stream

@@ -257,6 +257,8 @@ final class DatagramRelayHandler: ChannelInboundHandler, DatagramDraining {
     private func faultsActed(on flow: DatagramFlow, _ stream: ToxicStream) {
         guard let firings = flow.faults?.takeFirings(), let loop = context?.eventLoop else { return }
         for firing in firings { firing.log(to: settings.logger) }
+        // Too many held back: dropped, and counted as any datagram a socket could not take.
+        for _ in 0..<(flow.faults?.takeOverflow() ?? 0) { flow.drop() }
         let deadline = flow.ended ? nil : flow.faults?.nextDeadline(stream)
         flow.faultTimers.arm(stream, at: deadline) { at in
             loop.assumeIsolated().scheduleTask(deadline: at) { [self] in heldDatagramsDue(of: flow, stream) }

@@ -222,6 +222,12 @@ final class DatagramReplayHandler: ChannelInboundHandler, DatagramDraining {
     private func faultsActed(on flow: LiveFlow, _ stream: ToxicStream) {
         guard let firings = flow.faults?.takeFirings(), let loop = context?.eventLoop else { return }
         for firing in firings { firing.log(to: settings.logger) }
+        if let dropped = flow.faults?.takeOverflow(), dropped > 0 {
+            settings.logger.debug(
+                "dropped datagrams toxics held back beyond the limit",
+                metadata: ["tapedeck.route": "\(settings.route.name)", "tapedeck.dropped": "\(dropped)"]
+            )
+        }
         let deadline = flows[flow.client] === flow ? flow.faults?.nextDeadline(stream) : nil
         flow.faultTimers.arm(stream, at: deadline) { at in
             loop.assumeIsolated().scheduleTask(deadline: at) { [self] in heldDatagramsDue(of: flow, stream) }
