@@ -118,33 +118,46 @@ extension UDPFaultEndToEndTests {
         #expect(registry.log.total == 2)
     }
 
-    /// A 50 ms latency on replies adds about 50 ms to each round trip.
+    /// A 50 ms latency on the replies to datagrams holding `slow` adds about 50 ms to their round trips, and
+    /// nothing to the others, sent in turn with them so that both meet the same load.
     @Test(.enabled(if: UDPFaultEndToEndTests.python, "needs python3"))
     func latencyAddsItsDelayToEachReply() async throws {
         let echo = try await PythonFixture.udpEchoServer()
         defer { echo.stop() }
-        let (deck, faults, _, port) = try await Self.proxy(to: echo)
-        let client = try UDPTestClient()
-        @Sendable func medianRoundTrip(_ label: String) throws -> Duration {
-            var times: [Duration] = []
-            for index in 0..<7 {
-                let start = ContinuousClock.now
-                guard try Self.ask(client, "\(label) \(index)", port: port, wait: .seconds(10)) else {
-                    throw TestProcessError("no echo for \(label) \(index)")
-                }
-                times.append(ContinuousClock.now - start)
-            }
-            return times.sorted()[times.count / 2]
-        }
-        let plain = try await offThePool { try medianRoundTrip("plain") }
         var attributes = ToxicAttributes()
         attributes.latency = 50
-        try faults.add(Toxic(kind: .latency, stream: .downstream, attributes: attributes))
-        let delayed = try await offThePool { try medianRoundTrip("delayed") }
+        let latency = Toxic(
+            kind: .latency,
+            stream: .downstream,
+            attributes: attributes,
+            placement: ToxicPlacement(match: Array("slow".utf8))
+        )
+        let (deck, _, registry, port) = try await Self.proxy(to: echo, latency)
+        let client = try UDPTestClient()
+        let (slow, fast) = try await offThePool {
+            var slow: [Duration] = []
+            var fast: [Duration] = []
+            for index in 0..<9 {
+                for label in ["slow", "fast"] {
+                    let start = ContinuousClock.now
+                    guard try Self.ask(client, "\(label) \(index)", port: port, wait: .seconds(10)) else {
+                        throw TestProcessError("no echo for \(label) \(index)")
+                    }
+                    if label == "slow" {
+                        slow.append(ContinuousClock.now - start)
+                    } else {
+                        fast.append(ContinuousClock.now - start)
+                    }
+                }
+            }
+            return (slow.sorted(), fast.sorted())
+        }
         _ = try await deck.stop()
-        let added = delayed - plain
+        #expect(slow.allSatisfy { $0 >= .milliseconds(50) }, "\(slow)")
+        let added = slow[0] - fast[0]
         // Loose bounds: two shared cores.
-        #expect(added >= .milliseconds(45) && added <= .milliseconds(150), "plain \(plain), delayed \(delayed)")
+        #expect(added >= .milliseconds(40) && added <= .milliseconds(150), "slow \(slow), fast \(fast)")
+        #expect(registry.log.total == 9)
     }
 }
 
