@@ -314,3 +314,38 @@ extension UDPFaultEndToEndTests {
         #expect(report.mismatches.isEmpty, "\(report.mismatches)")
     }
 }
+
+// MARK: - Stopping
+
+extension UDPFaultEndToEndTests {
+    /// A graceful stop waits for the replies a `latency` toxic holds back: the client gets its echo, and the tape
+    /// has it.
+    @Test func aGracefulStopSendsTheDatagramsALatencyHoldsBack() async throws {
+        let directory = try TemporaryDirectory()
+        let tape = directory.path("stop.tape")
+        let upstream = try await UDPTestUpstream.start()
+        let registry = FaultRegistry()
+        let route = Route(upstream: upstream.endpoint)
+        var attributes = ToxicAttributes()
+        attributes.latency = 300
+        try registry.faults(for: route).add(Toxic(kind: .latency, stream: .downstream, attributes: attributes))
+        var options = Deck.Options()
+        options.faults = registry
+        let deck = try await Deck.start(.record, tape: tape, routes: [route], options: options)
+        let port = try #require(deck.address.port)
+        let client = try UDPTestClient()
+        try await offThePool { try client.send(Array("late".utf8), to: port) }
+        // The reply is held once the toxic fired; stop then.
+        for _ in 0..<200 where registry.log.total == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(registry.log.total == 1)
+        let start = ContinuousClock.now
+        _ = try await deck.stop()
+        #expect(ContinuousClock.now - start >= .milliseconds(150))
+        let reply = try await offThePool { client.receive(timeout: .seconds(5)) }
+        await upstream.stop()
+        #expect(reply == Array("late".utf8))
+        let reading = try Tape(readingAt: tape)
+        let session = try #require(try reading.sessions().first?.id)
+        #expect(try reading.events(inSession: session).compactMap(\.payload).count == 2)
+    }
+}

@@ -260,6 +260,7 @@ final class DatagramRelayHandler: ChannelInboundHandler, DatagramDraining {
         // Too many held back: dropped, and counted as any datagram a socket could not take.
         for _ in 0..<(flow.faults?.takeOverflow() ?? 0) { flow.drop() }
         let deadline = flow.ended ? nil : flow.faults?.nextDeadline(stream)
+        if let deadline { quiet.datagramCame(at: deadline) }
         flow.faultTimers.arm(stream, at: deadline) { at in
             loop.assumeIsolated().scheduleTask(deadline: at) { [self] in heldDatagramsDue(of: flow, stream) }
         }

@@ -229,6 +229,7 @@ final class DatagramReplayHandler: ChannelInboundHandler, DatagramDraining {
             )
         }
         let deadline = flows[flow.client] === flow ? flow.faults?.nextDeadline(stream) : nil
+        if let deadline { quiet.datagramCame(at: deadline) }
         flow.faultTimers.arm(stream, at: deadline) { at in
             loop.assumeIsolated().scheduleTask(deadline: at) { [self] in heldDatagramsDue(of: flow, stream) }
         }
