@@ -48,7 +48,8 @@ public final class RouteFaults: Sendable {
     private let state = NIOLockedValueBox(State())
     private let versionCounter = ManagedAtomic<Int>(0)
     private let sessionCounter = ManagedAtomic<Int>(0)
-    private let log: FaultLog
+    /// Where fired toxics are listed: the deck's log.
+    let log: FaultLog
 
     /// Creates an empty set of toxics for a route.
     ///

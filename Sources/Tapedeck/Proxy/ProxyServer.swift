@@ -145,7 +145,8 @@ public final class ProxyServer: Service {
                 route: route,
                 upstream: address,
                 recorder: recorder,
-                logger: logger
+                logger: logger,
+                faults: faults?.faults(for: route)
             )
         }
         let started = try await Listener.bindAll(

@@ -288,7 +288,8 @@ public final class ReplayServer: Service {
                     book: book,
                     ledger: ledger,
                     pace: options.pace,
-                    logger: logger
+                    logger: logger,
+                    faults: options.faults?.faults(for: entry.route)
                 )
             }
         }
