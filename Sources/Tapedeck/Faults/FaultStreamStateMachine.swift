@@ -51,7 +51,7 @@ struct FaultStreamStateMachine {
         conversation: FaultConversation,
         into output: inout [FaultEvent]
     ) {
-        let mine = toxics.filter { $0.stream == stream || $0.kind == .down }
+        let mine = toxics.filter { $0.kind == .down ? stream == .downstream : $0.stream == stream }
         var kept: [Window] = []
         for toxic in mine {
             if var window = windows.first(where: { $0.toxic.name == toxic.name }) {
