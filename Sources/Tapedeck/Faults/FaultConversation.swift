@@ -36,6 +36,9 @@ final class FaultConversation {
     private var exchangeBytes: [UInt8] = []
     private var matched: Set<String> = []
     private var regexes: [String: Regex<AnyRegexOutput>] = [:]
+    /// The route's toxics with a `match` or `match_regex`, as of the last refresh: most routes have none, and the
+    /// client's bytes are then not kept at all.
+    private var matchers: [Toxic] = []
 
     private var version = -1
     private var upstream = FaultStreamStateMachine(stream: .upstream)
@@ -127,6 +130,7 @@ final class FaultConversation {
         guard current != version else { return }
         let snapshot = faults.snapshot()
         version = snapshot.version
+        matchers = snapshot.toxics.filter { $0.placement.match != nil || $0.placement.matchRegex != nil }
         var upstreamOut: [FaultEvent] = []
         var downstreamOut: [FaultEvent] = []
         upstream.sync(snapshot.toxics, now: now, conversation: self, into: &upstreamOut)
@@ -146,6 +150,7 @@ final class FaultConversation {
 
     /// Notes an event entering a stage, before any toxic, and returns it placed in the conversation.
     func place(_ kind: FaultEvent.Kind, on stream: ToxicStream, now: NIODeadline) -> FaultEvent {
+        if faults.version != version { refresh(now: now) }
         var count = 0
         if case .data(let buffer) = kind { count = buffer.readableBytes }
         if stream == .upstream, count > 0, upstreamSpokeLast {
@@ -207,7 +212,6 @@ final class FaultConversation {
     }
 
     private func noteClientBytes(_ buffer: ByteBuffer) {
-        let matchers = faults.toxics.filter { $0.placement.match != nil || $0.placement.matchRegex != nil }
         guard !matchers.isEmpty else { return }
         exchangeBytes.append(contentsOf: buffer.readableBytesView)
         if exchangeBytes.count > Self.matchWindow { exchangeBytes.removeFirst(exchangeBytes.count - Self.matchWindow) }
