@@ -151,9 +151,10 @@ struct FaultEndToEndTests {
         _ = try await deck.stop()
         let slowMedian = slow.sorted()[slow.count / 2]
         let fastMedian = fast.sorted()[fast.count / 2]
-        // Loose on the high side: the suite shares two cores; the Toxiproxy client's test holds it to 20%.
-        #expect(slowMedian >= 0.050 && slowMedian < 0.050 * 1.5 + fastMedian, "\(slow) against \(fast)")
-        #expect(fastMedian < 0.040, "\(fast)")
+        // Only a floor and the toxic's removal: the suite shares two cores, so a ceiling would measure the
+        // machine; the Toxiproxy client's test and the benchmark measure the accuracy.
+        #expect(slowMedian >= 0.050, "\(slow)")
+        #expect(fastMedian < slowMedian - 0.030, "\(fast) against \(slow)")
         let reading = try Tape(readingAt: tape)
         let first = try #require(try reading.sessions().first)
         var kinds: [EventKind] = []
