@@ -29,16 +29,17 @@ struct RecordCommand: AsyncParsableCommand {
 
     @OptionGroup var tls: TLSOptions
 
+    @OptionGroup var api: ControlAPIOptions
+
     @OptionGroup var runtime: RuntimeOptions
 
     func run() async throws {
         TerminationSignals.catchEarly()
         let logger = runtime.makeLogger(label: "tapedeck.record")
-        let configuration = try routes.configuration(for: .record)
         let deck = try await Deck.start(
             .record,
             tape: tape,
-            routes: tls.applied(to: try rules.applied(to: configuration.routes)),
+            routes: tls.applied(to: try rules.applied(to: try api.routes(routes, for: .record))),
             options: {
                 var options = Deck.Options(
                     label: label,
@@ -52,6 +53,7 @@ struct RecordCommand: AsyncParsableCommand {
                     drainTimeout: runtime.drainTimeout
                 )
                 options.certificateAuthorityDirectory = tls.certificateAuthorityDirectory
+                options.api = api.address
                 return options
             }()
         )

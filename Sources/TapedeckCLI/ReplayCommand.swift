@@ -40,6 +40,8 @@ struct ReplayCommand: AsyncParsableCommand {
 
     @OptionGroup var tls: TLSOptions
 
+    @OptionGroup var api: ControlAPIOptions
+
     @OptionGroup var runtime: RuntimeOptions
 
     func run() async throws {
@@ -57,6 +59,7 @@ struct ReplayCommand: AsyncParsableCommand {
         )
         options.secrets = try secrets.secrets(for: served, tape: tape)
         options.certificateAuthorityDirectory = tls.certificateAuthorityDirectory
+        options.api = api.address
         let deck = try await Deck.start(mode, tape: tape, routes: served, options: options)
         try await ListeningAnnouncement.announce(deck)
         try await TerminationSignals.serve(deck, logger: logger)

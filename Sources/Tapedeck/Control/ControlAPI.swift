@@ -14,6 +14,14 @@ import Hummingbird
 /// }
 /// ```
 public enum ControlAPI {
+    /// The URL of the API served on `address`: `http://127.0.0.1:8474`, or `unix:/path` for a Unix socket.
+    public static func url(of address: Endpoint) -> String {
+        switch address {
+        case .tcp, .udp: return "http://\(Endpoint.tcp(host: address.host ?? "", port: address.port ?? 0))"
+        case .unix: return "\(address)"
+        }
+    }
+
     /// The most a request body may hold.
     static let bodyLimit = 1 << 20
 

@@ -44,6 +44,7 @@ public struct ControlError: Error, Sendable, Hashable, CustomStringConvertible {
     /// errors, a failure for the rest (a port in use, a tape that cannot be read).
     static func from(_ error: any Error) -> ControlError {
         if let error = error as? ControlError { return error }
+        if let error = error as? RouteFaults.ChangeError { return from(error) }
         guard let error = error as? TapedeckError else { return ControlError(.failed, "\(error)") }
         switch error.code {
         case .invalidAddress, .invalidArgument, .invalidConfiguration: return ControlError(.badRequest, error.message)

@@ -34,6 +34,9 @@ final class ControlServer: Sendable {
             throw TapedeckError(.invalidArgument, "the control API speaks HTTP over TCP, not UDP: give HOST:PORT")
         }
         let (bound, reportBound) = AsyncStream<Endpoint>.makeStream()
+        // Hummingbird announces itself at info; the command line says `api URL` instead.
+        var logger = logger
+        logger.logLevel = max(logger.logLevel, .notice)
         let app = Application(
             router: ControlAPI.router(for: plane),
             configuration: ApplicationConfiguration(address: bindAddress),
