@@ -129,7 +129,8 @@ public actor ControlPlane: Service {
     /// draining for the deck's drain timeout after a graceful shutdown, at once after cancellation.
     public nonisolated func run() async throws {
         _ = try await lifecycle.run(start: {}) { cancelled in
-            await self.stopEverything(drainTimeout: cancelled ? .zero : self.settings.options.drainTimeout)
+            // Through shutdown, so that a stop the deck began is joined rather than done twice.
+            await self.shutdown(drainTimeout: cancelled ? .zero : self.settings.options.drainTimeout)
         }
     }
 
@@ -243,6 +244,8 @@ public actor ControlPlane: Service {
             if route != entry.route {
                 _ = try ProxyConfiguration(routes: [route])
                 await stopServer(name)
+                // Read again: stopping took the server out of the entry.
+                entry = served[name] ?? entry
                 entry.route = route
                 served[name] = entry
                 publish()
@@ -291,6 +294,8 @@ public actor ControlPlane: Service {
                 throw ControlError(.badRequest, "\(mode) mode needs a tape: start the deck with --tape")
             }
             await stopServer(name)
+            // Read again: stopping took the server out of the entry.
+            entry = served[name] ?? entry
             let previous = entry.mode
             entry.mode = mode
             served[name] = entry
@@ -299,6 +304,7 @@ public actor ControlPlane: Service {
                 try await reconcile(name)
             } catch {
                 // Back to what worked, so that the route is not left without a server.
+                entry = served[name] ?? entry
                 entry.mode = previous
                 served[name] = entry
                 publish()
