@@ -18,6 +18,7 @@ struct ProxyCommand: AsyncParsableCommand {
     @OptionGroup var routes: NamedRouteOptions
     @OptionGroup var tls: TLSOptions
     @OptionGroup var api: ControlAPIOptions
+    @OptionGroup var faults: FaultOptions
     @OptionGroup var runtime: RuntimeOptions
 
     func run() async throws {
@@ -27,7 +28,7 @@ struct ProxyCommand: AsyncParsableCommand {
             .proxy,
             tape: nil,
             routes: tls.applied(to: try api.routes(routes, for: .proxy)),
-            options: {
+            options: try {
                 var options = Deck.Options(
                     group: runtime.makeEventLoopGroup(),
                     logger: logger,
@@ -36,6 +37,7 @@ struct ProxyCommand: AsyncParsableCommand {
                 )
                 options.certificateAuthorityDirectory = tls.certificateAuthorityDirectory
                 options.api = api.address
+                try faults.apply(to: &options, logger: logger)
                 return options
             }()
         )

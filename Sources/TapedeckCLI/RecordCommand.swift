@@ -31,6 +31,8 @@ struct RecordCommand: AsyncParsableCommand {
 
     @OptionGroup var api: ControlAPIOptions
 
+    @OptionGroup var faults: FaultOptions
+
     @OptionGroup var runtime: RuntimeOptions
 
     func run() async throws {
@@ -40,7 +42,7 @@ struct RecordCommand: AsyncParsableCommand {
             .record,
             tape: tape,
             routes: tls.applied(to: try rules.applied(to: try api.routes(routes, for: .record))),
-            options: {
+            options: try {
                 var options = Deck.Options(
                     label: label,
                     overwrite: overwrite,
@@ -54,6 +56,7 @@ struct RecordCommand: AsyncParsableCommand {
                 )
                 options.certificateAuthorityDirectory = tls.certificateAuthorityDirectory
                 options.api = api.address
+                try faults.apply(to: &options, logger: logger)
                 return options
             }()
         )

@@ -58,6 +58,8 @@ struct RunCommand: AsyncParsableCommand {
 
     @OptionGroup var api: ControlAPIOptions
 
+    @OptionGroup var faults: FaultOptions
+
     @OptionGroup var runtime: RuntimeOptions
 
     @Argument(parsing: .postTerminator, help: ArgumentHelp("The command to run, after '--'.", valueName: "command"))
@@ -95,6 +97,7 @@ struct RunCommand: AsyncParsableCommand {
         options.api = api.address
         // The command owns stdout and the terminal: Tapedeck speaks only when something is wrong.
         let logger = runtime.makeLogger(label: "tapedeck.run", defaultLevel: .warning, raiseOpenFileLimit: false)
+        try faults.apply(to: &options, logger: logger)
         var runner = CommandRunner(
             command: command,
             mode: resolved,

@@ -89,11 +89,13 @@ struct ShowCommand: ParsableCommand {
             case .reset: what = "reset (RST)"
             case .connectFailed: what = "connect failed"
             case .refused: what = "refused (ICMP port unreachable)"
+            case .fault: what = "toxic: " + TerminalText.escape(String(decoding: payload, as: UTF8.self))
             }
             output.write(
                 "\(tint)+\(InspectFormat.duration(event.offsetNanoseconds))  \(arrow)  \(what)\(color.reset)\n"
             )
-            guard !payload.isEmpty else { return }
+            // A toxic's payload is its description, already on the line.
+            guard !payload.isEmpty, event.kind != .fault else { return }
             let shown = full ? payload : payload.prefix(Self.defaultCut)
             if hex {
                 output.write(InspectFormat.hexdump(shown, indent: "    "))

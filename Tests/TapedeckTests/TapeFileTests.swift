@@ -163,7 +163,7 @@ struct TapeFileTests {
             #expect(Direction.allCases.map(\.code) == [0, 1])
             let kinds = try String.fetchAll(db, sql: "SELECT name FROM event_kinds ORDER BY id")
             #expect(kinds == EventKind.allCases.map(\.rawValue))
-            #expect(EventKind.allCases.map(\.code) == [0, 1, 2, 3, 4, 5])
+            #expect(EventKind.allCases.map(\.code) == [0, 1, 2, 3, 4, 5, 6])
             #expect(try String.fetchOne(db, sql: "PRAGMA journal_mode") == "wal")
             #expect(try Int.fetchOne(db, sql: "PRAGMA page_size") == Tape.pageSize)
         }

@@ -30,10 +30,15 @@ final class DatagramFlow {
     var refusalLogged = false
     /// Whether the flow is over; an ended flow forwards nothing.
     var ended = false
+    /// The route's toxics as this flow meets them; nil on a route served without faults.
+    var faults: DatagramFaultStateMachine?
+    /// The tasks that send the datagrams toxics held back, one each way, and when they run.
+    var faultTimers = DatagramFaultTimers()
 
-    init(client: SocketAddress, session: SessionRecorder?) {
+    init(client: SocketAddress, session: SessionRecorder?, faults: DatagramFaultStateMachine? = nil) {
         self.client = client
         self.session = session
+        self.faults = faults
     }
 
     /// Holds a datagram until the upstream socket is open; false when the flow already holds its limit.

@@ -16,9 +16,10 @@ final class DatagramQuietCloser {
         self.loop = loop
     }
 
-    /// A datagram came, either way.
+    /// A datagram came, either way; or one that toxics hold back is to be sent then, and the socket is not
+    /// quiet before (a graceful stop sends it, within the deadline).
     func datagramCame(at time: NIODeadline) {
-        lastDatagram = time
+        lastDatagram = max(lastDatagram, time)
     }
 
     /// Closes the channel `context` gives (nil once the handler is gone) after ``quietPeriod`` without a datagram,

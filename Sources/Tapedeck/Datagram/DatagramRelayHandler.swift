@@ -9,6 +9,10 @@ import NIOPosix
 /// Datagram boundaries are kept exactly: one read is one datagram, written as one. Memory stays bounded as a
 /// kernel bounds it: a datagram for a socket that cannot take it now is dropped and counted, never queued
 /// without limit.
+///
+/// With toxics on the route (see ``DatagramFaultStateMachine``), each flow's datagrams go through them each way;
+/// what the tape records is what each socket really sent after them, so a datagram a `loss` toxic dropped is not
+/// on it, and one a `latency` toxic delayed is recorded when it was sent.
 final class DatagramRelayHandler: ChannelInboundHandler, DatagramDraining {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
     typealias OutboundOut = AddressedEnvelope<ByteBuffer>
@@ -20,6 +24,8 @@ final class DatagramRelayHandler: ChannelInboundHandler, DatagramDraining {
         var upstream: SocketAddress
         var recorder: Recorder?
         var logger: Logger
+        /// The route's toxics; nil when the relay serves without faults, which then cost nothing.
+        var faults: RouteFaults? = nil
     }
 
     private let settings: Settings
@@ -61,6 +67,16 @@ final class DatagramRelayHandler: ChannelInboundHandler, DatagramDraining {
         let now = NIODeadline.now()
         flow.lastActivity = now
         quiet.datagramCame(at: now)
+        if flow.faults != nil, flow.faults!.isActive() {
+            flow.faults!.receive(datagram, stream: .upstream, now: now) { forwardUpstream($0, of: flow) }
+            return faultsActed(on: flow, .upstream)
+        }
+        forwardUpstream(datagram, of: flow)
+    }
+
+    /// Records a client's datagram and queues it for the flow's upstream socket (or holds it until the socket is
+    /// open).
+    private func forwardUpstream(_ datagram: ByteBuffer, of flow: DatagramFlow) {
         flow.session?.recordDatagram(datagram, from: .clientToUpstream)
         guard flow.upstream != nil else {
             if !flow.hold(datagram) { flow.drop() }
@@ -71,12 +87,17 @@ final class DatagramRelayHandler: ChannelInboundHandler, DatagramDraining {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        sendOutboxes()
+        context.fireChannelReadComplete()
+    }
+
+    /// Sends what each flow queued for its upstream socket.
+    private func sendOutboxes() {
         for flow in unflushed {
             if let upstream = flow.upstream { send(flow.outbox, to: upstream, of: flow) }
             flow.outbox.removeAll(keepingCapacity: true)
         }
         unflushed.removeAll(keepingCapacity: true)
-        context.fireChannelReadComplete()
     }
 
     /// Writes a burst of the client's datagrams to the flow's upstream socket and flushes them, so that NIO sends
@@ -121,7 +142,14 @@ final class DatagramRelayHandler: ChannelInboundHandler, DatagramDraining {
             clientAddress: "\(Endpoint(client).asDatagram)"
         )
         session?.beginFlow()
-        let flow = DatagramFlow(client: client, session: session)
+        let faults = settings.faults.map { faults in
+            DatagramFaultStateMachine(
+                faults: faults,
+                session: faults.nextSessionOrdinal(),
+                client: "\(Endpoint(client).asDatagram)"
+            )
+        }
+        let flow = DatagramFlow(client: client, session: session, faults: faults)
         flows[client] = flow
         scheduleIdleCheck(flow, on: context.eventLoop)
         let handler = NIOLoopBound(
@@ -174,6 +202,17 @@ final class DatagramRelayHandler: ChannelInboundHandler, DatagramDraining {
         let now = NIODeadline.now()
         flow.lastActivity = now
         quiet.datagramCame(at: now)
+        if flow.faults != nil, flow.faults!.isActive() {
+            flow.faults!.receive(datagram, stream: .downstream, now: now) {
+                forwardDownstream($0, of: flow, context: context)
+            }
+            return faultsActed(on: flow, .downstream)
+        }
+        forwardDownstream(datagram, of: flow, context: context)
+    }
+
+    /// Records an upstream's reply and writes it to the flow's client; flushed at the end of the burst.
+    private func forwardDownstream(_ datagram: ByteBuffer, of flow: DatagramFlow, context: ChannelHandlerContext) {
         flow.session?.recordDatagram(datagram, from: .upstreamToClient)
         guard context.channel.isWritable else { return flow.drop() }
         context.write(wrapOutboundOut(AddressedEnvelope(remoteAddress: flow.client, data: datagram)), promise: nil)
@@ -212,6 +251,37 @@ final class DatagramRelayHandler: ChannelInboundHandler, DatagramDraining {
         end(flow)
     }
 
+    // MARK: Toxics
+
+    /// Toxics acted on a datagram of `flow`: logs what fired, and sends what they held back when it is due.
+    private func faultsActed(on flow: DatagramFlow, _ stream: ToxicStream) {
+        guard let firings = flow.faults?.takeFirings(), let loop = context?.eventLoop else { return }
+        for firing in firings { firing.log(to: settings.logger) }
+        // Too many held back: dropped, and counted as any datagram a socket could not take.
+        for _ in 0..<(flow.faults?.takeOverflow() ?? 0) { flow.drop() }
+        let deadline = flow.ended ? nil : flow.faults?.nextDeadline(stream)
+        if let deadline { quiet.datagramCame(at: deadline) }
+        flow.faultTimers.arm(stream, at: deadline) { at in
+            loop.assumeIsolated().scheduleTask(deadline: at) { [self] in heldDatagramsDue(of: flow, stream) }
+        }
+    }
+
+    /// The first datagram toxics held back `stream`'s way is due: sends every one that is.
+    private func heldDatagramsDue(of flow: DatagramFlow, _ stream: ToxicStream) {
+        flow.faultTimers.ran(stream)
+        guard !flow.ended, let context else { return }
+        let now = NIODeadline.now()
+        switch stream {
+        case .upstream:
+            flow.faults?.takeDue(.upstream, now: now) { forwardUpstream($0, of: flow) }
+            sendOutboxes()
+        case .downstream:
+            flow.faults?.takeDue(.downstream, now: now) { forwardDownstream($0, of: flow, context: context) }
+            upstreamReadComplete()
+        }
+        faultsActed(on: flow, stream)
+    }
+
     // MARK: Ending flows
 
     private func scheduleIdleCheck(_ flow: DatagramFlow, on loop: any EventLoop) {
@@ -231,6 +301,9 @@ final class DatagramRelayHandler: ChannelInboundHandler, DatagramDraining {
         guard !flow.ended else { return }
         flow.ended = true
         flow.idleCheck?.cancel()
+        // Datagrams toxics still hold back are lost with the flow, as a link going away loses what it carries.
+        flow.faultTimers.cancel()
+        flow.faults?.removeAll()
         flows[flow.client] = nil
         flow.upstream?.close(promise: nil)
         flow.session?.endFlow()

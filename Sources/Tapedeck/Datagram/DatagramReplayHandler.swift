@@ -9,6 +9,10 @@ import NIOCore
 /// type and class, sent with the live query's transaction id and letter case. A datagram the tape never saw is
 /// reported as a mismatch, with the closest recorded one; a DNS query the tape never saw gets SERVFAIL, so that
 /// the client fails at once rather than after its timeout.
+///
+/// With toxics on the route (see ``DatagramFaultStateMachine``), the client's datagrams go through the `upstream`
+/// ones before they are answered (a lost query is never answered, a delayed one is answered late) and the replies
+/// through the `downstream` ones as they are sent.
 final class DatagramReplayHandler: ChannelInboundHandler, DatagramDraining {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
     typealias OutboundOut = AddressedEnvelope<ByteBuffer>
@@ -20,6 +24,8 @@ final class DatagramReplayHandler: ChannelInboundHandler, DatagramDraining {
         var ledger: ReplayLedger
         var pace: ReplayPace
         var logger: Logger
+        /// The route's toxics; nil when replay serves without faults, which then cost nothing.
+        var faults: RouteFaults? = nil
     }
 
     /// A client address being served.
@@ -31,10 +37,20 @@ final class DatagramReplayHandler: ChannelInboundHandler, DatagramDraining {
         var mismatched = false
         /// The session of the last DNS answer, for the report.
         var answeredFrom: Int64?
+        /// The route's toxics as this flow meets them; nil on a route served without faults.
+        var faults: DatagramFaultStateMachine?
+        /// The tasks that send the datagrams toxics held back.
+        var faultTimers = DatagramFaultTimers()
 
-        init(client: SocketAddress, book: DatagramReplayBook) {
+        init(client: SocketAddress, book: DatagramReplayBook, faults: DatagramFaultStateMachine?) {
             self.client = client
             matcher = DatagramMatcher(book: book)
+            self.faults = faults
+        }
+
+        /// The recorded session the flow is served from, as far as known.
+        var recordedSession: Int64? {
+            matcher.currentSessionID ?? answeredFrom
         }
     }
 
@@ -70,8 +86,21 @@ final class DatagramReplayHandler: ChannelInboundHandler, DatagramDraining {
         let now = NIODeadline.now()
         flow.lastActivity = now
         quiet.datagramCame(at: now)
+        if flow.faults != nil, flow.faults!.isActive() {
+            // Collected first: answering sends replies through the same toxics.
+            var passed: [ByteBuffer] = []
+            flow.faults!.recordedSession = flow.recordedSession
+            flow.faults!.receive(envelope.data, stream: .upstream, now: now) { passed.append($0) }
+            for datagram in passed { answer(datagram, flow: flow, context: context) }
+            return faultsActed(on: flow, .upstream)
+        }
+        answer(envelope.data, flow: flow, context: context)
+    }
+
+    /// Answers a client's datagram from the tape.
+    private func answer(_ received: ByteBuffer, flow: LiveFlow, context: ChannelHandlerContext) {
         if settings.book.isDNS {
-            let query = Array(envelope.data.readableBytesView)
+            let query = Array(received.readableBytesView)
             if let question = DNSQuestion.Key.ofQuery(query)
                 ?? DNSQuestion(message: query).map({ (key: $0.key, nameRange: $0.nameRange) })
             {
@@ -84,7 +113,7 @@ final class DatagramReplayHandler: ChannelInboundHandler, DatagramDraining {
                 )
             }
         }
-        let datagram = Data(envelope.data.readableBytesView)
+        let datagram = Data(received.readableBytesView)
         switch flow.matcher.match(datagram) {
         case .answer(let exchange, _, let echoes):
             for reply in exchange.replies {
@@ -110,10 +139,7 @@ final class DatagramReplayHandler: ChannelInboundHandler, DatagramDraining {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        if needsFlush {
-            needsFlush = false
-            context.flush()
-        }
+        flushIfNeeded(context)
         context.fireChannelReadComplete()
     }
 
@@ -157,23 +183,86 @@ final class DatagramReplayHandler: ChannelInboundHandler, DatagramDraining {
     // MARK: Sending
 
     private func send(_ payload: ByteBuffer, to flow: LiveFlow, after delay: Int64, context: ChannelHandlerContext) {
-        let envelope = AddressedEnvelope(remoteAddress: flow.client, data: payload)
         guard case .recorded(let factor) = settings.pace, delay > 0 else {
-            context.write(wrapOutboundOut(envelope), promise: nil)
-            needsFlush = true
-            return
+            return deliver(payload, to: flow, context: context)
         }
         let wait = Int64((Double(delay) / factor).rounded())
         context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(wait)) { [self] in
             guard let context = self.context else { return }
-            context.writeAndFlush(wrapOutboundOut(envelope), promise: nil)
+            deliver(payload, to: flow, context: context)
+            flushIfNeeded(context)
         }
+    }
+
+    /// Sends a reply to the flow's client through the route's `downstream` toxics.
+    private func deliver(_ payload: ByteBuffer, to flow: LiveFlow, context: ChannelHandlerContext) {
+        guard flows[flow.client] === flow, flow.faults != nil, flow.faults!.isActive() else {
+            return write(payload, to: flow, context: context)
+        }
+        flow.faults!.recordedSession = flow.recordedSession
+        flow.faults!.receive(payload, stream: .downstream, now: .now()) { write($0, to: flow, context: context) }
+        faultsActed(on: flow, .downstream)
+    }
+
+    /// Writes a reply to the flow's client; flushed at the end of the burst.
+    private func write(_ payload: ByteBuffer, to flow: LiveFlow, context: ChannelHandlerContext) {
+        context.write(wrapOutboundOut(AddressedEnvelope(remoteAddress: flow.client, data: payload)), promise: nil)
+        needsFlush = true
+    }
+
+    private func flushIfNeeded(_ context: ChannelHandlerContext) {
+        guard needsFlush else { return }
+        needsFlush = false
+        context.flush()
+    }
+
+    // MARK: Toxics
+
+    /// Toxics acted on a datagram of `flow`: logs what fired, and sends what they held back when it is due.
+    private func faultsActed(on flow: LiveFlow, _ stream: ToxicStream) {
+        guard let firings = flow.faults?.takeFirings(), let loop = context?.eventLoop else { return }
+        for firing in firings { firing.log(to: settings.logger) }
+        if let dropped = flow.faults?.takeOverflow(), dropped > 0 {
+            settings.logger.debug(
+                "dropped datagrams toxics held back beyond the limit",
+                metadata: ["tapedeck.route": "\(settings.route.name)", "tapedeck.dropped": "\(dropped)"]
+            )
+        }
+        let deadline = flows[flow.client] === flow ? flow.faults?.nextDeadline(stream) : nil
+        if let deadline { quiet.datagramCame(at: deadline) }
+        flow.faultTimers.arm(stream, at: deadline) { at in
+            loop.assumeIsolated().scheduleTask(deadline: at) { [self] in heldDatagramsDue(of: flow, stream) }
+        }
+    }
+
+    /// The first datagram toxics held back `stream`'s way is due: answers or sends every one that is.
+    private func heldDatagramsDue(of flow: LiveFlow, _ stream: ToxicStream) {
+        flow.faultTimers.ran(stream)
+        guard flows[flow.client] === flow, let context else { return }
+        let now = NIODeadline.now()
+        switch stream {
+        case .upstream:
+            var passed: [ByteBuffer] = []
+            flow.faults?.takeDue(.upstream, now: now) { passed.append($0) }
+            for datagram in passed { answer(datagram, flow: flow, context: context) }
+        case .downstream:
+            flow.faults?.takeDue(.downstream, now: now) { write($0, to: flow, context: context) }
+        }
+        flushIfNeeded(context)
+        faultsActed(on: flow, stream)
     }
 
     // MARK: Flows
 
     private func open(_ client: SocketAddress, context: ChannelHandlerContext) -> LiveFlow {
-        let flow = LiveFlow(client: client, book: settings.book)
+        let faults = settings.faults.map { faults in
+            DatagramFaultStateMachine(
+                faults: faults,
+                session: faults.nextSessionOrdinal(),
+                client: "\(Endpoint(client).asDatagram)"
+            )
+        }
+        let flow = LiveFlow(client: client, book: settings.book, faults: faults)
         flows[client] = flow
         settings.ledger.connectionOpened()
         scheduleIdleCheck(flow, on: context.eventLoop)
@@ -196,6 +285,9 @@ final class DatagramReplayHandler: ChannelInboundHandler, DatagramDraining {
         guard flows[flow.client] === flow else { return }
         flows[flow.client] = nil
         flow.idleCheck?.cancel()
+        // Datagrams toxics still hold back are lost with the flow.
+        flow.faultTimers.cancel()
+        flow.faults?.removeAll()
         if !flow.mismatched, let session = flow.matcher.currentSessionID ?? flow.answeredFrom {
             settings.ledger.replayed(
                 ReplayReport.Replayed(

@@ -57,6 +57,7 @@ extension Deck {
                 )
             }
         }
+        let faults = options.faults ?? FaultRegistry()
         let plane = ControlPlane(
             settings: ControlPlane.Settings(
                 mode: mode,
@@ -65,12 +66,14 @@ extension Deck {
                 recordedRoutes: recorder == nil ? [] : given,
                 makeRecorder: makeRecorder,
                 options: options,
-                faults: options.faults ?? FaultRegistry(),
+                faults: faults,
                 tlsContexts: tlsContexts
             )
         )
         let bound = try await plane.start(routes)
         do {
+            // Once the routes exist: the plane gives each a fresh set of toxics as it adds it.
+            if let plan = options.faultPlan { try faults.apply(plan, to: routes) }
             _ = try await plane.serveAPI(on: api)
         } catch {
             _ = await plane.shutdown(drainTimeout: .zero)

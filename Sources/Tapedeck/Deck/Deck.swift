@@ -175,6 +175,8 @@ public final class Deck: Service {
         routes: [Route],
         options: Options = Options()
     ) async throws -> Deck {
+        var options = options
+        if options.faultPlan != nil, options.faults == nil { options.faults = FaultRegistry() }
         let mode = mode.resolved(forTape: tape)
         // With a control API the routes may all come from it, as with `toxiproxy-server`.
         var routes = routes.isEmpty && options.api != nil ? [] : try ProxyConfiguration(routes: routes).routes
@@ -237,6 +239,7 @@ public final class Deck: Service {
             }
             switch mode {
             case .proxy, .record:
+                if let plan = options.faultPlan { try options.faults?.apply(plan, to: routes) }
                 let tlsContexts = try routes.contains { $0.tls.mode != .off } ? makeTLSContexts(options) : nil
                 let server = ProxyServer(
                     configuration: try ProxyConfiguration(routes: routes),
@@ -263,6 +266,7 @@ public final class Deck: Service {
                 guard let tape else { throw needsTape }
                 let reading = try Tape(readingAt: tape)
                 routes = try servedRoutes(routes, in: reading)
+                if let plan = options.faultPlan { try options.faults?.apply(plan, to: routes) }
                 if mode == .recordMissing, let route = routes.first(where: \.isDatagram) {
                     throw TapedeckError(
                         .invalidArgument,

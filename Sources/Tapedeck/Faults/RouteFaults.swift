@@ -48,7 +48,8 @@ public final class RouteFaults: Sendable {
     private let state = NIOLockedValueBox(State())
     private let versionCounter = ManagedAtomic<Int>(0)
     private let sessionCounter = ManagedAtomic<Int>(0)
-    private let log: FaultLog
+    /// Where fired toxics are listed: the deck's log.
+    let log: FaultLog
 
     /// Creates an empty set of toxics for a route.
     ///
@@ -218,11 +219,19 @@ public final class RouteFaults: Sendable {
     public func draws(_ toxic: Toxic, session: Int) -> Bool {
         guard toxic.toxicity < 1 else { return true }
         guard toxic.toxicity > 0 else { return false }
-        var generator = SeededGenerator(
-            seed: seed ^ StableHash.of(route) ^ StableHash.of(toxic.name) &* 0x9E37_79B9 ^ UInt64(session)
-                &* 0xBF58_476D_1CE4_E5B9
-        )
+        var generator = generator(for: toxic, session: session, salt: .max)
         return Double.random(in: 0..<1, using: &generator) < toxic.toxicity
+    }
+
+    /// A random source for one use of `toxic` on the connection (or flow) of order `session`, following from the
+    /// route's seed, the route, the toxic's name, the session and `salt` alone: the same run gives the same numbers.
+    public func generator(for toxic: Toxic, session: Int, salt: UInt64 = 0) -> SeededGenerator {
+        var mixer = SeededGenerator(seed: seed ^ StableHash.of(route))
+        var mixed = mixer.next() ^ StableHash.of(toxic.name)
+        mixer = SeededGenerator(seed: mixed)
+        mixed = mixer.next() ^ UInt64(truncatingIfNeeded: session)
+        mixer = SeededGenerator(seed: mixed)
+        return SeededGenerator(seed: mixer.next() ^ salt)
     }
 
     /// Claims one firing of `toxic` and lists it: a toxic with a `count` fires that many times, then is removed.

@@ -79,7 +79,7 @@ public enum TapeExporter {
             case .data: synthesizer.data(from: side, event.payload ?? Data())
             case .halfClose, .close: synthesizer.finish(from: side)
             case .reset: synthesizer.abort(from: side)
-            case .connectFailed, .refused: break
+            case .connectFailed, .refused, .fault: break
             }
         }
         if !handshakeDone {

@@ -145,7 +145,8 @@ public final class ProxyServer: Service {
                 route: route,
                 upstream: address,
                 recorder: recorder,
-                logger: logger
+                logger: logger,
+                faults: faults?.faults(for: route)
             )
         }
         let started = try await Listener.bindAll(
@@ -194,6 +195,12 @@ public final class ProxyServer: Service {
         try RelaySocket.setOptions(on: client, autoRead: false)
         tracker.track(client)
         let clientAddress = client.remoteAddress.map { "\(Endpoint($0))" } ?? "unknown"
+        let routeFaults = faults?.faults(for: route)
+        if let routeFaults, !routeFaults.isUp {
+            // The route is down: the client is turned away at once, with nothing relayed or recorded.
+            try client.pipeline.syncOperations.addHandler(FaultConversation.refusal(for: client))
+            return
+        }
         let session = recorder?.beginSession(route: route, clientAddress: clientAddress) {
             [logger] upgrade in
             logger.warning(
@@ -207,6 +214,14 @@ public final class ProxyServer: Service {
         var splice = RelaySplice(route: route, upstream: upstream, session: session, tracker: tracker, logger: logger)
         if route.tls.mode != .off, let tlsContexts {
             splice.tls = TLSRelaySession(route: route, contexts: tlsContexts, recorder: session, logger: logger)
+        }
+        if let routeFaults {
+            let conversation = FaultConversation(faults: routeFaults, client: clientAddress, logger: logger)
+            conversation.recorder = session
+            splice.faultStages = (
+                InboundFaultHandler(conversation: conversation, stream: .upstream),
+                InboundFaultHandler(conversation: conversation, stream: .downstream)
+            )
         }
         try splice.attach(to: client)
     }

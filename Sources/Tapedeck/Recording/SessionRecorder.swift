@@ -210,6 +210,11 @@ final class SessionRecorder {
         tlsFailed = true
     }
 
+    /// A toxic acted on `direction`'s stream: noted with its description, where it happened.
+    func recordFault(_ description: String, on direction: Direction) {
+        append(direction, .fault, ByteBuffer(string: description))
+    }
+
     /// The sender shut down its write half.
     func recordHalfClose(from direction: Direction) {
         finishRedacting(direction)

@@ -21,6 +21,10 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var handingOff = false
     /// The client shut down its write half: the upstream must hear it too once the relay is glued.
     private var clientInputEnded = false
+    /// A toxic cut the connection: the session it followed goes back unplayed, and nothing more is matched.
+    private var cutByToxic = false
+    /// The recorded session the fault stages were last told the connection follows.
+    private var announcedSession: Int64?
     private var context: ChannelHandlerContext?
     private var pending: [ReplayMatcher.Action] = []
     private var pendingIndex = 0
@@ -107,7 +111,7 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
         if missing != nil { clientBytes.writeImmutableBuffer(buffer) }
-        guard !handingOff else { return }
+        guard !handingOff, !cutByToxic else { return }
         var bytes = Data(buffer.readableBytesView)
         // Before matching: the reply the client's bytes call for may be a SCRAM message built from them.
         if !scram.isPassingThrough { scram.observeClient(bytes) }
@@ -157,7 +161,14 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let event = event as? ChannelEvent, event == .inputClosed {
+        if event is FaultCut {
+            // Cut on purpose: the recorded session is free for the next connection (a retry), and the end that
+            // follows is the toxic's doing, not a mismatch.
+            cutByToxic = true
+            if let session = matcher.abandon() { ledger.cut(.init(route: route, session: session, client: client)) }
+            return
+        }
+        if let event = event as? ChannelEvent, event == .inputClosed, !cutByToxic {
             clientInputEnded = true
             releaseLens()
             releaseHeld()
@@ -204,6 +215,12 @@ final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
     // MARK: Carrying out actions in order
 
     private func run(_ actions: [ReplayMatcher.Action]) {
+        if let session = matcher.sessionID, session != announcedSession, let context {
+            // Toxics pinned to a recorded session learn which one this connection follows (as the client's bytes
+            // narrow it down), before its replies.
+            announcedSession = session
+            context.triggerUserOutboundEvent(ReplayedSessionChosen(session: session), promise: nil)
+        }
         pending.append(contentsOf: actions)
         drain()
     }

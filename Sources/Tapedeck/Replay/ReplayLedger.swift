@@ -26,6 +26,11 @@ final class ReplayLedger: Sendable {
         report.withLockedValue { $0.regroupedExchanges += exchanges }
     }
 
+    /// A toxic cut a connection that followed a session.
+    func cut(_ entry: ReplayReport.Replayed) {
+        report.withLockedValue { $0.cut.append(entry) }
+    }
+
     func mismatched(_ entry: ReplayReport.Mismatch) {
         report.withLockedValue { $0.mismatches.append(entry) }
     }
@@ -58,7 +63,9 @@ final class ReplayLedger: Sendable {
     /// The report so far, with the sessions that no connection asked for.
     func snapshot(unused: [ReplayReport.Unused], incomplete: [ReplayReport.Incomplete]) -> ReplayReport {
         var snapshot = report.withLockedValue { $0 }
-        snapshot.unused = unused
+        // A session a toxic cut short was served as far as the fault let it: not unused.
+        let cut = Set(snapshot.cut.map { "\($0.route)\u{0}\($0.session)" })
+        snapshot.unused = unused.filter { !cut.contains("\($0.route)\u{0}\($0.session)") }
         snapshot.incomplete = incomplete
         return snapshot
     }

@@ -398,6 +398,18 @@ struct ReplayMatcher {
         return dueActions()
     }
 
+    /// A toxic cut the connection: the session it followed is given back unplayed, and the connection counts as
+    /// neither replayed nor mismatched.
+    ///
+    /// - Returns: The recorded session it followed, if any.
+    @discardableResult
+    mutating func abandon() -> Int64? {
+        let session = sessionID
+        if case .following(let claim) = lead { ledger.release(claim) }
+        lead = .none
+        return session
+    }
+
     /// The connection is gone: the session counts as replayed if it was followed without a mismatch.
     mutating func connectionClosed() -> Int64? {
         let closing = lead

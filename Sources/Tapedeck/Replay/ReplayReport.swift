@@ -129,16 +129,21 @@ public struct ReplayReport: Sendable, Codable, Hashable {
     /// Times a connection went on in a recorded exchange of another session, or another exchange of its own,
     /// than the one its session had next: a connection pool grouping the same exchanges differently.
     public var regroupedExchanges: Int = 0
+    /// Connections a toxic cut (`--fault`, or the control API): the session each followed went back for the next
+    /// connection, and counts as neither unused nor mismatched.
+    public var cut: [Replayed] = []
+    /// Every toxic that fired, in order.
+    public var faults: [FiredToxic] = []
 
     enum CodingKeys: String, CodingKey {
-        case connections, probes, replayed, mismatches, unused, recorded, incomplete
+        case connections, probes, replayed, mismatches, unused, recorded, incomplete, cut, faults
         case regroupedExchanges = "regrouped_exchanges"
     }
 
     /// Creates an empty report.
     public init() {}
 
-    /// Reads a report, also one written before `regrouped_exchanges` existed.
+    /// Reads a report, also one written before `regrouped_exchanges`, `cut` or `faults` existed.
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         connections = try container.decode(Int.self, forKey: .connections)
@@ -149,6 +154,8 @@ public struct ReplayReport: Sendable, Codable, Hashable {
         recorded = try container.decodeIfPresent([Recorded].self, forKey: .recorded) ?? []
         incomplete = try container.decodeIfPresent([Incomplete].self, forKey: .incomplete) ?? []
         regroupedExchanges = try container.decodeIfPresent(Int.self, forKey: .regroupedExchanges) ?? 0
+        cut = try container.decodeIfPresent([Replayed].self, forKey: .cut) ?? []
+        faults = try container.decodeIfPresent([FiredToxic].self, forKey: .faults) ?? []
     }
 
     /// The one-line summary printed at shutdown.
@@ -159,6 +166,8 @@ public struct ReplayReport: Sendable, Codable, Hashable {
             + (incomplete.isEmpty ? "" : ", \(incomplete.count) replayed in part")
             + (recorded.isEmpty ? "" : ", \(recorded.count) recorded")
             + (regroupedExchanges == 0 ? "" : ", \(counted(regroupedExchanges, "exchange")) regrouped")
+            + (faults.isEmpty ? "" : ", \(counted(faults.count, "toxic")) fired")
+            + (cut.isEmpty ? "" : ", \(counted(cut.count, "connection")) cut by toxics")
     }
 
     private func counted(_ count: Int, _ noun: String) -> String {

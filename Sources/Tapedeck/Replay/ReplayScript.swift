@@ -185,6 +185,9 @@ struct ReplayScript: Sendable {
             case (_, .refused):
                 // A datagram refusal belongs to a UDP flow, which replays from its own book, never a script.
                 break
+            case (_, .fault):
+                // A note of the toxic that acted; what it did is in the events around it, which replay as they are.
+                break
             }
         }
         // The sends share the upstream stream's storage: a session's upstream bytes are held once, and building

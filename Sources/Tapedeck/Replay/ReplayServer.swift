@@ -288,7 +288,8 @@ public final class ReplayServer: Service {
                     book: book,
                     ledger: ledger,
                     pace: options.pace,
-                    logger: logger
+                    logger: logger,
+                    faults: options.faults?.faults(for: entry.route)
                 )
             }
         }
@@ -309,7 +310,22 @@ public final class ReplayServer: Service {
                     channel.eventLoop.makeCompletedFuture {
                         try channel.syncOptions?.setOption(ChannelOptions.allowRemoteHalfClosure, value: true)
                         tracker.track(channel)
+                        // Toxics apply to the client's plain bytes: behind TLS, in front of replay.
+                        var faultStages: [any ChannelHandler] = []
+                        if let routeFaults = options.faults?.faults(for: entry.route) {
+                            guard routeFaults.isUp else {
+                                return try channel.pipeline.syncOperations.addHandler(
+                                    FaultConversation.refusal(for: channel)
+                                )
+                            }
+                            faultStages = FaultConversation.replayStages(
+                                faults: routeFaults,
+                                client: channel,
+                                logger: logger
+                            )
+                        }
                         if let book = entry.dnsStreams {
+                            try channel.pipeline.syncOperations.addHandlers(faultStages)
                             try channel.pipeline.syncOperations.addHandler(
                                 DNSStreamReplayHandler(
                                     route: entry.route.name,
@@ -339,6 +355,7 @@ public final class ReplayServer: Service {
                                 )
                             )
                         }
+                        try channel.pipeline.syncOperations.addHandlers(faultStages)
                         let makeReplayHandler: @Sendable () -> ReplayHandler = { [self, handoff] in
                             ReplayHandler(
                                 matcher: ReplayMatcher(catalog: entry.catalog, pace: options.pace),
@@ -386,7 +403,7 @@ public final class ReplayServer: Service {
 
     /// The report so far: connections served, mismatches, and sessions not (yet) replayed, or replayed in part.
     public var report: ReplayReport {
-        ledger.snapshot(
+        var report = ledger.snapshot(
             unused: served.flatMap { entry in
                 let http2 = Self.http2SessionIDs(entry.http2)
                 let unused =
@@ -405,6 +422,9 @@ public final class ReplayServer: Service {
                 }
             }
         )
+        let names = Set(served.map(\.route.name))
+        report.faults = options.faults?.log.fired.filter { names.contains($0.route) } ?? []
+        return report
     }
 
     /// Stops accepting, lets open connections finish for up to `drainTimeout`, resets the rest, and returns

@@ -48,6 +48,9 @@ struct RelaySplice {
     var handover: Handover?
     /// The session's TLS, on a route that speaks TLS.
     var tls: TLSRelaySession?
+    /// The session's fault stages, when the route's toxics apply: one on the client connection for the
+    /// `upstream` stream, one on the upstream connection for the `downstream` stream, each in front of its relay.
+    var faultStages: (client: InboundFaultHandler, upstream: InboundFaultHandler)?
 
     /// Splices the relay onto `client`, on its event loop.
     ///
@@ -65,6 +68,7 @@ struct RelaySplice {
             // Sits behind the relay, which passes on lifecycle events but never reads, so it costs nothing per byte.
             let connectOnActive = ActivationHandler { connect(client, relays) }
             if let tls { try client.pipeline.syncOperations.addHandler(tls.clientGate()) }
+            if let stage = faultStages?.client { try client.pipeline.syncOperations.addHandler(stage) }
             try client.pipeline.syncOperations.addHandlers(relays.client, connectOnActive)
             return
         }
@@ -76,15 +80,19 @@ struct RelaySplice {
     private func connect(_ client: any Channel, _ relays: (client: RelayHandler, upstream: RelayHandler)) {
         let skipped = handover?.upstreamBytesToSkip ?? 0
         let skip = skipped > 0 ? SkipPrefixHandler(count: skipped, session: session) : nil
-        let upstreamHandlers = NIOLoopBound((skip, relays.upstream, tls), eventLoop: client.eventLoop)
+        let upstreamHandlers = NIOLoopBound(
+            (skip, relays.upstream, tls, faultStages?.upstream),
+            eventLoop: client.eventLoop
+        )
         let connected = UpstreamConnector.connect(
             to: upstream,
             timeout: route.connectTimeout,
             on: client.eventLoop
         ) { channel in
-            let (skip, relay, tls) = upstreamHandlers.value
+            let (skip, relay, tls, stage) = upstreamHandlers.value
             if let skip { try channel.pipeline.syncOperations.addHandler(skip) }
             if let tls { try channel.pipeline.syncOperations.addHandler(tls.upstreamGate()) }
+            if let stage { try channel.pipeline.syncOperations.addHandler(stage) }
             try channel.pipeline.syncOperations.addHandler(relay)
         }
         connected.assumeIsolated().whenComplete { result in

@@ -42,6 +42,9 @@ public enum EventKind: String, Sendable, Hashable, Codable, CaseIterable, Databa
     /// A datagram to the upstream was refused: its host answered with ICMP port unreachable, as nothing
     /// listened there. UDP only; the payload holds the reason as text.
     case refused
+    /// A toxic acted here (`--fault`, or the control API): what the session shows from this event on is what the
+    /// client saw under it. The payload names the toxic, as text.
+    case fault
 
     /// The value stored in `events.kind`.
     var code: Int32 {
@@ -52,6 +55,7 @@ public enum EventKind: String, Sendable, Hashable, Codable, CaseIterable, Databa
         case .reset: return 3
         case .connectFailed: return 4
         case .refused: return 5
+        case .fault: return 6
         }
     }
 

@@ -6,7 +6,7 @@ import GRDB
 /// written by a newer Tapedeck, and is refused rather than misread. See `docs/tape-format.md`.
 enum TapeSchema {
     /// The format version this build writes.
-    static let currentVersion = 5
+    static let currentVersion = 6
 
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
@@ -151,6 +151,15 @@ enum TapeSchema {
                 sql: """
                     ALTER TABLE routes ADD COLUMN protocol TEXT NOT NULL DEFAULT 'auto';
                     UPDATE tape_meta SET value = '5' WHERE key = 'format_version';
+                    """
+            )
+        }
+        migrator.registerMigration("v6") { db in
+            // Faults: the event of a toxic acting on a recorded session.
+            try db.execute(
+                sql: """
+                    INSERT INTO event_kinds(id, name) VALUES (6, 'fault');
+                    UPDATE tape_meta SET value = '6' WHERE key = 'format_version';
                     """
             )
         }
