@@ -25,8 +25,7 @@ struct ToxiproxyClientTests {
 
     /// Latency within 20% at p50, bandwidth within 20%, reset_peer, timeout and limit_data as the client sees
     /// them, then clean traffic once they are removed.
-    @Test(.disabled("needs the fault stage that applies toxics to TCP routes"))
-    func toxicsActOnRedisTrafficAndLeaveItCleanOnceRemoved() async throws {
+    @Test func toxicsActOnRedisTrafficAndLeaveItCleanOnceRemoved() async throws {
         let output = try await runScenario("toxics")
         let steps = output.split(separator: "\n").map { $0.split(separator: " ").prefix(2).joined(separator: " ") }
         #expect(
