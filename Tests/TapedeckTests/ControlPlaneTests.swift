@@ -138,4 +138,35 @@ struct ControlPlaneTests {
         #expect(merged.unused.map(\.session) == [4, 5])
         #expect(merged.incomplete.map(\.session) == [3])
     }
+
+    @Test func theMergedReportListsEachFiredToxicOnceInOrder() {
+        let first = FiredToxic(
+            route: "r",
+            toxic: Toxic(kind: .latency),
+            session: 1,
+            client: "c",
+            exchange: 1,
+            offset: 0,
+            time: 10
+        )
+        let second = FiredToxic(
+            route: "r",
+            toxic: Toxic(kind: .resetPeer),
+            session: 2,
+            client: "c",
+            exchange: 1,
+            offset: 0,
+            time: 20
+        )
+        var early = ReplayReport()
+        early.faults = [first]
+        var late = ReplayReport()
+        // A later server of the route lists the route's firings from the start.
+        late.faults = [first, second]
+        let merged = ReplayReport.merged([
+            ReplayIncarnation(route: "r", report: late, known: []),
+            ReplayIncarnation(route: "r", report: early, known: []),
+        ])
+        #expect(merged.faults == [first, second])
+    }
 }

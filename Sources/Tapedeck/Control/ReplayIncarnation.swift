@@ -14,12 +14,13 @@ struct ReplayIncarnation: Sendable {
 extension ReplayReport {
     /// One report for the replay servers of a deck's routes, as if a single server had served them all.
     ///
-    /// Connections, replays, mismatches and recordings add up. A session is unused only if no server that knew it
-    /// played any of it, and replayed in part only if none played it whole, so a route served by two servers in
-    /// turn (disabled and enabled again) is not blamed for sessions the other played.
+    /// Connections, replays, mismatches, cuts and recordings add up; the toxics that fired are listed once each.
+    /// A session is unused only if no server that knew it played any of it, and replayed in part only if none
+    /// played it whole, so a route served by two servers in turn (disabled and enabled again) is not blamed for
+    /// sessions the other played.
     static func merged(_ parts: [ReplayIncarnation]) -> ReplayReport {
         var merged = ReplayReport()
-        /// Per route, the sessions some server played whole, and those some server played at all.
+        // Per route, the sessions some server played whole, and those some server played at all.
         var playedWhole: [String: Set<Int64>] = [:]
         var touched: [String: Set<Int64>] = [:]
         for part in parts {
@@ -30,6 +31,7 @@ extension ReplayReport {
             merged.mismatches += report.mismatches
             merged.recorded += report.recorded
             merged.regroupedExchanges += report.regroupedExchanges
+            merged.cut += report.cut
             let unused = Set(report.unused.map(\.session))
             let incomplete = Set(report.incomplete.map(\.session))
             for session in part.known where !unused.contains(session) {
@@ -50,6 +52,12 @@ extension ReplayReport {
             }
         }
         merged.unused.sort { ($0.route, $0.session) < ($1.route, $1.session) }
+        // Each server lists every firing of its route so far, those before it started too: each once, in order.
+        var seenFaults = Set<FiredToxic>()
+        for part in parts {
+            for fired in part.report.faults where seenFaults.insert(fired).inserted { merged.faults.append(fired) }
+        }
+        merged.faults.sort { $0.time < $1.time }
         return merged
     }
 }
