@@ -128,10 +128,13 @@ public actor ControlPlane: Service {
     /// Serves until a graceful shutdown or task cancellation (or ``shutdown(drainTimeout:)``), then shuts down:
     /// draining for the deck's drain timeout after a graceful shutdown, at once after cancellation.
     public nonisolated func run() async throws {
-        _ = try await lifecycle.run(start: {}) { cancelled in
-            // Through shutdown, so that a stop the deck began is joined rather than done twice.
-            await self.shutdown(drainTimeout: cancelled ? .zero : self.settings.options.drainTimeout)
-        }
+        _ = try await lifecycle.run(
+            start: {},
+            stop: { cancelled in
+                // Through shutdown, so that a stop the deck began is joined rather than done twice.
+                await self.shutdown(drainTimeout: cancelled ? .zero : self.settings.options.drainTimeout)
+            }
+        )
     }
 
     /// Stops the API, then every route (see ``stopEverything(drainTimeout:)``); only the first call does, and
