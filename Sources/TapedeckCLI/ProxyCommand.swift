@@ -17,18 +17,17 @@ struct ProxyCommand: AsyncParsableCommand {
 
     @OptionGroup var routes: NamedRouteOptions
     @OptionGroup var tls: TLSOptions
+    @OptionGroup var api: ControlAPIOptions
     @OptionGroup var faults: FaultOptions
-
     @OptionGroup var runtime: RuntimeOptions
 
     func run() async throws {
         TerminationSignals.catchEarly()
         let logger = runtime.makeLogger(label: "tapedeck.proxy")
-        let configuration = try routes.configuration(for: .proxy)
         let deck = try await Deck.start(
             .proxy,
             tape: nil,
-            routes: tls.applied(to: configuration.routes),
+            routes: tls.applied(to: try api.routes(routes, for: .proxy)),
             options: try {
                 var options = Deck.Options(
                     group: runtime.makeEventLoopGroup(),
@@ -37,6 +36,7 @@ struct ProxyCommand: AsyncParsableCommand {
                     drainTimeout: runtime.drainTimeout
                 )
                 options.certificateAuthorityDirectory = tls.certificateAuthorityDirectory
+                options.api = api.address
                 try faults.apply(to: &options, logger: logger)
                 return options
             }()

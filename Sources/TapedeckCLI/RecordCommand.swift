@@ -29,6 +29,8 @@ struct RecordCommand: AsyncParsableCommand {
 
     @OptionGroup var tls: TLSOptions
 
+    @OptionGroup var api: ControlAPIOptions
+
     @OptionGroup var faults: FaultOptions
 
     @OptionGroup var runtime: RuntimeOptions
@@ -36,11 +38,10 @@ struct RecordCommand: AsyncParsableCommand {
     func run() async throws {
         TerminationSignals.catchEarly()
         let logger = runtime.makeLogger(label: "tapedeck.record")
-        let configuration = try routes.configuration(for: .record)
         let deck = try await Deck.start(
             .record,
             tape: tape,
-            routes: tls.applied(to: try rules.applied(to: configuration.routes)),
+            routes: tls.applied(to: try rules.applied(to: try api.routes(routes, for: .record))),
             options: try {
                 var options = Deck.Options(
                     label: label,
@@ -54,6 +55,7 @@ struct RecordCommand: AsyncParsableCommand {
                     drainTimeout: runtime.drainTimeout
                 )
                 options.certificateAuthorityDirectory = tls.certificateAuthorityDirectory
+                options.api = api.address
                 try faults.apply(to: &options, logger: logger)
                 return options
             }()

@@ -40,6 +40,8 @@ struct ReplayCommand: AsyncParsableCommand {
 
     @OptionGroup var tls: TLSOptions
 
+    @OptionGroup var api: ControlAPIOptions
+
     @OptionGroup var faults: FaultOptions
 
     @OptionGroup var runtime: RuntimeOptions
@@ -59,6 +61,7 @@ struct ReplayCommand: AsyncParsableCommand {
         )
         options.secrets = try secrets.secrets(for: served, tape: tape)
         options.certificateAuthorityDirectory = tls.certificateAuthorityDirectory
+        options.api = api.address
         try faults.apply(to: &options, logger: logger)
         let deck = try await Deck.start(mode, tape: tape, routes: served, options: options)
         try await ListeningAnnouncement.announce(deck)

@@ -12,7 +12,8 @@ struct RunCommand: AsyncParsableCommand {
         discussion: """
             Starts the routes in the chosen mode, runs the command with their addresses in its environment \
             (TAPEDECK_ADDR, TAPEDECK_HOST, TAPEDECK_PORT for a single route; TAPEDECK_<ROUTE>_ADDR, _HOST, \
-            _PORT for each named route; _SOCKET instead of _HOST and _PORT for a Unix socket), stops when it \
+            _PORT for each named route; _SOCKET instead of _HOST and _PORT for a Unix socket; TAPEDECK_API with \
+            --api), stops when it \
             exits, and exits with its status. Replay is strict: if the command passed but a connection \
             mismatched or a session was replayed in part, exits 3 (with --require-all, also if a recorded \
             session was never replayed). Recording \
@@ -55,6 +56,8 @@ struct RunCommand: AsyncParsableCommand {
 
     @OptionGroup var tls: TLSOptions
 
+    @OptionGroup var api: ControlAPIOptions
+
     @OptionGroup var faults: FaultOptions
 
     @OptionGroup var runtime: RuntimeOptions
@@ -72,11 +75,15 @@ struct RunCommand: AsyncParsableCommand {
         }
         if mode != .proxy, tape == nil { throw ValidationError("missing --tape (needed in \(mode) mode)") }
         let resolved = mode.resolved(forTape: tape)
-        let configuration = try routes.configuration(
-            for: resolved,
-            missingUpstream: "\(resolved) mode needs --upstream (or --config FILE)"
-        )
-        let served = tls.applied(to: try rules.applied(to: configuration.routes))
+        let configured =
+            resolved == .replay && api.address != nil
+            ? try routes.configuration(for: resolved).routes
+            : try api.routes(
+                routes,
+                for: resolved,
+                missingUpstream: "\(resolved) mode needs --upstream (or --config FILE)"
+            )
+        let served = tls.applied(to: try rules.applied(to: configured))
         var options = Deck.Options(
             label: label,
             overwrite: !append,
@@ -87,6 +94,7 @@ struct RunCommand: AsyncParsableCommand {
         )
         options.secrets = try secrets.secrets(for: served, tape: tape)
         options.certificateAuthorityDirectory = tls.certificateAuthorityDirectory
+        options.api = api.address
         // The command owns stdout and the terminal: Tapedeck speaks only when something is wrong.
         let logger = runtime.makeLogger(label: "tapedeck.run", defaultLevel: .warning, raiseOpenFileLimit: false)
         try faults.apply(to: &options, logger: logger)

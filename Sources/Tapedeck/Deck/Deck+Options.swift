@@ -37,6 +37,10 @@ extension Deck {
         /// The toxics of the deck's routes (see ``FaultRegistry``): faults applied to live, recorded and replayed
         /// traffic. Without it the relays carry no fault stage at all.
         public var faults: FaultRegistry?
+        /// Where to serve the control API (Toxiproxy's REST API and Tapedeck's own, see ``ControlAPI``); `nil`
+        /// for none. With it, each route has a server of its own that the API can create, delete, disable and
+        /// switch, and the deck may start with no route at all. Loopback unless told otherwise.
+        public var api: Endpoint?
         /// Toxics to put on the routes as the deck starts (a fault file), once their names are known; a deck given
         /// a plan without ``faults`` makes a registry with seed 0.
         public var faultPlan: FaultPlan?

@@ -49,14 +49,17 @@ import ServiceLifecycle
 /// let outcome = try await deck.stop()  // the group's stop: the tape is complete
 /// ```
 public final class Deck: Service {
-    private enum Server: Sendable {
+    enum Server: Sendable {
         case relay(ProxyServer)
         case replay(ReplayServer)
+        /// With a control API: each route on a server of its own.
+        case control(ControlPlane)
 
         var service: any Service {
             switch self {
             case .relay(let server): server
             case .replay(let server): server
+            case .control(let plane): plane
             }
         }
     }
@@ -68,8 +71,13 @@ public final class Deck: Service {
     public let mode: TapedeckMode
     /// The tape's path, as given; `nil` for a proxy without a tape.
     public let tapePath: String?
-    /// Each route with the address its listener bound, in the order given.
-    public let routes: [BoundRoute]
+    /// Each route with the address its listener bound, in the order given; with a control API, the routes it
+    /// has now, in the order created.
+    public var routes: [BoundRoute] {
+        if case .control(let plane) = server { return plane.routes }
+        return startRoutes
+    }
+    private let startRoutes: [BoundRoute]
     private let server: Server
     private let recorder: Recorder?
     /// The certificates and contexts of the deck's TLS, when a route or the tape speaks TLS; its CA is what
@@ -81,7 +89,7 @@ public final class Deck: Service {
     /// The server and the recorder, run by a `ServiceGroup` until the deck stops.
     private let parts: Task<Void, any Error>
 
-    private init(
+    init(
         mode: TapedeckMode,
         tapePath: String?,
         routes: [BoundRoute],
@@ -95,7 +103,7 @@ public final class Deck: Service {
         self.tlsContexts = tlsContexts
         self.mode = mode
         self.tapePath = tapePath
-        self.routes = routes
+        self.startRoutes = routes
         self.server = server
         self.recorder = recorder
         self.replacement = replacement
@@ -132,8 +140,22 @@ public final class Deck: Service {
 
     /// What replay has done so far; `nil` when the deck does not replay.
     public var replayReport: ReplayReport? {
-        guard case .replay(let server) = server else { return nil }
-        return server.report
+        switch server {
+        case .replay(let server): return server.report
+        case .control(let plane): return plane.currentReplayReport
+        case .relay: return nil
+        }
+    }
+
+    /// The control plane that holds the routes when the deck serves a control API (``Options/api``).
+    public var controlPlane: ControlPlane? {
+        guard case .control(let plane) = server else { return nil }
+        return plane
+    }
+
+    /// Where the control API listens, when the deck serves one.
+    public var apiAddress: Endpoint? {
+        controlPlane?.apiAddress
     }
 
     /// Starts serving `routes` in `mode` on the tape at `tape`.
@@ -156,7 +178,8 @@ public final class Deck: Service {
         var options = options
         if options.faultPlan != nil, options.faults == nil { options.faults = FaultRegistry() }
         let mode = mode.resolved(forTape: tape)
-        var routes = try ProxyConfiguration(routes: routes).routes
+        // With a control API the routes may all come from it, as with `toxiproxy-server`.
+        var routes = routes.isEmpty && options.api != nil ? [] : try ProxyConfiguration(routes: routes).routes
         if mode.needsUpstream {
             let purpose =
                 mode == .recordMissing ? "recording missing sessions" : mode == .proxy ? "proxying" : "recording"
@@ -202,6 +225,18 @@ public final class Deck: Service {
             )
         }
         do {
+            if let api = options.api {
+                return try await startControlled(
+                    mode,
+                    tape: tape,
+                    routes: routes,
+                    api: api,
+                    recorder: recorder,
+                    replacement: replacement,
+                    options: options,
+                    lifecycle: lifecycle
+                )
+            }
             switch mode {
             case .proxy, .record:
                 if let plan = options.faultPlan { try options.faults?.apply(plan, to: routes) }
@@ -323,19 +358,27 @@ public final class Deck: Service {
 
     private func stopParts(drainTimeout: Duration, keepingRecording: Bool) async throws -> DeckOutcome {
         var outcome = DeckOutcome(mode: mode, routes: routes)
+        var planeRecording: TapedeckError?
         // Shutting the server down ends its service, and the group then shuts the recorder down.
         switch server {
         case .relay(let server):
             outcome.interruptedConnections = await server.shutdown(drainTimeout: drainTimeout).interruptedConnections
         case .replay(let server):
             outcome.replay = await server.shutdown(drainTimeout: drainTimeout)
+        case .control(let plane):
+            let stopped = await plane.shutdown(drainTimeout: drainTimeout)
+            outcome.interruptedConnections = stopped.interruptedConnections
+            outcome.replay = stopped.replay ?? (mode == .replay || mode == .recordMissing ? ReplayReport() : nil)
+            outcome.recordedSessions = stopped.recordedSessions
+            planeRecording = stopped.recordingError
         }
         // The listeners are closed and the connections gone: nothing else will be recorded, so the recorder has
         // flushed last once the group is done; a recording that could not be written is the group's error.
         try await parts.value
+        if let planeRecording { throw planeRecording }
         if let recorder {
             do {
-                outcome.recordedSessions = try recorder.sessionCount()
+                outcome.recordedSessions += try recorder.sessionCount()
                 // The deck may outlive its stop (a test case object keeps it); the tape must be one closed file now.
                 try recorder.tape.close()
             } catch let error as TapedeckError {
@@ -354,7 +397,7 @@ public final class Deck: Service {
 
     // MARK: Opening the tape
 
-    private static func makeRecorder(
+    static func makeRecorder(
         tape: String,
         writingTo path: String,
         mode: TapedeckMode,
@@ -397,7 +440,7 @@ public final class Deck: Service {
 
     /// The deck's TLS contexts, with its CA loaded (or created) now, so that a CA that cannot be read is one error
     /// at start rather than one per connection.
-    private static func makeTLSContexts(_ options: Options) throws -> TLSContexts {
+    static func makeTLSContexts(_ options: Options) throws -> TLSContexts {
         let contexts = TLSContexts(
             authorityDirectory: options.certificateAuthorityDirectory ?? CertificateAuthority.defaultDirectory()
         )
@@ -406,7 +449,7 @@ public final class Deck: Service {
     }
 
     /// A single route left with the default name serves the tape's only route, whatever it was called.
-    private static func servedRoutes(_ routes: [Route], in tape: Tape) throws -> [Route] {
+    static func servedRoutes(_ routes: [Route], in tape: Tape) throws -> [Route] {
         var routes = routes
         if routes.count == 1, routes[0].name == Route.defaultName {
             let names = try ReplayServer.routeNames(in: tape)

@@ -1,5 +1,6 @@
 import Atomics
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import ServiceLifecycle
 
@@ -37,6 +38,11 @@ public final class Recorder: Service {
     /// Each route's redact rules, compiled for each direction, and the ids its rules have in the tape.
     private let redaction: [String: SessionRecorder.Redaction]
     private let writer: TapeWriter
+    /// Routes added while recording (``addRoute(_:)``): their row ids and redactions, which win over the first
+    /// routes' of the same name. Read only once ``hasAddedRoutes`` is set, so a recorder whose routes were all
+    /// given at start pays one relaxed load per connection for it.
+    private let addedRoutes = NIOLockedValueBox([String: (id: Int64, redaction: SessionRecorder.Redaction?)]())
+    private let hasAddedRoutes = ManagedAtomic<Bool>(false)
     private let nextKey = ManagedAtomic<UInt64>(1)
     private let lifecycle = Lifecycle<Void, Result<Void, any Error>>("recorder", running: ())
 
@@ -89,17 +95,24 @@ public final class Recorder: Service {
         onUndecryptedTLS: (@Sendable (TLSStartRecognizer.Upgrade) -> Void)? = nil
     ) -> SessionRecorder {
         let key = nextKey.loadThenWrappingIncrement(ordering: .relaxed)
+        var routeID = routeIDs[route.name] ?? 0
+        var redaction = self.redaction[route.name]
+        if hasAddedRoutes.load(ordering: .relaxed), let added = addedRoutes.withLockedValue({ $0[route.name] }) {
+            (routeID, redaction) = added
+        }
         let start = TapeWriter.SessionStart(
             key: key,
             runID: runID,
-            routeID: routeIDs[route.name] ?? 0,
+            routeID: routeID,
             route: route.name,
             clientAddress: clientAddress,
             upstreamAddress: route.upstreamText,
             startedAt: WallClock.nowNanoseconds()
         )
-        let recorder = SessionRecorder(key: key, start: start, writer: writer, redaction: redaction[route.name])
-        if route.tls.mode == .off, !route.isDatagram, let onUndecryptedTLS { recorder.watchForUndecryptedTLS(onUndecryptedTLS) }
+        let recorder = SessionRecorder(key: key, start: start, writer: writer, redaction: redaction)
+        if route.tls.mode == .off, !route.isDatagram, let onUndecryptedTLS {
+            recorder.watchForUndecryptedTLS(onUndecryptedTLS)
+        }
         return recorder
     }
 
@@ -109,9 +122,47 @@ public final class Recorder: Service {
     /// (HTTP's `Host` header), and replay recognizes it there.
     func routesBound(_ routes: [BoundRoute]) {
         for route in routes {
-            guard let routeID = routeIDs[route.name] else { continue }
+            let added =
+                hasAddedRoutes.load(ordering: .relaxed) ? addedRoutes.withLockedValue { $0[route.name]?.id } : nil
+            guard let routeID = added ?? routeIDs[route.name] else { continue }
             writer.submit(.routeBound(routeID: routeID, listen: "\(route.address)"))
         }
+    }
+
+    /// Adds a route to the run while it records, for a route created at runtime (the control API): its row and
+    /// its rules go through the writer like everything else, and its sessions are recorded under it from then
+    /// on. Adding a route of a name the run has replaces it for the sessions that begin afterwards.
+    ///
+    /// - Throws: ``TapedeckError`` with code `recordingFailed` when the tape can no longer be written or the
+    ///   recorder has finished; with code `invalidArgument` for rules that do not compile.
+    public func addRoute(_ route: Route) async throws {
+        guard lifecycle.running != nil else {
+            throw TapedeckError(.recordingFailed, "cannot add route '\(route.name)': the recording has finished")
+        }
+        let redaction: SessionRecorder.Redaction?
+        if route.rules.contains(where: { $0.kind == .redact }) {
+            redaction = SessionRecorder.Redaction(
+                client: try CompiledRules(route.rules, direction: .clientToUpstream, kinds: [.redact]),
+                upstream: try CompiledRules(route.rules, direction: .upstreamToClient, kinds: [.redact]),
+                ruleIDs: []
+            )
+        } else {
+            redaction = nil
+        }
+        let rows = await withCheckedContinuation { (continuation: CheckedContinuation<TapeWriter.RouteRows?, Never>) in
+            // The writer calls every addition back exactly once, written or not.
+            writer.submit(
+                .routeAdded(.init(runID: runID, route: route) { rows in continuation.resume(returning: rows) })
+            )
+        }
+        guard let rows else {
+            throw failure
+                ?? TapedeckError(.recordingFailed, "cannot add route '\(route.name)': the tape could not be written")
+        }
+        var written = redaction
+        written?.ruleIDs = rows.ruleIDs
+        addedRoutes.withLockedValue { $0[route.name] = (rows.routeID, written) }
+        hasAddedRoutes.store(true, ordering: .relaxed)
     }
 
     /// Waits until everything recorded so far is committed to the tape.

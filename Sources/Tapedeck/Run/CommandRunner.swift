@@ -116,6 +116,7 @@ public struct CommandRunner: Sendable {
                 arguments: command,
                 environment: environment.merging(RouteEnvironment.variables(for: deck.routes)) { $1 }
                     .merging(try Self.trustVariables(for: deck)) { $1 }
+                    .merging(Self.apiVariables(for: deck)) { $1 }
             )
             SignalForwarding.forward(to: child.pid)
             status = await child.exitStatus()
@@ -150,6 +151,15 @@ public struct CommandRunner: Sendable {
             return Self.replayFailureStatus
         }
         return status
+    }
+
+    /// The environment variable that tells the command where the control API listens, when the deck has one.
+    public static let apiVariable = "TAPEDECK_API"
+
+    /// `TAPEDECK_API=HOST:PORT` when the deck serves the control API, as Toxiproxy clients take it.
+    static func apiVariables(for deck: Deck) -> [String: String] {
+        guard let api = deck.apiAddress else { return [:] }
+        return [apiVariable: "\(api)"]
     }
 
     /// Where the deck speaks TLS, the variables that make common clients trust its CA: a bundle of the CA and

@@ -22,6 +22,9 @@ final class TapeWriter: Sendable {
         case tls(key: UInt64, SessionTLSRecord)
         /// A route's listener is bound: store the address it got, in place of the configured one (port 0).
         case routeBound(routeID: Int64, listen: String)
+        /// A route added to the run while it records (through the control API): its row and its rules, whose ids
+        /// the addition is called back with once committed.
+        case routeAdded(RouteAddition)
         /// Commit now and call back; for shutdown and tests.
         case flush(@Sendable () -> Void)
     }
@@ -34,6 +37,21 @@ final class TapeWriter: Sendable {
         var clientAddress: String
         var upstreamAddress: String
         var startedAt: Int64
+    }
+
+    /// A route joining a run that is recording, and who waits for its row.
+    struct RouteAddition: Sendable {
+        var runID: Int64
+        var route: Route
+        /// Called exactly once: with the route's row id and its rules' ids once committed, or with `nil` when the
+        /// writer failed (or had failed) and the route was not written.
+        var done: @Sendable (RouteRows?) -> Void
+    }
+
+    /// The ids an added route got in the tape.
+    struct RouteRows: Sendable {
+        var routeID: Int64
+        var ruleIDs: [Int64]
     }
 
     struct SessionEnd: Sendable {
@@ -80,7 +98,7 @@ final class TapeWriter: Sendable {
 
     func submit(_ command: Command) {
         switch command {
-        case .flush: queue.append(command, urgent: true)
+        case .flush, .routeAdded: queue.append(command, urgent: true)
         default: queue.append(command, weight: Self.payloadBytes(command))
         }
     }
@@ -172,6 +190,7 @@ final class TapeWriter: Sendable {
     private func discard(_ commands: [Command]) {
         budget.release(commands.reduce(0) { $0 + Self.payloadBytes($1) })
         for case .flush(let callback) in commands { callback() }
+        for case .routeAdded(let addition) in commands { addition.done(nil) }
     }
 
     private func fail(_ error: TapedeckError) {
@@ -189,6 +208,8 @@ final class TapeWriter: Sendable {
         var next = 0
         var bytes = 0
         var callbacks: [@Sendable () -> Void] = []
+        // Added routes hear of their rows only once they are committed, and of nothing if the commit fails.
+        var added: [(TapeWriter.RouteAddition, TapeWriter.RouteRows)] = []
         try db.execute(sql: "BEGIN IMMEDIATE")
         do {
             while true {
@@ -198,11 +219,13 @@ final class TapeWriter: Sendable {
                     bytes += Self.payloadBytes(command)
                     if case .flush(let callback) = command {
                         callbacks.append(callback)
+                    } else if case .routeAdded(let addition) = command {
+                        added.append((addition, try state.addRoute(addition)))
                     } else {
                         try state.apply(command)
                     }
                 }
-                guard callbacks.isEmpty, bytes < Self.transactionByteLimit,
+                guard callbacks.isEmpty, added.isEmpty, bytes < Self.transactionByteLimit,
                     Date().timeIntervalSince(started) < Self.transactionTimeLimit,
                     let more = queue.takeAll(waitingUpTo: 0), !more.isEmpty
                 else { break }
@@ -213,11 +236,13 @@ final class TapeWriter: Sendable {
             try? db.execute(sql: "ROLLBACK")
             budget.release(bytes)
             for callback in callbacks { callback() }
+            for (addition, _) in added { addition.done(nil) }
             discard(Array(taken[next...]))
             throw error
         }
         budget.release(bytes)
         for callback in callbacks { callback() }
+        for (addition, rows) in added { addition.done(rows) }
     }
 
     static func payloadBytes(_ command: Command) -> Int {
@@ -288,9 +313,27 @@ private struct WriterState {
             try record.save(db)
         case .routeBound(let routeID, let listen):
             try db.execute(sql: "UPDATE routes SET listen = ? WHERE id = ?", arguments: [listen, routeID])
-        case .flush:
+        case .flush, .routeAdded:
+            // The transaction handles both: they call back.
             break
         }
+    }
+
+    /// Writes an added route's row and its rules, as ``Tape/beginRun(routes:label:mode:)`` does for the first ones.
+    func addRoute(_ addition: TapeWriter.RouteAddition) throws -> TapeWriter.RouteRows {
+        let route = addition.route
+        try RouteRecord(
+            id: nil,
+            runID: addition.runID,
+            name: route.name,
+            listen: "\(route.listen)",
+            upstream: route.upstreamText,
+            dns: route.isDNS,
+            protocolName: route.lens.rawValue
+        ).insert(db)
+        let routeID = db.lastInsertedRowID
+        let ruleIDs = try Tape.insertRules([route], runID: addition.runID, db: db)
+        return TapeWriter.RouteRows(routeID: routeID, ruleIDs: ruleIDs[route.name] ?? [])
     }
 
     /// The hot path: binds straight to SQLite, with the payload bound in place (no copy).

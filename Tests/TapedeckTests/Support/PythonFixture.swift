@@ -25,6 +25,10 @@ enum PythonFixture {
     /// A `python3` that can import aiosmtpd (`.ci/run` installs it with pip), for `SMTPServer`.
     static let pythonWithSMTP = interpreter(importing: ["aiosmtpd"])
 
+    /// A `python3` that can import Toxiproxy's own client, toxiproxy-python (`.ci/run` installs it with pip), for
+    /// the control API's end-to-end tests.
+    static let pythonWithToxiproxy = interpreter(importing: ["toxiproxy", "requests"])
+
     /// A `python3` that can import grpcio (`.ci/run` installs it with pip), for `GRPCServer` and `grpcCalls`.
     static let pythonWithGRPC = interpreter(importing: ["grpc"])
 
