@@ -147,7 +147,7 @@ def parse_args(argv=None):
     p.add_argument("--grpc-duration", type=float, default=None,
                    help="seconds of gRPC calls per leg of the grpc workload (default 5)")
     p.add_argument("--faults-n", type=int, default=None,
-                   help="faults workload: redis-benchmark requests per cost leg (default 100000, 20000 "
+                   help="faults workload: redis-benchmark requests per run of a cost leg (default 50000, 20000 "
                         "with --quick)")
     p.add_argument("--only", default=",".join(w.key for w in WORKLOADS),
                    help=f"workloads to run: {','.join(w.key for w in WORKLOADS)} (default: all)")
@@ -194,7 +194,7 @@ def parse_args(argv=None):
                                      ("rules_n", 50000, 10000, 200), ("rules_replay_n", 10000, 2000, 100),
                                      ("tls_duration", 10.0, 3.0, 1.0), ("tls_bulk_mib", 128, 128, 4),
                                      ("udp_duration", 5.0, 2.0, 0.5), ("mysql_queries", 100000, 20000, 400),
-                                     ("grpc_duration", 5.0, 2.0, 0.5), ("faults_n", 100000, 20000, 500)):
+                                     ("grpc_duration", 5.0, 2.0, 0.5), ("faults_n", 50000, 20000, 500)):
         if getattr(args, name) is None:
             setattr(args, name, dry if args.dry_run else quick if args.quick else normal)
     if args.dry_run:

@@ -17,7 +17,7 @@ import io
 from ..common import FAIL, LOOPBACK, PACKAGE_DIR, BenchError, Skip, fail, log, pause, skip
 from ..net import free_port, wait_listening
 from ..process import Proc, run_cmd, run_watched
-from ..sysinfo import read_status_kib
+from ..sysinfo import process_cpu_seconds, read_status_kib
 from ..workload import Ctx, Workload
 from .replay import start_redis, start_tapedeck
 from .udp import LegTable
@@ -33,9 +33,13 @@ COST_LEGS = (("plain", "`tapedeck proxy`", None, False),
              ("api", "`--api 127.0.0.1:PORT`, no toxics", None, True),
              ("latency0", "`--fault`: `latency` 0 ms", "latency0", False))
 COST_TARGETS = {"empty": 0.98, "api": 0.98, "latency0": 0.95}
+# Cycles of the cost legs per round (normal, dry run).
+CYCLES = (4, 1)
 # The latency settings (ms) and samples per round (normal, dry run).
 LATENCIES = ((1, 200, 10), (10, 200, 10), (100, 50, 3))
 BASELINE_SAMPLES = (200, 10)
+# time.sleep samples per setting (normal, dry run): how late this machine wakes a sleeping thread.
+SLEEP_SAMPLES = {1: (50, 2), 10: (50, 2), 100: (10, 1)}
 WARMUP = 5
 # The bandwidth settings: (rate in KB/s, payload bytes, dry-run payload bytes).
 # `rate` 0 is the plain proxy, the ceiling the toxic is measured under.
@@ -97,6 +101,18 @@ def redis_rps(port: int, n: int, watch: List[Proc], what: str) -> float:
     return float(rows[0]["rps"])
 
 
+def sleep_overshoot(ms: int, samples: int) -> float:
+    """Median of how much later than asked time.sleep(ms) returns (ms): the
+    machine's own wake-up delay, which the proxy's timer and the sleeping
+    client pay too."""
+    late = []
+    for _ in range(samples):
+        t0 = time.perf_counter()
+        time.sleep(ms / 1000)
+        late.append((time.perf_counter() - t0) * 1000 - ms)
+    return statistics.median(late)
+
+
 def download(port: int, size: int, timeout: float) -> Tuple[int, float]:
     """(bytes, seconds) of one download from the bulk upstream: from the request
     sent to the end of the stream."""
@@ -150,8 +166,9 @@ class Faults(Workload):
         latency = ", ".join(f"{ms} ms x {self.samples(a, n, d)}" for ms, n, d in LATENCIES)
         bandwidth = ", ".join(f"{self.payload(a, s, d) / 1e6:g} MB at {label(rate)}" for rate, s, d in RATES)
         api = "yes" if self.api else "no (this tapedeck takes no --api)"
-        return [f"- faults: redis-benchmark -c {CLIENTS} -n {a.faults_n} `{' '.join(RR_TEST)}` per cost leg "
-                f"(each leg twice a round); latency samples {latency}; bandwidth {bandwidth}; control API leg: {api}"]
+        return [f"- faults: redis-benchmark -c {CLIENTS} -n {a.faults_n} `{' '.join(RR_TEST)}` per run of a cost "
+                f"leg ({self.samples(a, *CYCLES)} runs of each a round); latency samples {latency}; bandwidth "
+                f"{bandwidth}; control API leg: {api}"]
 
     @staticmethod
     def samples(args, normal: int, dry: int) -> int:
@@ -225,36 +242,54 @@ class Faults(Workload):
 
     # --- cost
 
-    def cost_run(self, ctx, leg: Tuple[str, str, Optional[str], bool]) -> float:
+    def cost_run(self, ctx, leg: Tuple[str, str, Optional[str], bool]) -> Tuple[float, Optional[float]]:
+        """(req/s, the proxy's CPU µs per request) of one run."""
         key, _, fault, api = leg
         proc, port = self.proxy(ctx, f"cost-{key}", self.redis_port, fault, api)
         try:
+            before = process_cpu_seconds(proc.pid)
             rps = redis_rps(port, ctx.args.faults_n, [proc, ctx.shared["faults-redis"]], f"faults cost {key}")
+            after = process_cpu_seconds(proc.pid)
         finally:
             self.stop(proc, f"cost {key}")
-        return rps
+        cpu = (after - before) / ctx.args.faults_n * 1e6 if before is not None and after is not None else None
+        return rps, cpu
 
     def cost_round(self, ctx) -> None:
+        """CYCLES cycles of every leg, the order rotating from cycle to cycle
+        (and every other cycle reversed); a cycle's ratio is a leg's run over
+        the plain proxy's run of that cycle, so the legs compared ran seconds
+        apart. The round's ratio is the median of its cycles'."""
         legs = self.legs()
-        shift = ctx.round % len(legs)
-        order = legs[shift:] + legs[:shift]
-        runs: Dict[str, List[float]] = {leg[0]: [] for leg in legs}
-        for leg in order + order[::-1]:
-            try:
-                runs[leg[0]].append(self.cost_run(ctx, leg))
-            except Exception as exc:
-                fail(f"faults: cost {leg[0]}: {exc}")
-            pause(0.3)
+        cycles = self.samples(ctx.args, *CYCLES)
+        runs: Dict[str, List[Optional[float]]] = {leg[0]: [] for leg in legs}
+        cpus: Dict[str, List[float]] = {leg[0]: [] for leg in legs}
+        for cycle in range(cycles):
+            shift = (ctx.round * cycles + cycle) % len(legs)
+            order = legs[shift:] + legs[:shift]
+            for leg in order[::-1] if cycle % 2 else order:
+                try:
+                    rps, cpu = self.cost_run(ctx, leg)
+                    runs[leg[0]].append(rps)
+                    if cpu is not None:
+                        cpus[leg[0]].append(cpu)
+                except Exception as exc:
+                    fail(f"faults: cost {leg[0]}: {exc}")
+                    runs[leg[0]].append(None)
+                pause(0.3)
         t = LegTable(ctx, "faults")
+        plain = runs["plain"]
         for key, values in runs.items():
-            ctx.rec(t.key("cost", key), statistics.mean(values) if len(values) == 2 else FAIL)
-        plain = ctx.record[t.key("cost", "plain")][ctx.round]
-        for key in runs:
-            value = ctx.record[t.key("cost", key)][ctx.round]
-            ok = isinstance(value, float) and isinstance(plain, float)
-            ctx.rec(t.key("cost", key, "ratio"), value / plain if ok else FAIL)
-        log("  faults cost " + ", ".join(
-            f"{k}={statistics.mean(v):,.0f}/s" if v else f"{k}=fail" for k, v in runs.items()))
+            done = [v for v in values if v is not None]
+            ratios = [v / p for v, p in zip(values, plain) if v is not None and p]
+            whole = len(done) == cycles and len(ratios) == cycles
+            ctx.rec(t.key("cost", key), statistics.median(done) if whole else FAIL)
+            ctx.rec(t.key("cost", key, "ratio"), statistics.median(ratios) if whole else FAIL)
+            ctx.rec(t.key("cost", key, "runs"), values)
+            ctx.rec(t.key("cost", key, "cpu"), statistics.median(cpus[key]) if cpus[key] else FAIL)
+        log("  faults cost " + "; ".join(
+            f"{k} " + " ".join(f"{v:,.0f}" if v is not None else "fail" for v in vs) +
+            (f" ({statistics.median(cpus[k]):.1f} µs CPU/request)" if cpus[k] else "") for k, vs in runs.items()))
 
     # --- latency
 
@@ -289,9 +324,12 @@ class Faults(Workload):
                     ctx.rec(t.key("latency", str(ms), what), FAIL)
                 continue
             added = [x - zero for x in rtts]
+            late = sleep_overshoot(ms, self.samples(ctx.args, *SLEEP_SAMPLES[ms]))
+            ctx.rec(t.key("latency", str(ms), "sleep"), late)
             ctx.rec(t.key("latency", str(ms), "p50"), statistics.median(added))
             ctx.rec(t.key("latency", str(ms), "p99"), percentile(added, 99))
-            shown.append(f"{ms} ms: +{statistics.median(added):.3f} p50, +{percentile(added, 99):.3f} p99")
+            shown.append(f"{ms} ms: +{statistics.median(added):.3f} p50, +{percentile(added, 99):.3f} p99, "
+                         f"sleep late {late:.3f}")
             pause(0.2)
         log("  faults latency " + "; ".join(shown))
 
@@ -347,27 +385,33 @@ def faults_section(ctx: Ctx, w: Faults) -> Optional[str]:
 
     out = ["### Faults (toxics on `tapedeck proxy`)\n",
            f"Cost of the fault stage: `redis-benchmark -c {CLIENTS} -n {a.faults_n} {' '.join(RR_TEST)}` "
-           f"(connections kept) through a fresh `tapedeck proxy` in front of one redis-server, per leg; each leg "
-           f"runs twice a round (in rotating order, then in reverse) and counts as the mean of the two; the ratio "
-           f"is the leg's over the plain proxy's of the same round, its median over the rounds.\n"]
+           f"(connections kept) through a fresh `tapedeck proxy` in front of one redis-server, per run. A round "
+           f"runs {w.samples(a, *CYCLES)} cycle(s) of every leg, in an order that rotates from cycle to cycle (every "
+           f"other cycle reversed); a cycle's ratio is the leg's req/s over the plain proxy's in that cycle, a "
+           f"round's the median of its cycles', and the table the median over the rounds (req/s: the median of "
+           f"each round's runs, then over the rounds). Proxy CPU: the tapedeck process's user + system time "
+           f"over a run, per request (median of the runs, then over the rounds).\n"]
     rows = []
     for key, name, _, api in COST_LEGS:
         if api and not w.api:
-            rows.append([name, "skipped: this tapedeck takes no `--api`", "", "", "", ""])
+            rows.append([name, "skipped: this tapedeck takes no `--api`", "", "", "", "", ""])
             continue
         r = t.med(t.key("cost", key, "ratio"))
         target = COST_TARGETS.get(key)
-        rows.append([name, t.cell(t.key("cost", key), ",.0f"), ratio_cell(key),
+        rows.append([name, t.cell(t.key("cost", key), ",.0f"), t.cell(t.key("cost", key, "cpu"), ".1f"),
+                     ratio_cell(key),
                      f">= {target:.2f}" if target else "",
                      "" if target is None else ("-" if r is None else ("yes" if r >= target else "no")),
                      t.per_round(t.key("cost", key, "ratio"), ".3f")])
-    out.append(LegTable.lines(["leg", "GET req/s", "x plain", "target", "met", "x plain per round"], rows))
+    out.append(LegTable.lines(["leg", "GET req/s", "proxy CPU (µs/request)", "req/s x plain", "target", "met",
+                               "x plain per round"], rows))
 
     out.append(f"Latency: round trips of inline `PING` on one connection, one after the other, through `tapedeck "
                f"proxy` with a `latency` toxic (downstream, jitter 0), less the median round trip through the plain "
                f"proxy of the same round (p50 {t.cell(t.key('latency', 'base', 'p50'), '.3f')} ms, p99 "
                f"{t.cell(t.key('latency', 'base', 'p99'), '.3f')} ms). Medians over the rounds of each round's "
-               f"percentiles (nearest rank).\n")
+               f"percentiles (nearest rank). `time.sleep` late: how much later than the setting a plain "
+               f"`time.sleep` of the client's returns on this machine (median), the wake-up every timer pays.\n")
     rows = []
     for ms, normal, dry in LATENCIES:
         p50, p99 = t.med(t.key("latency", str(ms), "p50")), t.med(t.key("latency", str(ms), "p99"))
@@ -375,9 +419,10 @@ def faults_section(ctx: Ctx, w: Faults) -> Optional[str]:
                      t.cell(t.key("latency", str(ms), "p50"), ".3f"), t.cell(t.key("latency", str(ms), "p99"), ".3f"),
                      f"{p50 - ms:+.3f} ({(p50 - ms) / ms:+.1%})" if p50 is not None else "-",
                      f"{p99 - ms:+.3f} ({(p99 - ms) / ms:+.1%})" if p99 is not None else "-",
+                     t.cell(t.key("latency", str(ms), "sleep"), ".3f"),
                      t.per_round(t.key("latency", str(ms), "p50"), ".3f")])
     out.append(LegTable.lines(["setting", "samples", "added p50 (ms)", "added p99 (ms)", "p50 error (ms)",
-                               "p99 error (ms)", "added p50 per round"], rows))
+                               "p99 error (ms)", "`time.sleep` late (ms)", "added p50 per round"], rows))
 
     out.append("Bandwidth: one download from an upstream that sends the payload and closes, through `tapedeck "
                "proxy` with a `bandwidth` toxic on the downstream stream (1 MB = 1,000,000 bytes, `rate` in KB/s "
@@ -400,8 +445,9 @@ FAULTS_METHOD_MD = f"""\
   with SIGTERM: exit 0 expected), with `--fault FILE --seed {SEED}` for the toxics (`[]` for the
   fault stage with none) or `--api 127.0.0.1:PORT` (when `tapedeck proxy --help` lists it). Cost:
   `redis-benchmark -c {CLIENTS} -n N {' '.join(RR_TEST)} --csv` (`--faults-n`) in front of one
-  redis-server, each leg twice a round, in rotating order and then in reverse; a round's ratio is
-  the leg's mean over the plain proxy's. Latency: a Python client on one connection (TCP_NODELAY)
+  redis-server; {CYCLES[0]} cycles of every leg a round, the order rotating from cycle to cycle and
+  every other cycle reversed; a cycle's ratio is the leg's req/s over the plain proxy's in that
+  cycle, a round's the median of its cycles'. Latency: a Python client on one connection (TCP_NODELAY)
   sends inline `PING` and waits for `+PONG`, {WARMUP} round trips not counted, then
   {', '.join(f'{n} at {ms} ms' for ms, n, _ in LATENCIES)} and {BASELINE_SAMPLES[0]} through the plain
   proxy; added latency = round trip - the plain proxy's median in that round. Bandwidth:
