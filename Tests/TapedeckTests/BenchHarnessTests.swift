@@ -47,8 +47,10 @@ struct BenchHarnessTests {
             "the report has neither a TLS section nor a note that the tls workload was skipped:\n\(report.prefix(3_000))"
         )
         // The UDP workload runs its direct leg wherever gcc builds its load generator; DNS needs dnsmasq, MySQL
-        // MariaDB and mariadb-slap.
-        for (section, workload) in [("### UDP", "udp"), ("### DNS", "dns"), ("### MySQL", "mysql")] {
+        // MariaDB and mariadb-slap; the faults workload redis-server and redis-benchmark.
+        for (section, workload) in [
+            ("### UDP", "udp"), ("### DNS", "dns"), ("### MySQL", "mysql"), ("### Faults", "faults"),
+        ] {
             #expect(
                 report.contains(section) || report.contains("- workload \(workload): "),
                 "no '\(section)' section and no note that workload \(workload) was skipped:\n\(report.prefix(3_000))"

@@ -7,7 +7,7 @@ Where things are:
   workload.py     Workload (the base class), Ctx (the run's state), Metric
   workloads/      one module per workload: bulk, rr, churn, rss, record,
                   replay, replay_scale, inspect_sessions, run_command, rules,
-                  tls, udp, dns, mysql
+                  tls, udp, dns, mysql, grpc, faults
   contestants.py  the relays compared (ContestantSpec) and a running one (Relay)
   process.py      child processes: started to die with the harness, stopped
                   by their own PIDs, commands run with a time limit
@@ -16,5 +16,6 @@ Where things are:
   tapes.py        measuring a recorded tape; making tapes of a given shape
   microbench.py   the Benchmarks package's `tapedeck-microbench` commands
   report.py       tables, the environment header, the method notes
-  download_server.py  the simple upstream of the replay-scale workload
+  download_server.py  the simple upstream of the replay-scale and faults
+                  workloads (a download per connection)
 """

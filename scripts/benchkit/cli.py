@@ -2,6 +2,7 @@
 and writing the report."""
 
 import argparse
+import json
 import os
 import shlex
 import shutil
@@ -71,6 +72,14 @@ workload of each round. Workloads:
          mariadb-slap load recorded through `tapedeck record`, against MariaDB
          answering the same load live; once per round, in a report section of
          its own
+  grpc   unary gRPC calls/s answered by `tapedeck replay` through the HTTP/2
+         lens against the grpcio service answering live; once per round, in a
+         report section of its own
+  faults what the fault stage costs `tapedeck proxy` with no toxics, with the
+         control API on (if the binary takes --api) and with a `latency`
+         toxic of 0 ms (redis-benchmark req/s), and how close the `latency`
+         (1, 10, 100 ms) and `bandwidth` (1 and 100 MB/s) toxics keep to
+         their settings; once per round, in a report section of its own
 
 The `tapedeck-record` contestant (`tapedeck record`, tape in a temp dir that
 is deleted after every run) takes part in bulk and rr by default; name it in
@@ -93,6 +102,7 @@ Examples:
   scripts/bench --only udp,dns --rounds 3
   scripts/bench --only mysql --rounds 3
   scripts/bench --only grpc --rounds 3
+  scripts/bench --only faults --rounds 3
 
 The result is a Markdown table on stdout (median over rounds); progress and
 diagnostics go to stderr.
@@ -136,6 +146,9 @@ def parse_args(argv=None):
                    help="mysql workload: mariadb-slap queries per run (default 100000, 20000 with --quick)")
     p.add_argument("--grpc-duration", type=float, default=None,
                    help="seconds of gRPC calls per leg of the grpc workload (default 5)")
+    p.add_argument("--faults-n", type=int, default=None,
+                   help="faults workload: redis-benchmark requests per run of a cost leg (default 50000, 20000 "
+                        "with --quick)")
     p.add_argument("--only", default=",".join(w.key for w in WORKLOADS),
                    help=f"workloads to run: {','.join(w.key for w in WORKLOADS)} (default: all)")
     p.add_argument("--tapedeck", default=str(common.REPO / ".build" / "release" / "tapedeck"),
@@ -171,6 +184,8 @@ def parse_args(argv=None):
                    help="where the temp dir (logs, tapes) goes (default: the system temp dir); "
                         "tapes need a few GB free")
     p.add_argument("--output", help="also write the report (with environment header) to FILE")
+    p.add_argument("--json", metavar="FILE",
+                   help="also write every measurement (per contestant and per round) as JSON to FILE")
     p.add_argument("--keep-tmp", action="store_true", help="keep the temp dir with logs")
     args = p.parse_args(argv)
     for name, normal, quick, dry in (("rounds", 3, 1, 1), ("duration", 5.0, 1.0, 1.0),
@@ -179,7 +194,7 @@ def parse_args(argv=None):
                                      ("rules_n", 50000, 10000, 200), ("rules_replay_n", 10000, 2000, 100),
                                      ("tls_duration", 10.0, 3.0, 1.0), ("tls_bulk_mib", 128, 128, 4),
                                      ("udp_duration", 5.0, 2.0, 0.5), ("mysql_queries", 100000, 20000, 400),
-                                     ("grpc_duration", 5.0, 2.0, 0.5)):
+                                     ("grpc_duration", 5.0, 2.0, 0.5), ("faults_n", 50000, 20000, 500)):
         if getattr(args, name) is None:
             setattr(args, name, dry if args.dry_run else quick if args.quick else normal)
     if args.dry_run:
@@ -209,6 +224,8 @@ def parse_args(argv=None):
         p.error("--mysql-queries must be within 100..10000000")
     if not 0 < args.grpc_duration <= 300:
         p.error("--grpc-duration must be within (0, 300] seconds")
+    if not 100 <= args.faults_n <= 10_000_000:
+        p.error("--faults-n must be within 100..10000000")
     if not 1 <= args.churn_src_spread <= 250:
         p.error("--churn-src-spread must be within 1..250")
     if not 0 < args.record_duration <= 60 or not 0 <= args.record_omit <= 10:
@@ -382,9 +399,9 @@ def main(argv=None) -> int:
                    "\n".join(f"- {note}" for note in common.skipped) + "\n"]
     body = "\n".join(report)
     print(body)
+    shown = [display_arg(a) for a in (argv if argv is not None else sys.argv[1:])]
+    cmd = "scripts/bench " + " ".join(shlex.quote(a) for a in shown)
     if args.output:
-        shown = [display_arg(a) for a in (argv if argv is not None else sys.argv[1:])]
-        cmd = "scripts/bench " + " ".join(shlex.quote(a) for a in shown)
         extra = [line for w in workloads for line in w.environment(ctx, names)]
         if RECORDER in names or keys & {"record", "replay-scale"}:
             extra.append(f"- tapes (recorded, the store's and made for replay) in the temp dir, on {tape_fs}; "
@@ -399,6 +416,15 @@ def main(argv=None) -> int:
                METHOD_MD + "".join(w.method_md for w in workloads)]
         Path(args.output).write_text("\n".join(doc))
         log(f"wrote {args.output}")
+    if args.json:
+        data = {"command": cmd.strip(), "rounds": args.rounds, "minutes": round(elapsed / 60, 2),
+                "interrupted": interrupted is not None, "contestants": names,
+                "workloads": [w.key for w in workloads],
+                "results": results,
+                "record": {k: {str(r): v[r] for r in sorted(v)} for k, v in sorted(ctx.record.items())},
+                "skipped": common.skipped, "failures": common.failures}
+        Path(args.json).write_text(json.dumps(data, indent=1, default=str) + "\n")
+        log(f"wrote {args.json}")
     if interrupted is not None:
         return 130 if isinstance(interrupted, KeyboardInterrupt) else (interrupted.code or 1)
     if args.dry_run:

@@ -1,7 +1,7 @@
-"""A simple upstream for the replay-scale workload: for every connection, read
-one request (up to its blank line), send the whole of a file with sendfile(2),
-shut down the write half, and close once the client has closed. Runs until it
-is signalled.
+"""A simple upstream for the replay-scale and faults workloads: for every
+connection, read one request (up to its blank line), send the whole of a file
+with sendfile(2), shut down the write half, and close once the client has
+closed. Runs until it is signalled.
 
     python3 download_server.py PORT FILE
 """

@@ -7,6 +7,7 @@ from ..workload import Workload
 from .bulk import Bulk
 from .churn import Churn
 from .dns import Dns
+from .faults import Faults
 from .grpc import Grpc
 from .inspect_sessions import Inspect
 from .mysql import Mysql
@@ -21,5 +22,6 @@ from .tls import Tls
 from .udp import Udp
 
 WORKLOADS: List[Workload] = [Bulk(), ReqResp(), Churn(), Rss(), Record(), Replay(), ReplayScale(), Inspect(),
-                             RunCommand(), Rules(), Tls(), Udp(), Dns(), Mysql(), Grpc()]
+                             RunCommand(), Rules(), Tls(), Udp(), Dns(), Mysql(), Grpc(),
+                             Faults()]
 WORKLOAD_BY_KEY = {w.key: w for w in WORKLOADS}
