@@ -131,6 +131,10 @@ final class FaultConversation {
         let snapshot = faults.snapshot()
         version = snapshot.version
         matchers = snapshot.toxics.filter { $0.placement.match != nil || $0.placement.matchRegex != nil }
+        if matchers.isEmpty {
+            exchangeBytes = []
+            matched = []
+        }
         var upstreamOut: [FaultEvent] = []
         var downstreamOut: [FaultEvent] = []
         upstream.sync(snapshot.toxics, now: now, conversation: self, into: &upstreamOut)
@@ -184,6 +188,30 @@ final class FaultConversation {
         return event
     }
 
+    /// The fast path of a stage: when `stream` has no toxic (as of the route's current version), counts `buffer`'s
+    /// bytes in the conversation and answers true, and the stage passes them on as they are; no event is made and
+    /// the clock is not read unless a toxic on the other stream needs it.
+    func passesUntouched(_ buffer: ByteBuffer, on stream: ToxicStream, loop: any EventLoop) -> Bool {
+        if faults.version != version { refresh(now: loop.now) }
+        let count = buffer.readableBytes
+        switch stream {
+        case .upstream:
+            guard upstream.isIdle else { return false }
+            if count > 0, upstreamSpokeLast {
+                beginExchange(now: downstream.isIdle ? .uptimeNanoseconds(0) : loop.now)
+            }
+            exchangeOffsets.upstream += count
+            streamOffsets.upstream += count
+            if !matchers.isEmpty { noteClientBytes(buffer) }
+        case .downstream:
+            guard downstream.isIdle else { return false }
+            exchangeOffsets.downstream += count
+            streamOffsets.downstream += count
+            if count > 0 { upstreamSpokeLast = true }
+        }
+        return true
+    }
+
     /// Passes an event of `stream` through its toxics into `output`.
     func process(_ event: FaultEvent, on stream: ToxicStream, now: NIODeadline, into output: inout [FaultEvent]) {
         switch stream {
@@ -201,6 +229,7 @@ final class FaultConversation {
         upstreamSpokeLast = false
         exchange += 1
         exchangeOffsets = (0, 0)
+        guard !matchers.isEmpty || !upstream.isIdle || !downstream.isIdle else { return }
         exchangeBytes.removeAll(keepingCapacity: true)
         matched = []
         scratch.removeAll(keepingCapacity: true)

@@ -52,14 +52,12 @@ final class InboundFaultHandler: ChannelDuplexHandler, FaultConversation.Stage {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !cut else { return }
         let buffer = unwrapInboundIn(data)
-        let now = context.eventLoop.now
-        if schedule.isEmpty, conversation.isIdle(stream, now: now) {
-            // No toxic on this stream: the bytes only move the conversation on.
-            _ = conversation.place(.data(buffer), on: stream, now: now)
+        if schedule.isEmpty, conversation.passesUntouched(buffer, on: stream, loop: context.eventLoop) {
+            // No toxic on this stream: the bytes only moved the conversation on.
             context.fireChannelRead(data)
             return
         }
-        accept(.data(buffer), now: now)
+        accept(.data(buffer), now: context.eventLoop.now)
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {

@@ -43,14 +43,12 @@ final class OutboundFaultHandler: ChannelOutboundHandler, FaultConversation.Stag
             return
         }
         let buffer = unwrapOutboundIn(data)
-        let now = context.eventLoop.now
-        if schedule.isEmpty, conversation.isIdle(.downstream, now: now) {
-            _ = conversation.place(.data(buffer), on: .downstream, now: now)
+        if schedule.isEmpty, conversation.passesUntouched(buffer, on: .downstream, loop: context.eventLoop) {
             context.write(data, promise: promise)
             return
         }
         promise?.succeed()
-        accept(.data(buffer), now: now)
+        accept(.data(buffer), now: context.eventLoop.now)
     }
 
     func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
