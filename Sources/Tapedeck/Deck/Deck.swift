@@ -121,8 +121,13 @@ public final class Deck: Service {
     }
 
     /// The first route's bound address: the one to use when there is a single route.
+    ///
+    /// A deck with a control API may start with no route at all (its routes come from the API): asking it for an
+    /// address before one exists is a programming error, said as such; use ``address(of:)`` for routes by name.
     public var address: Endpoint {
-        routes[0].address
+        let routes = self.routes
+        precondition(!routes.isEmpty, "the deck serves no route yet: create one through its control API first")
+        return routes[0].address
     }
 
     /// The bound address of the route called `name`.
