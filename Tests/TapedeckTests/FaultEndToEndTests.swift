@@ -163,6 +163,40 @@ struct FaultEndToEndTests {
         #expect(registry.log.fired.count == 1)
     }
 
+    /// A connection opened while its route had no toxic has no fault stage; a toxic added later joins it and acts
+    /// from its next reply, and once removed the connection is clean again.
+    @Test(.enabled(if: RedisServer.isInstalled, "needs redis-server (installed by .ci/run)"))
+    func aToxicAddedToALiveRouteReachesAConnectionAlreadyOpen() async throws {
+        let redis = try await RedisServer()
+        defer { redis.stop() }
+        var options = Deck.Options.testDefaults
+        let registry = FaultRegistry(seed: 5)
+        options.faults = registry
+        let route = Route(upstream: try Endpoint(parsing: "127.0.0.1:\(redis.port)"))
+        let deck = try await Deck.start(.proxy, tape: nil, routes: [route], options: options)
+        let connection = try BlockingConnection(to: deck.address)
+        func ping() throws -> Double {
+            let start = Date()
+            try connection.send("PING\r\n")
+            guard try connection.receive(count: 7) == "+PONG\r\n" else { throw TestProcessError("no PONG") }
+            return Date().timeIntervalSince(start)
+        }
+        let before = try ping()
+        var attributes = ToxicAttributes()
+        attributes.latency = 80
+        try registry.faults(for: route).add(Toxic(kind: .latency, attributes: attributes))
+        // The toxic reaches the connection's event loop as a task of its own: a moment, at most.
+        try await Task.sleep(for: .milliseconds(100))
+        let during = try ping()
+        try registry.faults(for: route).remove("latency_downstream")
+        try await Task.sleep(for: .milliseconds(100))
+        let after = try ping()
+        _ = try await deck.stop()
+        #expect(during >= 0.080, "\(before) \(during) \(after)")
+        #expect(before < 0.060 && after < 0.060, "\(before) \(during) \(after)")
+        #expect(registry.log.fired.map(\.session) == [1])
+    }
+
     /// The same seed faults the same connections: a toxic on half the connections (`toxicity: 0.5`) picks the
     /// same ones in two runs, and another seed picks others.
     @Test(.enabled(if: RedisServer.isInstalled, "needs redis-server (installed by .ci/run)"))

@@ -216,12 +216,26 @@ public final class ProxyServer: Service {
             splice.tls = TLSRelaySession(route: route, contexts: tlsContexts, recorder: session, logger: logger)
         }
         if let routeFaults {
-            let conversation = FaultConversation(faults: routeFaults, client: clientAddress, logger: logger)
-            conversation.recorder = session
-            splice.faultStages = (
-                InboundFaultHandler(conversation: conversation, stream: .upstream),
-                InboundFaultHandler(conversation: conversation, stream: .downstream)
-            )
+            let logger = self.logger
+            let makeConversation = {
+                let conversation = FaultConversation(faults: routeFaults, client: clientAddress, logger: logger)
+                conversation.recorder = session
+                return conversation
+            }
+            if routeFaults.snapshot().toxics.isEmpty {
+                // No toxic yet: no stage either, until one comes (see LateFaultStages).
+                splice.lateFaults = LateFaultStages(
+                    faults: routeFaults,
+                    on: client.eventLoop,
+                    makeConversation: makeConversation
+                )
+            } else {
+                let conversation = makeConversation()
+                splice.faultStages = (
+                    InboundFaultHandler(conversation: conversation, stream: .upstream),
+                    InboundFaultHandler(conversation: conversation, stream: .downstream)
+                )
+            }
         }
         try splice.attach(to: client)
     }

@@ -51,6 +51,8 @@ struct RelaySplice {
     /// The session's fault stages, when the route's toxics apply: one on the client connection for the
     /// `upstream` stream, one on the upstream connection for the `downstream` stream, each in front of its relay.
     var faultStages: (client: InboundFaultHandler, upstream: InboundFaultHandler)?
+    /// Instead of ``faultStages`` on a route without toxics yet: the stages join once a toxic does.
+    var lateFaults: LateFaultStages?
 
     /// Splices the relay onto `client`, on its event loop.
     ///
@@ -70,6 +72,7 @@ struct RelaySplice {
             if let tls { try client.pipeline.syncOperations.addHandler(tls.clientGate()) }
             if let stage = faultStages?.client { try client.pipeline.syncOperations.addHandler(stage) }
             try client.pipeline.syncOperations.addHandlers(relays.client, connectOnActive)
+            lateFaults?.clientReady(client, relay: relays.client)
             return
         }
         // Cannot fail on an active channel; if the client is gone, the connect below finds out soon enough.
@@ -99,6 +102,7 @@ struct RelaySplice {
             switch result {
             case .success(let upstream):
                 glue(client, to: upstream, clientRelay: relays.client)
+                lateFaults?.upstreamReady(upstream, relay: relays.upstream)
             case .failure(let error):
                 fail(client, error: error)
             }
