@@ -22,8 +22,7 @@ final class InboundFaultHandler: ChannelDuplexHandler, FaultConversation.Stage {
     private let stream: ToxicStream
     private var context: ChannelHandlerContext?
     private var schedule = FaultSchedule()
-    private var timer: Scheduled<Void>?
-    private var timerDeadline: NIODeadline?
+    private var timer = FaultTimer()
     private var readHeld = false
     /// A toxic cut the stream: nothing more passes but the channel's own end.
     private var cut = false
@@ -42,7 +41,7 @@ final class InboundFaultHandler: ChannelDuplexHandler, FaultConversation.Stage {
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        timer?.cancel()
+        timer.cancel()
         self.context = nil
         conversation.detach()
     }
@@ -83,7 +82,7 @@ final class InboundFaultHandler: ChannelDuplexHandler, FaultConversation.Stage {
 
     func channelInactive(context: ChannelHandlerContext) {
         passAll()
-        timer?.cancel()
+        timer.cancel()
         context.fireChannelInactive()
     }
 
@@ -128,18 +127,8 @@ final class InboundFaultHandler: ChannelDuplexHandler, FaultConversation.Stage {
     }
 
     private func arm(_ context: ChannelHandlerContext) {
-        guard !cut, let deadline = schedule.nextDeadline else {
-            timer?.cancel()
-            timer = nil
-            timerDeadline = nil
-            return
-        }
-        if timerDeadline == deadline { return }
-        timer?.cancel()
-        timerDeadline = deadline
-        timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
-            timer = nil
-            timerDeadline = nil
+        timer.arm(for: cut ? nil : schedule.nextDeadline, on: context.eventLoop) { [self] in
+            timer.fired()
             pump()
         }
     }

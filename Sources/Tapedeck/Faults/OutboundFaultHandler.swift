@@ -15,8 +15,7 @@ final class OutboundFaultHandler: ChannelOutboundHandler, FaultConversation.Stag
     private var schedule = FaultSchedule()
     /// The promises of the FIN and close held, in order.
     private var endPromises = CircularBuffer<EventLoopPromise<Void>?>()
-    private var timer: Scheduled<Void>?
-    private var timerDeadline: NIODeadline?
+    private var timer = FaultTimer()
     private var cut = false
     private var scratch: [FaultEvent] = []
 
@@ -31,7 +30,7 @@ final class OutboundFaultHandler: ChannelOutboundHandler, FaultConversation.Stag
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        timer?.cancel()
+        timer.cancel()
         self.context = nil
         while let promise = endPromises.popFirst() { promise?.succeed() }
         conversation.detach()
@@ -125,18 +124,8 @@ final class OutboundFaultHandler: ChannelOutboundHandler, FaultConversation.Stag
     }
 
     private func arm(_ context: ChannelHandlerContext) {
-        guard !cut, let deadline = schedule.nextDeadline else {
-            timer?.cancel()
-            timer = nil
-            timerDeadline = nil
-            return
-        }
-        if timerDeadline == deadline { return }
-        timer?.cancel()
-        timerDeadline = deadline
-        timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
-            timer = nil
-            timerDeadline = nil
+        timer.arm(for: cut ? nil : schedule.nextDeadline, on: context.eventLoop) { [self] in
+            timer.fired()
             pump()
         }
     }
