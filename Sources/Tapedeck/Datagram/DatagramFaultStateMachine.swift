@@ -264,7 +264,16 @@ struct DatagramFaultStateMachine {
     /// Claims a firing of the toxic at `index` and keeps it for the log; false when its count is spent.
     private mutating func fire(_ index: Int, offset: Int) -> Bool {
         let toxic = toxics[index].toxic
-        let fired = FiredToxic(
+        let fired = firing(of: toxic, offset: offset)
+        guard faults.fire(toxic, at: fired) else { return false }
+        firings.append(Firing(fired: fired, isFirstInFlow: !toxics[index].hasFired))
+        toxics[index].hasFired = true
+        return true
+    }
+
+    /// The record of `toxic` firing here in the flow, at byte `offset`.
+    private func firing(of toxic: Toxic, offset: Int) -> FiredToxic {
+        FiredToxic(
             route: faults.route,
             toxic: toxic,
             session: session,
@@ -273,10 +282,6 @@ struct DatagramFaultStateMachine {
             exchange: exchange,
             offset: offset
         )
-        guard faults.fire(toxic, at: fired) else { return false }
-        firings.append(Firing(fired: fired, isFirstInFlow: !toxics[index].hasFired))
-        toxics[index].hasFired = true
-        return true
     }
 
     /// The route is down: a `down` toxic fires once in the flow, at its first dropped datagram.
@@ -284,15 +289,7 @@ struct DatagramFaultStateMachine {
         guard !downFired else { return }
         downFired = true
         for toxic in faults.toxics where toxic.kind == .down {
-            let fired = FiredToxic(
-                route: faults.route,
-                toxic: toxic,
-                session: session,
-                recordedSession: recordedSession,
-                client: client,
-                exchange: exchange,
-                offset: offset
-            )
+            let fired = firing(of: toxic, offset: offset)
             if faults.fire(toxic, at: fired) { firings.append(Firing(fired: fired, isFirstInFlow: true)) }
         }
     }

@@ -19,11 +19,7 @@ extension Deck {
             let warning =
                 "the control API listens on \(api), beyond loopback: anyone who can reach that address can change "
                 + "the deck's routes and faults"
-            if let onWarning = options.onWarning {
-                onWarning(warning)
-            } else {
-                options.logger.warning("\(warning)")
-            }
+            options.warn(warning)
         }
         let given = routes
         var routes = routes

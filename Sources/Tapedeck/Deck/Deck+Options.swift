@@ -68,6 +68,15 @@ extension Deck {
             self.drainTimeout = drainTimeout
         }
 
+        /// Says a warning the user must see: to ``onWarning`` when set, else to the log at `warning` level.
+        func warn(_ warning: String) {
+            if let onWarning {
+                onWarning(warning)
+            } else {
+                logger.warning("\(warning)")
+            }
+        }
+
         /// These options, logging to `logger`.
         public func with(logger: Logger) -> Options {
             var options = self

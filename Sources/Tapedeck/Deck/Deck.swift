@@ -203,11 +203,7 @@ public final class Deck: Service {
             let warning =
                 "route '\(route.name)' listens on \(route.listen), beyond loopback: anyone who can reach that "
                 + "address is served"
-            if let onWarning = options.onWarning {
-                onWarning(warning)
-            } else {
-                options.logger.warning("\(warning)")
-            }
+            options.warn(warning)
         }
         for route in routes { try route.tls.validate(route: route.name) }
         let needsTape = TapedeckError(.invalidArgument, "\(mode) mode needs a tape")
