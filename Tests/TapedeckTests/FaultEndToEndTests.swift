@@ -149,12 +149,12 @@ struct FaultEndToEndTests {
         try registry.faults(for: route).remove("latency_downstream")
         let fast = try await offThePool { try Self.pingTimes(port: port, count: 8) }
         _ = try await deck.stop()
-        let slowMedian = slow.sorted()[slow.count / 2]
-        let fastMedian = fast.sorted()[fast.count / 2]
         // Only a floor and the toxic's removal: the suite shares two cores, so a ceiling would measure the
         // machine; the Toxiproxy client's test and the benchmark measure the accuracy.
-        #expect(slowMedian >= 0.050, "\(slow)")
-        #expect(fastMedian < slowMedian - 0.030, "\(fast) against \(slow)")
+        // Every delayed reply waits at least the toxic's 50 ms; once it is gone, a stall of the shared machine may
+        // slow a ping or two, never all of them.
+        #expect(slow.min()! >= 0.050, "\(slow)")
+        #expect(fast.min()! < 0.050, "\(fast) against \(slow)")
         let reading = try Tape(readingAt: tape)
         let first = try #require(try reading.sessions().first)
         var kinds: [EventKind] = []
@@ -181,20 +181,21 @@ struct FaultEndToEndTests {
             guard try connection.receive(count: 7) == "+PONG\r\n" else { throw TestProcessError("no PONG") }
             return Date().timeIntervalSince(start)
         }
-        let before = try ping()
+        let before = try (0..<5).map { _ in try ping() }
         var attributes = ToxicAttributes()
         attributes.latency = 80
         try registry.faults(for: route).add(Toxic(kind: .latency, attributes: attributes))
         // The toxic reaches the connection's event loop as a task of its own: a moment, at most.
         try await Task.sleep(for: .milliseconds(100))
-        let during = try ping()
+        let during = try (0..<5).map { _ in try ping() }
         try registry.faults(for: route).remove("latency_downstream")
         try await Task.sleep(for: .milliseconds(100))
-        let after = try ping()
+        let after = try (0..<5).map { _ in try ping() }
         _ = try await deck.stop()
-        #expect(during >= 0.080, "\(before) \(during) \(after)")
-        // No ceiling on the first ping, which also waits for the upstream connection on a loaded machine.
-        #expect(after < during - 0.040, "\(before) \(during) \(after)")
+        // Every ping under the toxic waits its 80 ms; before and after it, a stall of the shared machine may slow a
+        // ping or two, never all five.
+        #expect(during.min()! >= 0.080, "\(before) \(during) \(after)")
+        #expect(after.min()! < 0.080, "\(before) \(during) \(after)")
         #expect(registry.log.fired.map(\.session) == [1])
     }
 
