@@ -49,7 +49,9 @@ let package = Package(
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),
                 .product(name: "NIOHPACK", package: "swift-nio-http2"),
                 .product(name: "Hummingbird", package: "hummingbird"),
-            ]
+            ],
+            // The web inspector's page (Sources/Tapedeck/Web/Resources): static files served as they are.
+            resources: [.copy("Web/Resources")]
         ),
         .target(
             name: "TapedeckTesting",

@@ -37,7 +37,7 @@ struct GrepCommand: ParsableCommand {
     func run() throws {
         let search: TapeSearch
         do {
-            search = try TapeSearch(regex ? .regex(pattern) : .bytes(try Self.unescape(pattern)))
+            search = try TapeSearch(regex ? .regex(pattern) : .bytes(escaped: pattern))
         } catch let error as TapedeckError {
             throw ValidationError(error.message)
         }
@@ -67,37 +67,5 @@ struct GrepCommand: ParsableCommand {
         }
         try output.finish()
         if matches == 0 { throw ExitCode(1) }
-    }
-
-    /// Turns `\r`, `\n`, `\t`, `\\` and `\xNN` into bytes, so binary needles can be typed.
-    static func unescape(_ text: String) throws -> Data {
-        var bytes: [UInt8] = []
-        var characters = Array(text.utf8)[...]
-        while let byte = characters.popFirst() {
-            guard byte == UInt8(ascii: "\\"), let next = characters.popFirst() else {
-                bytes.append(byte)
-                continue
-            }
-            switch next {
-            case UInt8(ascii: "r"): bytes.append(0x0D)
-            case UInt8(ascii: "n"): bytes.append(0x0A)
-            case UInt8(ascii: "t"): bytes.append(0x09)
-            case UInt8(ascii: "\\"): bytes.append(0x5C)
-            case UInt8(ascii: "x"):
-                guard characters.count >= 2,
-                    let value = UInt8(String(decoding: characters.prefix(2), as: UTF8.self), radix: 16)
-                else {
-                    throw TapedeckError(.invalidArgument, "invalid escape in '\(text)': use \\xNN with two hex digits")
-                }
-                bytes.append(value)
-                characters = characters.dropFirst(2)
-            default:
-                throw TapedeckError(
-                    .invalidArgument,
-                    "invalid escape '\\\(Character(Unicode.Scalar(next)))' in '\(text)'"
-                )
-            }
-        }
-        return Data(bytes)
     }
 }

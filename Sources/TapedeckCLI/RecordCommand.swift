@@ -31,6 +31,8 @@ struct RecordCommand: AsyncParsableCommand {
 
     @OptionGroup var api: ControlAPIOptions
 
+    @OptionGroup var web: WebOptions
+
     @OptionGroup var faults: FaultOptions
 
     @OptionGroup var runtime: RuntimeOptions
@@ -56,6 +58,7 @@ struct RecordCommand: AsyncParsableCommand {
                 )
                 options.certificateAuthorityDirectory = tls.certificateAuthorityDirectory
                 options.api = api.address
+                options.web = web.address
                 try faults.apply(to: &options, logger: logger)
                 return options
             }()

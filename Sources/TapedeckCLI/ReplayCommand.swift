@@ -42,6 +42,8 @@ struct ReplayCommand: AsyncParsableCommand {
 
     @OptionGroup var api: ControlAPIOptions
 
+    @OptionGroup var web: WebOptions
+
     @OptionGroup var faults: FaultOptions
 
     @OptionGroup var runtime: RuntimeOptions
@@ -62,6 +64,7 @@ struct ReplayCommand: AsyncParsableCommand {
         options.secrets = try secrets.secrets(for: served, tape: tape)
         options.certificateAuthorityDirectory = tls.certificateAuthorityDirectory
         options.api = api.address
+        options.web = web.address
         try faults.apply(to: &options, logger: logger)
         let deck = try await Deck.start(mode, tape: tape, routes: served, options: options)
         try await ListeningAnnouncement.announce(deck)

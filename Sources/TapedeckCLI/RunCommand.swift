@@ -58,6 +58,8 @@ struct RunCommand: AsyncParsableCommand {
 
     @OptionGroup var api: ControlAPIOptions
 
+    @OptionGroup var web: WebOptions
+
     @OptionGroup var faults: FaultOptions
 
     @OptionGroup var runtime: RuntimeOptions
@@ -95,6 +97,7 @@ struct RunCommand: AsyncParsableCommand {
         options.secrets = try secrets.secrets(for: served, tape: tape)
         options.certificateAuthorityDirectory = tls.certificateAuthorityDirectory
         options.api = api.address
+        options.web = web.address
         // The command owns stdout and the terminal: Tapedeck speaks only when something is wrong.
         let logger = runtime.makeLogger(label: "tapedeck.run", defaultLevel: .warning, raiseOpenFileLimit: false)
         try faults.apply(to: &options, logger: logger)

@@ -72,19 +72,20 @@ enum ListeningAnnouncement {
     /// addresses from these lines, so without them the deck is of no use.
     static func announce(_ deck: Deck) async throws {
         do {
-            try print(deck.routes, api: deck.apiAddress)
+            try print(deck.routes, api: deck.apiAddress, web: deck.webAddress)
         } catch {
             _ = try? await deck.stop(drainTimeout: .zero)
             throw error
         }
     }
 
-    static func print(_ bound: [BoundRoute], api: Endpoint? = nil) throws {
+    static func print(_ bound: [BoundRoute], api: Endpoint? = nil, web: Endpoint? = nil) throws {
         var text = ""
         for route in bound {
             text += "listening \(TerminalText.escape(route.name)) \(route.address)\n"
         }
         if let api { text += "api \(ControlAPI.url(of: api))\n" }
+        if let web { text += "web \(InspectorServer.url(of: web))\n" }
         try StandardStreams.writeOutput(text)
     }
 }

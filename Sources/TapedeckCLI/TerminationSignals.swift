@@ -36,6 +36,15 @@ enum TerminationSignals {
         try await group.run()
     }
 
+    /// Returns at the first SIGINT or SIGTERM, or at once for one caught since ``catchEarly()``: for a command
+    /// with nothing to drain, such as `tapedeck web`.
+    static func waitForTermination() async {
+        let signals = await UnixSignalsSequence(trapping: .sigint, .sigterm)
+        // Checked once the sequence traps them, so that no signal falls between the check and the trapping.
+        if caughtEarly != nil { return }
+        for await _ in signals { return }
+    }
+
     /// A SIGINT or SIGTERM that came before the service group was listening for them, or 0.
     ///
     /// Written only by ``recordEarlySignal`` and read after the group listens: between the two the value is a

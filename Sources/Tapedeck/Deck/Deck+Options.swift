@@ -41,6 +41,9 @@ extension Deck {
         /// for none. With it, each route has a server of its own that the API can create, delete, disable and
         /// switch, and the deck may start with no route at all. Loopback unless told otherwise.
         public var api: Endpoint?
+        /// Where to serve the web inspector over the deck's tape (see ``InspectorServer``), showing sessions as they
+        /// are recorded and a replay's mismatches as they happen; `nil` for none. Loopback unless told otherwise.
+        public var web: Endpoint?
         /// Toxics to put on the routes as the deck starts (a fault file), once their names are known; a deck given
         /// a plan without ``faults`` makes a registry with seed 0.
         public var faultPlan: FaultPlan?

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
@@ -88,6 +89,13 @@ public final class Deck: Service {
     private let lifecycle: Lifecycle<Void, Result<DeckOutcome, any Error>>
     /// The server and the recorder, run by a `ServiceGroup` until the deck stops.
     private let parts: Task<Void, any Error>
+    /// The web inspector attached to the deck (``Options/web``), once started.
+    private let inspector = NIOLockedValueBox<InspectorServer?>(nil)
+
+    /// Where the web inspector attached to the deck listens, when it serves one.
+    public var webAddress: Endpoint? {
+        inspector.withLockedValue { $0?.address }
+    }
 
     init(
         mode: TapedeckMode,
@@ -179,6 +187,50 @@ public final class Deck: Service {
         tape: String?,
         routes: [Route],
         options: Options = Options()
+    ) async throws -> Deck {
+        let deck = try await startServing(mode, tape: tape, routes: routes, options: options)
+        if let web = options.web {
+            do {
+                try await deck.attachInspector(on: web, options: options)
+            } catch {
+                _ = try? await deck.stop(drainTimeout: .zero, keepingRecording: false)
+                throw error
+            }
+        }
+        return deck
+    }
+
+    /// Serves the web inspector over the deck's tape: the recording while it is written, or the tape replayed
+    /// with the replay's report as it grows.
+    private func attachInspector(on address: Endpoint, options: Options) async throws {
+        guard let tapePath else {
+            throw TapedeckError(.invalidArgument, "the web inspector shows a tape: \(mode) mode has none")
+        }
+        if !address.isLoopback {
+            options.warn(
+                "the web inspector listens on \(address), beyond loopback: anyone who can reach that address can "
+                    + "read the tape"
+            )
+        }
+        let source = InspectorSource(
+            liveTapePath: replacement?.recordingPath ?? tapePath,
+            mode: mode.description,
+            report: { [weak self] in self?.replayReport }
+        )
+        let server = try await InspectorServer.start(
+            source: source,
+            address: address,
+            eventLoopGroup: options.group,
+            logger: options.logger
+        )
+        inspector.withLockedValue { $0 = server }
+    }
+
+    private static func startServing(
+        _ mode: TapedeckMode,
+        tape: String?,
+        routes: [Route],
+        options: Options
     ) async throws -> Deck {
         var options = options
         if options.faultPlan != nil, options.faults == nil { options.faults = FaultRegistry() }
@@ -358,6 +410,9 @@ public final class Deck: Service {
     }
 
     private func stopParts(drainTimeout: Duration, keepingRecording: Bool) async throws -> DeckOutcome {
+        // The inspector reads the tape: it lets go of it before the recorder finishes, which wants the tape to
+        // itself to leave it as one plain file.
+        if let server = inspector.withLockedValue({ $0 }) { await server.stop() }
         var outcome = DeckOutcome(mode: mode, routes: routes)
         var planeRecording: TapedeckError?
         // Shutting the server down ends its service, and the group then shuts the recorder down.

@@ -25,11 +25,17 @@ public final class SpanMarker {
     /// Reads the tape's stored rules and redactions.
     ///
     /// - Throws: ``TapedeckError`` if the tape cannot be read.
-    public init(tape: Tape) throws {
+    public convenience init(tape: Tape) throws {
+        try self.init(tape: tape, sessions: nil)
+    }
+
+    /// Reads the tape's stored rules, and the redactions of `sessions` (of every session when nil): a marker for
+    /// a few sessions need not read a large tape's every redaction.
+    public init(tape: Tape, sessions: Set<Int64>?) throws {
         self.tape = tape
         let stored = try tape.storedRules()
         rules = Dictionary(stored.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
-        redactions = try tape.redactions()
+        redactions = try tape.redactions(ofSessions: sessions)
         var byRoute: [String: [Rule]] = [:]
         for rule in stored where rule.rule.kind == .volatile { byRoute[rule.route, default: []].append(rule.rule) }
         for (route, list) in byRoute {

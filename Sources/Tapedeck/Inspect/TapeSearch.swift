@@ -9,6 +9,41 @@ public struct TapeSearch: Sendable {
         /// A regular expression, matched against the payload read as Latin-1 (one character per byte), so it
         /// works on binary payloads too.
         case regex(String)
+
+        /// The bytes of `text` with `\r`, `\n`, `\t`, `\\` and `\xNN` turned into bytes, so binary needles can be
+        /// typed: the pattern of `tapedeck grep` and of the web inspector's search.
+        ///
+        /// - Throws: ``TapedeckError`` for an escape it does not know.
+        public static func bytes(escaped text: String) throws -> Pattern {
+            var bytes: [UInt8] = []
+            var characters = Array(text.utf8)[...]
+            while let byte = characters.popFirst() {
+                guard byte == UInt8(ascii: "\\"), let next = characters.popFirst() else {
+                    bytes.append(byte)
+                    continue
+                }
+                switch next {
+                case UInt8(ascii: "r"): bytes.append(0x0D)
+                case UInt8(ascii: "n"): bytes.append(0x0A)
+                case UInt8(ascii: "t"): bytes.append(0x09)
+                case UInt8(ascii: "\\"): bytes.append(0x5C)
+                case UInt8(ascii: "x"):
+                    guard characters.count >= 2,
+                        let value = UInt8(String(decoding: characters.prefix(2), as: UTF8.self), radix: 16)
+                    else {
+                        throw TapedeckError(.invalidArgument, "invalid escape in '\(text)': use \\xNN with two hex digits")
+                    }
+                    bytes.append(value)
+                    characters = characters.dropFirst(2)
+                default:
+                    throw TapedeckError(
+                        .invalidArgument,
+                        "invalid escape '\\\(Character(Unicode.Scalar(next)))' in '\(text)'"
+                    )
+                }
+            }
+            return .bytes(Data(bytes))
+        }
     }
 
     /// One event that matched.

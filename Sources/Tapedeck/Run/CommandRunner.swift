@@ -107,6 +107,8 @@ public struct CommandRunner: Sendable {
                 error.message + "; record it with --mode record (or \(TapedeckMode.environmentVariable)=record)"
             )
         }
+        // The command's output is its own: the inspector's address goes where diagnostics go.
+        if let web = deck.webAddress { diagnostics("web \(InspectorServer.url(of: web))") }
 
         let status: Int32
         do {
