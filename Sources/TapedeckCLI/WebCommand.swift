@@ -18,7 +18,9 @@ struct WebCommand: AsyncParsableCommand {
     @Argument(help: ArgumentHelp("The tape to inspect.", valueName: "tape"))
     var tape: String
 
-    @Option(help: ArgumentHelp("A replay report written by `replay --report`, to show its mismatches.", valueName: "file"))
+    @Option(
+        help: ArgumentHelp("A replay report written by `replay --report`, to show its mismatches.", valueName: "file")
+    )
     var report: String?
 
     @Option(
@@ -35,7 +37,9 @@ struct WebCommand: AsyncParsableCommand {
         help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"),
         transform: { text in
             guard let level = Logger.Level(rawValue: text) else {
-                throw ValidationError("invalid --log-level '\(text)': use trace, debug, info, notice, warning, error or critical")
+                throw ValidationError(
+                    "invalid --log-level '\(text)': use trace, debug, info, notice, warning, error or critical"
+                )
             }
             return level
         }
@@ -90,9 +94,11 @@ enum BrowserOpener {
         let environment = ProcessInfo.processInfo.environment
         // Without a display there is no browser to show the page in; the printed URL is what the user gets.
         guard environment["DISPLAY"] != nil || environment["WAYLAND_DISPLAY"] != nil else { return }
-        guard let opener = ["/usr/bin/xdg-open", "/usr/local/bin/xdg-open"].first(where: {
-            FileManager.default.isExecutableFile(atPath: $0)
-        }) else { return }
+        guard
+            let opener = ["/usr/bin/xdg-open", "/usr/local/bin/xdg-open"].first(where: {
+                FileManager.default.isExecutableFile(atPath: $0)
+            })
+        else { return }
         #endif
         let process = Process()
         process.executableURL = URL(fileURLWithPath: opener)

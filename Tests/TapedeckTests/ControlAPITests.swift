@@ -378,6 +378,8 @@ struct ControlAPIClient: Sendable {
     struct Answer: Sendable {
         var status: Int
         var text: String
+        var bytes: [UInt8] = []
+        var contentType: String?
 
         var object: [String: Any] {
             (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] ?? [:]
@@ -395,7 +397,12 @@ struct ControlAPIClient: Sendable {
 
     private func send(_ method: HTTPRequest.Method, _ uri: String, _ body: String?) async throws -> Answer {
         try await client.execute(uri: uri, method: method, body: body.map { ByteBuffer(string: $0) }) { response in
-            Answer(status: response.status.code, text: String(buffer: response.body))
+            Answer(
+                status: response.status.code,
+                text: String(buffer: response.body),
+                bytes: Array(buffer: response.body),
+                contentType: response.headers[.contentType]
+            )
         }
     }
 }

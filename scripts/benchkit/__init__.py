@@ -7,7 +7,7 @@ Where things are:
   workload.py     Workload (the base class), Ctx (the run's state), Metric
   workloads/      one module per workload: bulk, rr, churn, rss, record,
                   replay, replay_scale, inspect_sessions, run_command, rules,
-                  tls, udp, dns, mysql, grpc, faults
+                  tls, udp, dns, mysql, grpc, faults, web
   contestants.py  the relays compared (ContestantSpec) and a running one (Relay)
   process.py      child processes: started to die with the harness, stopped
                   by their own PIDs, commands run with a time limit

@@ -80,6 +80,11 @@ workload of each round. Workloads:
          toxic of 0 ms (redis-benchmark req/s), and how close the `latency`
          (1, 10, 100 ms) and `bandwidth` (1 and 100 MB/s) toxics keep to
          their settings; once per round, in a report section of its own
+  web    the web inspector (`tapedeck web`) in headless Chromium: time to
+         the first render of the session table of 1,000 and 100,000
+         sessions and of the ladder of a session of 10,000 events, and the
+         API's answer time; once per round, in a report section of its own
+         (needs chromium, chromedriver and Python's selenium)
 
 The `tapedeck-record` contestant (`tapedeck record`, tape in a temp dir that
 is deleted after every run) takes part in bulk and rr by default; name it in
@@ -103,6 +108,7 @@ Examples:
   scripts/bench --only mysql --rounds 3
   scripts/bench --only grpc --rounds 3
   scripts/bench --only faults --rounds 3
+  scripts/bench --only web --rounds 3
 
 The result is a Markdown table on stdout (median over rounds); progress and
 diagnostics go to stderr.
@@ -149,6 +155,9 @@ def parse_args(argv=None):
     p.add_argument("--faults-n", type=int, default=None,
                    help="faults workload: redis-benchmark requests per run of a cost leg (default 50000, 20000 "
                         "with --quick)")
+    p.add_argument("--web-loads", type=int, default=None,
+                   help="web workload: counted loads of each page per round, after one not counted (default 20, "
+                        "5 with --quick)")
     p.add_argument("--only", default=",".join(w.key for w in WORKLOADS),
                    help=f"workloads to run: {','.join(w.key for w in WORKLOADS)} (default: all)")
     p.add_argument("--tapedeck", default=str(common.REPO / ".build" / "release" / "tapedeck"),
@@ -194,7 +203,8 @@ def parse_args(argv=None):
                                      ("rules_n", 50000, 10000, 200), ("rules_replay_n", 10000, 2000, 100),
                                      ("tls_duration", 10.0, 3.0, 1.0), ("tls_bulk_mib", 128, 128, 4),
                                      ("udp_duration", 5.0, 2.0, 0.5), ("mysql_queries", 100000, 20000, 400),
-                                     ("grpc_duration", 5.0, 2.0, 0.5), ("faults_n", 50000, 20000, 500)):
+                                     ("grpc_duration", 5.0, 2.0, 0.5), ("faults_n", 50000, 20000, 500),
+                                     ("web_loads", 20, 5, 1)):
         if getattr(args, name) is None:
             setattr(args, name, dry if args.dry_run else quick if args.quick else normal)
     if args.dry_run:
@@ -226,6 +236,8 @@ def parse_args(argv=None):
         p.error("--grpc-duration must be within (0, 300] seconds")
     if not 100 <= args.faults_n <= 10_000_000:
         p.error("--faults-n must be within 100..10000000")
+    if not 1 <= args.web_loads <= 1000:
+        p.error("--web-loads must be within 1..1000")
     if not 1 <= args.churn_src_spread <= 250:
         p.error("--churn-src-spread must be within 1..250")
     if not 0 < args.record_duration <= 60 or not 0 <= args.record_omit <= 10:

@@ -31,7 +31,10 @@ public struct TapeSearch: Sendable {
                     guard characters.count >= 2,
                         let value = UInt8(String(decoding: characters.prefix(2), as: UTF8.self), radix: 16)
                     else {
-                        throw TapedeckError(.invalidArgument, "invalid escape in '\(text)': use \\xNN with two hex digits")
+                        throw TapedeckError(
+                            .invalidArgument,
+                            "invalid escape in '\(text)': use \\xNN with two hex digits"
+                        )
                     }
                     bytes.append(value)
                     characters = characters.dropFirst(2)

@@ -26,7 +26,9 @@ enum InspectorAPI {
         let page: @Sendable (Request, BasicRequestContext) async throws -> Response = { _, _ in
             try asset("index.html", from: assets)
         }
-        for path in ["/", "/sessions/{id}", "/mismatches", "/mismatches/{n}"] { router.get(RouterPath(path), use: page) }
+        for path in ["/", "/sessions/{id}", "/mismatches", "/mismatches/{n}"] {
+            router.get(RouterPath(path), use: page)
+        }
         router.get("/assets/{file}") { _, context in
             try asset(try context.parameters.require("file"), from: assets)
         }
@@ -93,7 +95,9 @@ enum InspectorAPI {
             let limit =
                 try SessionListParameters.integer(parameters, "limit", in: 0...TapeInspector.maximumPreview)
                 ?? TapeInspector.maximumPreview
-            return try ControlAPI.json(try await offLoop { try inspector.stream(of: id, direction: direction, limit: limit) })
+            return try ControlAPI.json(
+                try await offLoop { try inspector.stream(of: id, direction: direction, limit: limit) }
+            )
         }
         for format in TapeExporter.Format.allCases {
             router.get(RouterPath("/api/sessions/{id}/export.\(format.rawValue)")) { _, context in

@@ -58,7 +58,9 @@ struct InspectorAssets: Sendable {
                 directories.append("\(root)/\(bundle)/Contents/Resources/Resources")
             }
         }
-        directories.append(URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Resources").path)
+        directories.append(
+            URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Resources").path
+        )
         return directories
     }
 

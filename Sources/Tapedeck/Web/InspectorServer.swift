@@ -51,7 +51,8 @@ public final class InspectorServer: Sendable {
         switch address {
         case .tcp(let host, let port): bindAddress = .hostname(host, port: port)
         case .unix(let path): bindAddress = .unixDomainSocket(path: path)
-        case .udp: throw TapedeckError(.invalidArgument, "the web inspector speaks HTTP over TCP, not UDP: give HOST:PORT")
+        case .udp:
+            throw TapedeckError(.invalidArgument, "the web inspector speaks HTTP over TCP, not UDP: give HOST:PORT")
         }
         let assets = try InspectorAssets.load()
         let inspector = try TapeInspector(source: source)

@@ -3,95 +3,100 @@ import Foundation
 /// A mismatch of a replay report worked out against the recorded session closest to it: which exchange of that
 /// session the client left it in, and the recorded and the live bytes of that exchange side by side.
 ///
-/// A report keeps a few bytes around the first differing byte of each side (``ReplayReport/Mismatch``). The bytes
-/// before the difference matched, so the live side of the exchange is the recorded bytes up to the difference
-/// followed by the live excerpt from it. The excerpt is found in the recorded client stream, near the report's
-/// offset, to place the difference exactly.
-public struct MismatchDiagnosis: Sendable, Hashable, Encodable {
+/// A report keeps a few bytes around the first differing byte of each side (``ReplayReport/Mismatch``), in the form
+/// replay compares streams in: normalized by the route's rules, with the listen address as `{tapedeck:listen}`.
+/// The recorded side is shown in that form too, so that both sides line up. The bytes before the difference
+/// matched, so the live side of the exchange is the recorded bytes up to the difference followed by the live
+/// excerpt from it. The excerpt is found in the recorded stream, near the report's offset, to place the difference
+/// exactly.
+struct MismatchDiagnosis: Sendable, Encodable {
     /// One side's bytes of the exchange that differed.
-    public struct Side: Sendable, Hashable, Encodable {
+    struct Side: Sendable, Hashable, Encodable {
         /// The bytes (base64 in JSON).
-        public var payload: Data
+        var payload: Data
         /// The offset of the first byte in the client's stream.
-        public var start: Int
+        var start: Int
         /// The index in ``payload`` of the first byte that differs; the payload's length when this side ended
         /// before it.
-        public var difference: Int
+        var difference: Int
     }
 
     /// The mismatch's number in the report, from 1.
-    public var index: Int
+    var index: Int
     /// The mismatch as the report has it.
-    public var mismatch: ReplayReport.Mismatch
+    var mismatch: ReplayReport.Mismatch
     /// The recorded session closest to the connection, when there is one.
-    public var session: Int64?
+    var session: Int64?
     /// The client's exchange that differed, from 1: a new one each time the client speaks after the upstream did.
-    public var exchange: Int?
+    var exchange: Int?
     /// The recorded event holding the first differing byte (or the client's last, when the live client went on
     /// past the recording).
-    public var seq: Int64?
+    var seq: Int64?
     /// The first differing byte's offset in the recorded client stream.
-    public var recordedOffset: Int?
+    var recordedOffset: Int?
     /// The recorded client bytes of the exchange.
-    public var recorded: Side?
+    var recorded: Side?
     /// What the live client sent in the exchange, as far as the report knows it.
-    public var live: Side
+    var live: Side
 
-    /// A client data event of the closest session, placed in its stream and its exchange.
-    private struct ClientChunk {
-        var seq: Int64
-        var start: Int
-        var count: Int
-        var exchange: Int
+    /// The closest session's client stream as replay compares it: normalized by the route's rules and the
+    /// recording listener's address (`{tapedeck:listen}`), the form a report's excerpts are in.
+    struct ComparedStream: Sendable {
+        /// The stream.
+        var bytes: Data
+        /// Where its exchanges start, ascending, from 0.
+        var exchangeStarts: [Int]
+        /// Each client read's event and where it ends in the stream, in order.
+        var reads: [(seq: Int64, end: Int)]
+
+        /// The stream of a session's replay script.
+        init(_ script: ReplayScript, clientEvents: [Int64]) {
+            bytes = script.clientStream
+            exchangeStarts = script.exchangeStarts
+            // A script keeps one arrival per client read; should a lens have merged some, no event is named.
+            reads =
+                script.clientArrivals.count == clientEvents.count
+                ? zip(clientEvents, script.clientArrivals).map { ($0, $1.end) } : []
+        }
+
+        init(bytes: Data, exchangeStarts: [Int], reads: [(seq: Int64, end: Int)]) {
+            self.bytes = bytes
+            self.exchangeStarts = exchangeStarts
+            self.reads = reads
+        }
     }
 
-    /// Works out mismatch `index` of a report against `events`, the closest session's events in order (empty when
-    /// the mismatch names no session).
-    public init(index: Int, mismatch: ReplayReport.Mismatch, events: [EventRecord]) {
+    /// Works out mismatch `index` of a report against `compared`, the closest session's client stream (nil when
+    /// the mismatch names no session or the tape has not got it).
+    init(index: Int, mismatch: ReplayReport.Mismatch, compared: ComparedStream?) {
         self.index = index
         self.mismatch = mismatch
         let expected = ByteExcerpt.bytes(rendered: mismatch.expected)
         let actual = ByteExcerpt.bytes(rendered: mismatch.actual)
         let same = zip(expected, actual).prefix { $0 == $1 }.count
-        session = mismatch.closestSession
-        guard mismatch.closestSession != nil else {
+        guard let compared, mismatch.closestSession != nil else {
             live = Side(payload: actual, start: max(0, mismatch.offset - same), difference: same)
             return
         }
-        var stream = Data()
-        var chunks: [ClientChunk] = []
-        var exchange = 0
-        var upstreamSpoke = true
-        for event in events where event.kind == .data {
-            guard event.direction == .clientToUpstream else {
-                upstreamSpoke = true
-                continue
-            }
-            let payload = event.payload ?? Data()
-            if upstreamSpoke { exchange += 1 }
-            upstreamSpoke = false
-            chunks.append(ClientChunk(seq: event.seq, start: stream.count, count: payload.count, exchange: exchange))
-            stream.append(payload)
-        }
+        session = mismatch.closestSession
+        let stream = compared.bytes
         let offset = Self.recordedOffset(of: expected, same: same, near: mismatch.offset, in: stream)
         recordedOffset = offset
-        guard let chunk = chunks.last(where: { $0.start <= offset }) ?? chunks.first else {
-            live = Side(payload: actual, start: offset - same, difference: same)
-            return
-        }
-        self.exchange = chunk.exchange
-        seq = chunk.seq
-        let inExchange = chunks.filter { $0.exchange == chunk.exchange }
-        let start = inExchange.first?.start ?? chunk.start
-        let end = inExchange.last.map { $0.start + $0.count } ?? stream.count
+        // The exchange holding the first differing byte; the last one when the live client went on past the end.
+        let exchangeIndex = max(
+            0,
+            (compared.exchangeStarts.lastIndex { $0 <= min(offset, max(0, stream.count - 1)) }) ?? 0
+        )
+        exchange = exchangeIndex + 1
+        let start = compared.exchangeStarts.isEmpty ? 0 : compared.exchangeStarts[exchangeIndex]
+        let end =
+            exchangeIndex + 1 < compared.exchangeStarts.count
+            ? compared.exchangeStarts[exchangeIndex + 1] : stream.count
+        seq = compared.reads.first { $0.end > offset }?.seq ?? compared.reads.last?.seq
         let bytes = stream.subdata(in: start..<end)
         let difference = min(offset, end) - start
         recorded = Side(payload: bytes, start: start, difference: difference)
-        live = Side(
-            payload: bytes.prefix(difference) + actual.dropFirst(same),
-            start: start,
-            difference: difference
-        )
+        live = Side(payload: bytes.prefix(difference) + actual.dropFirst(same), start: start, difference: difference)
     }
 
     /// Where the first differing byte is in the recorded client stream: where the recorded excerpt occurs nearest
@@ -120,7 +125,7 @@ public struct MismatchDiagnosis: Sendable, Hashable, Encodable {
     }
 
     /// The mismatch's fields (with its hint) and the diagnosis's, in one object.
-    public func encode(to encoder: any Encoder) throws {
+    func encode(to encoder: any Encoder) throws {
         try mismatch.encode(to: encoder)
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(index, forKey: .index)

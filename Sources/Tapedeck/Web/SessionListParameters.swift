@@ -68,7 +68,9 @@ struct SessionListParameters: Sendable {
     static func integer(_ parameters: [String: String], _ name: String, in range: ClosedRange<Int>) throws -> Int? {
         guard let text = nonEmpty(parameters[name]) else { return nil }
         guard let value = Int(text), range.contains(value) else {
-            let bound = range.upperBound == Int.max ? "\(range.lowerBound) or more" : "\(range.lowerBound) to \(range.upperBound)"
+            let bound =
+                range.upperBound == Int.max
+                ? "\(range.lowerBound) or more" : "\(range.lowerBound) to \(range.upperBound)"
             throw ControlError(.badRequest, "invalid \(name) '\(text)': use a whole number from \(bound)")
         }
         return value

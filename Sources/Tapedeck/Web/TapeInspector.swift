@@ -262,7 +262,9 @@ final class TapeInspector: Sendable {
         return InspectorJSON.Mismatches(
             report: true,
             summary: report.summary,
-            mismatches: report.mismatches.enumerated().map { InspectorJSON.Mismatch(index: $0.offset + 1, mismatch: $0.element) }
+            mismatches: report.mismatches.enumerated().map {
+                InspectorJSON.Mismatch(index: $0.offset + 1, mismatch: $0.element)
+            }
         )
     }
 
@@ -272,12 +274,31 @@ final class TapeInspector: Sendable {
             throw ControlError(.notFound, "no mismatch \(index): the report has \(report.mismatches.count)")
         }
         let mismatch = report.mismatches[index - 1]
+        let compared = try mismatch.closestSession.flatMap(comparedStream(ofSession:))
+        return MismatchDiagnosis(index: index, mismatch: mismatch, compared: compared)
+    }
+
+    /// Session `id`'s client stream as replay compares it, built as replay builds it: the route's rules with the
+    /// recording listener's address, and the recorder's placeholders.
+    private func comparedStream(ofSession id: Int64) throws -> MismatchDiagnosis.ComparedStream? {
+        guard let record = try tape.session(id: id) else { return nil }
         var events: [EventRecord] = []
-        if let session = mismatch.closestSession, try tape.session(id: session) != nil {
-            try tape.forEachEvent(inSession: session) { events.append($0) }
+        try tape.forEachEvent(inSession: id) { events.append($0) }
+        let listen = try tape.routes().first { $0.id == record.routeID }.flatMap { try? Endpoint(parsing: $0.listen) }
+        var rules = ReplayScript.Rules(
+            client: try CompiledRules(
+                try tape.rules(ofRoute: record.route),
+                direction: .clientToUpstream,
+                listen: listen.flatMap(ListenAddressText.init)
+            )
+        )
+        for redaction in try tape.redactions(ofSessions: [id])[id] ?? [] {
+            rules.clientRedactions[redaction.seq, default: []].append(
+                redaction.start..<(redaction.start + redaction.length)
+            )
         }
-        var diagnosis = MismatchDiagnosis(index: index, mismatch: mismatch, events: events)
-        if events.isEmpty { diagnosis.session = nil }
-        return diagnosis
+        let script = ReplayScript(sessionID: id, events: events, rules: rules)
+        let clientReads = events.filter { $0.kind == .data && $0.direction == .clientToUpstream }
+        return MismatchDiagnosis.ComparedStream(script, clientEvents: clientReads.map(\.seq))
     }
 }

@@ -20,8 +20,9 @@ from .rules import Rules
 from .run_command import RunCommand
 from .tls import Tls
 from .udp import Udp
+from .web import Web
 
 WORKLOADS: List[Workload] = [Bulk(), ReqResp(), Churn(), Rss(), Record(), Replay(), ReplayScale(), Inspect(),
                              RunCommand(), Rules(), Tls(), Udp(), Dns(), Mysql(), Grpc(),
-                             Faults()]
+                             Faults(), Web()]
 WORKLOAD_BY_KEY = {w.key: w for w in WORKLOADS}
