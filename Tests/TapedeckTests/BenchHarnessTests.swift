@@ -47,9 +47,11 @@ struct BenchHarnessTests {
             "the report has neither a TLS section nor a note that the tls workload was skipped:\n\(report.prefix(3_000))"
         )
         // The UDP workload runs its direct leg wherever gcc builds its load generator; DNS needs dnsmasq, MySQL
-        // MariaDB and mariadb-slap; the faults workload redis-server and redis-benchmark.
+        // MariaDB and mariadb-slap; the faults workload redis-server and redis-benchmark; the web workload headless
+        // Chromium, chromedriver and Selenium.
         for (section, workload) in [
             ("### UDP", "udp"), ("### DNS", "dns"), ("### MySQL", "mysql"), ("### Faults", "faults"),
+            ("### Web inspector", "web"),
         ] {
             #expect(
                 report.contains(section) || report.contains("- workload \(workload): "),

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import HummingbirdTesting
+import HTTPTypes
 import NIOCore
 import Testing
 
@@ -391,12 +392,26 @@ struct ControlAPIClient: Sendable {
     }
 
     func get(_ uri: String) async throws -> Answer { try await send(.get, uri, nil) }
+    func get(_ uri: String, host: String) async throws -> Answer { try await send(.get, uri, nil, host: host) }
     func post(_ uri: String, _ body: String) async throws -> Answer { try await send(.post, uri, body) }
     func patch(_ uri: String, _ body: String) async throws -> Answer { try await send(.patch, uri, body) }
     func delete(_ uri: String) async throws -> Answer { try await send(.delete, uri, nil) }
 
-    private func send(_ method: HTTPRequest.Method, _ uri: String, _ body: String?) async throws -> Answer {
-        try await client.execute(uri: uri, method: method, body: body.map { ByteBuffer(string: $0) }) { response in
+    private func send(
+        _ method: HTTPRequest.Method,
+        _ uri: String,
+        _ body: String?,
+        host: String? = nil
+    ) async throws -> Answer {
+        // HTTP/1.1's Host header is the request's authority in Hummingbird's request head.
+        var headers: HTTPFields = [:]
+        if let host { headers[HTTPField.Name("Host")!] = host }
+        return try await client.execute(
+            uri: uri,
+            method: method,
+            headers: headers,
+            body: body.map { ByteBuffer(string: $0) }
+        ) { response in
             Answer(
                 status: response.status.code,
                 text: String(buffer: response.body),

@@ -5,6 +5,7 @@ import HummingbirdTesting
 import Testing
 
 @testable import Tapedeck
+import TapedeckTesting
 
 /// The web inspector's JSON API and pages through Hummingbird's router test client, over tapes written by hand.
 @Suite(.timeLimit(.minutes(2)))
@@ -227,6 +228,60 @@ struct WebInspectorAPITests {
             #expect(try await api.get("/assets/secrets.txt").status == 404)
             #expect(try await api.get("/assets/..%2FPackage.swift").status == 404)
             #expect(try await api.get("/nowhere").status == 404)
+        }
+    }
+
+    @Test func redactedAndVolatileSpansAreMarkedInEventsAndStreams() async throws {
+        let echo = try await TestServer.start(.echo)
+        defer { Task { await echo.stop() } }
+        let directory = try TemporaryDirectory()
+        let tape = directory.path("rules.tape")
+        let rules = [
+            try Rule(.volatile, pattern: "X-Request-Id: ([0-9a-f-]{8})"),
+            try Rule(.redact, pattern: "PASS ([a-z0-9]+)\r\n", scope: .client),
+        ]
+        let request = "LOGIN\r\nPASS hunter22\r\nX-Request-Id: 0123abcd\r\n"
+        try await withTapedeck(.record, tape: tape, upstream: "\(echo.endpoint)", rules: rules) { address throws in
+            _ = try await TestClient.exchange(address, request)
+        }
+        let inspector = try TapeInspector(source: InspectorSource(tapePath: tape))
+        defer { inspector.close() }
+        let app = Application(router: InspectorAPI.router(for: inspector, assets: try InspectorAssets.load()))
+        try await app.test(.router) { client in
+            let api = ControlAPIClient(client: client)
+            let session = try await api.get("/api/sessions/1")
+            #expect(session.object["redacted_spans"] as? Int == 1)
+            #expect((session.object["volatile_spans"] as? Int ?? 0) >= 1)
+            let page = try await api.get("/api/sessions/1/events")
+            let events = try #require(page.object["events"] as? [[String: Any]])
+            let sent = try #require(events.first { $0["direction"] as? String == "client_to_upstream" })
+            let marks = try #require(sent["marks"] as? [[String: Any]])
+            let redacted = try #require(marks.first { $0["kind"] as? String == "redact" })
+            // "LOGIN\r\nPASS " is 12 bytes; the placeholder covers "hunter22".
+            #expect(redacted["start"] as? Int == 12)
+            #expect(redacted["length"] as? Int == 8)
+            let volatile = try #require(marks.first { $0["kind"] as? String == "volatile" })
+            #expect(volatile["start"] as? Int == 36)
+            #expect(volatile["length"] as? Int == 8)
+            #expect((volatile["rule"] as? String)?.contains("X-Request-Id") == true)
+            let stream = try await api.get("/api/sessions/1/stream")
+            #expect((stream.object["marks"] as? [[String: Any]])?.count == marks.count)
+        }
+        withExtendedLifetime(directory) {}
+    }
+
+    @Test func onlyRequestsForALoopbackHostAreAnswered() async throws {
+        try await withInspector { (api) async throws in
+            for host in ["127.0.0.1:8080", "localhost:41237", "[::1]:80", "LOCALHOST"] {
+                #expect(try await api.get("/api/info", host: host).status == 200, "\(host)")
+            }
+            // A page whose name was made to resolve to 127.0.0.1 (DNS rebinding) names itself in Host.
+            for host in ["evil.example:8080", "127.0.0.1.evil.example", "[::2]:80", "10.0.0.1:80"] {
+                let answer = try await api.get("/api/info", host: host)
+                #expect(answer.status == 403, "\(host)")
+                #expect((answer.object["error"] as? String)?.contains("localhost, 127.0.0.1 or [::1]") == true)
+            }
+            #expect(try await api.get("/", host: "evil.example").status == 403)
         }
     }
 

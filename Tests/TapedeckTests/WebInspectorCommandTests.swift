@@ -43,6 +43,39 @@ struct WebInspectorCommandTests {
         #expect(try Tape(readingAt: tape).sessions().count == 2)
     }
 
+    @Test func aReplayWithWebListsEachMismatchAsItHappens() async throws {
+        let replay = try TapedeckProcess([
+            "replay", "--tape", InspectCommandTests.fixture, "--listen", "127.0.0.1:0", "--web", "127.0.0.1:0",
+        ])
+        let listening = try await replay.waitForListening()
+        let web = try await replay.waitForLine(prefix: "web ")
+        #expect(try Self.getJSON(web + "api/info")["mismatches"] as? Int == 0)
+        // The fixture's first session sets "hello tape"; this client sets "hello tapf".
+        _ = try? await TestClient.exchange(
+            listening["default"]!,
+            "*3\r\n$3\r\nSET\r\n$8\r\ngreeting\r\n$10\r\nhello tapf\r\n"
+        )
+        let deadline = ContinuousClock.now.advanced(by: .seconds(10))
+        var mismatches = 0
+        while mismatches == 0, ContinuousClock.now < deadline {
+            mismatches = try Self.getJSON(web + "api/info")["mismatches"] as? Int ?? 0
+            if mismatches == 0 { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        #expect(mismatches == 1)
+        let diagnosis = try Self.getJSON(web + "api/mismatches/1")
+        #expect(diagnosis["session"] as? Int == 1)
+        #expect(diagnosis["recorded_offset"] as? Int == 41)
+        let recorded = try #require(diagnosis["recorded"] as? [String: Any])
+        let live = try #require(diagnosis["live"] as? [String: Any])
+        let recordedBytes = try #require(Data(base64Encoded: recorded["payload"] as? String ?? ""))
+        let liveBytes = try #require(Data(base64Encoded: live["payload"] as? String ?? ""))
+        let difference = try #require(recorded["difference"] as? Int)
+        #expect(recordedBytes[difference] == UInt8(ascii: "e"))
+        #expect(liveBytes[difference] == UInt8(ascii: "f"))
+        replay.signal(SIGINT)
+        _ = try await replay.waitForExit(timeout: .seconds(15))
+    }
+
     @Test(arguments: [
         (["web", "/nonexistent/x.tape", "--no-open"], 1, "cannot open tape '/nonexistent/x.tape': no such file"),
         (

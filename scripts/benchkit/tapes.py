@@ -154,7 +154,7 @@ def exchange(port: int, request: bytes, timeout: float) -> bytes:
     return reply
 
 
-def _seed(con: sqlite3.Connection):
+def seed_session(con: sqlite3.Connection):
     """The seed session's row (as a dict) and its closing events: the events
     after its last data event, as (offset after that data event, direction,
     kind)."""
@@ -175,7 +175,7 @@ def add_sessions(path: Path, count: int) -> None:
     seed's closing events. Inserted in SQL, so 100,000 take about a second."""
     con = sqlite3.connect(str(path), timeout=10)
     try:
-        seed, closing = _seed(con)
+        seed, closing = seed_session(con)
         start = con.execute("SELECT COALESCE(MAX(id), 0) FROM sessions").fetchone()[0] + 1
         request = "'GET /items/' || i || ' HTTP/1.1' || char(13, 10) || 'Host: bench' || char(13, 10, 13, 10)"
         events = 2 + len(closing)
@@ -215,7 +215,7 @@ def make_download(path: Path, size: int, event_size: int, request: bytes,
     con = sqlite3.connect(str(path), timeout=10, isolation_level=None)
     out = open(copy_to, "wb") if copy_to is not None else None
     try:
-        seed, closing = _seed(con)
+        seed, closing = seed_session(con)
         page = con.execute("PRAGMA page_size").fetchone()[0]
         if page != RECORDING_PAGE_SIZE:
             # Small finished tapes are rewritten with 4 KiB pages; a real

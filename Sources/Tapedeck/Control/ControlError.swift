@@ -8,6 +8,8 @@ public struct ControlError: Error, Sendable, Hashable, CustomStringConvertible {
         case notFound
         /// A proxy or toxic of that name exists already: 409.
         case conflict
+        /// The request is refused whatever it asks: 403.
+        case forbidden
         /// Something failed while carrying it out, such as a listener that cannot bind: 500, as in Toxiproxy.
         case failed
     }
@@ -29,6 +31,7 @@ public struct ControlError: Error, Sendable, Hashable, CustomStringConvertible {
         case .badRequest: return 400
         case .notFound: return 404
         case .conflict: return 409
+        case .forbidden: return 403
         case .failed: return 500
         }
     }

@@ -9,10 +9,16 @@ import NIOPosix
 /// Reading the tape blocks, so every API call runs on NIO's thread pool rather than on an event loop or in the
 /// cooperative pool.
 enum InspectorAPI {
-    /// The router over `inspector`'s tape, serving `assets`.
-    static func router(for inspector: TapeInspector, assets: InspectorAssets) -> Router<BasicRequestContext> {
+    /// The router over `inspector`'s tape, serving `assets`; with `loopbackOnly`, for an inspector listening on
+    /// loopback, only requests naming a loopback host are answered (see ``LoopbackHostMiddleware``).
+    static func router(
+        for inspector: TapeInspector,
+        assets: InspectorAssets,
+        loopbackOnly: Bool = true
+    ) -> Router<BasicRequestContext> {
         let router = Router()
         router.add(middleware: ErrorShapeMiddleware())
+        if loopbackOnly { router.add(middleware: LoopbackHostMiddleware()) }
         addPages(to: router, assets: assets)
         addSessionRoutes(to: router, inspector: inspector)
         addReportRoutes(to: router, inspector: inspector)

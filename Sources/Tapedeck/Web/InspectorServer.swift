@@ -61,7 +61,7 @@ public final class InspectorServer: Sendable {
         var logger = logger
         logger.logLevel = max(logger.logLevel, .notice)
         let app = Application(
-            router: InspectorAPI.router(for: inspector, assets: assets),
+            router: InspectorAPI.router(for: inspector, assets: assets, loopbackOnly: address.isLoopback),
             configuration: ApplicationConfiguration(address: bindAddress, serverName: "tapedeck"),
             onServerRunning: { channel in
                 reportBound.yield(channel.localAddress.map(Endpoint.init) ?? address)

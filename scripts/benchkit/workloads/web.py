@@ -31,7 +31,7 @@ from ..common import FAIL, LOOPBACK, BenchError, Skip, fail, log, warn
 from ..process import Proc, process_tree, run_cmd
 from ..report import rec_median
 from ..sysinfo import tool_version
-from ..tapes import (CLIENT_TO_UPSTREAM, DATA, INSERT_EVENT, UPSTREAM_TO_CLIENT, _seed, add_sessions,
+from ..tapes import (CLIENT_TO_UPSTREAM, DATA, INSERT_EVENT, UPSTREAM_TO_CLIENT, seed_session, add_sessions,
                      record_seed_tape)
 from ..workload import Ctx, Workload
 
@@ -117,7 +117,7 @@ def add_long_session(path: Path, events: int) -> int:
     closing events. Returns the new session's id."""
     con = sqlite3.connect(str(path), timeout=10, isolation_level=None)
     try:
-        seed, closing = _seed(con)
+        seed, closing = seed_session(con)
         sid = con.execute("SELECT COALESCE(MAX(id), 0) FROM sessions").fetchone()[0] + 1
         data = conversation(events - len(closing))
         step = 50_000

@@ -1178,7 +1178,8 @@
     const hasSeq = m.seq !== null && m.seq !== undefined;
     const hint = h("div", { id: "diff-hint", class: m.hint ? "hint" : "hint none" },
       m.hint ? [h("strong", null, "Hint: "), h("span", { class: "hint-text" }, m.hint)] :
-        "No rule proposed: no rule would make these bytes match.");
+        "No rule proposed: the differing bytes look like no id, timestamp or digest. If they may differ on every " +
+        "run, a --volatile rule over them lets them (see docs/rules.md); if not, the code under test changed.");
     ctx.app.append(
       h("h1", null, `Mismatch ${n}`),
       h("p", { class: "reason" }, m.reason || ""),
