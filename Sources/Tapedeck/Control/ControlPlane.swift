@@ -73,7 +73,7 @@ public actor ControlPlane: Service {
         (running: [(name: String, server: ReplayServer, known: Set<Int64>)](), finished: [ReplayIncarnation]())
     )
     /// The control API's server, once it serves.
-    var apiServer: ControlServer?
+    var apiServer: HTTPService?
     private let apiEndpoint = NIOLockedValueBox<Endpoint?>(nil)
     let lifecycle = Lifecycle<Void, Outcome>("control plane", running: ())
 

@@ -10,7 +10,7 @@ enum InspectorJSON {
         var format: Int
         var version: String
         var sessions: Int
-        var lastSession: Int64?
+        var lastSession: Nullable<Int64>
         var routes: [String]
         var labels: [String]
         var outcomes: [String]
@@ -20,22 +20,6 @@ enum InspectorJSON {
         enum CodingKeys: String, CodingKey {
             case tape, mode, live, format, version, sessions, routes, labels, outcomes, report, mismatches
             case lastSession = "last_session"
-        }
-
-        func encode(to encoder: any Encoder) throws {
-            var container = encoder.container(keyedBy: CodingKeys.self)
-            try container.encode(tape, forKey: .tape)
-            try container.encode(mode, forKey: .mode)
-            try container.encode(live, forKey: .live)
-            try container.encode(format, forKey: .format)
-            try container.encode(version, forKey: .version)
-            try container.encode(sessions, forKey: .sessions)
-            try container.encode(lastSession, forKey: .lastSession)
-            try container.encode(routes, forKey: .routes)
-            try container.encode(labels, forKey: .labels)
-            try container.encode(outcomes, forKey: .outcomes)
-            try container.encode(report, forKey: .report)
-            try container.encode(mismatches, forKey: .mismatches)
         }
     }
 
@@ -116,20 +100,8 @@ enum InspectorJSON {
     struct EventPage: Encodable {
         var session: Int64
         var total: Int64
-        var next: Int64?
+        var next: Nullable<Int64>
         var events: [Event]
-
-        enum CodingKeys: String, CodingKey {
-            case session, total, next, events
-        }
-
-        func encode(to encoder: any Encoder) throws {
-            var container = encoder.container(keyedBy: CodingKeys.self)
-            try container.encode(session, forKey: .session)
-            try container.encode(total, forKey: .total)
-            try container.encode(next, forKey: .next)
-            try container.encode(events, forKey: .events)
-        }
     }
 
     /// `GET /api/sessions/{id}/stream`.
@@ -164,5 +136,20 @@ enum InspectorJSON {
         var report: Bool
         var summary: String?
         var mismatches: [Mismatch]
+    }
+}
+
+/// An optional written as JSON `null` when absent, where synthesized encoding would leave the key out: fields
+/// whose absence a reader should not have to tell from a typo.
+struct Nullable<Wrapped: Encodable & Sendable>: Encodable, Sendable {
+    var value: Wrapped?
+
+    init(_ value: Wrapped?) {
+        self.value = value
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        if let value { try container.encode(value) } else { try container.encodeNil() }
     }
 }

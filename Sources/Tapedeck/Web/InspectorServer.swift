@@ -1,9 +1,7 @@
 import Foundation
-import Hummingbird
 import Logging
 import NIOCore
 import NIOPosix
-import ServiceLifecycle
 
 /// The web inspector's HTTP server: Hummingbird serving ``InspectorAPI``'s routes over one tape until stopped.
 ///
@@ -17,16 +15,13 @@ import ServiceLifecycle
 /// ```
 public final class InspectorServer: Sendable {
     /// The address it is bound to (port 0 replaced by the port it got).
-    public let address: Endpoint
+    public var address: Endpoint { service.address }
     private let inspector: TapeInspector
-    private let group: ServiceGroup
-    private let serving: Task<Void, any Error>
+    private let service: HTTPService
 
-    private init(address: Endpoint, inspector: TapeInspector, group: ServiceGroup, serving: Task<Void, any Error>) {
-        self.address = address
+    private init(inspector: TapeInspector, service: HTTPService) {
         self.inspector = inspector
-        self.group = group
-        self.serving = serving
+        self.service = service
     }
 
     /// The page's URL: `http://127.0.0.1:41237/`.
@@ -47,54 +42,29 @@ public final class InspectorServer: Sendable {
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger = Logger(label: "tapedeck.web")
     ) async throws -> InspectorServer {
-        let bindAddress: BindAddress
-        switch address {
-        case .tcp(let host, let port): bindAddress = .hostname(host, port: port)
-        case .unix(let path): bindAddress = .unixDomainSocket(path: path)
-        case .udp:
+        if address.isDatagram {
             throw TapedeckError(.invalidArgument, "the web inspector speaks HTTP over TCP, not UDP: give HOST:PORT")
         }
         let assets = try InspectorAssets.load()
         let inspector = try TapeInspector(source: source)
-        let (bound, reportBound) = AsyncStream<Endpoint>.makeStream()
-        // Hummingbird announces itself at info; the command line prints `web URL` instead.
-        var logger = logger
-        logger.logLevel = max(logger.logLevel, .notice)
-        let app = Application(
-            router: InspectorAPI.router(for: inspector, assets: assets, loopbackOnly: address.isLoopback),
-            configuration: ApplicationConfiguration(address: bindAddress, serverName: "tapedeck"),
-            onServerRunning: { channel in
-                reportBound.yield(channel.localAddress.map(Endpoint.init) ?? address)
-            },
-            eventLoopGroupProvider: .shared(eventLoopGroup),
-            logger: logger
-        )
-        let group = ServiceGroup(
-            configuration: ServiceGroupConfiguration(services: [app], gracefulShutdownSignals: [], logger: logger)
-        )
-        let serving = Task.detached {
-            defer { reportBound.finish() }
-            try await group.run()
-        }
-        var iterator = bound.makeAsyncIterator()
-        guard let boundAddress = await iterator.next() else {
+        do {
+            let service = try await HTTPService.start(
+                router: InspectorAPI.router(for: inspector, assets: assets, loopbackOnly: address.isLoopback),
+                address: address,
+                purpose: "web inspector",
+                eventLoopGroup: eventLoopGroup,
+                logger: logger
+            )
+            return InspectorServer(inspector: inspector, service: service)
+        } catch {
             inspector.close()
-            let reason: String
-            do {
-                try await serving.value
-                reason = "the server stopped"
-            } catch {
-                reason = SocketErrorText.describe(error)
-            }
-            throw TapedeckError(.listenFailed, "cannot listen on \(address) (web inspector): \(reason)")
+            throw error
         }
-        return InspectorServer(address: boundAddress, inspector: inspector, group: group, serving: serving)
     }
 
     /// Stops accepting, lets requests in flight finish, closes the tape, and returns once the server has stopped.
     public func stop() async {
-        await group.triggerGracefulShutdown()
-        _ = try? await serving.value
+        await service.stop()
         inspector.close()
     }
 }

@@ -53,7 +53,7 @@ final class TapeInspector: Sendable {
             format: format,
             version: tapedeckVersion,
             sessions: count,
-            lastSession: last,
+            lastSession: Nullable(last),
             routes: try tape.sessionRouteNames(),
             labels: labels,
             outcomes: outcomes,
@@ -193,7 +193,7 @@ final class TapeInspector: Sendable {
         return InspectorJSON.EventPage(
             session: id,
             total: summary.events,
-            next: records.count > limit ? events.last?.seq : nil,
+            next: Nullable(records.count > limit ? events.last?.seq : nil),
             events: events
         )
     }
