@@ -147,12 +147,19 @@ struct FaultEndToEndTests {
         let port = deck.address.port!
         let slow = try await offThePool { try Self.pingTimes(port: port, count: 8) }
         try registry.faults(for: route).remove("latency_downstream")
-        let fast = try await offThePool { try Self.pingTimes(port: port, count: 8) }
+        // Once the toxic is gone some ping is fast; a stall of the shared machine may slow several in a row, so
+        // up to 40 are tried (each under a second while nothing stalls).
+        let fast = try await offThePool {
+            var times: [Double] = []
+            for _ in 0..<40 where times.last.map({ $0 >= 0.050 }) ?? true {
+                times += try Self.pingTimes(port: port, count: 1)
+            }
+            return times
+        }
         _ = try await deck.stop()
         // Only a floor and the toxic's removal: the suite shares two cores, so a ceiling would measure the
         // machine; the Toxiproxy client's test and the benchmark measure the accuracy.
-        // Every delayed reply waits at least the toxic's 50 ms; once it is gone, a stall of the shared machine may
-        // slow a ping or two, never all of them.
+        // Every delayed reply waits at least the toxic's 50 ms.
         #expect(slow.min()! >= 0.050, "\(slow)")
         #expect(fast.min()! < 0.050, "\(fast) against \(slow)")
         let reading = try Tape(readingAt: tape)

@@ -137,7 +137,8 @@ struct ServiceTests {
         #expect(!refused)
         #expect(try await TestClient.exchange(route.listen, "grouped").reply == "grouped")
         await group.triggerGracefulShutdown()
-        try await withTimeout(.seconds(10)) { try await running.value }
+        // Bounded, with room for a suite that keeps two shared cores busy.
+        try await withTimeout(.seconds(60)) { try await running.value }
 
         let tape = try Tape(readingAt: path)
         #expect(try tape.runs().map { $0.endedAt != nil } == [true])
