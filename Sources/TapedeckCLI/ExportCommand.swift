@@ -6,11 +6,12 @@ import Tapedeck
 struct ExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "export",
-        abstract: "Export sessions as pcapng for Wireshark and tshark, or as JSON lines.",
+        abstract: "Export sessions as pcapng for Wireshark and tshark, as JSON lines, or the tape as reviewable text.",
         discussion: """
             pcapng: each session as a TCP stream with synthesized IPv4/IPv6 and TCP headers (handshake, sequence \
             and acknowledgement numbers, FIN or RST as recorded, recorded timestamps). Sessions over Unix sockets \
-            get stand-in addresses 127.0.0.1 and 127.0.0.2. jsonl: one object per event, payloads in base64.
+            get stand-in addresses 127.0.0.1 and 127.0.0.2. jsonl: one object per event, payloads in base64. text: \
+            the whole tape, stable and deterministic, for review and `git diff`; `tapedeck import` reads it back.
             """
     )
 
@@ -18,10 +19,10 @@ struct ExportCommand: ParsableCommand {
     var tape: String
 
     @Option(
-        help: ArgumentHelp("pcapng or jsonl.", valueName: "format"),
+        help: ArgumentHelp("pcapng, jsonl or text.", valueName: "format"),
         transform: { text in
             guard let format = TapeExporter.Format(rawValue: text) else {
-                throw ValidationError("unknown format '\(text)': use pcapng or jsonl")
+                throw ValidationError("unknown format '\(text)': use pcapng, jsonl or text")
             }
             return format
         }
@@ -48,6 +49,9 @@ struct ExportCommand: ParsableCommand {
 
     func validate() throws {
         if decode, format != .jsonl { throw ValidationError("--decode works with --format jsonl") }
+        if format == .text, !sessions.isEmpty {
+            throw ValidationError("--session does not go with --format text, which holds the whole tape")
+        }
     }
 
     func run() throws {

@@ -4,22 +4,32 @@ import Foundation
 public enum InspectFormat {
     /// `2026-11-25T10:30:36.123Z` for nanoseconds since 1970.
     public static func timestamp(_ nanoseconds: Int64) -> String {
-        // Floor division, so a time before 1970 keeps its milliseconds positive.
+        timestamp(nanoseconds, fractionDigits: 3)
+    }
+
+    /// `2026-11-25T10:30:36.123456789Z`: every nanosecond, as the text form of a tape keeps it.
+    public static func exactTimestamp(_ nanoseconds: Int64) -> String {
+        timestamp(nanoseconds, fractionDigits: 9)
+    }
+
+    private static func timestamp(_ nanoseconds: Int64, fractionDigits: Int) -> String {
+        // Floor division, so a time before 1970 keeps its fraction positive.
         let (quotient, remainder) = nanoseconds.quotientAndRemainder(dividingBy: 1_000_000_000)
         var seconds = time_t(remainder < 0 ? quotient - 1 : quotient)
         var parts = tm()
         // Every Int64 of nanoseconds is a year from 1677 to 2262, which gmtime_r always converts; be safe anyway.
         guard gmtime_r(&seconds, &parts) != nil else { return "\(nanoseconds)ns" }
-        let millis = Int((remainder < 0 ? remainder + 1_000_000_000 : remainder) / 1_000_000)
+        var fraction = Int64(remainder < 0 ? remainder + 1_000_000_000 : remainder)
+        for _ in fractionDigits..<9 { fraction /= 10 }
         return String(
-            format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+            format: "%04d-%02d-%02dT%02d:%02d:%02d.%0\(fractionDigits)lldZ",
             Int(parts.tm_year) + 1900,
             Int(parts.tm_mon) + 1,
             Int(parts.tm_mday),
             Int(parts.tm_hour),
             Int(parts.tm_min),
             Int(parts.tm_sec),
-            millis
+            fraction
         )
     }
 

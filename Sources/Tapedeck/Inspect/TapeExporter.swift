@@ -9,6 +9,8 @@ public enum TapeExporter {
         case pcapng
         /// One JSON object per event, payloads in base64.
         case jsonl
+        /// The whole tape as reviewable text (``TapeTextWriter``), which `tapedeck import` reads back.
+        case text
     }
 
     /// Writes `sessions` (all when empty) of `tape` to `output` in `format`, streaming.
@@ -27,6 +29,11 @@ public enum TapeExporter {
             try tape.forEachSession(matching: SessionQuery()) { ids.append($0.id) }
         }
         switch format {
+        case .text:
+            guard sessions.isEmpty else {
+                throw TapedeckError(.invalidArgument, "the text form holds the whole tape: export it without --session")
+            }
+            try TapeTextWriter.write(tape, to: output)
         case .jsonl:
             let encoder = JSONEncoder()
             encoder.outputFormatting = .sortedKeys

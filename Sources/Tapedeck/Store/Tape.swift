@@ -174,7 +174,7 @@ public final class Tape: Sendable {
         }
     }
 
-    private static func configuration() -> Configuration {
+    static func configuration() -> Configuration {
         var configuration = Configuration()
         configuration.busyMode = .timeout(5)
         // The tape writer keeps sessions and events consistent itself; checking the foreign key on every event

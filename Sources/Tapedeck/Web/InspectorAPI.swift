@@ -105,7 +105,7 @@ enum InspectorAPI {
                 try await offLoop { try inspector.stream(of: id, direction: direction, limit: limit) }
             )
         }
-        for format in TapeExporter.Format.allCases {
+        for format in [TapeExporter.Format.pcapng, .jsonl] {
             router.get(RouterPath("/api/sessions/{id}/export.\(format.rawValue)")) { _, context in
                 let id = try sessionID(context)
                 let file = try await offLoop { try inspector.export(id, format: format) }
