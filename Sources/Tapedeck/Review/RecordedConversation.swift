@@ -1,0 +1,156 @@
+import Foundation
+
+/// One recorded session read as a conversation, for comparing tapes: its exchanges (what the client sent, then what
+/// the upstream answered), each direction normalized as replay compares it, and how it ended.
+struct RecordedConversation: Sendable {
+    /// One exchange: the client's bytes, then the upstream's answer.
+    struct Exchange: Sendable, Equatable {
+        var client = Data()
+        var upstream = Data()
+    }
+
+    var id: Int64
+    var route: String
+    var exchanges: [Exchange]
+    /// The client's whole stream, normalized: what pairs sessions.
+    var clientKey: Data
+    var clientBytes: Int
+    /// How it ended: the outcome, and the kinds of its events other than data, in order.
+    var ending: String
+
+    /// Every session of `tape`, probes included, in recording order.
+    ///
+    /// - Throws: ``TapedeckError`` when the tape cannot be read or a stored rule does not compile.
+    static func all(in tape: Tape) throws -> [RecordedConversation] {
+        var listens: [Int64: Endpoint] = [:]
+        for route in try tape.routes() {
+            if let id = route.id, let endpoint = try? Endpoint(parsing: route.listen) { listens[id] = endpoint }
+        }
+        var compiled: [String: (client: CompiledRules, upstream: CompiledRules)] = [:]
+        func rules(route: String, listen: Endpoint?) throws -> (client: CompiledRules, upstream: CompiledRules) {
+            let key = route + "\u{0}" + (listen.map { "\($0)" } ?? "")
+            if let found = compiled[key] { return found }
+            let list = try tape.rules(ofRoute: route)
+            let made = (
+                client: try CompiledRules(
+                    list,
+                    direction: .clientToUpstream,
+                    listen: listen.flatMap(ListenAddressText.init)
+                ),
+                upstream: try CompiledRules(list, direction: .upstreamToClient)
+            )
+            compiled[key] = made
+            return made
+        }
+        var query = SessionQuery()
+        query.includeProbes = true
+        var sessions: [(summary: SessionSummary, listen: Endpoint?)] = []
+        var routeIDs: [Int64: Int64] = [:]
+        for record in try tape.sessions() { if let id = record.id { routeIDs[id] = record.routeID } }
+        try tape.forEachSession(matching: query) { summary in
+            sessions.append((summary, routeIDs[summary.id].flatMap { listens[$0] }))
+        }
+        var events: [Int64: [EventRecord]] = [:]
+        try tape.forEachEventInOrder { events[$0.sessionID, default: []].append($0) }
+        return try sessions.map { session in
+            let rules = try rules(route: session.summary.route, listen: session.listen)
+            return RecordedConversation(
+                summary: session.summary,
+                events: events[session.summary.id] ?? [],
+                rules: rules
+            )
+        }
+    }
+
+    init(summary: SessionSummary, events: [EventRecord], rules: (client: CompiledRules, upstream: CompiledRules)) {
+        id = summary.id
+        route = summary.route
+        var exchanges: [Exchange] = []
+        var current = Exchange()
+        var endings: [String] = [summary.outcome.rawValue]
+        var clientBytes = 0
+        for event in events {
+            guard event.kind == .data else {
+                endings.append("\(event.direction == .clientToUpstream ? "client" : "upstream") \(event.kind.rawValue)")
+                continue
+            }
+            let payload = event.payload ?? Data()
+            if event.direction == .clientToUpstream {
+                // The client speaking after the upstream answered begins the next exchange.
+                if !current.upstream.isEmpty {
+                    exchanges.append(current)
+                    current = Exchange()
+                }
+                current.client.append(payload)
+                clientBytes += payload.count
+            } else {
+                current.upstream.append(payload)
+            }
+        }
+        if current != Exchange() { exchanges.append(current) }
+        self.exchanges = exchanges.map { exchange in
+            Exchange(
+                client: StreamNormalizer.normalize(exchange.client, rules: rules.client).bytes,
+                upstream: StreamNormalizer.normalize(exchange.upstream, rules: rules.upstream).bytes
+            )
+        }
+        clientKey = self.exchanges.reduce(into: Data()) { $0.append($1.client) }
+        self.clientBytes = clientBytes
+        ending = endings.joined(separator: ", ")
+    }
+
+    /// How many bytes the two client streams share from the start.
+    func sharedStart(with other: RecordedConversation) -> Int {
+        zip(clientKey, other.clientKey).prefix { $0 == $1 }.count
+    }
+
+    /// This session as one found in one tape only.
+    var lone: TapeDiff.Lone {
+        TapeDiff.Lone(session: id, route: route, clientBytes: clientBytes)
+    }
+
+    /// The first exchange, direction and byte where `other` differs, or nil when the conversations are equal.
+    func firstDifference(from other: RecordedConversation) -> TapeDiff.Change? {
+        for index in 0..<max(exchanges.count, other.exchanges.count) {
+            let mine = index < exchanges.count ? exchanges[index] : Exchange()
+            let theirs = index < other.exchanges.count ? other.exchanges[index] : Exchange()
+            for (direction, one, two) in [
+                (Direction.clientToUpstream, mine.client, theirs.client),
+                (Direction.upstreamToClient, mine.upstream, theirs.upstream),
+            ] where one != two {
+                let offset = zip(one, two).prefix { $0 == $1 }.count
+                return TapeDiff.Change(
+                    a: id,
+                    b: other.id,
+                    route: route,
+                    exchange: index + 1,
+                    direction: direction.rawValue,
+                    offset: offset,
+                    aExcerpt: Self.excerpt(one, at: offset),
+                    bExcerpt: Self.excerpt(two, at: offset)
+                )
+            }
+        }
+        guard ending == other.ending else {
+            return TapeDiff.Change(
+                a: id,
+                b: other.id,
+                route: route,
+                exchange: exchanges.count,
+                direction: "end",
+                offset: 0,
+                aExcerpt: ending,
+                bExcerpt: other.ending
+            )
+        }
+        return nil
+    }
+
+    /// The bytes around `offset`: up to 16 before it and 48 from it, rendered.
+    static func excerpt(_ bytes: Data, at offset: Int) -> String {
+        let start = max(0, offset - 16)
+        let end = min(bytes.count, offset + 48)
+        guard start < end else { return "" }
+        return ByteExcerpt.render(bytes[(bytes.startIndex + start)..<(bytes.startIndex + end)])
+    }
+}
