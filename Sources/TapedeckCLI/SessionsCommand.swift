@@ -8,8 +8,9 @@ struct SessionsCommand: ParsableCommand {
         commandName: "sessions",
         abstract: "List the sessions of a tape.",
         discussion:
-            "Columns: id, route, label, client, start (UTC), duration, bytes client→upstream and back, events, outcome "
-            + "(with the TLS negotiated, in brackets, where the session spoke TLS)."
+            "Columns: id, route, label, client, start (UTC), age (how long ago it was recorded), duration, bytes "
+            + "client→upstream and back, events, outcome (with the TLS negotiated, in brackets, where the session spoke "
+            + "TLS)."
     )
 
     @Argument(help: ArgumentHelp("The tape to read.", valueName: "tape"))
@@ -67,6 +68,7 @@ struct SessionsCommand: ParsableCommand {
         let marker = try SpanMarker(tape: tapeFile)
         let tls = try tapeFile.tlsRecords()
         let output = OutputBuffer()
+        let now = WallClock.nowNanoseconds()
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = .sortedKeys
@@ -74,6 +76,9 @@ struct SessionsCommand: ParsableCommand {
             output.write("[")
             try tapeFile.forEachSession(matching: query) { session in
                 var line = String(decoding: try encoder.encode(session), as: UTF8.self)
+                // How long ago it was recorded, in whole seconds.
+                let age = max(0, now.subtractingReportingOverflow(session.startedAt).partialValue / 1_000_000_000)
+                line = String(line.dropLast()) + ",\"age_s\":\(age)}"
                 if !marker.isEmpty {
                     // The spans the tape's rules cover, as two more fields.
                     let counts = try marker.counts(ofSession: session)
@@ -93,7 +98,8 @@ struct SessionsCommand: ParsableCommand {
         } else {
             output.write(
                 Self.row([
-                    "ID", "ROUTE", "LABEL", "CLIENT", "STARTED (UTC)", "DURATION", "C→U", "U→C", "EVENTS", "OUTCOME",
+                    "ID", "ROUTE", "LABEL", "CLIENT", "STARTED (UTC)", "AGE", "DURATION", "C→U", "U→C", "EVENTS",
+                    "OUTCOME",
                 ])
             )
             try tapeFile.forEachSession(matching: query) { session in
@@ -110,7 +116,7 @@ struct SessionsCommand: ParsableCommand {
                     Self.row([
                         "\(session.id)", TerminalText.escape(session.route),
                         session.label.map(TerminalText.escape) ?? "-", TerminalText.escape(session.client),
-                        InspectFormat.timestamp(session.startedAt),
+                        InspectFormat.timestamp(session.startedAt), InspectFormat.age(of: session.startedAt, now: now),
                         session.durationNanoseconds.map(InspectFormat.duration) ?? "-",
                         "\(session.clientBytes)", "\(session.upstreamBytes)", "\(session.events)",
                         outcome,
@@ -122,10 +128,10 @@ struct SessionsCommand: ParsableCommand {
     }
 
     /// Fixed column widths, so rows print as they are read; long values are cut with '…'.
-    static let widths = [6, 12, 14, 21, 24, 10, 10, 10, 7, 0]
+    static let widths = [6, 12, 14, 21, 24, 5, 10, 10, 10, 7, 0]
 
     /// Columns aligned right: the numbers.
-    static let rightAligned: Set<Int> = [0, 5, 6, 7, 8]
+    static let rightAligned: Set<Int> = [0, 5, 6, 7, 8, 9]
 
     static func row(_ cells: [String]) -> String {
         var line = ""

@@ -33,6 +33,17 @@ public enum InspectFormat {
         )
     }
 
+    /// How long ago `nanoseconds` since 1970 was, at `now`: `45s`, `12m`, `5h`, `30d`; `0s` for a time not yet come.
+    public static func age(of nanoseconds: Int64, now: Int64 = WallClock.nowNanoseconds()) -> String {
+        let seconds = max(0, now.subtractingReportingOverflow(nanoseconds).partialValue / 1_000_000_000)
+        switch seconds {
+        case ..<120: return "\(seconds)s"
+        case ..<7200: return "\(seconds / 60)m"
+        case ..<172_800: return "\(seconds / 3600)h"
+        default: return "\(seconds / 86_400)d"
+        }
+    }
+
     /// `850µs`, `2.991ms`, `1.250s`, `2m03.5s` for a duration in nanoseconds.
     public static func duration(_ nanoseconds: Int64) -> String {
         let value = Double(nanoseconds)
