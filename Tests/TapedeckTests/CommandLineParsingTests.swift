@@ -108,7 +108,7 @@ struct CommandLineParsingTests {
         (["sessions", "x.tape", "--since", "2026-02-30"], "invalid time '2026-02-30': month 2 of 2026 has no day 30"),
         (["sessions", "x.tape", "--outcome", "fine"], "unknown outcome 'fine': use one of closed, "),
         (["sessions", "x.tape", "--limit", "-1"], "invalid --limit -1: use 0 or more, as --limit 10"),
-        (["export", "x.tape", "--format", "zip", "--output", "-"], "unknown format 'zip': use pcapng or jsonl"),
+        (["export", "x.tape", "--format", "zip", "--output", "-"], "unknown format 'zip': use pcapng, jsonl or text"),
         (
             ["proxy", "--log-level", "loud"],
             "invalid log level 'loud': use one of trace, debug, info, notice, warning, error, critical"
