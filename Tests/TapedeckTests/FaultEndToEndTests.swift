@@ -197,10 +197,12 @@ struct FaultEndToEndTests {
         let during = try (0..<5).map { _ in try ping() }
         try registry.faults(for: route).remove("latency_downstream")
         try await Task.sleep(for: .milliseconds(100))
-        let after = try (0..<5).map { _ in try ping() }
+        // Once the toxic is gone some ping is fast; a stall of the shared machine may slow several in a row, so up
+        // to 40 are tried. A toxic that stayed would slow all of them.
+        var after: [Double] = []
+        for _ in 0..<40 where after.last.map({ $0 >= 0.080 }) ?? true { after.append(try ping()) }
         _ = try await deck.stop()
-        // Every ping under the toxic waits its 80 ms; before and after it, a stall of the shared machine may slow a
-        // ping or two, never all five.
+        // Every ping under the toxic waits its 80 ms.
         #expect(during.min()! >= 0.080, "\(before) \(during) \(after)")
         #expect(after.min()! < 0.080, "\(before) \(during) \(after)")
         #expect(registry.log.fired.map(\.session) == [1])
