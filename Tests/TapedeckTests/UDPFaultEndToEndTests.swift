@@ -305,20 +305,20 @@ extension UDPFaultEndToEndTests {
         let replayer = try await Deck.start(.replay, tape: tape, routes: [route], options: options)
         let port = try #require(replayer.address.port)
         let replayClient = try UDPTestClient()
-        let (answers, slow, fast) = try await offThePool {
+        let (answers, slow) = try await offThePool {
             let lost = try Self.ask(replayClient, "a", port: port, wait: .milliseconds(400))
             let retried = try Self.ask(replayClient, "a", port: port, wait: .seconds(10))
-            var start = ContinuousClock.now
+            let start = ContinuousClock.now
             let delayed = try Self.ask(replayClient, "b", port: port, wait: .seconds(10))
             let slow = ContinuousClock.now - start
-            start = ContinuousClock.now
             let plain = try Self.ask(replayClient, "c", port: port, wait: .seconds(10))
-            return ([lost, retried, delayed, plain], slow, ContinuousClock.now - start)
+            return ([lost, retried, delayed, plain], slow)
         }
         let outcome = try await replayer.stop()
         #expect(answers == [false, true, true, true])
         #expect(slow >= .milliseconds(45) && slow < .seconds(5), "\(slow)")
-        #expect(slow > fast, "b took \(slow), c took \(fast)")
+        // The latency acted on "b" alone: the log has it once, at the third exchange. (Timing "c" against "b" would
+        // measure the shared machine as much as the toxic.)
         #expect(registry.log.fired.map(\.type) == ["loss", "latency"])
         #expect(registry.log.fired.map(\.exchange) == [1, 3])
         let report = try #require(outcome.replay)
