@@ -49,15 +49,27 @@ public struct TapeTextReader {
         defer { if path != "-" { try? handle.close() } }
         var reader = TapeTextReader(name: path == "-" ? "standard input" : path)
         var sawHeader = false
-        var carry = Data()
+        // The part of a line that a chunk ended in, until the next chunk ends it.
+        var carry: [UInt8] = []
         while true {
             let chunk = try handle.read(upToCount: 1 << 16) ?? Data()
             if chunk.isEmpty { break }
-            carry.append(chunk)
-            while let newline = carry.firstIndex(of: 0x0A) {
-                let line = String(decoding: carry[carry.startIndex..<newline], as: UTF8.self)
-                carry = Data(carry[(newline + 1)...])
-                try reader.take(line, sawHeader: &sawHeader, body)
+            try chunk.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) in
+                var start = 0
+                while let newline = bytes[start...].firstIndex(of: 0x0A) {
+                    let piece = UnsafeRawBufferPointer(rebasing: bytes[start..<newline])
+                    let line: String
+                    if carry.isEmpty {
+                        line = String(decoding: piece, as: UTF8.self)
+                    } else {
+                        carry.append(contentsOf: piece)
+                        line = String(decoding: carry, as: UTF8.self)
+                        carry.removeAll(keepingCapacity: true)
+                    }
+                    try reader.take(line, sawHeader: &sawHeader, body)
+                    start = newline + 1
+                }
+                carry.append(contentsOf: bytes[start...])
             }
         }
         if !carry.isEmpty { try reader.take(String(decoding: carry, as: UTF8.self), sawHeader: &sawHeader, body) }
