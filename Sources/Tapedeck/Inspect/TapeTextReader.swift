@@ -86,7 +86,7 @@ public struct TapeTextReader {
     ) throws {
         lineNumber += 1
         let line = rawLine.hasSuffix("\r") ? String(rawLine.dropLast()) : rawLine
-        if line.trimmingCharacters(in: .whitespaces).isEmpty || line.hasPrefix("#") { return }
+        if line.utf8.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) || line.utf8.first == UInt8(ascii: "#") { return }
         guard sawHeader else {
             guard line == TapeTextWriter.header else {
                 throw error("not a text tape: it does not begin with '\(TapeTextWriter.header)'")

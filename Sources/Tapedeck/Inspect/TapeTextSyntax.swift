@@ -71,52 +71,82 @@ enum TapeTextSyntax {
         return printable * 10 >= payload.count * 9
     }
 
-    /// Writes a payload as `|` text lines or `:` hex lines, four spaces in.
+    private static let hexDigits = Array("0123456789abcdef".utf8)
+    private static let textPrefix = Array("    | ".utf8)
+    private static let hexPrefix = Array("    : ".utf8)
+
+    /// Writes a payload as `|` text lines or `:` hex lines, four spaces in. Built byte by byte into one buffer per
+    /// line: a large payload is rendered at the speed of copying bytes, not of formatting strings.
     static func writePayload(_ payload: Data, to output: OutputBuffer) {
         guard !payload.isEmpty else { return }
+        var line: [UInt8] = []
+        line.reserveCapacity(128)
         if isText(payload) {
-            var line = "    | "
+            line += textPrefix
             var count = 0
             for byte in payload {
                 switch byte {
-                case 0x5C: line += "\\\\"
-                case 0x0D: line += "\\r"
-                case 0x0A: line += "\\n"
-                case 0x09: line += "\\t"
-                case 0x20...0x7E: line.unicodeScalars.append(Unicode.Scalar(byte))
-                default: line += String(format: "\\x%02x", byte)
+                case 0x5C: line += [0x5C, 0x5C]
+                case 0x0D: line += [0x5C, UInt8(ascii: "r")]
+                case 0x0A: line += [0x5C, UInt8(ascii: "n")]
+                case 0x09: line += [0x5C, UInt8(ascii: "t")]
+                case 0x20...0x7E: line.append(byte)
+                default: line += [0x5C, UInt8(ascii: "x"), hexDigits[Int(byte >> 4)], hexDigits[Int(byte & 0x0F)]]
                 }
                 count += 1
                 // A line of the payload is a line of text; so is every textLineBytes of a long one.
                 if byte == 0x0A || count == textLineBytes {
-                    output.write(protectingTrailingSpace(line) + "\n")
-                    line = "    | "
+                    finishTextLine(&line, to: output)
                     count = 0
                 }
             }
-            if count > 0 { output.write(protectingTrailingSpace(line) + "\n") }
+            if count > 0 { finishTextLine(&line, to: output) }
         } else {
-            var offset = 0
-            while offset < payload.count {
-                let chunk = payload[
-                    (payload.startIndex + offset)..<(payload.startIndex + min(offset + hexLineBytes, payload.count))
-                ]
-                let hex = chunk.map { String(format: "%02x", $0) }.joined(separator: " ")
-                let padding = String(repeating: " ", count: (hexLineBytes - chunk.count) * 3)
-                let ascii = String(chunk.map { (0x20...0x7E).contains($0) ? Character(Unicode.Scalar($0)) : "." })
-                let line = String(format: "    : %06x  ", offset) + hex + padding + "  " + ascii
-                // The gutter is for reading; trailing spaces would only trouble editors and diffs.
-                output.write(String(line.reversed().drop { $0 == " " }.reversed()) + "\n")
-                offset += hexLineBytes
+            payload.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) in
+                var offset = 0
+                while offset < bytes.count {
+                    line.removeAll(keepingCapacity: true)
+                    line += hexPrefix
+                    for shift in stride(from: 20, through: 0, by: -4) {
+                        line.append(hexDigits[(offset >> shift) & 0x0F])
+                    }
+                    line += [0x20, 0x20]
+                    let count = min(hexLineBytes, bytes.count - offset)
+                    for index in 0..<hexLineBytes {
+                        if index < count {
+                            if index > 0 { line.append(0x20) }
+                            let byte = bytes[offset + index]
+                            line += [hexDigits[Int(byte >> 4)], hexDigits[Int(byte & 0x0F)]]
+                        } else {
+                            line += [0x20, 0x20, 0x20]
+                        }
+                    }
+                    line += [0x20, 0x20]
+                    for index in 0..<count {
+                        let byte = bytes[offset + index]
+                        line.append((0x20...0x7E).contains(byte) ? byte : UInt8(ascii: "."))
+                    }
+                    // The gutter is for reading; trailing spaces would only trouble editors and diffs.
+                    while line.last == 0x20 { line.removeLast() }
+                    line.append(0x0A)
+                    output.write(bytes: line)
+                    offset += hexLineBytes
+                }
             }
         }
     }
 
-    /// A text line whose last byte is a space ends in `\x20` instead: editors and `git diff` drop or flag trailing
-    /// spaces, and the bytes must survive a hand edit.
-    private static func protectingTrailingSpace(_ line: String) -> String {
-        guard line.hasSuffix(" "), line.count > 6 else { return line }
-        return String(line.dropLast()) + "\\x20"
+    /// Ends a text line and writes it. A line whose last byte is a space ends in `\x20` instead: editors and
+    /// `git diff` drop or flag trailing spaces, and the bytes must survive a hand edit.
+    private static func finishTextLine(_ line: inout [UInt8], to output: OutputBuffer) {
+        if line.count > textPrefix.count, line.last == 0x20 {
+            line.removeLast()
+            line += Array("\\x20".utf8)
+        }
+        line.append(0x0A)
+        output.write(bytes: line)
+        line.removeAll(keepingCapacity: true)
+        line += textPrefix
     }
 
     /// The bytes of one `|` line's text (after `| `).
@@ -144,19 +174,38 @@ enum TapeTextSyntax {
         return bytes
     }
 
-    /// The bytes of one `:` line (after `: `): its offset and the hex before the ASCII gutter.
+    /// The bytes of one `:` line (after `: `): its offset, then the hex pairs up to the two spaces before the
+    /// ASCII gutter.
     static func hexLineBytes(_ text: Substring) -> (offset: Int, bytes: [UInt8])? {
-        let parts = text.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
-        guard parts.count == 2, let offset = Int(parts[0], radix: 16) else { return nil }
-        // The hex ends where two spaces begin the gutter.
-        let hexPart = parts[1].components(separatedBy: "  ").first { !$0.isEmpty } ?? ""
+        let utf8 = Array(text.utf8)
+        var index = 0
+        var offset = 0
+        while index < utf8.count, let digit = hexValue(utf8[index]) {
+            offset = offset << 4 | Int(digit)
+            index += 1
+            guard index <= 12 else { return nil }
+        }
+        guard index > 0, index + 1 < utf8.count, utf8[index] == 0x20, utf8[index + 1] == 0x20 else { return nil }
+        index += 2
         var bytes: [UInt8] = []
-        for pair in hexPart.split(separator: " ") {
-            guard pair.count == 2, let value = UInt8(pair, radix: 16) else { return nil }
-            bytes.append(value)
+        while index + 1 < utf8.count, let high = hexValue(utf8[index]), let low = hexValue(utf8[index + 1]) {
+            bytes.append(high << 4 | low)
+            index += 2
+            // One space between pairs; two (or the end) before the gutter.
+            guard index + 1 < utf8.count, utf8[index] == 0x20, utf8[index + 1] != 0x20 else { break }
+            index += 1
         }
         guard !bytes.isEmpty, bytes.count <= hexLineBytes else { return nil }
         return (offset, bytes)
+    }
+
+    private static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
+        default: return nil
+        }
     }
 
     // MARK: TLS
