@@ -268,9 +268,14 @@ struct RecordingTests {
             outbound.finish()
             return await TestClient.readAll(inbound)
         }
-        try await Task.sleep(for: .milliseconds(100))
-        try await recorder.flush()
+        // The session reaches the recorder once both of its connections have closed: soon, but on a busy machine
+        // not at a fixed moment, so the reader looks for it for up to ten seconds.
         let reader = try Tape(readingAt: tapePath)
+        let deadline = ContinuousClock.now.advanced(by: .seconds(10))
+        repeat {
+            try await Task.sleep(for: .milliseconds(50))
+            try await recorder.flush()
+        } while try reader.sessions().first?.outcome != .closed && ContinuousClock.now < deadline
         #expect(try reader.sessions().count == 1)
         #expect(try reader.events(inSession: 1).bytes(.clientToUpstream) == Data("live".utf8))
         await server.shutdown()
