@@ -96,20 +96,42 @@ public final class Tape: Sendable {
         }
         let isNew = try Self.checkIsTape(database, path: path, allowEmpty: true)
         do {
-            try database.writeWithoutTransaction { db in
-                // An empty file given as a tape (made with touch, say) becomes one here.
-                if isNew { try db.execute(sql: "PRAGMA page_size = \(pageSize)") }
-                // A finished tape is left in rollback-journal mode (see settle()); recording wants WAL again,
-                // so that the tape can be read while it is written.
-                try db.execute(sql: "PRAGMA journal_mode = WAL")
-                // Concurrent sessions insert at as many places of the events b-tree. SQLite's default cache
-                // (2,000 KiB: 62 pages of 32 KiB) holds fewer leaves than 64 interleaved sessions touch, and the
-                // writer then spills and rereads a page for nearly every small event (5x slower).
-                try db.execute(sql: "PRAGMA cache_size = -\(Self.recordingCacheKiB)")
+            try Self.retryingWhileBusy {
+                try database.writeWithoutTransaction { db in
+                    // An empty file given as a tape (made with touch, say) becomes one here.
+                    if isNew { try db.execute(sql: "PRAGMA page_size = \(pageSize)") }
+                    // A finished tape is left in rollback-journal mode (see settle()); recording wants WAL again,
+                    // so that the tape can be read while it is written.
+                    try db.execute(sql: "PRAGMA journal_mode = WAL")
+                    // Concurrent sessions insert at as many places of the events b-tree. SQLite's default cache
+                    // (2,000 KiB: 62 pages of 32 KiB) holds fewer leaves than 64 interleaved sessions touch, and
+                    // the writer then spills and rereads a page for nearly every small event (5x slower).
+                    try db.execute(sql: "PRAGMA cache_size = -\(Self.recordingCacheKiB)")
+                }
+                try TapeSchema.migrator.migrate(database)
             }
-            try TapeSchema.migrator.migrate(database)
         } catch {
             throw TapedeckError(.tapeUnwritable, "cannot write tape '\(path)': \(Self.reason(error))")
+        }
+    }
+
+    /// Runs `body` again while SQLite answers that the tape is busy, for up to five seconds.
+    ///
+    /// Two recorders opening one tape at the same moment both switch it to WAL and check its schema. SQLite's busy
+    /// timeout covers waiting for a lock, but not every clash: changing the journal mode, or a read turned write
+    /// whose snapshot another connection's commit made stale, fail at once with `SQLITE_BUSY`. Starting over then
+    /// finds the tape as the other recorder left it.
+    static func retryingWhileBusy(_ body: () throws -> Void) throws {
+        let deadline = ContinuousClock.now.advanced(by: .seconds(5))
+        while true {
+            do {
+                return try body()
+            } catch let error as DatabaseError
+                where (error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED)
+                && ContinuousClock.now < deadline
+            {
+                usleep(20_000)
+            }
         }
     }
 
