@@ -42,32 +42,29 @@ struct RecordedConversation: Sendable {
             compiled[key] = made
             return made
         }
-        var query = SessionQuery()
-        query.includeProbes = true
-        var sessions: [(summary: SessionSummary, listen: Endpoint?)] = []
-        var routeIDs: [Int64: Int64] = [:]
-        for record in try tape.sessions() { if let id = record.id { routeIDs[id] = record.routeID } }
-        try tape.forEachSession(matching: query) { summary in
-            sessions.append((summary, routeIDs[summary.id].flatMap { listens[$0] }))
-        }
+        // One read of the sessions: their rows have the route id that finds the listen address, and all a
+        // conversation needs besides.
+        let sessions = try tape.sessions()
         var events: [Int64: [EventRecord]] = [:]
         try tape.forEachEventInOrder { events[$0.sessionID, default: []].append($0) }
-        return try sessions.map { session in
-            let rules = try rules(route: session.summary.route, listen: session.listen)
-            return RecordedConversation(
-                summary: session.summary,
-                events: events[session.summary.id] ?? [],
-                rules: rules
-            )
+        return try sessions.compactMap { session in
+            guard let id = session.id else { return nil }
+            let rules = try rules(route: session.route, listen: listens[session.routeID])
+            return RecordedConversation(session: session, id: id, events: events[id] ?? [], rules: rules)
         }
     }
 
-    init(summary: SessionSummary, events: [EventRecord], rules: (client: CompiledRules, upstream: CompiledRules)) {
-        id = summary.id
-        route = summary.route
+    init(
+        session: SessionRecord,
+        id: Int64,
+        events: [EventRecord],
+        rules: (client: CompiledRules, upstream: CompiledRules)
+    ) {
+        self.id = id
+        route = session.route
         var exchanges: [Exchange] = []
         var current = Exchange()
-        var endings: [String] = [summary.outcome.rawValue]
+        var endings: [String] = [session.outcome.rawValue]
         var clientBytes = 0
         for event in events {
             guard event.kind == .data else {
