@@ -77,7 +77,7 @@ struct SessionsCommand: ParsableCommand {
             try tapeFile.forEachSession(matching: query) { session in
                 var line = String(decoding: try encoder.encode(session), as: UTF8.self)
                 // How long ago it was recorded, in whole seconds.
-                let age = max(0, now.subtractingReportingOverflow(session.startedAt).partialValue / 1_000_000_000)
+                let age = InspectFormat.ageSeconds(of: session.startedAt, now: now)
                 line = String(line.dropLast()) + ",\"age_s\":\(age)}"
                 if !marker.isEmpty {
                     // The spans the tape's rules cover, as two more fields.

@@ -35,13 +35,18 @@ public enum InspectFormat {
 
     /// How long ago `nanoseconds` since 1970 was, at `now`: `45s`, `12m`, `5h`, `30d`; `0s` for a time not yet come.
     public static func age(of nanoseconds: Int64, now: Int64 = WallClock.nowNanoseconds()) -> String {
-        let seconds = max(0, now.subtractingReportingOverflow(nanoseconds).partialValue / 1_000_000_000)
+        let seconds = ageSeconds(of: nanoseconds, now: now)
         switch seconds {
         case ..<120: return "\(seconds)s"
         case ..<7200: return "\(seconds / 60)m"
         case ..<172_800: return "\(seconds / 3600)h"
         default: return "\(seconds / 86_400)d"
         }
+    }
+
+    /// How long ago `nanoseconds` since 1970 was, at `now`, in whole seconds; 0 for a time not yet come.
+    public static func ageSeconds(of nanoseconds: Int64, now: Int64 = WallClock.nowNanoseconds()) -> Int64 {
+        max(0, now.subtractingReportingOverflow(nanoseconds).partialValue / 1_000_000_000)
     }
 
     /// `850µs`, `2.991ms`, `1.250s`, `2m03.5s` for a duration in nanoseconds.

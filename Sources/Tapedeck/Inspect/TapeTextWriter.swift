@@ -35,14 +35,14 @@ public struct TapeTextWriter {
     ///
     /// - Throws: ``TapedeckError`` when the tape cannot be read.
     public static func write(_ tape: Tape, to output: OutputBuffer) throws {
-        var writer = TapeTextWriter(output: output)
+        let writer = TapeTextWriter(output: output)
         output.write(header + "\n")
         try tape.forEachContentRecord { writer.write($0) }
         output.flush()
     }
 
     /// Writes one record.
-    public mutating func write(_ record: TapeContentRecord) {
+    public func write(_ record: TapeContentRecord) {
         switch record {
         case .run(let run):
             output.write("\nrun \(run.id ?? 0)\n")
