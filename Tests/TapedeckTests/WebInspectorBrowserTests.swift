@@ -61,6 +61,8 @@ struct WebInspectorBrowserTests {
         try JSONSerialization.data(withJSONObject: expectation).write(to: URL(fileURLWithPath: expectPath))
         let web = try TapedeckProcess(["web", tape, "--report", report, "--no-open", "--listen", "127.0.0.1:0"])
         let url = try await web.waitForLine(prefix: "web ")
+        // Emptied first: screenshots left by an earlier run must not stand in for this run's.
+        try? FileManager.default.removeItem(atPath: Self.artifacts)
         try FileManager.default.createDirectory(atPath: Self.artifacts, withIntermediateDirectories: true)
         let check = try await offThePool {
             try PythonFixture.run(
