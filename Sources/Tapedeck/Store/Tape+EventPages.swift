@@ -50,3 +50,49 @@ extension Tape {
         }
     }
 }
+
+extension Tape {
+    /// What the tape holds at a glance, for an inspector's header and for noticing that sessions arrived: its
+    /// format version, how many sessions and the last one's id, its runs' labels and its sessions' outcomes.
+    public struct Overview: Sendable, Hashable {
+        /// The tape's format version.
+        public var format: Int
+        /// How many sessions it holds, probes included.
+        public var sessions: Int
+        /// The highest session id, or nil for a tape without sessions.
+        public var lastSession: Int64?
+        /// The runs' labels, each once, sorted.
+        public var labels: [String]
+        /// The sessions' outcomes, each once, sorted.
+        public var outcomes: [String]
+    }
+
+    /// How many sessions the tape holds, probes included, and the highest id: one cheap query, which changes
+    /// whenever a session is added.
+    public func sessionCount() throws -> (count: Int, last: Int64?) {
+        try reading { db in
+            let row = try Row.fetchOne(db, sql: "SELECT COUNT(*), MAX(id) FROM sessions")
+            return (row?[0] ?? 0, row?[1])
+        }
+    }
+
+    /// The tape's ``Overview``.
+    public func overview() throws -> Overview {
+        let (count, last) = try sessionCount()
+        return try reading { db in
+            Overview(
+                format: try Int.fetchOne(
+                    db,
+                    sql: "SELECT CAST(value AS INTEGER) FROM tape_meta WHERE key = 'format_version'"
+                ) ?? 0,
+                sessions: count,
+                lastSession: last,
+                labels: try String.fetchAll(
+                    db,
+                    sql: "SELECT DISTINCT label FROM runs WHERE label IS NOT NULL ORDER BY label"
+                ),
+                outcomes: try String.fetchAll(db, sql: "SELECT DISTINCT outcome FROM sessions ORDER BY outcome")
+            )
+        }
+    }
+}

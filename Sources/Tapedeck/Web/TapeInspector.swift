@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 import NIOConcurrencyHelpers
 
 /// What the web inspector's API answers, read from the tape: one method per endpoint, synchronous and free of
@@ -36,37 +35,22 @@ final class TapeInspector: Sendable {
     // MARK: The tape
 
     func info() throws -> InspectorJSON.Info {
-        let (count, last) = try sessionCount()
+        let overview = try tape.overview()
         let report = source.report()
-        let (format, labels, outcomes) = try tape.reading { db in
-            (
-                try Int.fetchOne(db, sql: "SELECT CAST(value AS INTEGER) FROM tape_meta WHERE key = 'format_version'")
-                    ?? 0,
-                try String.fetchAll(db, sql: "SELECT DISTINCT label FROM runs WHERE label IS NOT NULL ORDER BY label"),
-                try String.fetchAll(db, sql: "SELECT DISTINCT outcome FROM sessions ORDER BY outcome")
-            )
-        }
         return InspectorJSON.Info(
             tape: (source.tapePath as NSString).lastPathComponent,
             mode: source.mode,
             live: source.live,
-            format: format,
+            format: overview.format,
             version: tapedeckVersion,
-            sessions: count,
-            lastSession: Nullable(last),
+            sessions: overview.sessions,
+            lastSession: Nullable(overview.lastSession),
             routes: try tape.sessionRouteNames(),
-            labels: labels,
-            outcomes: outcomes,
+            labels: overview.labels,
+            outcomes: overview.outcomes,
             report: report != nil,
             mismatches: report?.mismatches.count ?? 0
         )
-    }
-
-    private func sessionCount() throws -> (Int, Int64?) {
-        try tape.reading { db in
-            let row = try Row.fetchOne(db, sql: "SELECT COUNT(*), MAX(id) FROM sessions")
-            return (row?[0] ?? 0, row?[1])
-        }
     }
 
     func sessions(_ parameters: SessionListParameters) throws -> InspectorJSON.SessionPage {
@@ -96,7 +80,7 @@ final class TapeInspector: Sendable {
 
     /// The ids of the sessions with an event whose payload holds or matches `search`: `tapedeck grep`'s search.
     private func sessionsMatching(_ search: SessionListParameters.ContentSearch) throws -> Set<Int64> {
-        let (count, last) = try sessionCount()
+        let (count, last) = try tape.sessionCount()
         let key = SearchKey(search: search, sessions: count, lastSession: last)
         if let cached = lastSearch.withLockedValue({ $0 }), cached.key == key { return cached.ids }
         let searcher: TapeSearch
