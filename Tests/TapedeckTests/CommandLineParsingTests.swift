@@ -90,7 +90,7 @@ struct CommandLineParsingTests {
         ),
         (
             ["proxy", "--connect-timeout", "soon"],
-            "invalid duration 'soon': use a number with ms, s, m or h, as 5s"
+            "invalid duration 'soon': use a number with ms, s, m, h or d, as 5s"
         ),
         (["record", "--tape", "x.tape", "--drain-timeout", "-5s"], "invalid duration '-5s'"),
         (

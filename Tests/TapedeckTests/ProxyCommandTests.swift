@@ -25,7 +25,7 @@ struct ProxyCommandTests {
         ),
         (
             ["proxy", "--upstream", "127.0.0.1:1", "--connect-timeout", "soon"],
-            "tapedeck: error: invalid duration 'soon': use a number with ms, s, m or h, as 5s"
+            "tapedeck: error: invalid duration 'soon': use a number with ms, s, m, h or d, as 5s"
         ),
         (
             ["proxy", "--config", "x.yaml", "--upstream", "127.0.0.1:1"],

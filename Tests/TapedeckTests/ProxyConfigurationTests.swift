@@ -74,7 +74,7 @@ struct ProxyConfigurationTests {
         ),
         (
             "routes:\n  - {upstream: 127.0.0.1:1, connect_timeout: soon}",
-            "invalid config 'c.yaml': route 1: invalid duration 'soon': use a number with ms, s, m or h, as 5s"
+            "invalid config 'c.yaml': route 1: invalid duration 'soon': use a number with ms, s, m, h or d, as 5s"
         ),
     ])
     func refusesBadConfigurationsInOneLine(text: String, message: String) {

@@ -3,18 +3,18 @@ import NIOCore
 
 /// Reads and writes durations as people type them on a command line or in a config file.
 ///
-/// Accepted forms: `5` (seconds), `5s`, `250ms`, `1.5s`, `2m`. Negative values, and values beyond what a
+/// Accepted forms: `5` (seconds), `5s`, `250ms`, `1.5s`, `2m`, `12h`, `30d`. Negative values, and values beyond what a
 /// 64-bit count of nanoseconds holds (about 292 years), are refused.
 public enum DurationText {
     /// The longest duration ``parse(_:)`` accepts, in whole seconds: the largest a 64-bit nanosecond count holds.
     public static let maximumSeconds: Int64 = Int64.max / 1_000_000_000
 
-    /// Parses a duration such as `5s`, `250ms`, `2m` or a bare number of seconds.
+    /// Parses a duration such as `5s`, `250ms`, `2m`, `30d` or a bare number of seconds.
     ///
     /// - Throws: ``TapedeckError`` with code `invalidArgument` naming the text.
     public static func parse(_ text: String) throws -> Duration {
         let trimmed = text.trimmingCharacters(in: .whitespaces)
-        let units: [(suffix: String, scale: Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
+        let units: [(suffix: String, scale: Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86400)]
         var number = Substring(trimmed)
         var scale = 1.0
         for unit in units where trimmed.hasSuffix(unit.suffix) {
@@ -23,7 +23,7 @@ public enum DurationText {
             break
         }
         guard let value = Double(number), value.isFinite, value >= 0 else {
-            throw TapedeckError(.invalidArgument, "invalid duration '\(text)': use a number with ms, s, m or h, as 5s")
+            throw TapedeckError(.invalidArgument, "invalid duration '\(text)': use a number with ms, s, m, h or d, as 5s")
         }
         let nanoseconds = (value * scale * 1e9).rounded()
         // Int64(_: Double) traps beyond Int64.max; compare in seconds, where the bound is exact enough.
