@@ -14,6 +14,7 @@ from .mysql import Mysql
 from .record import Record
 from .replay import Replay
 from .replay_scale import ReplayScale
+from .review import Review
 from .rr import ReqResp
 from .rss import Rss
 from .rules import Rules
@@ -24,5 +25,5 @@ from .web import Web
 
 WORKLOADS: List[Workload] = [Bulk(), ReqResp(), Churn(), Rss(), Record(), Replay(), ReplayScale(), Inspect(),
                              RunCommand(), Rules(), Tls(), Udp(), Dns(), Mysql(), Grpc(),
-                             Faults(), Web()]
+                             Faults(), Web(), Review()]
 WORKLOAD_BY_KEY = {w.key: w for w in WORKLOADS}

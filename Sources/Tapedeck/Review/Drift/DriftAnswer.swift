@@ -88,6 +88,19 @@ struct DriftAnswer: Sendable {
         received.isEmpty && !recorded.isEmpty ? .done(.silent) : .done(judge())
     }
 
+    /// Where the byte at `offset` of the normalized recorded answer stands in the raw one, as a user finds it in
+    /// `tapedeck show`: a byte of a rule's token stands at the start of the span it replaced.
+    func rawRecordedOffset(_ offset: Int) -> Int {
+        guard !rules.isEmpty else { return offset }
+        var shift = 0
+        for replacement in StreamNormalizer.normalize(recorded, rules: rules).replacements {
+            if offset < replacement.normalized.lowerBound { break }
+            if offset < replacement.normalized.upperBound { return replacement.raw.lowerBound }
+            shift += replacement.raw.count - replacement.normalized.count
+        }
+        return offset + shift
+    }
+
     private func judge() -> Verdict {
         if received == recorded { return .matches }
         let live = normalize(received)

@@ -22,7 +22,9 @@ public struct DriftResult: Sendable, Hashable, Codable {
     public var exchange: Int?
     /// For a changed session: `upstream_to_client` when an answer differs, `end` when how it ended does.
     public var direction: String?
-    /// For a changed answer: the offset of the first differing byte within the exchange's answer, rules applied.
+    /// For a changed answer: where the first differing byte is in the recorded answer of the exchange (the
+    /// upstream's bytes of that exchange, from 0). The rules apply before comparing: a difference inside a volatile
+    /// value is none, and one just after it is placed past the recorded value.
     public var offset: Int?
     /// For a changed session: the recorded bytes around the difference, rendered (or how the recording ended).
     public var recorded: String?

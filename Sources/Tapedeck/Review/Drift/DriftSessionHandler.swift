@@ -240,7 +240,7 @@ final class DriftSessionHandler: ChannelInboundHandler {
         result.status = .changed
         result.exchange = index + 1
         result.direction = Direction.upstreamToClient.rawValue
-        result.offset = offset
+        result.offset = answer.rawRecordedOffset(offset)
         result.recorded = Self.excerpt(recorded, at: offset)
         result.live = Self.excerpt(received, at: offset)
         // The hint reads a window around the difference, as replay's mismatch does, so a long answer costs no more;
