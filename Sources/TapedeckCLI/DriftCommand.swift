@@ -62,6 +62,8 @@ struct DriftCommand: AsyncParsableCommand {
             timeout: timeout,
             tls: TLSSettings(mode: .originate, upstreamCA: upstreamCA, insecureUpstream: insecureUpstream)
         )
+        // A new tape wants each changed conversation whole, not up to its first difference.
+        options.continueAfterChange = record != nil
         if let upstream {
             do {
                 options.upstream = try Endpoint(parsing: upstream)

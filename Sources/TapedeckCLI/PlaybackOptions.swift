@@ -24,4 +24,42 @@ struct PlaybackOptions: ParsableArguments {
 
     @Flag(help: "Write the --report file even where a symbolic link stands (to the file it points to).")
     var force = false
+
+    @Option(
+        help: ArgumentHelp(
+            "Report sessions recorded longer ago than this, as 30d or 12h (also max_age in a --config file).",
+            valueName: "age"
+        )
+    )
+    var maxAge: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "What to do with sessions older than --max-age: warn, fail (a --strict replay exits 3), or record "
+                + "(re-record them in place from --upstream). (default: warn)",
+            valueName: "action"
+        )
+    )
+    var onExpired: TapeExpiry.Action?
+
+    /// The expiry policy: these flags, over a config file's `max_age` and `on_expired`.
+    ///
+    /// - Parameter config: The `--config` file, when one was given.
+    func expiry(config: String?) throws -> TapeExpiry? {
+        var configured = try config.flatMap { try ProxyConfiguration.load(path: $0, requireUpstream: false).expiry }
+        if let maxAge {
+            guard let age = try? DurationText.parse(maxAge), age > .zero else {
+                throw ValidationError("--max-age '\(maxAge)' is not an age above 0, as 30d or 12h")
+            }
+            configured = TapeExpiry(maxAge: age, action: configured?.action ?? .warn)
+        }
+        guard var expiry = configured else {
+            if onExpired != nil { throw ValidationError("--on-expired needs --max-age (or max_age in --config)") }
+            return nil
+        }
+        if let onExpired { expiry.action = onExpired }
+        return expiry
+    }
 }
+
+extension TapeExpiry.Action: ExpressibleByArgument {}

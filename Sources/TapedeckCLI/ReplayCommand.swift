@@ -11,8 +11,9 @@ struct ReplayCommand: AsyncParsableCommand {
         discussion: """
             The client's bytes choose the session; each recorded session is served at most once unless --repeat. \
             Prints 'listening <route> <address>' per route once bound. At shutdown (SIGINT/SIGTERM) prints a \
-            summary on stderr; exits 3 if --strict and a connection mismatched or a session was replayed in part, or \
-            --require-all and a session was never replayed.
+            summary on stderr; exits 3 if --strict and a connection mismatched, a session was replayed in part, or a \
+            session was older than --max-age with --on-expired fail, or --require-all and a session was never \
+            replayed.
             """
     )
 
@@ -65,6 +66,7 @@ struct ReplayCommand: AsyncParsableCommand {
         options.certificateAuthorityDirectory = tls.certificateAuthorityDirectory
         options.api = api.address
         options.web = web.address
+        options.expiry = try playback.expiry(config: routes.config)
         try faults.apply(to: &options, logger: logger)
         let deck = try await Deck.start(mode, tape: tape, routes: served, options: options)
         try await ListeningAnnouncement.announce(deck)
@@ -74,6 +76,7 @@ struct ReplayCommand: AsyncParsableCommand {
         StandardStreams.writeError(replay.summary + "\n")
         // Mismatches were logged as they happened; a session replayed in part is known only now: name each.
         for incomplete in replay.incomplete { StandardStreams.writeError("  \(incomplete)\n") }
+        for expired in replay.expired where expired.status == .failed { StandardStreams.writeError("  \(expired)\n") }
         if let report = playback.report { try replay.write(toPath: report, followingSymlink: playback.force) }
         if strict || playback.requireAll, !replay.failures(requireAll: playback.requireAll).isEmpty {
             throw ExitCode(3)

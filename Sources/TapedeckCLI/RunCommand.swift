@@ -98,6 +98,7 @@ struct RunCommand: AsyncParsableCommand {
         options.certificateAuthorityDirectory = tls.certificateAuthorityDirectory
         options.api = api.address
         options.web = web.address
+        options.expiry = try playback.expiry(config: routes.routes.config)
         // The command owns stdout and the terminal: Tapedeck speaks only when something is wrong.
         let logger = runtime.makeLogger(label: "tapedeck.run", defaultLevel: .warning, raiseOpenFileLimit: false)
         try faults.apply(to: &options, logger: logger)

@@ -12,7 +12,8 @@ struct TapedeckCommand: AsyncParsableCommand {
         subcommands: [
             ProxyCommand.self, RecordCommand.self, ReplayCommand.self, RunCommand.self, SessionsCommand.self,
             ShowCommand.self, GrepCommand.self, ScanCommand.self, StatsCommand.self, ExportCommand.self,
-            RedactCommand.self, ImportCommand.self, GitSetupCommand.self, DiffCommand.self, DriftCommand.self, WebCommand.self,
+            RedactCommand.self, ImportCommand.self, GitSetupCommand.self, DiffCommand.self, DriftCommand.self,
+            WebCommand.self,
             CACommand.self,
         ]
     )

@@ -47,6 +47,9 @@ extension Deck {
         /// Toxics to put on the routes as the deck starts (a fault file), once their names are known; a deck given
         /// a plan without ``faults`` makes a registry with seed 0.
         public var faultPlan: FaultPlan?
+        /// How old a replayed session may be, and what replay does about older ones (see ``TapeExpiry``); `nil`
+        /// for no limit.
+        public var expiry: TapeExpiry?
 
         /// Creates options: append to the tape, replay fast, each session served once, 5 seconds to drain.
         public init(

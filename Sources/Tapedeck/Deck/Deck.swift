@@ -91,6 +91,8 @@ public final class Deck: Service {
     private let parts: Task<Void, any Error>
     /// The web inspector attached to the deck (``Options/web``), once started.
     private let inspector = NIOLockedValueBox<InspectorServer?>(nil)
+    /// The sessions older than `--max-age` that replay found as it started, for its report.
+    private let expired = NIOLockedValueBox<[ReplayReport.Expired]>([])
 
     /// Where the web inspector attached to the deck listens, when it serves one.
     public var webAddress: Endpoint? {
@@ -153,11 +155,14 @@ public final class Deck: Service {
 
     /// What replay has done so far; `nil` when the deck does not replay.
     public var replayReport: ReplayReport? {
+        var report: ReplayReport?
         switch server {
-        case .replay(let server): return server.report
-        case .control(let plane): return plane.currentReplayReport
+        case .replay(let server): report = server.report
+        case .control(let plane): report = plane.currentReplayReport
         case .relay: return nil
         }
+        report?.expired = expired.withLockedValue { $0 }
+        return report
     }
 
     /// The control plane that holds the routes when the deck serves a control API (``Options/api``).
@@ -188,7 +193,19 @@ public final class Deck: Service {
         routes: [Route],
         options: Options = Options()
     ) async throws -> Deck {
+        // Expired sessions are found (and, with `--on-expired record`, re-recorded) before replay reads the tape.
+        var expired: [ReplayReport.Expired] = []
+        let resolved = mode.resolved(forTape: tape)
+        if resolved == .replay || resolved == .recordMissing, let expiry = options.expiry, let tape {
+            expired = try await expiry.apply(
+                tapeAt: tape,
+                routes: routes,
+                group: options.group,
+                warn: { [options] in options.warn($0) }
+            )
+        }
         let deck = try await startServing(mode, tape: tape, routes: routes, options: options)
+        deck.expired.withLockedValue { $0 = expired }
         if let web = options.web {
             do {
                 try await deck.attachInspector(on: web, options: options)
@@ -428,6 +445,7 @@ public final class Deck: Service {
             outcome.recordedSessions = stopped.recordedSessions
             planeRecording = stopped.recordingError
         }
+        outcome.replay?.expired = expired.withLockedValue { $0 }
         // The listeners are closed and the connections gone: nothing else will be recorded, so the recorder has
         // flushed last once the group is done; a recording that could not be written is the group's error.
         try await parts.value

@@ -111,6 +111,39 @@ public struct ReplayReport: Sendable, Codable, Hashable {
         }
     }
 
+    /// A session older than `--max-age`, and what became of it.
+    public struct Expired: Sendable, Hashable, Codable, CustomStringConvertible {
+        /// What became of an expired session.
+        public enum Status: String, Sendable, Hashable, Codable {
+            /// Warned about (`--on-expired warn`).
+            case expired
+            /// A failure of the replay (`--on-expired fail`).
+            case failed
+            /// Re-issued to the upstream, which answered as recorded: the events kept, the time new.
+            case refreshed
+            /// Re-issued to the upstream, which answered otherwise: re-recorded in place.
+            case rerecorded
+            /// Could not be re-issued (the upstream refused, reset or was silent): replayed as recorded.
+            case unchecked
+        }
+
+        public var route: String
+        public var session: Int64
+        /// How long ago it was recorded, in whole seconds, when the replay started.
+        public var ageSeconds: Int64
+        public var status: Status
+
+        enum CodingKeys: String, CodingKey {
+            case route, session, status
+            case ageSeconds = "age_s"
+        }
+
+        public var description: String {
+            "session \(session) of route '\(route)' was recorded \(TapeExpiry.age(ageSeconds * 1_000_000_000)) ago, "
+                + "beyond --max-age"
+        }
+    }
+
     /// Connections accepted.
     public var connections: Int = 0
     /// Connections that opened and closed without a byte either way (readiness probes): neither replays nor
@@ -134,16 +167,18 @@ public struct ReplayReport: Sendable, Codable, Hashable {
     public var cut: [Replayed] = []
     /// Every toxic that fired, in order.
     public var faults: [FiredToxic] = []
+    /// Sessions older than `--max-age`, and what became of each; those with status `failed` fail the replay.
+    public var expired: [Expired] = []
 
     enum CodingKeys: String, CodingKey {
-        case connections, probes, replayed, mismatches, unused, recorded, incomplete, cut, faults
+        case connections, probes, replayed, mismatches, unused, recorded, incomplete, cut, faults, expired
         case regroupedExchanges = "regrouped_exchanges"
     }
 
     /// Creates an empty report.
     public init() {}
 
-    /// Reads a report, also one written before `regrouped_exchanges`, `cut` or `faults` existed.
+    /// Reads a report, also one written before `regrouped_exchanges`, `cut`, `faults` or `expired` existed.
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         connections = try container.decode(Int.self, forKey: .connections)
@@ -156,6 +191,7 @@ public struct ReplayReport: Sendable, Codable, Hashable {
         regroupedExchanges = try container.decodeIfPresent(Int.self, forKey: .regroupedExchanges) ?? 0
         cut = try container.decodeIfPresent([Replayed].self, forKey: .cut) ?? []
         faults = try container.decodeIfPresent([FiredToxic].self, forKey: .faults) ?? []
+        expired = try container.decodeIfPresent([Expired].self, forKey: .expired) ?? []
     }
 
     /// The one-line summary printed at shutdown.
@@ -168,6 +204,7 @@ public struct ReplayReport: Sendable, Codable, Hashable {
             + (regroupedExchanges == 0 ? "" : ", \(counted(regroupedExchanges, "exchange")) regrouped")
             + (faults.isEmpty ? "" : ", \(counted(faults.count, "toxic")) fired")
             + (cut.isEmpty ? "" : ", \(counted(cut.count, "connection")) cut by toxics")
+            + (expired.isEmpty ? "" : ", \(expired.count) expired")
     }
 
     private func counted(_ count: Int, _ noun: String) -> String {
@@ -181,7 +218,9 @@ public struct ReplayReport: Sendable, Codable, Hashable {
     }
 
     private func problems(requireAll: Bool, mismatch: (Mismatch) -> String) -> [String] {
-        var lines = mismatches.map(mismatch) + incomplete.map(\.description)
+        var lines =
+            mismatches.map(mismatch) + incomplete.map(\.description)
+            + expired.filter { $0.status == .failed }.map(\.description)
         if requireAll {
             lines += unused.map { "session \($0.session) of route '\($0.route)' was never replayed" }
         }
@@ -212,6 +251,10 @@ public struct ReplayReport: Sendable, Codable, Hashable {
         }
         if requireAll, !unused.isEmpty {
             counts.append("\(unused.count) unused session\(unused.count == 1 ? "" : "s")")
+        }
+        let failedExpired = expired.count(where: { $0.status == .failed })
+        if failedExpired > 0 {
+            counts.append("\(failedExpired) expired session\(failedExpired == 1 ? "" : "s")")
         }
         throw TapedeckError(
             .replayMismatch,

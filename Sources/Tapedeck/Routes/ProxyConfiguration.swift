@@ -18,6 +18,9 @@ import Yams
 public struct ProxyConfiguration: Sendable, Hashable {
     /// The routes, in the order the file lists them.
     public var routes: [Route]
+    /// How old a replayed session may be and what replay does about older ones: the file's top-level `max_age`
+    /// and `on_expired` keys; `nil` without `max_age`.
+    public var expiry: TapeExpiry?
 
     /// Creates a configuration from routes, checking that their names are usable and unique.
     ///
@@ -174,7 +177,9 @@ public struct ProxyConfiguration: Sendable, Hashable {
             }
         }
         do {
-            return try ProxyConfiguration(routes: routes)
+            var configuration = try ProxyConfiguration(routes: routes)
+            configuration.expiry = try file.expiry()
+            return configuration
         } catch let error as TapedeckError {
             throw invalid(error.message)
         }
@@ -292,11 +297,42 @@ public struct ProxyConfiguration: Sendable, Hashable {
         }
 
         var routes: [RouteEntry]?
+        var maxAge: String?
+        var onExpired: String?
 
         init(from decoder: any Decoder) throws {
             let container = try decoder.container(keyedBy: AnyKey.self)
-            try AnyKey.refuseUnknown(in: container, known: ["routes"])
+            try AnyKey.refuseUnknown(in: container, known: ["routes", "max_age", "on_expired"])
             routes = try container.decodeIfPresent([RouteEntry].self, forKey: AnyKey("routes"))
+            maxAge = try container.decodeIfPresent(String.self, forKey: AnyKey("max_age"))
+            onExpired = try container.decodeIfPresent(String.self, forKey: AnyKey("on_expired"))
+        }
+
+        /// The expiry policy the top-level keys give: `max_age`, and `on_expired` (warn by default).
+        func expiry() throws -> TapeExpiry? {
+            let action = try onExpired.map { text in
+                guard let action = TapeExpiry.Action(rawValue: text) else {
+                    throw TapedeckError(
+                        .invalidConfiguration,
+                        "on_expired: '\(text)' is not an action (expected warn, fail or record)"
+                    )
+                }
+                return action
+            }
+            guard let maxAge else {
+                if action != nil {
+                    throw TapedeckError(.invalidConfiguration, "on_expired needs max_age, as max_age: 30d")
+                }
+                return nil
+            }
+            let age: Duration
+            do {
+                age = try DurationText.parse(maxAge)
+            } catch let error as TapedeckError {
+                throw TapedeckError(.invalidConfiguration, "max_age: \(error.message)")
+            }
+            guard age > .zero else { throw TapedeckError(.invalidConfiguration, "max_age must be more than 0, as 30d") }
+            return TapeExpiry(maxAge: age, action: action ?? .warn)
         }
     }
 

@@ -31,6 +31,9 @@ public enum DriftCheck {
         /// The TLS settings toward upstreams of sessions recorded with TLS to the upstream, unless a route of
         /// `routes` gives its own: whose certificates to trust.
         public var tls: TLSSettings
+        /// Whether a session goes on after its first difference, to the end of its conversation: for a new
+        /// recording of it; a check alone stops there.
+        public var continueAfterChange = false
 
         /// Creates options.
         public init(
@@ -72,6 +75,8 @@ public enum DriftCheck {
         var tls: TLSJob?
         /// Why it cannot be re-issued, when it cannot.
         var refusal: String?
+        /// Go on after the first difference (see ``Options/continueAfterChange``).
+        var continueAfterChange = false
     }
 
     /// How a session spoke TLS to its upstream, to do it again.
@@ -90,7 +95,8 @@ public enum DriftCheck {
         options: Options,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> Report {
-        let jobs = try self.jobs(in: tape, options: options)
+        var jobs = try self.jobs(in: tape, options: options)
+        for index in jobs.indices { jobs[index].continueAfterChange = options.continueAfterChange }
         let contexts = TLSContexts(authorityDirectory: "")
         var results: [Int64: DriftLiveSession] = [:]
         let width = max(1, options.parallel)
@@ -222,6 +228,7 @@ public enum DriftCheck {
                     rules: job.rules,
                     timeout: timeout.timeAmount,
                     upstream: "\(job.upstream)",
+                    continueAfterChange: job.continueAfterChange,
                     promise: promise
                 )
             )

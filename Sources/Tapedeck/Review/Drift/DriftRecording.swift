@@ -6,8 +6,8 @@ import NIOCore
 ///
 /// The new tape keeps the old one's runs, routes and rules, and its sessions' ids, so the two pair one to one. Each
 /// re-issued session holds the live conversation: the client's bytes as sent, the upstream's as they came, with
-/// their times. A drift check stops a session at its first difference, so a changed session holds the live
-/// conversation up to there. Sessions the check did not re-issue (probes, or those it was not asked to check) are
+/// their times. A changed session goes on past its first difference to its end, the recorded client bytes sent
+/// exchange by exchange as before. Sessions the check did not re-issue (probes, or those it was not asked to check) are
 /// copied as they were.
 enum DriftRecording {
     /// Writes `report`'s live sessions, with the rest of `tape`, to a new tape at `path`.

@@ -7,7 +7,7 @@ import NIOPosix
 ///
 /// It lives on its channel's event loop, as its timers do; the promise it was given carries the outcome away. It
 /// stops at the first difference: what follows a changed answer would be compared against a conversation the
-/// upstream is no longer having.
+/// upstream is no longer having; for a new recording of the session it goes on to the end, reporting the first.
 final class DriftSessionHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -21,6 +21,8 @@ final class DriftSessionHandler: ChannelInboundHandler {
     private let rules: CompiledRules
     private let timeout: TimeAmount
     private let promise: EventLoopPromise<DriftLiveSession>
+    /// Go on to the end of the conversation after the first difference, for a new recording of it.
+    private let continueAfterChange: Bool
     private var live: DriftLiveSession
     private let start = NIODeadline.now()
     private var context: ChannelHandlerContext?
@@ -44,8 +46,10 @@ final class DriftSessionHandler: ChannelInboundHandler {
         rules: CompiledRules,
         timeout: TimeAmount,
         upstream: String,
+        continueAfterChange: Bool = false,
         promise: EventLoopPromise<DriftLiveSession>
     ) {
+        self.continueAfterChange = continueAfterChange
         self.plan = plan
         self.rules = rules
         self.timeout = timeout
@@ -234,6 +238,8 @@ final class DriftSessionHandler: ChannelInboundHandler {
     // MARK: - Verdicts
 
     private func changedAnswer(_ answer: DriftAnswer, at offset: Int) {
+        // Only the first difference is reported; later ones, when the conversation goes on, are on the new tape.
+        guard live.result.status == .unchanged else { return continueOrFinish() }
         let recorded = answer.normalizedRecorded
         let received = answer.normalizedReceived
         var result = live.result
@@ -255,10 +261,17 @@ final class DriftSessionHandler: ChannelInboundHandler {
         result.volatile = hint != nil
         result.hint = hint?.description
         live.result = result
-        finish()
+        continueOrFinish()
+    }
+
+    /// After a changed answer: the next exchange, when the whole live conversation is wanted, else the end.
+    private func continueOrFinish() {
+        guard continueAfterChange else { return finish() }
+        begin(exchange: index + 1)
     }
 
     private func changedEnding(recorded: String, live text: String) {
+        guard live.result.status == .unchanged else { return finish() }
         var result = live.result
         result.status = .changed
         result.exchange = max(1, min(index + 1, plan.exchanges.count))
@@ -270,6 +283,8 @@ final class DriftSessionHandler: ChannelInboundHandler {
     }
 
     private func fail(_ reason: String) {
+        // Past a reported difference, the conversation went on only for the new tape: it ends here as it is.
+        guard live.result.status == .unchanged else { return finish() }
         var result = live.result
         result.status = .failed
         result.exchange = max(1, min(index + 1, plan.exchanges.count))
