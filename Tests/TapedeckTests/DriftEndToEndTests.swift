@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import Testing
 
 @testable import Tapedeck
@@ -120,6 +121,85 @@ struct DriftEndToEndTests {
         #expect(results[1].exchange == 1 && results[1].direction == "upstream_to_client")
         #expect(results[1].offset == (try Self.offset(of: "Content-Length: ", inAnswerOf: 2, in: withRule)) + 16)
         #expect(results[1].volatile == false)
+    }
+
+    /// dig's queries over UDP, recorded from dnsmasq: each datagram goes out again as one, and the answers match.
+    /// A recorded answer then edited (192.0.2.10 → .11) drifts at exactly that byte.
+    @Test(.enabled(if: DnsmasqServer.isInstalled, "needs dnsmasq and dig (installed by .ci/run)"))
+    func dnsOverUDPIsReissuedDatagramByDatagram() async throws {
+        let dnsmasq = try await DnsmasqServer()
+        defer { dnsmasq.stop() }
+        let directory = try TemporaryDirectory()
+        let tape = directory.path("dns.tape")
+        let recorder = try await Deck.start(
+            .record,
+            tape: tape,
+            routes: [
+                Route(
+                    listen: try Endpoint(parsing: "udp:127.0.0.1:0"),
+                    upstream: .udp(host: "127.0.0.1", port: dnsmasq.port),
+                    dns: true
+                )
+            ]
+        )
+        let port = try UDPEndToEndTests.port(of: recorder.address)
+        let answers = try await offThePool {
+            try DnsmasqServer.dig(port: port, ["www.tapedeck.test/A", "tapedeck.test/MX"])
+        }
+        #expect(answers.contains("192.0.2.10"), "\(answers)")
+        _ = try await recorder.stop()
+
+        let upstream = "127.0.0.1:\(dnsmasq.port)"
+        let same = try await TapedeckProcess.run(["drift", tape, "--upstream", upstream, "--json"])
+        #expect(same.status == 0, "\(same)")
+        let unchanged = try JSONDecoder().decode([DriftResult].self, from: Data(same.stdout.utf8))
+        #expect(!unchanged.isEmpty && unchanged.allSatisfy { $0.status == .unchanged }, "\(unchanged)")
+
+        // The A answer's address, as the tape holds it, one higher: as if the zone had changed.
+        let address = Data([192, 0, 2, 10])
+        let database = try DatabaseQueue(path: tape)
+        let (session, seq, offset) = try await database.read { db -> (Int64, Int64, Int) in
+            for row in try Row.fetchAll(db, sql: "SELECT session_id, seq, payload FROM events WHERE direction = 1") {
+                let payload: Data = row["payload"] ?? Data()
+                if let range = payload.range(of: address) {
+                    return (row["session_id"], row["seq"], range.upperBound - 1 - payload.startIndex)
+                }
+            }
+            throw TestProcessError("no recorded answer holds 192.0.2.10")
+        }
+        try await database.write { db in
+            let payload = try Data.fetchOne(
+                db,
+                sql: "SELECT payload FROM events WHERE session_id = ? AND seq = ?",
+                arguments: [session, seq]
+            )
+            var edited = try #require(payload)
+            edited[edited.startIndex + offset] = 11
+            try db.execute(
+                sql: "UPDATE events SET payload = ? WHERE session_id = ? AND seq = ?",
+                arguments: [edited, session, seq]
+            )
+        }
+        try database.close()
+        let drift = try await TapedeckProcess.run(["drift", tape, "--upstream", upstream, "--json"])
+        #expect(drift.status == 4, "\(drift)")
+        let results = try JSONDecoder().decode([DriftResult].self, from: Data(drift.stdout.utf8))
+        let changed = try #require(results.first { $0.status == .changed }, "\(results)")
+        #expect(changed.session == session && changed.direction == "upstream_to_client")
+        // Where the edited byte is in the exchange's answer: the answers of the session before it, then its offset.
+        let events = try Tape(readingAt: tape).events(inSession: session)
+        var exchange = 0
+        var answerStart = 0
+        var before = Direction.clientToUpstream
+        for event in events where event.kind == .data {
+            if event.direction == .clientToUpstream, before == .upstreamToClient {
+                (exchange, answerStart) = (exchange + 1, 0)
+            }
+            if event.seq == seq { break }
+            if event.direction == .upstreamToClient { answerStart += event.payload?.count ?? 0 }
+            before = event.direction
+        }
+        #expect(changed.exchange == exchange + 1 && changed.offset == answerStart + offset, "\(changed)")
     }
 
     @Test func badInputGetsOneLineAndTheRightStatus() async throws {

@@ -98,7 +98,8 @@ extension Tape {
         }
     }
 
-    private static func dataBytes(_ events: [EventRecord], _ direction: Direction) -> Int64 {
+    /// How many payload bytes `events` carry in `direction`: a session's byte count.
+    static func dataBytes(_ events: [EventRecord], _ direction: Direction) -> Int64 {
         Int64(events.reduce(0) { $0 + ($1.direction == direction && $1.kind == .data ? $1.payload?.count ?? 0 : 0) })
     }
 }

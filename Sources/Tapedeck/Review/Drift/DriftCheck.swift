@@ -172,10 +172,18 @@ public enum DriftCheck {
                 compiled = try CompiledRules(try tape.rules(ofRoute: session.route), direction: .upstreamToClient)
                 rules[session.route] = compiled
             }
-            let plan = DriftPlan(sessionID: id, route: session.route, events: try tape.events(inSession: id))
-            var job = Job(plan: plan, rules: compiled, upstream: try upstream(of: session.route))
-            if datagramRoutes.contains(session.route) || job.upstream.isDatagram {
-                job.refusal = "a datagram session: drift re-issues stream sessions only"
+            let isDatagram = datagramRoutes.contains(session.route)
+            let plan = DriftPlan(
+                sessionID: id,
+                route: session.route,
+                events: try tape.events(inSession: id),
+                isDatagram: isDatagram
+            )
+            // A UDP route's upstream given as HOST:PORT is meant as UDP: the tape says the route carries datagrams.
+            let endpoint = try upstream(of: session.route)
+            var job = Job(plan: plan, rules: compiled, upstream: isDatagram ? endpoint.asDatagram : endpoint)
+            if job.upstream.isDatagram != isDatagram {
+                job.refusal = "the route was recorded over a stream, but its upstream \(job.upstream) carries datagrams"
             }
             if let tls = tlsRecords[id], tls.mode == .intercept || tls.mode == .originate {
                 if tls.upgrade != "direct" {
@@ -212,7 +220,7 @@ public enum DriftCheck {
             return refused
         }
         let promise = loop.makePromise(of: DriftLiveSession.self)
-        let connected = UpstreamConnector.connect(to: job.upstream, timeout: timeout, on: loop) { channel in
+        let connected = connect(job, timeout: timeout, on: loop) { channel in
             if let tls = job.tls {
                 let context = try contexts.client(
                     applicationProtocols: tls.applicationProtocols,
@@ -256,6 +264,33 @@ public enum DriftCheck {
             live.result.live = "the upstream accepted the connection"
         }
         return live
+    }
+
+    /// Opens the session's upstream socket: a stream as every relay opens one, or a UDP socket connected to the
+    /// upstream, whose datagrams reach the handler as bytes.
+    private static func connect(
+        _ job: Job,
+        timeout: Duration,
+        on loop: any EventLoop,
+        initialize: @escaping @Sendable (any Channel) throws -> Void
+    ) -> EventLoopFuture<any Channel> {
+        guard case .udp(let host, let port) = job.upstream else {
+            return UpstreamConnector.connect(to: job.upstream, timeout: timeout, on: loop, initialize: initialize)
+        }
+        let address: SocketAddress
+        do {
+            address = try job.upstream.literalAddress ?? SocketAddress.makeAddressResolvingHost(host, port: port)
+        } catch {
+            return loop.makeFailedFuture(error)
+        }
+        return DatagramBootstrap(group: loop)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(DatagramPayloadHandler())
+                    try initialize(channel)
+                }
+            }
+            .connect(to: address)
     }
 
     /// A server name as SNI takes it: never an IP literal.

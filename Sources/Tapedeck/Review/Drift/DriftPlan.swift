@@ -12,6 +12,8 @@ struct DriftPlan: Sendable, Equatable {
     struct Exchange: Sendable, Equatable {
         /// What the client sent, as the upstream received it.
         var client = Data()
+        /// The same bytes as the client's reads (its datagrams, on UDP, each sent as one).
+        var clientParts: [Data] = []
         /// What the upstream answered, raw.
         var upstream = Data()
         /// The client shut down its write half (or closed) once it had sent this exchange's bytes, before the
@@ -41,11 +43,14 @@ struct DriftPlan: Sendable, Equatable {
     var upstreamEnding: UpstreamEnding?
     /// The recorded connect failed: the upstream refused it or did not answer.
     var connectFailed: Bool
+    /// A UDP flow: each client read is a datagram, and nothing ends but the flow.
+    var isDatagram: Bool
 
     /// Builds the plan of a session from its events, in order.
-    init(sessionID: Int64, route: String, events: [EventRecord]) {
+    init(sessionID: Int64, route: String, events: [EventRecord], isDatagram: Bool = false) {
         self.sessionID = sessionID
         self.route = route
+        self.isDatagram = isDatagram
         var exchanges: [Exchange] = []
         var current = Exchange()
         var clientEnding: ClientEnding?
@@ -60,6 +65,7 @@ struct DriftPlan: Sendable, Equatable {
                     current = Exchange()
                 }
                 current.client.append(payload)
+                current.clientParts.append(payload)
             case (.upstreamToClient, .data):
                 current.upstream.append(event.payload ?? Data())
             case (.clientToUpstream, .halfClose), (.clientToUpstream, .close), (.clientToUpstream, .reset):
@@ -85,8 +91,9 @@ struct DriftPlan: Sendable, Equatable {
             exchanges[last].clientEndsBeforeAnswer = false
         }
         self.exchanges = exchanges
-        self.clientEnding = clientEnding
-        self.upstreamEnding = upstreamEnding
+        // A flow ends when it goes idle, on either side's account: there is no ending to do again or expect.
+        self.clientEnding = isDatagram ? nil : clientEnding
+        self.upstreamEnding = isDatagram ? nil : upstreamEnding
         self.connectFailed = connectFailed
     }
 }

@@ -31,8 +31,8 @@ enum DriftRecording {
                     session.endedAt = live.startedAt + live.durationNanoseconds
                     session.outcome = live.outcome
                     session.upstreamAddress = live.upstream
-                    session.clientBytes = Self.bytes(live.events, .clientToUpstream)
-                    session.upstreamBytes = Self.bytes(live.events, .upstreamToClient)
+                    session.clientBytes = Tape.dataBytes(live.events, .clientToUpstream)
+                    session.upstreamBytes = Tape.dataBytes(live.events, .upstreamToClient)
                     session.eventCount = Int64(live.events.count)
                     try target.add(.session(session, tls: tls))
                     for (event, redactions) in try redaction.apply(to: live.events, route: session.route) {
@@ -110,9 +110,5 @@ enum DriftRecording {
                 return (copy, spans)
             }
         }
-    }
-
-    private static func bytes(_ events: [EventRecord], _ direction: Direction) -> Int64 {
-        Int64(events.reduce(0) { $0 + ($1.direction == direction && $1.kind == .data ? $1.payload?.count ?? 0 : 0) })
     }
 }

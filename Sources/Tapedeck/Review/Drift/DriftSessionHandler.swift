@@ -105,7 +105,10 @@ final class DriftSessionHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if let error = error as? IOError, RelayHandler.isReset(errno: error.errnoCode) {
+        if let error = error as? IOError, error.errnoCode == ECONNREFUSED, plan.isDatagram, !finished {
+            // An ICMP port unreachable, as a connected UDP socket hears it.
+            fail("the upstream refused a datagram (ICMP port unreachable) in exchange \(index + 1)")
+        } else if let error = error as? IOError, RelayHandler.isReset(errno: error.errnoCode) {
             upstreamEnded(.reset, kind: .reset)
         } else if !finished {
             fail("\(SocketErrorText.describe(error)) in exchange \(index + 1)")
@@ -126,10 +129,19 @@ final class DriftSessionHandler: ChannelInboundHandler {
                     live: liveEnding == .reset ? "the upstream had reset the connection" : "the upstream had closed"
                 )
             }
-            context.writeAndFlush(wrapOutboundOut(ByteBuffer(data: exchange.client)), promise: nil)
-            live.append(.clientToUpstream, .data, exchange.client, at: now)
+            if plan.isDatagram {
+                // One write per recorded datagram: on a connected UDP socket each write is one datagram.
+                for part in exchange.clientParts {
+                    context.write(wrapOutboundOut(ByteBuffer(data: part)), promise: nil)
+                    live.append(.clientToUpstream, .data, part, at: now)
+                }
+                context.flush()
+            } else {
+                context.writeAndFlush(wrapOutboundOut(ByteBuffer(data: exchange.client)), promise: nil)
+                live.append(.clientToUpstream, .data, exchange.client, at: now)
+            }
         }
-        if exchange.clientEndsBeforeAnswer {
+        if exchange.clientEndsBeforeAnswer, !plan.isDatagram {
             context.close(mode: .output, promise: nil)
             outputShut = true
             live.append(.clientToUpstream, .halfClose, at: now)
@@ -181,6 +193,7 @@ final class DriftSessionHandler: ChannelInboundHandler {
 
     /// Every exchange matched: the session ends as the recording did.
     private func end() {
+        if plan.isDatagram { return finish() }
         guard let recorded = plan.upstreamEnding else {
             // The client ended the recording (or it was cut off there): so does the re-issue.
             guard plan.clientEnding == .halfClose, liveEnding == nil else {
@@ -299,7 +312,7 @@ final class DriftSessionHandler: ChannelInboundHandler {
         deadline?.cancel()
         quiet?.cancel()
         answer = nil
-        if liveEnding == .closed, live.events.last?.kind == .halfClose {
+        if !plan.isDatagram, liveEnding == .closed, live.events.last?.kind == .halfClose {
             // Closing the connection after the upstream's half-close, as a recorder notes it.
             live.append(.upstreamToClient, .close, at: now)
         }
