@@ -48,6 +48,8 @@ struct DriftCommand: AsyncParsableCommand {
     @Flag(help: "Print the results as a JSON array.")
     var json = false
 
+    @OptionGroup var rules: RuleOptions
+
     func validate() throws {
         if config != nil, upstream != nil { throw ValidationError("--config cannot be combined with --upstream") }
         guard parallel >= 1 else { throw ValidationError("--parallel must be 1 or more") }
@@ -62,6 +64,7 @@ struct DriftCommand: AsyncParsableCommand {
             timeout: timeout,
             tls: TLSSettings(mode: .originate, upstreamCA: upstreamCA, insecureUpstream: insecureUpstream)
         )
+        options.rules = try rules.rules()
         // A new tape wants each changed conversation whole, not up to its first difference.
         options.continueAfterChange = record != nil
         if let upstream {

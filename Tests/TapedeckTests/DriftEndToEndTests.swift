@@ -123,6 +123,29 @@ struct DriftEndToEndTests {
         #expect(results[1].volatile == false)
     }
 
+    /// psql against PostgreSQL (trust): the BackendKeyData each connection gets anew is no drift, a changed row is.
+    @Test(.enabled(if: PostgresServer.isInstalled, "needs PostgreSQL and psql (installed by .ci/run)"))
+    func aChangedPostgresRowDriftsAndTheConnectionsKeyDoesNot() async throws {
+        let postgres = try await PostgresServer()
+        defer { postgres.stop() }
+        _ = try PostgresServer.psql(port: postgres.port, "CREATE TABLE t (k text, v text)")
+        _ = try PostgresServer.psql(port: postgres.port, "INSERT INTO t VALUES ('a', 'alpha'), ('b', 'bravo')")
+        let directory = try TemporaryDirectory()
+        let tape = directory.path("pg.tape")
+        try await withTapedeck(.record, tape: tape, upstream: "127.0.0.1:\(postgres.port)") { address throws in
+            #expect(try PostgresServer.psql(port: address.port!, "SELECT v FROM t WHERE k = 'a'") == "alpha\n")
+            #expect(try PostgresServer.psql(port: address.port!, "SELECT v FROM t WHERE k = 'b'") == "bravo\n")
+        }
+        let same = try await TapedeckProcess.run(["drift", tape, "--upstream", "127.0.0.1:\(postgres.port)"])
+        #expect(same.status == 0, "\(same)")
+        _ = try PostgresServer.psql(port: postgres.port, "UPDATE t SET v = 'BRAVO' WHERE k = 'b'")
+        let drift = try await TapedeckProcess.run(["drift", tape, "--upstream", "127.0.0.1:\(postgres.port)", "--json"])
+        #expect(drift.status == 4, "\(drift)")
+        let results = try JSONDecoder().decode([DriftResult].self, from: Data(drift.stdout.utf8))
+        #expect(results.map(\.status) == [.unchanged, .changed])
+        #expect(results[1].live?.contains("BRAVO") == true && results[1].recorded?.contains("bravo") == true)
+    }
+
     /// dig's queries over UDP, recorded from dnsmasq: each datagram goes out again as one, and the answers match.
     /// A recorded answer then edited (192.0.2.10 → .11) drifts at exactly that byte.
     @Test(.enabled(if: DnsmasqServer.isInstalled, "needs dnsmasq and dig (installed by .ci/run)"))

@@ -31,6 +31,8 @@ public enum DriftCheck {
         /// The TLS settings toward upstreams of sessions recorded with TLS to the upstream, unless a route of
         /// `routes` gives its own: whose certificates to trust.
         public var tls: TLSSettings
+        /// Rules applied besides the tape's own (`--volatile`, `--redact`, `--preset`), to every route.
+        public var rules: [Rule] = []
         /// Whether a session goes on after its first difference, to the end of its conversation: for a new
         /// recording of it; a check alone stops there.
         public var continueAfterChange = false
@@ -169,7 +171,10 @@ public enum DriftCheck {
             if let found = rules[session.route] {
                 compiled = found
             } else {
-                compiled = try CompiledRules(try tape.rules(ofRoute: session.route), direction: .upstreamToClient)
+                compiled = try CompiledRules(
+                    (try tape.rules(ofRoute: session.route) + options.rules + Self.connectionRules).uniqued(),
+                    direction: .upstreamToClient
+                )
                 rules[session.route] = compiled
             }
             let isDatagram = datagramRoutes.contains(session.route)
@@ -265,6 +270,14 @@ public enum DriftCheck {
         }
         return live
     }
+
+    /// Values an upstream makes anew for every connection, which no recording can hold twice and no user should
+    /// have to name: a PostgreSQL upstream's BackendKeyData (its process id and cancel key, between the startup's
+    /// parameters and the first ReadyForQuery). Replay never compares what the upstream says, so only drift needs
+    /// them; the pattern (the message type, its length 12, eight bytes, then ReadyForQuery) matches nothing else.
+    static let connectionRules: [Rule] = [
+        Rule(preset: "drift", .volatile, #"K\x00\x00\x00\x0c([\x00-\xff]{8})Z\x00\x00\x00\x05"#, scope: .upstream)
+    ]
 
     /// Opens the session's upstream socket: a stream as every relay opens one, or a UDP socket connected to the
     /// upstream, whose datagrams reach the handler as bytes.
