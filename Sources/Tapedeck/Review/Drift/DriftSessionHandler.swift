@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// Re-issues one recorded session over a live upstream connection, exchange by exchange, and judges each answer
 /// (see ``DriftAnswer``): the handler at the end of a drift check's upstream pipeline.
@@ -110,6 +111,12 @@ final class DriftSessionHandler: ChannelInboundHandler {
             fail("the upstream refused a datagram (ICMP port unreachable) in exchange \(index + 1)")
         } else if let error = error as? IOError, RelayHandler.isReset(errno: error.errnoCode) {
             upstreamEnded(.reset, kind: .reset)
+        } else if case NIOSSLError.uncleanShutdown = error {
+            // The upstream closed its connection without TLS's close_notify, as many do (nginx after the client's):
+            // a close, as the recording noted it.
+            upstreamEnded(.closed, kind: outputShut ? .halfClose : .close)
+        } else if error is NIOSSLError || error is BoringSSLError {
+            fail("TLS with the upstream failed: \(TLSFailure.describe(error))")
         } else if !finished {
             fail("\(SocketErrorText.describe(error)) in exchange \(index + 1)")
         }
