@@ -65,6 +65,28 @@ struct TapeTextTests {
         try Self.expectRoundTrip(of: path)
     }
 
+    /// The byte-level reader of hex lines takes exactly the lines the general one does, with the same bytes, and
+    /// leaves every other line to it (and its error message).
+    @Test(arguments: [
+        ("000010  00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f  ................", 16),
+        ("000010  41 42 43  ABC", 16),
+        ("000010  41 42 43", 16),
+        ("10  FF fe", 16),
+        ("000010  00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f 10  .................", 16),
+        ("000020  41 42", 16),
+        ("000010  zz", 16),
+        ("000010 41", 16),
+        ("0000000000010  41", 16),
+        ("", 16),
+    ])
+    func hexLinesReadTheSameFromBytes(line: String, held: Int) {
+        var payload = Data(repeating: 7, count: held)
+        let general = TapeTextSyntax.hexLineBytes(Substring(line)).flatMap { $0.offset == held ? $0.bytes : nil }
+        let appended = Array(line.utf8).withUnsafeBytes { TapeTextSyntax.appendHexLine($0, to: &payload) }
+        #expect(appended == (general != nil), "\(line)")
+        #expect(payload == Data(repeating: 7, count: held) + (general ?? []), "\(line)")
+    }
+
     @Test func aHandEditedReplyIsImported() throws {
         let directory = try TemporaryDirectory()
         let text = try Self.text(of: InspectCommandTests.fixture)

@@ -58,6 +58,11 @@ public struct TapeTextReader {
                 var start = 0
                 while let newline = bytes[start...].firstIndex(of: 0x0A) {
                     let piece = UnsafeRawBufferPointer(rebasing: bytes[start..<newline])
+                    // Hex lines are nearly all of a binary payload's text: read from the bytes, no String made.
+                    if carry.isEmpty, sawHeader, reader.takeHexLine(piece) {
+                        start = newline + 1
+                        continue
+                    }
                     let line: String
                     if carry.isEmpty {
                         line = String(decoding: piece, as: UTF8.self)
@@ -309,44 +314,52 @@ public struct TapeTextReader {
         self.session?.events += 1
     }
 
+    /// A well-formed `    : OFFSET  HEX` line that continues the pending event's payload, read straight from its
+    /// bytes; false for any other line, which the general path then reads (and reports, when it does not read).
+    private mutating func takeHexLine(_ line: UnsafeRawBufferPointer) -> Bool {
+        guard line.count > 6, line[4] == UInt8(ascii: ":"), line[5] == 0x20, line[0...3].allSatisfy({ $0 == 0x20 }),
+            line[line.count - 1] != 0x0D, event?.size != nil, event?.record.payload != nil
+        else { return false }
+        let appended = TapeTextSyntax.appendHexLine(
+            UnsafeRawBufferPointer(rebasing: line[6...]),
+            to: &event!.record.payload!
+        )
+        if appended { lineNumber += 1 }
+        return appended
+    }
+
     private mutating func payloadLine(_ text: Substring) throws {
-        guard var pending = event else { throw error("payload or redaction outside an event") }
-        if text.hasPrefix("|") || text.hasPrefix(":"), pending.size == nil {
+        // The event is changed in place: a copy would share its payload, and every append would copy it whole.
+        guard let sized = event.map({ $0.size != nil }) else { throw error("payload or redaction outside an event") }
+        let held = event?.record.payload?.count ?? 0
+        if text.hasPrefix("|") || text.hasPrefix(":"), !sized {
             throw error("payload lines under an event without a size")
         }
         if text.hasPrefix("| ") || text == "|" {
             guard let bytes = TapeTextSyntax.textLineBytes(text.dropFirst(2)) else {
                 throw error("invalid escape in a text line (use \\\\ \\r \\n \\t or \\xNN)")
             }
-            pending.record.payload?.append(contentsOf: bytes)
+            event!.record.payload?.append(contentsOf: bytes)
         } else if text.hasPrefix(": ") {
             guard let (offset, bytes) = TapeTextSyntax.hexLineBytes(text.dropFirst(2)) else {
                 throw error("expected ': OFFSET  HEX BYTES' on a hex line")
             }
-            guard offset == pending.record.payload?.count else {
-                throw error(
-                    "hex line at offset \(String(offset, radix: 16)) follows \(pending.record.payload?.count ?? 0) bytes"
-                )
+            guard offset == held else {
+                throw error("hex line at offset \(String(offset, radix: 16)) follows \(held) bytes")
             }
-            pending.record.payload?.append(contentsOf: bytes)
+            event!.record.payload?.append(contentsOf: bytes)
         } else if text.hasPrefix("redact ") {
             let words = text.split(separator: " ")
             guard words.count == 5, words[3] == "rule", let start = Int(words[1]), let length = Int(words[2]),
                 let rule = Int64(words[4])
             else { throw error("expected 'redact START LENGTH rule ID'") }
-            pending.redactions.append(
-                RedactionRecord(
-                    sessionID: pending.record.sessionID,
-                    seq: pending.record.seq,
-                    start: start,
-                    length: length,
-                    ruleID: rule
-                )
+            let (session, seq) = (event!.record.sessionID, event!.record.seq)
+            event!.redactions.append(
+                RedactionRecord(sessionID: session, seq: seq, start: start, length: length, ruleID: rule)
             )
         } else {
             throw error("expected '| text', ': hex' or 'redact …' under an event")
         }
-        event = pending
     }
 
     private mutating func flushEvent(_ body: (TapeContentRecord) throws -> Void) throws {

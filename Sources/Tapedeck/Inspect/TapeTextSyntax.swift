@@ -79,58 +79,107 @@ enum TapeTextSyntax {
     /// line: a large payload is rendered at the speed of copying bytes, not of formatting strings.
     static func writePayload(_ payload: Data, to output: OutputBuffer) {
         guard !payload.isEmpty else { return }
-        var line: [UInt8] = []
-        line.reserveCapacity(128)
         if isText(payload) {
-            line += textPrefix
-            var count = 0
-            for byte in payload {
-                switch byte {
-                case 0x5C: line += [0x5C, 0x5C]
-                case 0x0D: line += [0x5C, UInt8(ascii: "r")]
-                case 0x0A: line += [0x5C, UInt8(ascii: "n")]
-                case 0x09: line += [0x5C, UInt8(ascii: "t")]
-                case 0x20...0x7E: line.append(byte)
-                default: line += [0x5C, UInt8(ascii: "x"), hexDigits[Int(byte >> 4)], hexDigits[Int(byte & 0x0F)]]
-                }
-                count += 1
-                // A line of the payload is a line of text; so is every textLineBytes of a long one.
-                if byte == 0x0A || count == textLineBytes {
-                    finishTextLine(&line, to: output)
-                    count = 0
-                }
-            }
-            if count > 0 { finishTextLine(&line, to: output) }
+            writeText(payload, to: output)
         } else {
-            payload.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) in
+            writeHex(payload, to: output)
+        }
+    }
+
+    private static func writeText(_ payload: Data, to output: OutputBuffer) {
+        let digits = hexDigits
+        var line: [UInt8] = []
+        line.reserveCapacity(textPrefix.count + textLineBytes * 4 + 8)
+        line.append(contentsOf: textPrefix)
+        var count = 0
+        for byte in payload {
+            switch byte {
+            case 0x5C:
+                line.append(0x5C)
+                line.append(0x5C)
+            case 0x0D:
+                line.append(0x5C)
+                line.append(UInt8(ascii: "r"))
+            case 0x0A:
+                line.append(0x5C)
+                line.append(UInt8(ascii: "n"))
+            case 0x09:
+                line.append(0x5C)
+                line.append(UInt8(ascii: "t"))
+            case 0x20...0x7E:
+                line.append(byte)
+            default:
+                line.append(0x5C)
+                line.append(UInt8(ascii: "x"))
+                line.append(digits[Int(byte >> 4)])
+                line.append(digits[Int(byte & 0x0F)])
+            }
+            count += 1
+            // A line of the payload is a line of text; so is every textLineBytes of a long one.
+            if byte == 0x0A || count == textLineBytes {
+                finishTextLine(&line, to: output)
+                count = 0
+            }
+        }
+        if count > 0 { finishTextLine(&line, to: output) }
+    }
+
+    /// Hex lines: a six-digit offset, sixteen bytes in hex, the same bytes as ASCII. Each line is filled in place in
+    /// one buffer of the longest line's size, since a 1 GiB payload is 64 Mi lines.
+    private static func writeHex(_ payload: Data, to output: OutputBuffer) {
+        let digits = hexDigits
+        let prefix = hexPrefix
+        let perLine = hexLineBytes
+        let longest = prefix.count + 6 + 2 + perLine * 3 - 1 + 2 + perLine + 1
+        var buffer = [UInt8](repeating: 0x20, count: longest)
+        payload.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) in
+            buffer.withUnsafeMutableBufferPointer { line in
                 var offset = 0
                 while offset < bytes.count {
-                    line.removeAll(keepingCapacity: true)
-                    line += hexPrefix
-                    for shift in stride(from: 20, through: 0, by: -4) {
-                        line.append(hexDigits[(offset >> shift) & 0x0F])
+                    var end = 0
+                    for byte in prefix {
+                        line[end] = byte
+                        end += 1
                     }
-                    line += [0x20, 0x20]
-                    let count = min(hexLineBytes, bytes.count - offset)
-                    for index in 0..<hexLineBytes {
+                    for shift in stride(from: 20, through: 0, by: -4) {
+                        line[end] = digits[(offset >> shift) & 0x0F]
+                        end += 1
+                    }
+                    line[end] = 0x20
+                    line[end + 1] = 0x20
+                    end += 2
+                    let count = min(perLine, bytes.count - offset)
+                    for index in 0..<perLine {
                         if index < count {
-                            if index > 0 { line.append(0x20) }
+                            if index > 0 {
+                                line[end] = 0x20
+                                end += 1
+                            }
                             let byte = bytes[offset + index]
-                            line += [hexDigits[Int(byte >> 4)], hexDigits[Int(byte & 0x0F)]]
+                            line[end] = digits[Int(byte >> 4)]
+                            line[end + 1] = digits[Int(byte & 0x0F)]
+                            end += 2
                         } else {
-                            line += [0x20, 0x20, 0x20]
+                            line[end] = 0x20
+                            line[end + 1] = 0x20
+                            line[end + 2] = 0x20
+                            end += 3
                         }
                     }
-                    line += [0x20, 0x20]
+                    line[end] = 0x20
+                    line[end + 1] = 0x20
+                    end += 2
                     for index in 0..<count {
                         let byte = bytes[offset + index]
-                        line.append((0x20...0x7E).contains(byte) ? byte : UInt8(ascii: "."))
+                        line[end] = (0x20...0x7E).contains(byte) ? byte : UInt8(ascii: ".")
+                        end += 1
                     }
                     // The gutter is for reading; trailing spaces would only trouble editors and diffs.
-                    while line.last == 0x20 { line.removeLast() }
-                    line.append(0x0A)
-                    output.write(bytes: line)
-                    offset += hexLineBytes
+                    while end > 0, line[end - 1] == 0x20 { end -= 1 }
+                    line[end] = 0x0A
+                    end += 1
+                    output.write(bytes: UnsafeBufferPointer(rebasing: line[0..<end]))
+                    offset += perLine
                 }
             }
         }
@@ -197,6 +246,41 @@ enum TapeTextSyntax {
         }
         guard !bytes.isEmpty, bytes.count <= hexLineBytes else { return nil }
         return (offset, bytes)
+    }
+
+    /// Appends the bytes of one hex line (after `: `) to `payload`, when the line is well formed and its offset is
+    /// where `payload` ends: what ``hexLineBytes(_:)`` reads, from raw bytes, with nothing allocated. False, and
+    /// `payload` untouched, otherwise.
+    static func appendHexLine(_ line: UnsafeRawBufferPointer, to payload: inout Data) -> Bool {
+        var index = 0
+        var offset = 0
+        while index < line.count, let digit = hexValue(line[index]) {
+            offset = offset << 4 | Int(digit)
+            index += 1
+            guard index <= 12 else { return false }
+        }
+        guard index > 0, offset == payload.count, index + 1 < line.count, line[index] == 0x20, line[index + 1] == 0x20
+        else { return false }
+        index += 2
+        var bytes: (UInt64, UInt64) = (0, 0)
+        var count = 0
+        withUnsafeMutableBytes(of: &bytes) { buffer in
+            while index + 1 < line.count, count < hexLineBytes, let high = hexValue(line[index]),
+                let low = hexValue(line[index + 1])
+            {
+                buffer[count] = high << 4 | low
+                count += 1
+                index += 2
+                // One space between pairs; two (or the end) before the gutter.
+                guard index + 1 < line.count, line[index] == 0x20, line[index + 1] != 0x20 else { break }
+                index += 1
+            }
+        }
+        // More pairs than a line holds is malformed: the general path says so.
+        if count == hexLineBytes, index < line.count, line[index] != 0x20 { return false }
+        guard count > 0 else { return false }
+        withUnsafeBytes(of: &bytes) { payload.append(contentsOf: $0.prefix(count)) }
+        return true
     }
 
     private static func hexValue(_ byte: UInt8) -> UInt8? {

@@ -34,27 +34,33 @@ extension Tape {
                     )
                 }
             }
-            let hasTLS = try db.tableExists(SessionTLSRecord.databaseTableName)
-            let hasRedactions = try db.tableExists("redactions")
+            // Four reads per session, each a statement compiled once: on a tape of many small sessions, compiling
+            // them anew for every session cost more than reading.
+            let tlsStatement =
+                try db.tableExists(SessionTLSRecord.databaseTableName)
+                ? db.cachedStatement(sql: "SELECT * FROM \(SessionTLSRecord.databaseTableName) WHERE session_id = ?")
+                : nil
+            let redactionStatement =
+                try db.tableExists("redactions")
+                ? db.cachedStatement(
+                    sql: "SELECT seq, start, length, rule_id FROM redactions WHERE session_id = ? ORDER BY seq, start"
+                ) : nil
+            let offsetStatement = try db.cachedStatement(
+                sql: "SELECT offset_ns FROM events WHERE session_id = ? ORDER BY seq"
+            )
+            let eventStatement = try db.cachedStatement(
+                sql: EventRecord.selectSQL + " WHERE session_id = ? ORDER BY seq"
+            )
             let sessions = try SessionRecord.order(Column("id")).fetchCursor(db)
             while let session = try sessions.next() {
                 guard let id = session.id else { continue }
-                let tls = hasTLS ? try SessionTLSRecord.fetchOne(db, key: id) : nil
+                let tls = try tlsStatement.flatMap { try SessionTLSRecord.fetchOne($0, arguments: [id]) }
                 try body(.session(session, tls: tls))
-                let offsets = try Int64.fetchAll(
-                    db,
-                    sql: "SELECT offset_ns FROM events WHERE session_id = ? ORDER BY seq",
-                    arguments: [id]
-                )
+                let offsets = try Int64.fetchAll(offsetStatement, arguments: [id])
                 try body(.times(session: id, offsets: offsets))
                 var redactions: [Int64: [RedactionRecord]] = [:]
-                if hasRedactions {
-                    let rows = try Row.fetchCursor(
-                        db,
-                        sql:
-                            "SELECT seq, start, length, rule_id FROM redactions WHERE session_id = ? ORDER BY seq, start",
-                        arguments: [id]
-                    )
+                if let redactionStatement {
+                    let rows = try Row.fetchCursor(redactionStatement, arguments: [id])
                     while let row = try rows.next() {
                         let seq: Int64 = row[0]
                         redactions[seq, default: []].append(
@@ -62,11 +68,7 @@ extension Tape {
                         )
                     }
                 }
-                let events = try EventRecord.fetchCursor(
-                    db,
-                    sql: EventRecord.selectSQL + " WHERE session_id = ? ORDER BY seq",
-                    arguments: [id]
-                )
+                let events = try EventRecord.fetchCursor(eventStatement, arguments: [id])
                 while let event = try events.next() {
                     try body(.event(event, redactions: redactions[event.seq] ?? []))
                 }
@@ -163,11 +165,12 @@ public final class TapeImport {
         case .run(let run): try run.insert(db)
         case .route(let route): try route.insert(db)
         case .rule(let rule):
-            try db.execute(
+            try db.cachedStatement(
                 sql: """
                     INSERT INTO rules (id, run_id, route, position, kind, pattern, scope, secret, preset)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """,
+                    """
+            ).execute(
                 arguments: [
                     rule.id, rule.runID, rule.route, rule.position, rule.kind, rule.pattern, rule.scope, rule.secret,
                     rule.preset,
@@ -179,17 +182,20 @@ public final class TapeImport {
         case .times:
             break
         case .event(let event, let redactions):
-            try db.execute(
+            // Statements compiled once for the whole import, not once per event.
+            try db.cachedStatement(
                 sql:
-                    "INSERT INTO events (session_id, seq, offset_ns, direction, kind, payload) VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO events (session_id, seq, offset_ns, direction, kind, payload) VALUES (?, ?, ?, ?, ?, ?)"
+            ).execute(
                 arguments: [
                     event.sessionID, event.seq, event.offsetNanoseconds, event.direction.code, event.kind.code,
                     event.payload,
                 ]
             )
             for redaction in redactions {
-                try db.execute(
-                    sql: "INSERT INTO redactions (session_id, seq, start, length, rule_id) VALUES (?, ?, ?, ?, ?)",
+                try db.cachedStatement(
+                    sql: "INSERT INTO redactions (session_id, seq, start, length, rule_id) VALUES (?, ?, ?, ?, ?)"
+                ).execute(
                     arguments: [
                         redaction.sessionID, redaction.seq, redaction.start, redaction.length, redaction.ruleID,
                     ]
