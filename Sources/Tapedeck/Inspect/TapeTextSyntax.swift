@@ -65,10 +65,16 @@ enum TapeTextSyntax {
     /// Whether bytes read best as text: nearly all printable ASCII, tabs and line ends.
     static func isText(_ payload: Data) -> Bool {
         guard !payload.isEmpty else { return true }
-        let printable = payload.reduce(0) { count, byte in
-            count + ((0x20...0x7E).contains(byte) || byte == 0x0A || byte == 0x0D || byte == 0x09 ? 1 : 0)
+        // Read from the bytes, stopping once more than a tenth are not text: a binary payload is known at once.
+        let allowed = payload.count / 10
+        return payload.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) in
+            var other = 0
+            for byte in bytes where !((0x20...0x7E).contains(byte) || byte == 0x0A || byte == 0x0D || byte == 0x09) {
+                other += 1
+                if other > allowed { return false }
+            }
+            return true
         }
-        return printable * 10 >= payload.count * 9
     }
 
     private static let hexDigits = Array("0123456789abcdef".utf8)
