@@ -32,9 +32,16 @@ struct DriftStateMachineTests {
         return DriftPlan(sessionID: 7, route: "default", events: events)
     }
 
-    static func exchange(_ client: String, _ upstream: String, endsBeforeAnswer: Bool = false) -> DriftPlan.Exchange {
+    /// An exchange as the plan makes it; `parts` are the client's reads, one read of `client` unless given.
+    static func exchange(
+        _ client: String,
+        _ upstream: String,
+        parts: [String]? = nil,
+        endsBeforeAnswer: Bool = false
+    ) -> DriftPlan.Exchange {
         DriftPlan.Exchange(
             client: Data(client.utf8),
+            clientParts: (parts ?? (client.isEmpty ? [] : [client])).map { Data($0.utf8) },
             upstream: Data(upstream.utf8),
             clientEndsBeforeAnswer: endsBeforeAnswer
         )
@@ -86,7 +93,10 @@ struct DriftStateMachineTests {
         ])
         #expect(plan.sessionID == 7 && plan.route == "default")
         #expect(
-            plan.exchanges == [Self.exchange("PING\r\n", "+PONG\r\n"), Self.exchange("GET k\r\n", "$5\r\nhello\r\n")]
+            plan.exchanges == [
+                Self.exchange("PING\r\n", "+PONG\r\n"),
+                Self.exchange("GET k\r\n", "$5\r\nhello\r\n", parts: ["GET ", "k\r\n"]),
+            ]
         )
         #expect(plan.clientEnding == .halfClose)
         // The upstream ended after the client did: nothing a re-issue expects of it.
@@ -180,7 +190,7 @@ struct DriftStateMachineTests {
             Self.client("B"),
             Self.upstream("x"),
         ])
-        #expect(plan.exchanges == [Self.exchange("AB", "x")])
+        #expect(plan.exchanges == [Self.exchange("AB", "x", parts: ["A", "B"])])
     }
 
     // MARK: The answer, without rules
