@@ -85,6 +85,10 @@ workload of each round. Workloads:
          sessions and of the ladder of a session of 10,000 events, and the
          API's answer time; once per round, in a report section of its own
          (needs chromium, chromedriver and Python's selenium)
+  review text export and import of a tape of one 1 GiB session and of
+         100,000 sessions (MB/s, peak RSS, the round trip exact), and
+         `tapedeck drift` of 1,000 redis sessions beside replaying them;
+         once per round, in a report section of its own (needs redis-server)
 
 The `tapedeck-record` contestant (`tapedeck record`, tape in a temp dir that
 is deleted after every run) takes part in bulk and rr by default; name it in
@@ -109,6 +113,7 @@ Examples:
   scripts/bench --only grpc --rounds 3
   scripts/bench --only faults --rounds 3
   scripts/bench --only web --rounds 3
+  scripts/bench --only review --rounds 3
 
 The result is a Markdown table on stdout (median over rounds); progress and
 diagnostics go to stderr.
