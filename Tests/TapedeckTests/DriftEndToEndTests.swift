@@ -154,23 +154,8 @@ struct DriftEndToEndTests {
         defer { dnsmasq.stop() }
         let directory = try TemporaryDirectory()
         let tape = directory.path("dns.tape")
-        let recorder = try await Deck.start(
-            .record,
-            tape: tape,
-            routes: [
-                Route(
-                    listen: try Endpoint(parsing: "udp:127.0.0.1:0"),
-                    upstream: .udp(host: "127.0.0.1", port: dnsmasq.port),
-                    dns: true
-                )
-            ]
-        )
-        let port = try UDPEndToEndTests.port(of: recorder.address)
-        let answers = try await offThePool {
-            try DnsmasqServer.dig(port: port, ["www.tapedeck.test/A", "tapedeck.test/MX"])
-        }
+        let answers = try await dnsmasq.recordDig(["www.tapedeck.test/A", "tapedeck.test/MX"], to: tape)
         #expect(answers.contains("192.0.2.10"), "\(answers)")
-        _ = try await recorder.stop()
 
         let upstream = "127.0.0.1:\(dnsmasq.port)"
         let same = try await TapedeckProcess.run(["drift", tape, "--upstream", upstream, "--json"])

@@ -66,25 +66,32 @@ struct TapeTextTests {
     }
 
     /// The byte-level reader of hex lines takes exactly the lines the general one does, with the same bytes, and
-    /// leaves every other line to it (and its error message).
-    @Test(arguments: [
-        ("000010  00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f  ................", 16),
-        ("000010  41 42 43  ABC", 16),
-        ("000010  41 42 43", 16),
-        ("10  FF fe", 16),
-        ("000010  00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f 10  .................", 16),
-        ("000020  41 42", 16),
-        ("000010  zz", 16),
-        ("000010 41", 16),
-        ("0000000000010  41", 16),
-        ("", 16),
-    ])
-    func hexLinesReadTheSameFromBytes(line: String, held: Int) {
+    /// leaves every other line to it (and its error message). `appended` is how many bytes the line holds, or nil
+    /// for a line either reader refuses (or whose offset is not where the payload ends).
+    @Test(
+        arguments: [
+            ("000010  00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f  ................", 16),
+            ("000010  41 42 43  ABC", 3),
+            ("000010  41 42 43", 3),
+            ("10  FF fe", 2),
+            ("000010  00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f 10  .................", nil),
+            ("000020  41 42", nil),
+            ("000010  zz", nil),
+            ("000010 41", nil),
+            ("0000000000010  41", nil),
+            ("", nil),
+        ] as [(String, Int?)]
+    )
+    func hexLinesReadTheSameFromBytes(line: String, appended: Int?) {
+        let held = 16
         var payload = Data(repeating: 7, count: held)
         let general = TapeTextSyntax.hexLineBytes(Substring(line)).flatMap { $0.offset == held ? $0.bytes : nil }
-        let appended = Array(line.utf8).withUnsafeBytes { TapeTextSyntax.appendHexLine($0, to: &payload) }
-        #expect(appended == (general != nil), "\(line)")
+        let taken = Array(line.utf8).withUnsafeBytes { TapeTextSyntax.appendHexLine($0, to: &payload) }
+        #expect(general?.count == appended, "\(line)")
+        #expect(taken == (appended != nil), "\(line)")
         #expect(payload == Data(repeating: 7, count: held) + (general ?? []), "\(line)")
+        if let general, appended == 16 { #expect(general == Array(0..<16)) }
+        if let general, appended == 2 { #expect(general == [0xFF, 0xFE]) }
     }
 
     @Test func aHandEditedReplyIsImported() throws {

@@ -231,20 +231,7 @@ extension UDPFaultEndToEndTests {
         let directory = try TemporaryDirectory()
         let tape = directory.path("dns.tape")
         let question = ["www.tapedeck.test/A"]
-        let recorder = try await Deck.start(
-            .record,
-            tape: tape,
-            routes: [
-                Route(
-                    listen: try Endpoint(parsing: "udp:127.0.0.1:0"),
-                    upstream: .udp(host: "127.0.0.1", port: dnsmasq.port),
-                    dns: true
-                )
-            ]
-        )
-        let recordPort = try UDPEndToEndTests.port(of: recorder.address)
-        let recorded = try await offThePool { try DnsmasqServer.dig(port: recordPort, question) }
-        _ = try await recorder.stop()
+        let recorded = try await dnsmasq.recordDig(question, to: tape)
         dnsmasq.stop()
         #expect(recorded.contains("192.0.2.10"), "\(recorded)")
 

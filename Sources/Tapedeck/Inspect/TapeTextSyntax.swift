@@ -232,61 +232,54 @@ enum TapeTextSyntax {
     /// The bytes of one `:` line (after `: `): its offset, then the hex pairs up to the two spaces before the
     /// ASCII gutter.
     static func hexLineBytes(_ text: Substring) -> (offset: Int, bytes: [UInt8])? {
-        let utf8 = Array(text.utf8)
-        var index = 0
-        var offset = 0
-        while index < utf8.count, let digit = hexValue(utf8[index]) {
-            offset = offset << 4 | Int(digit)
-            index += 1
-            guard index <= 12 else { return nil }
+        var bytes: (UInt64, UInt64) = (0, 0)
+        let read = Array(text.utf8).withUnsafeBytes { line in
+            withUnsafeMutableBytes(of: &bytes) { readHexLine(line, into: $0) }
         }
-        guard index > 0, index + 1 < utf8.count, utf8[index] == 0x20, utf8[index + 1] == 0x20 else { return nil }
-        index += 2
-        var bytes: [UInt8] = []
-        while index + 1 < utf8.count, let high = hexValue(utf8[index]), let low = hexValue(utf8[index + 1]) {
-            bytes.append(high << 4 | low)
-            index += 2
-            // One space between pairs; two (or the end) before the gutter.
-            guard index + 1 < utf8.count, utf8[index] == 0x20, utf8[index + 1] != 0x20 else { break }
-            index += 1
-        }
-        guard !bytes.isEmpty, bytes.count <= hexLineBytes else { return nil }
-        return (offset, bytes)
+        guard let read else { return nil }
+        return (read.offset, withUnsafeBytes(of: &bytes) { Array($0.prefix(read.count)) })
     }
 
     /// Appends the bytes of one hex line (after `: `) to `payload`, when the line is well formed and its offset is
     /// where `payload` ends: what ``hexLineBytes(_:)`` reads, from raw bytes, with nothing allocated. False, and
     /// `payload` untouched, otherwise.
     static func appendHexLine(_ line: UnsafeRawBufferPointer, to payload: inout Data) -> Bool {
+        var bytes: (UInt64, UInt64) = (0, 0)
+        guard let read = withUnsafeMutableBytes(of: &bytes, { readHexLine(line, into: $0) }),
+            read.offset == payload.count
+        else { return false }
+        withUnsafeBytes(of: &bytes) { payload.append(contentsOf: $0.prefix(read.count)) }
+        return true
+    }
+
+    /// Reads one hex line (after `: `): its offset, then up to ``hexLineBytes`` pairs into `bytes` (room for as
+    /// many), one space between pairs and two (or the end) before the gutter. Nil for a line that is not one.
+    private static func readHexLine(
+        _ line: UnsafeRawBufferPointer,
+        into bytes: UnsafeMutableRawBufferPointer
+    ) -> (offset: Int, count: Int)? {
         var index = 0
         var offset = 0
         while index < line.count, let digit = hexValue(line[index]) {
             offset = offset << 4 | Int(digit)
             index += 1
-            guard index <= 12 else { return false }
+            guard index <= 12 else { return nil }
         }
-        guard index > 0, offset == payload.count, index + 1 < line.count, line[index] == 0x20, line[index + 1] == 0x20
-        else { return false }
+        guard index > 0, index + 1 < line.count, line[index] == 0x20, line[index + 1] == 0x20 else { return nil }
         index += 2
-        var bytes: (UInt64, UInt64) = (0, 0)
         var count = 0
-        withUnsafeMutableBytes(of: &bytes) { buffer in
-            while index + 1 < line.count, count < hexLineBytes, let high = hexValue(line[index]),
-                let low = hexValue(line[index + 1])
-            {
-                buffer[count] = high << 4 | low
-                count += 1
-                index += 2
-                // One space between pairs; two (or the end) before the gutter.
-                guard index + 1 < line.count, line[index] == 0x20, line[index + 1] != 0x20 else { break }
-                index += 1
-            }
+        while index + 1 < line.count, count < hexLineBytes, let high = hexValue(line[index]),
+            let low = hexValue(line[index + 1])
+        {
+            bytes[count] = high << 4 | low
+            count += 1
+            index += 2
+            guard index + 1 < line.count, line[index] == 0x20, line[index + 1] != 0x20 else { break }
+            index += 1
         }
-        // More pairs than a line holds is malformed: the general path says so.
-        if count == hexLineBytes, index < line.count, line[index] != 0x20 { return false }
-        guard count > 0 else { return false }
-        withUnsafeBytes(of: &bytes) { payload.append(contentsOf: $0.prefix(count)) }
-        return true
+        // More pairs than a line holds: the loop stopped on the next pair rather than at the gutter.
+        if count == hexLineBytes, index < line.count, line[index] != 0x20 { return nil }
+        return count > 0 ? (offset, count) : nil
     }
 
     private static func hexValue(_ byte: UInt8) -> UInt8? {

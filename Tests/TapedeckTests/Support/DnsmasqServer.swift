@@ -1,5 +1,7 @@
 import Foundation
 
+@testable import Tapedeck
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -73,6 +75,26 @@ final class DnsmasqServer: Sendable {
     }
 
     deinit { stop() }
+
+    /// Records `dig` asking `questions` through a deck on a UDP route to this server into `tape`; returns what dig
+    /// printed (see ``dig(port:_:tcp:)``).
+    func recordDig(_ questions: [String], to tape: String) async throws -> String {
+        let recorder = try await Deck.start(
+            .record,
+            tape: tape,
+            routes: [
+                Route(
+                    listen: try Endpoint(parsing: "udp:127.0.0.1:0"),
+                    upstream: .udp(host: "127.0.0.1", port: port),
+                    dns: true
+                )
+            ]
+        )
+        let recordPort = try UDPEndToEndTests.port(of: recorder.address)
+        let answers = try await offThePool { try Self.dig(port: recordPort, questions) }
+        _ = try await recorder.stop()
+        return answers
+    }
 
     /// Asks `questions` (`NAME/TYPE`) with one `dig` run against 127.0.0.1:`port`, over TCP with `tcp`, one try each
     /// with a few seconds' timeout; returns the header and answer sections with the transaction ids (random per

@@ -79,10 +79,9 @@ final class DriftSessionHandler: ChannelInboundHandler {
         let bytes = Data(buffer.readableBytesView)
         guard !finished, !bytes.isEmpty else { return }
         live.append(.upstreamToClient, .data, bytes, at: now)
-        if var current = answer {
-            let next = current.receive(bytes)
-            answer = current
-            act(next)
+        if answer != nil {
+            // In place: a copy would share the answer's bytes, and every read would copy them whole.
+            act(answer!.receive(bytes))
         } else if awaitingEnding, plan.upstreamEnding != nil {
             // The recording's upstream ended here; this one says more.
             changedEnding(recorded: "the upstream closed", live: "the upstream sent \"\(Self.excerpt(bytes, at: 0))\"")
