@@ -102,18 +102,18 @@ public enum DriftCheck {
         let contexts = TLSContexts(authorityDirectory: "")
         var results: [Int64: DriftLiveSession] = [:]
         let width = max(1, options.parallel)
-        try await withThrowingTaskGroup(of: DriftLiveSession.self) { group_ in
+        try await withThrowingTaskGroup(of: DriftLiveSession.self) { tasks in
             var next = 0
             func startNext() {
                 guard next < jobs.count else { return }
                 let job = jobs[next]
                 next += 1
-                group_.addTask {
+                tasks.addTask {
                     try await reissue(job, timeout: options.timeout, contexts: contexts, on: group.next())
                 }
             }
             for _ in 0..<width { startNext() }
-            while let done = try await group_.next() {
+            while let done = try await tasks.next() {
                 results[done.result.session] = done
                 startNext()
             }
