@@ -52,6 +52,16 @@ struct DriftEndToEndTests {
         #expect(results[3].exchange == 3 && results[3].offset == 4)
         #expect(results[3].volatile == false && results[3].hint == nil)
 
+        // A config naming its one route otherwise than the tape does serves for the tape's route, as for replay.
+        let config = directory.path("drift.yaml")
+        try "routes:\n  - name: cache\n    upstream: \(upstream)\n".write(
+            toFile: config,
+            atomically: true,
+            encoding: .utf8
+        )
+        let configured = try await TapedeckProcess.run(["drift", tape, "--config", config, "--json"])
+        #expect(configured.stdout == drift.stdout, "\(configured)")
+
         // The same answer with sessions two at a time, and in words.
         let parallel = try await TapedeckProcess.run(["drift", tape, "--upstream", upstream, "--parallel", "2"])
         #expect(parallel.status == 4)

@@ -149,6 +149,42 @@ struct DriftStateMachineTests {
         #expect(plan.exchanges == [Self.exchange("QUIT\r\n", "+OK\r\n")])
         #expect(plan.upstreamEnding == .closed)
         #expect(plan.clientEnding == .close)
+        // One millisecond after the reply, as `plan` spaces the steps.
+        #expect(plan.upstreamEndingDelay == 1_000_000)
+    }
+
+    /// An upstream that closes a minute after its last reply (an idle timeout) is planned with that delay, which
+    /// the re-issue compares with its timeout rather than wait for.
+    @Test func anIdleTimeoutIsPlannedWithItsDelay() {
+        let events = [
+            EventRecord(
+                sessionID: 1,
+                seq: 0,
+                offsetNanoseconds: 0,
+                direction: .clientToUpstream,
+                kind: .data,
+                payload: Data("GET / HTTP/1.1\r\n\r\n".utf8)
+            ),
+            EventRecord(
+                sessionID: 1,
+                seq: 1,
+                offsetNanoseconds: 2_000_000,
+                direction: .upstreamToClient,
+                kind: .data,
+                payload: Data("HTTP/1.1 204 No Content\r\n\r\n".utf8)
+            ),
+            EventRecord(
+                sessionID: 1,
+                seq: 2,
+                offsetNanoseconds: 62_002_000_000,
+                direction: .upstreamToClient,
+                kind: .close,
+                payload: nil
+            ),
+        ]
+        let plan = DriftPlan(sessionID: 1, route: "default", events: events)
+        #expect(plan.upstreamEnding == .closed)
+        #expect(plan.upstreamEndingDelay == 62_000_000_000)
     }
 
     @Test func anUpstreamHalfCloseThenCloseIsOneClosedEnding() {

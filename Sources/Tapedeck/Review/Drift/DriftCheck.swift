@@ -37,6 +37,12 @@ public enum DriftCheck {
         /// recording of it; a check alone stops there.
         public var continueAfterChange = false
 
+        /// The configured route for a route of the tape: the one of its name, or the only one configured, as
+        /// replay serves a tape's only route whatever its name.
+        func route(named name: String) -> Route? {
+            routes[name] ?? (routes.count == 1 ? routes.values.first : nil)
+        }
+
         /// Creates options.
         public init(
             upstream: Endpoint? = nil,
@@ -147,7 +153,7 @@ public enum DriftCheck {
         func upstream(of route: String) throws -> Endpoint {
             if let found = upstreams[route] { return found }
             let endpoint: Endpoint
-            if let configured = options.routes[route]?.upstream {
+            if let configured = options.route(named: route)?.upstream {
                 endpoint = configured
             } else if let given = options.upstream {
                 endpoint = given
@@ -196,7 +202,7 @@ public enum DriftCheck {
                         "TLS after a \(tls.upgrade) upgrade: drift re-issues TLS only when it begins with the connection"
                 }
                 job.tls = TLSJob(
-                    settings: options.routes[session.route]?.tls ?? options.tls,
+                    settings: options.route(named: session.route)?.tls ?? options.tls,
                     serverName: tls.serverName,
                     applicationProtocols: tls.applicationProtocol.map { [$0] } ?? []
                 )

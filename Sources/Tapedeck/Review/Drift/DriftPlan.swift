@@ -41,6 +41,9 @@ struct DriftPlan: Sendable, Equatable {
     var clientEnding: ClientEnding?
     /// How the upstream ended, when it did so before the client ended: a re-issue expects the same.
     var upstreamEnding: UpstreamEnding?
+    /// How long after the conversation's last bytes the upstream ended, in nanoseconds: an idle timeout of a
+    /// minute is nothing a re-issue waits for.
+    var upstreamEndingDelay: Int64 = 0
     /// The recorded connect failed: the upstream refused it or did not answer.
     var connectFailed: Bool
     /// A UDP flow: each client read is a datagram, and nothing ends but the flow.
@@ -56,7 +59,10 @@ struct DriftPlan: Sendable, Equatable {
         var clientEnding: ClientEnding?
         var upstreamEnding: UpstreamEnding?
         var connectFailed = false
+        var upstreamEndingDelay: Int64 = 0
+        var lastData: Int64 = 0
         for event in events {
+            if event.kind == .data, event.payload?.isEmpty == false { lastData = event.offsetNanoseconds }
             switch (event.direction, event.kind) {
             case (.clientToUpstream, .data):
                 guard let payload = event.payload, !payload.isEmpty else { break }
@@ -74,10 +80,11 @@ struct DriftPlan: Sendable, Equatable {
                     event.kind == .reset ? .reset : event.kind == .close ? .close : .halfClose
                 // Ending before the answer matters only when an answer follows; the plan's end says the rest.
                 if current.upstream.isEmpty, !current.client.isEmpty { current.clientEndsBeforeAnswer = true }
-            case (.upstreamToClient, .halfClose), (.upstreamToClient, .close):
-                if clientEnding == nil, upstreamEnding == nil { upstreamEnding = .closed }
-            case (.upstreamToClient, .reset):
-                if clientEnding == nil, upstreamEnding == nil { upstreamEnding = .reset }
+            case (.upstreamToClient, .halfClose), (.upstreamToClient, .close), (.upstreamToClient, .reset):
+                if clientEnding == nil, upstreamEnding == nil {
+                    upstreamEnding = event.kind == .reset ? .reset : .closed
+                    upstreamEndingDelay = max(0, event.offsetNanoseconds - lastData)
+                }
             case (_, .connectFailed):
                 connectFailed = true
             case (_, .refused), (_, .fault):
@@ -94,6 +101,7 @@ struct DriftPlan: Sendable, Equatable {
         // A flow ends when it goes idle, on either side's account: there is no ending to do again or expect.
         self.clientEnding = isDatagram ? nil : clientEnding
         self.upstreamEnding = isDatagram ? nil : upstreamEnding
+        self.upstreamEndingDelay = upstreamEndingDelay
         self.connectFailed = connectFailed
     }
 }

@@ -200,7 +200,10 @@ final class DriftSessionHandler: ChannelInboundHandler {
     /// Every exchange matched: the session ends as the recording did.
     private func end() {
         if plan.isDatagram { return finish() }
-        guard let recorded = plan.upstreamEnding else {
+        // An upstream that ended long after the last bytes (an idle timeout) is not waited for: the re-issue ends
+        // as a client would, and how the upstream would have ended is not compared.
+        let expected = plan.upstreamEndingDelay > timeout.nanoseconds ? nil : plan.upstreamEnding
+        guard let recorded = expected else {
             // The client ended the recording (or it was cut off there): so does the re-issue.
             guard plan.clientEnding == .halfClose, liveEnding == nil else {
                 live.append(.clientToUpstream, plan.clientEnding == .reset ? .reset : .close, at: now)
