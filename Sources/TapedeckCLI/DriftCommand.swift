@@ -67,6 +67,7 @@ struct DriftCommand: AsyncParsableCommand {
         options.rules = try rules.rules()
         // A new tape wants each changed conversation whole, not up to its first difference.
         options.continueAfterChange = record != nil
+        options.keepsConversations = record != nil
         if let upstream {
             do {
                 options.upstream = try Endpoint(parsing: upstream)

@@ -139,6 +139,7 @@ public struct TapeExpiry: Sendable, Hashable {
             sessions: Set(sessions.compactMap(\.id))
         )
         options.continueAfterChange = true
+        options.keepsConversations = true
         return options
     }
 

@@ -33,6 +33,9 @@ public enum DriftCheck {
         public var tls: TLSSettings
         /// Rules applied besides the tape's own (`--volatile`, `--redact`, `--preset`), to every route.
         public var rules: [Rule] = []
+        /// Whether the report keeps each session's live events (``DriftCheck/record(_:from:to:overwrite:)`` needs
+        /// them); a check alone keeps only the verdicts, so its memory does not grow with the tape.
+        public var keepsConversations = false
         /// Whether a session goes on after its first difference, to the end of its conversation: for a new
         /// recording of it; a check alone stops there.
         public var continueAfterChange = false
@@ -65,8 +68,11 @@ public enum DriftCheck {
     public struct Report: Sendable {
         /// One result per session checked.
         public var results: [DriftResult]
-        /// The live sessions, for `--record`, by session id.
+        /// The live sessions, for `--record`, by session id (their events only with
+        /// ``Options/keepsConversations``).
         var live: [Int64: DriftLiveSession]
+        /// Whether ``live`` holds the sessions' events.
+        var keptConversations = false
 
         /// Whether any session changed or failed.
         public var drifted: Bool { results.contains { $0.status != .unchanged } }
@@ -75,9 +81,12 @@ public enum DriftCheck {
         public func count(_ status: DriftResult.Status) -> Int { results.count(where: { $0.status == status }) }
     }
 
-    /// One session to re-issue, and where.
+    /// One session to re-issue, and where. Its events are read when its turn comes, so a check holds only the
+    /// sessions under way in memory, not the tape.
     struct Job: Sendable {
-        var plan: DriftPlan
+        var session: Int64
+        var route: String
+        var isDatagram: Bool
         var rules: CompiledRules
         var upstream: Endpoint
         var tls: TLSJob?
@@ -115,7 +124,22 @@ public enum DriftCheck {
                 let job = jobs[next]
                 next += 1
                 tasks.addTask {
-                    try await reissue(job, timeout: options.timeout, contexts: contexts, on: group.next())
+                    let plan = DriftPlan(
+                        sessionID: job.session,
+                        route: job.route,
+                        events: try tape.events(inSession: job.session),
+                        isDatagram: job.isDatagram
+                    )
+                    var live = try await reissue(
+                        job,
+                        plan: plan,
+                        timeout: options.timeout,
+                        contexts: contexts,
+                        on: group.next()
+                    )
+                    // Only a new recording needs what was heard; a check keeps its verdict alone.
+                    if !options.keepsConversations { live.events = [] }
+                    return live
                 }
             }
             for _ in 0..<width { startNext() }
@@ -125,17 +149,24 @@ public enum DriftCheck {
             }
         }
         return Report(
-            results: jobs.compactMap { results[$0.plan.sessionID]?.result },
-            live: results
+            results: jobs.compactMap { results[$0.session]?.result },
+            live: results,
+            keptConversations: options.keepsConversations
         )
     }
 
     /// Writes what `report` heard as a new tape at `path`: the old tape's runs, routes and rules, and each
     /// re-issued session's live conversation (see ``DriftRecording``).
     ///
-    /// - Throws: ``TapedeckError`` when the tape cannot be read or the new one written, or `path` exists without
-    ///   `overwrite`.
+    /// - Throws: ``TapedeckError`` when the tape cannot be read or the new one written, `path` exists without
+    ///   `overwrite`, or the check did not keep its conversations (``Options/keepsConversations``).
     public static func record(_ report: Report, from tape: Tape, to path: String, overwrite: Bool) throws {
+        guard report.keptConversations else {
+            throw TapedeckError(
+                .invalidArgument,
+                "the drift check kept no conversations to record: run it with keepsConversations set"
+            )
+        }
         try DriftRecording.write(report, from: tape, to: path, overwrite: overwrite)
     }
 
@@ -184,15 +215,15 @@ public enum DriftCheck {
                 rules[session.route] = compiled
             }
             let isDatagram = datagramRoutes.contains(session.route)
-            let plan = DriftPlan(
-                sessionID: id,
-                route: session.route,
-                events: try tape.events(inSession: id),
-                isDatagram: isDatagram
-            )
             // A UDP route's upstream given as HOST:PORT is meant as UDP: the tape says the route carries datagrams.
             let endpoint = try upstream(of: session.route)
-            var job = Job(plan: plan, rules: compiled, upstream: isDatagram ? endpoint.asDatagram : endpoint)
+            var job = Job(
+                session: id,
+                route: session.route,
+                isDatagram: isDatagram,
+                rules: compiled,
+                upstream: isDatagram ? endpoint.asDatagram : endpoint
+            )
             if job.upstream.isDatagram != isDatagram {
                 job.refusal = "the route was recorded over a stream, but its upstream \(job.upstream) carries datagrams"
             }
@@ -215,11 +246,11 @@ public enum DriftCheck {
     /// Re-issues one session.
     static func reissue(
         _ job: Job,
+        plan: DriftPlan,
         timeout: Duration,
         contexts: TLSContexts,
         on loop: any EventLoop
     ) async throws -> DriftLiveSession {
-        let plan = job.plan
         var refused = DriftLiveSession(
             result: .unchanged(session: plan.sessionID, route: plan.route),
             startedAt: WallClock.nowNanoseconds(),
