@@ -31,10 +31,10 @@ extension Tape {
 
     /// A session's events in order.
     public func events(inSession id: Int64) throws -> [EventRecord] {
+        // A statement compiled once per connection: callers read session after session (drift, diagnosis).
         try reading { db in
             try EventRecord.fetchAll(
-                db,
-                sql: EventRecord.selectSQL + " WHERE session_id = ? ORDER BY seq",
+                db.cachedStatement(sql: EventRecord.selectSQL + " WHERE session_id = ? ORDER BY seq"),
                 arguments: [id]
             )
         }
