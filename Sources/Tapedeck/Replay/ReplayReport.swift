@@ -127,10 +127,13 @@ public struct ReplayReport: Sendable, Codable, Hashable {
             case unchecked
         }
 
+        /// The session's route.
         public var route: String
+        /// The session's id in the tape.
         public var session: Int64
         /// How long ago it was recorded, in whole seconds, when the replay started.
         public var ageSeconds: Int64
+        /// What became of it.
         public var status: Status
 
         enum CodingKeys: String, CodingKey {
@@ -138,6 +141,7 @@ public struct ReplayReport: Sendable, Codable, Hashable {
             case ageSeconds = "age_s"
         }
 
+        /// The line a failure lists: `session 5 of route 'default' was recorded 40d ago, beyond --max-age`.
         public var description: String {
             "session \(session) of route '\(route)' was recorded \(TapeExpiry.age(ageSeconds * 1_000_000_000)) ago, "
                 + "beyond --max-age"
