@@ -182,25 +182,27 @@ public final class TapeImport {
         case .times:
             break
         case .event(let event, let redactions):
-            // Statements compiled once for the whole import, not once per event.
+            try insertEvent(event, redactions: redactions, db: db)
+        }
+    }
+
+    /// Inserts an event and the spans a redaction rule replaced in it: what an import and a re-recording write.
+    /// The statements are compiled once per connection, not once per event.
+    static func insertEvent(_ event: EventRecord, redactions: [RedactionRecord], db: Database) throws {
+        try db.cachedStatement(
+            sql: "INSERT INTO events (session_id, seq, offset_ns, direction, kind, payload) VALUES (?, ?, ?, ?, ?, ?)"
+        ).execute(
+            arguments: [
+                event.sessionID, event.seq, event.offsetNanoseconds, event.direction.code, event.kind.code,
+                event.payload,
+            ]
+        )
+        for redaction in redactions {
             try db.cachedStatement(
-                sql:
-                    "INSERT INTO events (session_id, seq, offset_ns, direction, kind, payload) VALUES (?, ?, ?, ?, ?, ?)"
+                sql: "INSERT INTO redactions (session_id, seq, start, length, rule_id) VALUES (?, ?, ?, ?, ?)"
             ).execute(
-                arguments: [
-                    event.sessionID, event.seq, event.offsetNanoseconds, event.direction.code, event.kind.code,
-                    event.payload,
-                ]
+                arguments: [redaction.sessionID, redaction.seq, redaction.start, redaction.length, redaction.ruleID]
             )
-            for redaction in redactions {
-                try db.cachedStatement(
-                    sql: "INSERT INTO redactions (session_id, seq, start, length, rule_id) VALUES (?, ?, ?, ?, ?)"
-                ).execute(
-                    arguments: [
-                        redaction.sessionID, redaction.seq, redaction.start, redaction.length, redaction.ruleID,
-                    ]
-                )
-            }
         }
     }
 

@@ -82,19 +82,7 @@ extension Tape {
         }
         try db.execute(sql: "DELETE FROM events WHERE session_id = ?", arguments: [session])
         for (event, redactions) in events {
-            try db.execute(
-                sql:
-                    "INSERT INTO events (session_id, seq, offset_ns, direction, kind, payload) VALUES (?, ?, ?, ?, ?, ?)",
-                arguments: [
-                    session, event.seq, event.offsetNanoseconds, event.direction.code, event.kind.code, event.payload,
-                ]
-            )
-            for redaction in redactions {
-                try db.execute(
-                    sql: "INSERT INTO redactions (session_id, seq, start, length, rule_id) VALUES (?, ?, ?, ?, ?)",
-                    arguments: [session, redaction.seq, redaction.start, redaction.length, redaction.ruleID]
-                )
-            }
+            try TapeImport.insertEvent(event, redactions: redactions, db: db)
         }
     }
 
