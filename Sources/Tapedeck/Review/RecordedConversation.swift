@@ -62,38 +62,19 @@ struct RecordedConversation: Sendable {
     ) {
         self.id = id
         route = session.route
-        var exchanges: [Exchange] = []
-        var current = Exchange()
-        var endings: [String] = [session.outcome.rawValue]
-        var clientBytes = 0
-        for event in events {
-            guard event.kind == .data else {
-                endings.append("\(event.direction == .clientToUpstream ? "client" : "upstream") \(event.kind.rawValue)")
-                continue
-            }
-            let payload = event.payload ?? Data()
-            if event.direction == .clientToUpstream {
-                // The client speaking after the upstream answered begins the next exchange.
-                if !current.upstream.isEmpty {
-                    exchanges.append(current)
-                    current = Exchange()
-                }
-                current.client.append(payload)
-                clientBytes += payload.count
-            } else {
-                current.upstream.append(payload)
-            }
-        }
-        if current != Exchange() { exchanges.append(current) }
-        self.exchanges = exchanges.map { exchange in
+        // Exchanges are cut where drift cuts them: the client speaking after the upstream answered begins the next.
+        exchanges = DriftPlan(sessionID: id, route: session.route, events: events).exchanges.map { exchange in
             Exchange(
                 client: StreamNormalizer.normalize(exchange.client, rules: rules.client).bytes,
                 upstream: StreamNormalizer.normalize(exchange.upstream, rules: rules.upstream).bytes
             )
         }
-        clientKey = self.exchanges.reduce(into: Data()) { $0.append($1.client) }
-        self.clientBytes = clientBytes
-        ending = endings.joined(separator: ", ")
+        clientKey = exchanges.reduce(into: Data()) { $0.append($1.client) }
+        clientBytes = Int(Tape.dataBytes(events, .clientToUpstream))
+        let endings = events.filter { $0.kind != .data }.map {
+            "\($0.direction == .clientToUpstream ? "client" : "upstream") \($0.kind.rawValue)"
+        }
+        ending = ([session.outcome.rawValue] + endings).joined(separator: ", ")
     }
 
     /// How many bytes the two client streams share from the start.
