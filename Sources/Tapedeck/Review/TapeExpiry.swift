@@ -119,25 +119,20 @@ public struct TapeExpiry: Sendable, Hashable {
 
     /// A drift check of the expired sessions, each route's upstream from `routes`.
     private func driftOptions(for sessions: [SessionRecord], routes: [Route]) throws -> DriftCheck.Options {
-        var byName: [String: Route] = [:]
-        for name in Set(sessions.map(\.route)) {
-            // One route served stands for the tape's route whatever its name, as replay serves it.
-            guard let route = routes.first(where: { $0.name == name }) ?? (routes.count == 1 ? routes.first : nil),
-                route.upstream != nil
-            else {
-                throw TapedeckError(
-                    .invalidArgument,
-                    "--on-expired record needs the upstream of route '\(name)' to re-record its expired sessions: "
-                        + "give --upstream (or --config with upstreams)"
-                )
-            }
-            byName[name] = route
-        }
         var options = DriftCheck.Options(
-            routes: byName,
-            timeout: byName.values.map(\.connectTimeout).max() ?? .seconds(5),
+            routes: Dictionary(routes.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first }),
             sessions: Set(sessions.compactMap(\.id))
         )
+        let names = Set(sessions.map(\.route)).sorted()
+        options.timeout = names.compactMap { options.route(named: $0)?.connectTimeout }.max() ?? .seconds(5)
+        // The upstream must be one the user gave: the one recorded may be gone, or not meant to be written to.
+        for name in names where options.route(named: name)?.upstream == nil {
+            throw TapedeckError(
+                .invalidArgument,
+                "--on-expired record needs the upstream of route '\(name)' to re-record its expired sessions: "
+                    + "give --upstream (or --config with upstreams)"
+            )
+        }
         options.continueAfterChange = true
         options.keepsConversations = true
         return options

@@ -84,7 +84,10 @@ final class DriftSessionHandler: ChannelInboundHandler {
             act(answer!.receive(bytes))
         } else if awaitingEnding, plan.upstreamEnding != nil {
             // The recording's upstream ended here; this one says more.
-            changedEnding(recorded: "the upstream closed", live: "the upstream sent \"\(Self.excerpt(bytes, at: 0))\"")
+            changedEnding(
+                recorded: "the upstream closed",
+                live: "the upstream sent \"\(RecordedConversation.excerpt(bytes, at: 0))\""
+            )
         }
     }
 
@@ -269,8 +272,8 @@ final class DriftSessionHandler: ChannelInboundHandler {
         result.exchange = index + 1
         result.direction = Direction.upstreamToClient.rawValue
         result.offset = answer.rawRecordedOffset(offset)
-        result.recorded = Self.excerpt(recorded, at: offset)
-        result.live = Self.excerpt(received, at: offset)
+        result.recorded = RecordedConversation.excerpt(recorded, at: offset)
+        result.live = RecordedConversation.excerpt(received, at: offset)
         // The hint reads a window around the difference, as replay's mismatch does, so a long answer costs no more;
         // a short answer is read whole.
         let whole = recorded.count + received.count <= Self.wholeAnswerLimit
@@ -350,10 +353,6 @@ final class DriftSessionHandler: ChannelInboundHandler {
     }
 
     // MARK: - Text
-
-    static func excerpt(_ bytes: Data, at offset: Int) -> String {
-        RecordedConversation.excerpt(bytes, at: offset)
-    }
 
     private static func window(_ bytes: Data, from: Int, to: Int) -> Data {
         let lower = bytes.startIndex + min(from, bytes.count)
