@@ -29,22 +29,15 @@ struct DiffCommand: ParsableCommand {
         let second = try Tape(readingAt: b)
         let diff = try TapeDiff.compare(first, second)
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-            try StandardStreams.writeOutput(String(decoding: try encoder.encode(diff), as: UTF8.self) + "\n")
+            try ReviewOutput.writeJSON(diff)
         } else {
-            try StandardStreams.writeOutput(Self.text(diff, a: a, b: b, colour: Self.wantsColour()))
+            try StandardStreams.writeOutput(Self.text(diff, a: a, b: b, colour: ReviewOutput.wantsColour()))
         }
         if !diff.identical { throw ExitCode(Self.differStatus) }
     }
 
-    /// Colour on a terminal, unless `NO_COLOR` says otherwise.
-    static func wantsColour() -> Bool {
-        isatty(1) == 1 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
-    }
-
     static func text(_ diff: TapeDiff, a: String, b: String, colour: Bool) -> String {
-        func paint(_ text: String, _ code: String) -> String { colour ? "\u{1B}[\(code)m\(text)\u{1B}[0m" : text }
+        func paint(_ text: String, _ code: String) -> String { ReviewOutput.paint(text, code, colour: colour) }
         var out = "--- \(TerminalText.escape(a))\n+++ \(TerminalText.escape(b))\n"
         for lone in diff.onlyInA {
             out +=

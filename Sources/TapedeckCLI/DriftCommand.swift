@@ -85,17 +85,15 @@ struct DriftCommand: AsyncParsableCommand {
             try DriftCheck.record(report, from: source, to: record, overwrite: overwrite)
         }
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-            try StandardStreams.writeOutput(String(decoding: try encoder.encode(report.results), as: UTF8.self) + "\n")
+            try ReviewOutput.writeJSON(report.results)
         } else {
-            try StandardStreams.writeOutput(Self.text(report, colour: DiffCommand.wantsColour()))
+            try StandardStreams.writeOutput(Self.text(report, colour: ReviewOutput.wantsColour()))
         }
         if report.drifted { throw ExitCode(DiffCommand.differStatus) }
     }
 
     static func text(_ report: DriftCheck.Report, colour: Bool) -> String {
-        func paint(_ text: String, _ code: String) -> String { colour ? "\u{1B}[\(code)m\(text)\u{1B}[0m" : text }
+        func paint(_ text: String, _ code: String) -> String { ReviewOutput.paint(text, code, colour: colour) }
         var out = ""
         for result in report.results where result.status != .unchanged {
             let route = "route '\(TerminalText.escape(result.route))'"
