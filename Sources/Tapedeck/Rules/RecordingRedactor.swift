@@ -38,6 +38,36 @@ struct RecordingRedactor {
         self.rules = rules
     }
 
+    /// A whole session's data events as a recorder would have written them, by sequence number: each direction
+    /// redacted with its rules (none when they are empty), its held events released when it ends (an event of
+    /// another kind) or the session does. Events other than data are not in the result.
+    static func redact(_ events: [EventRecord], client: CompiledRules, upstream: CompiledRules) -> [Int64: Event] {
+        var redactors = (
+            client: client.isEmpty ? nil : RecordingRedactor(rules: client),
+            upstream: upstream.isEmpty ? nil : RecordingRedactor(rules: upstream)
+        )
+        var redacted: [Int64: Event] = [:]
+        func keep(_ released: [Event]?) {
+            for event in released ?? [] { redacted[event.seq] = event }
+        }
+        for event in events {
+            let fed = Event(
+                seq: event.seq,
+                offset: event.offsetNanoseconds,
+                payload: ByteBuffer(bytes: event.payload ?? Data())
+            )
+            switch (event.direction, event.kind) {
+            case (.clientToUpstream, .data): keep(redactors.client?.feed(fed))
+            case (.upstreamToClient, .data): keep(redactors.upstream?.feed(fed))
+            case (.clientToUpstream, _): keep(redactors.client?.finish())
+            case (.upstreamToClient, _): keep(redactors.upstream?.finish())
+            }
+        }
+        keep(redactors.client?.finish())
+        keep(redactors.upstream?.finish())
+        return redacted
+    }
+
     /// The next data event: returns the events that can be written now, redacted, in order.
     mutating func feed(_ event: Event) -> [Event] {
         if held.isEmpty {

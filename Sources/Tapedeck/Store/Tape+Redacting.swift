@@ -101,58 +101,35 @@ extension Tape {
         descriptions: [String],
         db: Database
     ) throws -> [TapeRedaction.Change] {
-        var client = rules.client.isEmpty ? nil : RecordingRedactor(rules: rules.client)
-        var upstream = rules.upstream.isEmpty ? nil : RecordingRedactor(rules: rules.upstream)
         var changes: [TapeRedaction.Change] = []
-        func write(_ events: [RecordingRedactor.Event]) throws {
-            for event in events where !event.redactions.isEmpty {
-                try db.execute(
-                    sql: "UPDATE events SET payload = ? WHERE session_id = ? AND seq = ?",
-                    arguments: [Data(event.payload.readableBytesView), id, event.seq]
-                )
-                for part in event.redactions where ruleIDs.indices.contains(part.rule) {
-                    try db.execute(
-                        sql:
-                            "INSERT OR IGNORE INTO redactions(session_id, seq, start, length, rule_id) VALUES (?, ?, ?, ?, ?)",
-                        arguments: [id, event.seq, part.start, part.length, ruleIDs[part.rule]]
-                    )
-                    changes.append(
-                        .init(
-                            sessionID: id,
-                            seq: event.seq,
-                            start: part.start,
-                            length: part.length,
-                            rule: descriptions[part.rule]
-                        )
-                    )
-                }
-            }
-        }
         let events = try EventRecord.fetchAll(
             db,
             sql: EventRecord.selectSQL + " WHERE session_id = ? ORDER BY seq",
             arguments: [id]
         )
-        for event in events {
-            switch (event.direction, event.kind) {
-            case (.clientToUpstream, .data):
-                let payload = ByteBuffer(bytes: event.payload ?? Data())
-                if client != nil {
-                    try write(client!.feed(.init(seq: event.seq, offset: event.offsetNanoseconds, payload: payload)))
-                }
-            case (.upstreamToClient, .data):
-                let payload = ByteBuffer(bytes: event.payload ?? Data())
-                if upstream != nil {
-                    try write(upstream!.feed(.init(seq: event.seq, offset: event.offsetNanoseconds, payload: payload)))
-                }
-            case (.clientToUpstream, _):
-                if client != nil { try write(client!.finish()) }
-            case (.upstreamToClient, _):
-                if upstream != nil { try write(upstream!.finish()) }
+        let redacted = RecordingRedactor.redact(events, client: rules.client, upstream: rules.upstream)
+        for event in redacted.values.sorted(by: { $0.seq < $1.seq }) where !event.redactions.isEmpty {
+            try db.execute(
+                sql: "UPDATE events SET payload = ? WHERE session_id = ? AND seq = ?",
+                arguments: [Data(event.payload.readableBytesView), id, event.seq]
+            )
+            for part in event.redactions where ruleIDs.indices.contains(part.rule) {
+                try db.execute(
+                    sql:
+                        "INSERT OR IGNORE INTO redactions(session_id, seq, start, length, rule_id) VALUES (?, ?, ?, ?, ?)",
+                    arguments: [id, event.seq, part.start, part.length, ruleIDs[part.rule]]
+                )
+                changes.append(
+                    .init(
+                        sessionID: id,
+                        seq: event.seq,
+                        start: part.start,
+                        length: part.length,
+                        rule: descriptions[part.rule]
+                    )
+                )
             }
         }
-        if client != nil { try write(client!.finish()) }
-        if upstream != nil { try write(upstream!.finish()) }
         return changes
     }
 }

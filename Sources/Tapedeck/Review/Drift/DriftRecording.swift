@@ -77,22 +77,7 @@ enum DriftRecording {
         /// `events` with the route's redacted spans replaced by placeholders, and where.
         func apply(to events: [EventRecord], route: String) throws -> [(EventRecord, [RedactionRecord])] {
             guard let rules = rules[route] else { return events.map { ($0, []) } }
-            var client = RecordingRedactor(rules: rules.client)
-            var upstream = RecordingRedactor(rules: rules.upstream)
-            var redacted: [Int64: RecordingRedactor.Event] = [:]
-            func keep(_ released: [RecordingRedactor.Event]) {
-                for event in released { redacted[event.seq] = event }
-            }
-            for event in events where event.kind == .data {
-                let fed = RecordingRedactor.Event(
-                    seq: event.seq,
-                    offset: event.offsetNanoseconds,
-                    payload: ByteBuffer(bytes: event.payload ?? Data())
-                )
-                keep(event.direction == .clientToUpstream ? client.feed(fed) : upstream.feed(fed))
-            }
-            keep(client.finish())
-            keep(upstream.finish())
+            let redacted = RecordingRedactor.redact(events, client: rules.client, upstream: rules.upstream)
             return events.map { event in
                 guard let found = redacted[event.seq] else { return (event, []) }
                 var copy = event
