@@ -38,24 +38,21 @@ extension Listener {
             }
             return bootstrap
         }
-        var listeners: [any Channel] = []
         do {
-            var address = try SocketAddress.makeAddressResolvingHost(host, port: port)
-            let loops = Array(group.makeIterator())
-            if loops.count > 1 {
-                // A socket without reuse options first: it fails on a port anyone holds, and given port 0 it gets a
-                // port no one holds (the kernel's choice for a socket with SO_REUSEPORT may be a port that other
-                // sockets with it hold). The sockets that share the port among the loops then bind that port.
-                let probe = try await DatagramBootstrap(group: loops[0]).bind(to: address).get()
-                if let bound = probe.localAddress { address = bound }
-                try await probe.close()
+            let address = try SocketAddress.makeAddressResolvingHost(host, port: port)
+            // The kernel's choice of port 0 for a socket with SO_REUSEPORT may be a port that other sockets with it
+            // hold, so the probe chooses.
+            return try await ProbedRebind.retrying {
+                try await bindShared(
+                    address,
+                    loops: Array(group.makeIterator()),
+                    probingPortZero: true,
+                    // A bare socket: a probe needs no handler.
+                    probe: { try await DatagramBootstrap(group: $1).bind(to: $0).get() },
+                    bind: { try await bootstrap(on: $1, reusePort: $2).bind(to: $0).get() }
+                )
             }
-            for loop in loops {
-                listeners.append(try await bootstrap(on: loop, reusePort: loops.count > 1).bind(to: address).get())
-            }
-            return listeners
         } catch {
-            for listener in listeners { try? await listener.close() }
             if let error = error as? TapedeckError { throw failure(error.message) }
             throw failure(SocketErrorText.describe(error))
         }

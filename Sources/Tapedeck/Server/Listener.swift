@@ -48,38 +48,67 @@ enum Listener {
             }
             return bootstrap
         }
-        var listeners: [any Channel] = []
         do {
             switch listen {
             case .tcp(let host, let port):
-                var address = try SocketAddress.makeAddressResolvingHost(host, port: port)
-                let loops = Array(group.makeIterator())
-                if loops.count > 1, port != 0 {
-                    // Other sockets with SO_REUSEPORT (another Tapedeck, say) would let us share their port and
-                    // silently take half their connections; a plain bind first makes a busy port an error.
-                    let probe = try await bootstrap(on: loops[0], reusePort: false).bind(to: address).get()
-                    try await probe.close()
-                }
-                for loop in loops {
-                    let listener = try await bootstrap(on: loop, reusePort: loops.count > 1).bind(to: address).get()
-                    listeners.append(listener)
-                    // Port 0: the first listener chose the port; the others join it.
-                    if let bound = listener.localAddress { address = bound }
+                let address = try SocketAddress.makeAddressResolvingHost(host, port: port)
+                return try await ProbedRebind.retrying {
+                    try await bindShared(
+                        address,
+                        loops: Array(group.makeIterator()),
+                        probe: { try await bootstrap(on: $1, reusePort: false).bind(to: $0).get() },
+                        bind: { try await bootstrap(on: $1, reusePort: $2).bind(to: $0).get() }
+                    )
                 }
             case .unix(let path):
                 try await UnixSocketPath.prepareForListening(path, group: group)
-                listeners.append(
-                    try await bootstrap(on: group.next(), reusePort: false).bind(unixDomainSocketPath: path).get()
-                )
+                return [try await bootstrap(on: group.next(), reusePort: false).bind(unixDomainSocketPath: path).get()]
             case .udp:
                 // bindAll sends UDP routes to bindDatagram.
                 throw TapedeckError(.listenFailed, "a UDP address takes datagrams, not stream connections")
             }
+        } catch {
+            if let error = error as? TapedeckError { throw failure(error.message) }
+            throw failure(SocketErrorText.describe(error))
+        }
+    }
+
+    /// Binds `address` once per loop, the sockets sharing the port through `SO_REUSEPORT` when there are several
+    /// loops; all or none.
+    ///
+    /// With several loops a given port is first bound by a plain probe: other sockets with `SO_REUSEPORT` (another
+    /// Tapedeck, say) would let us share their port and silently take half their connections, so a busy port must
+    /// be an error. Port 0 lets the first shared socket choose, as TCP never gives a port chosen that way to a socket
+    /// sharing it; UDP may, so with `probingPortZero` the probe chooses the port the others then bind.
+    ///
+    /// - Throws: ``ProbedRebind/Raced`` when a bind after the probe found the port in use, to be tried again.
+    static func bindShared(
+        _ address: SocketAddress,
+        loops: [any EventLoop],
+        probingPortZero: Bool = false,
+        probe: (SocketAddress, any EventLoop) async throws -> any Channel,
+        bind: (SocketAddress, _ on: any EventLoop, _ reusePort: Bool) async throws -> any Channel
+    ) async throws -> [any Channel] {
+        var address = address
+        let probed = loops.count > 1 && (address.port != 0 || probingPortZero)
+        if probed {
+            let probe = try await probe(address, loops[0])
+            if let chosen = probe.localAddress { address = chosen }
+            try await probe.close()
+        }
+        var listeners: [any Channel] = []
+        do {
+            for loop in loops {
+                let listener = try await bind(address, loop, loops.count > 1)
+                listeners.append(listener)
+                // Port 0: the first listener chose the port; the others join it.
+                if let bound = listener.localAddress { address = bound }
+            }
             return listeners
         } catch {
             for listener in listeners { try? await listener.close() }
-            if let error = error as? TapedeckError { throw failure(error.message) }
-            throw failure(SocketErrorText.describe(error))
+            if probed, ProbedRebind.isAddressInUse(error) { throw ProbedRebind.Raced(underlying: error) }
+            throw error
         }
     }
 

@@ -110,7 +110,8 @@ final class ChildProcess: Sendable {
 func waitUntilListening(_ server: ChildProcess, port: Int, timeout: Duration = .seconds(20)) async throws -> Bool {
     let deadline = ContinuousClock.now.advanced(by: timeout)
     while ContinuousClock.now < deadline {
-        if ListeningSockets.process(server.pid, listensOn: port) { return true }
+        // Running after the connect too: kill(pid, 0) succeeds on a process that has exited but is not yet reaped.
+        if ListeningSockets.process(server.pid, listensOn: port), server.isRunning { return true }
         if !server.isRunning { return false }
         try await Task.sleep(for: .milliseconds(50))
     }

@@ -3,6 +3,10 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A real `redis-server` on a free loopback port, started for one test and stopped by its PID; speaking only TLS on
 /// that port when given a certificate.
 final class RedisServer: Sendable {
@@ -79,21 +83,41 @@ struct TestProcessError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// A port that was free a moment ago: bound to port 0 and released.
+/// A port that was free a moment ago, for TCP and for UDP: bound to port 0 and released.
 ///
 /// The kernel readily hands a just-released port to the next bind to port 0, so two tests asking at once could
-/// get the same one; ports already handed out in this run are never handed out again.
+/// get the same one; ports already handed out in this run are never handed out again. The sockets are bound, never
+/// listening: a child forked at that moment holds them until it closes our descriptors, and a listening socket
+/// held so would accept the connect that tells a server is up, though the server itself found the port busy and
+/// exited. Servers such as dnsmasq bind the port for both protocols, so it must be free for both.
 enum FreePort {
     private static let handedOut = NIOLockedValueBox(Set<Int>())
 
     static func find() async throws -> Int {
         for _ in 0..<50 {
-            let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .bind(host: "127.0.0.1", port: 0).get()
-            let port = channel.localAddress!.port!
-            try await channel.close()
+            guard let port = bind(SOCK_STREAM, port: 0) else { continue }
+            guard bind(SOCK_DGRAM, port: port) != nil else { continue }
             if handedOut.withLockedValue({ $0.insert(port).inserted }) { return port }
         }
         throw TestProcessError("no fresh free port found")
+    }
+
+    /// Binds a socket of `type` to 127.0.0.1:`port`, closes it and returns the port it got, or nil if it could
+    /// not bind.
+    private static func bind(_ type: __socket_type, port: Int) -> Int? {
+        let descriptor = socket(AF_INET, Int32(type.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard descriptor >= 0 else { return nil }
+        defer { close(descriptor) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.bind(descriptor, $0, length) == 0 && getsockname(descriptor, $0, &length) == 0
+            }
+        }
+        return bound ? Int(UInt16(bigEndian: address.sin_port)) : nil
     }
 }
