@@ -1,7 +1,7 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
-import HTTPTypes
 import NIOCore
 import Testing
 
@@ -114,9 +114,15 @@ struct ControlAPITests {
     @Test func disablingClosesTheListenerAndEnablingReopensTheSamePort() async throws {
         let upstream = try await TestServer.start(.echo)
         defer { Task { await upstream.stop() } }
+        // A port no bind to port 0 can take while the proxy is disabled.
+        let port = try FreePort.findOutsideEphemeralRange()
         try await withControlAPI { api, _ in
-            let created = try await api.post("/proxies", #"{"name": "echo", "upstream": "\#(upstream.endpoint)"}"#)
+            let created = try await api.post(
+                "/proxies",
+                #"{"name": "echo", "listen": "127.0.0.1:\#(port)", "upstream": "\#(upstream.endpoint)"}"#
+            )
             let listen = try Endpoint(parsing: try #require(created.object["listen"] as? String))
+            #expect(listen == .tcp(host: "127.0.0.1", port: port))
             let open = try BlockingConnection(to: listen)
             #expect(try open.echo("before") == "before")
 
@@ -240,8 +246,13 @@ struct ControlAPITests {
     @Test func aDownToxicTakesTheRouteDownAndResetBringsItBack() async throws {
         let upstream = try await TestServer.start(.echo)
         defer { Task { await upstream.stop() } }
+        // A port no bind to port 0 can take while the route is down.
+        let port = try FreePort.findOutsideEphemeralRange()
         try await withControlAPI { api, _ in
-            let created = try await api.post("/proxies", #"{"name": "redis", "upstream": "\#(upstream.endpoint)"}"#)
+            let created = try await api.post(
+                "/proxies",
+                #"{"name": "redis", "listen": "127.0.0.1:\#(port)", "upstream": "\#(upstream.endpoint)"}"#
+            )
             let listen = try Endpoint(parsing: try #require(created.object["listen"] as? String))
             _ = try await api.post("/proxies/redis/toxics", #"{"type": "down", "name": "outage"}"#)
             #expect(await TestClient.isRefused(listen))

@@ -102,6 +102,21 @@ enum FreePort {
         throw TestProcessError("no fresh free port found")
     }
 
+    /// A port free for TCP and UDP below the kernel's range for binds to port 0 and for clients' source ports, for
+    /// a test that closes a listener and opens it again on the same port: in between, neither another test's bind
+    /// to port 0 nor a connection's source port can take it.
+    static func findOutsideEphemeralRange() throws -> Int {
+        let range = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)) ?? ""
+        let ephemeralLow = range.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) } ?? 32_768
+        let candidates = ephemeralLow > 12_000 ? 10_000..<ephemeralLow : 2_000..<ephemeralLow
+        for _ in 0..<200 {
+            let port = Int.random(in: candidates)
+            guard bind(SOCK_STREAM, port: port) != nil, bind(SOCK_DGRAM, port: port) != nil else { continue }
+            if handedOut.withLockedValue({ $0.insert(port).inserted }) { return port }
+        }
+        throw TestProcessError("no free port below \(ephemeralLow) found")
+    }
+
     /// Binds a socket of `type` to 127.0.0.1:`port`, closes it and returns the port it got, or nil if it could
     /// not bind.
     private static func bind(_ type: __socket_type, port: Int) -> Int? {

@@ -56,11 +56,16 @@ struct TestClient {
         }
     }
 
-    /// Whether a connection to `endpoint` is refused. A connection that is accepted is closed properly: a
-    /// dropped `NIOAsyncChannel` whose writer was never finished traps.
+    /// Whether connections to `endpoint` are refused within a second. A listener just closed can accept a moment
+    /// longer: a child being forked by another test holds every socket of this process until it closes them before
+    /// its `exec`. A connection that is accepted is closed properly: a dropped `NIOAsyncChannel` whose writer was
+    /// never finished traps.
     static func isRefused(_ endpoint: Endpoint) async -> Bool {
-        guard let connection = try? await connect(to: endpoint) else { return true }
-        try? await connection.executeThenClose { _, outbound in outbound.finish() }
+        for _ in 0..<20 {
+            guard let connection = try? await connect(to: endpoint) else { return true }
+            try? await connection.executeThenClose { _, outbound in outbound.finish() }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
         return false
     }
 
