@@ -1,7 +1,7 @@
 import ArgumentParser
 import Tapedeck
 
-/// The rules given on the command line, for every route: shared by `record`, `replay` and `run`.
+/// The rules given on the command line, for every route: shared by `record`, `replay`, `run`, `redact` and `drift`.
 struct RuleOptions: ParsableArguments {
     @Option(
         help: ArgumentHelp(
@@ -13,7 +13,7 @@ struct RuleOptions: ParsableArguments {
 
     @Option(
         help: ArgumentHelp(
-            "A regular expression over bytes whose match (or capture groups) never reaches the tape: the recorder writes '*' bytes in its place. Repeatable.",
+            "A regular expression over bytes whose match (or capture groups) is a secret: a recording writes '*' bytes in its place, and replay and drift compare it as redacted. Repeatable.",
             valueName: "regex"
         )
     )

@@ -115,7 +115,7 @@ struct ControlAPITests {
         let upstream = try await TestServer.start(.echo)
         defer { Task { await upstream.stop() } }
         // A port no bind to port 0 can take while the proxy is disabled.
-        let port = try FreePort.findOutsideEphemeralRange()
+        let port = try await FreePort.find()
         try await withControlAPI { api, _ in
             let created = try await api.post(
                 "/proxies",
@@ -247,7 +247,7 @@ struct ControlAPITests {
         let upstream = try await TestServer.start(.echo)
         defer { Task { await upstream.stop() } }
         // A port no bind to port 0 can take while the route is down.
-        let port = try FreePort.findOutsideEphemeralRange()
+        let port = try await FreePort.find()
         try await withControlAPI { api, _ in
             let created = try await api.post(
                 "/proxies",

@@ -48,6 +48,8 @@ final class RelayHandler: ChannelDuplexHandler {
     private var context: ChannelHandlerContext?
     /// Half-closes, closes, resets and held reads: every decision about this side's connection is made there.
     private var state = RelayStateMachine()
+    /// While queued bytes drain to a side whose partner has gone: the next check that its peer still takes them.
+    private var lingerCheck: Scheduled<Void>?
 
     private init(side: Side, lingerTimeout: TimeAmount, recorder: SessionRecorder?) {
         self.side = side
@@ -58,8 +60,8 @@ final class RelayHandler: ChannelDuplexHandler {
     /// Makes the two handlers of one session, already introduced to each other.
     ///
     /// - Parameters:
-    ///   - lingerTimeout: How long queued bytes may take to drain to a side whose partner has gone, before that
-    ///     side is reset anyway.
+    ///   - lingerTimeout: How long a side whose partner has gone may take none of the bytes queued for it before
+    ///     it is reset anyway.
     ///   - recorder: Where to report the session's events, when recording.
     static func matchedPair(
         lingerTimeout: TimeAmount,
@@ -238,11 +240,10 @@ final class RelayHandler: ChannelDuplexHandler {
             }
             let drained = context.eventLoop.makePromise(of: Void.self)
             context.writeAndFlush(wrapOutboundOut(ByteBuffer()), promise: drained)
-            let deadline = context.eventLoop.assumeIsolated().scheduleTask(in: lingerTimeout) {
-                self.perform(self.state.lingerTimedOut(channelIsActive: context.channel.isActive), context: context)
-            }
+            watchLinger(context: context, queued: queuedBytes(context))
             drained.futureResult.assumeIsolated().whenComplete { _ in
-                deadline.cancel()
+                self.lingerCheck?.cancel()
+                self.lingerCheck = nil
                 self.perform(
                     self.state.closeDrained(reset: reset, channelIsActive: context.channel.isActive),
                     context: context
@@ -251,11 +252,32 @@ final class RelayHandler: ChannelDuplexHandler {
         }
     }
 
+    /// Resets this side once its peer has taken none of the queued bytes for the linger time, checking again
+    /// while it takes some: a peer that stopped reading must not hold the connection open for ever, but one still
+    /// reading, however slowly, gets every byte. A reset would throw away what its kernel already holds for it.
+    private func watchLinger(context: ChannelHandlerContext, queued: Int) {
+        lingerCheck = context.eventLoop.assumeIsolated().scheduleTask(in: lingerTimeout) {
+            let left = self.queuedBytes(context)
+            guard left >= queued else {
+                self.watchLinger(context: context, queued: left)
+                return
+            }
+            self.lingerCheck = nil
+            self.perform(self.state.lingerTimedOut(channelIsActive: context.channel.isActive), context: context)
+        }
+    }
+
     /// Whether writes are still queued on this side; when none are, an end can be passed on at once, without
     /// the empty write, promise and linger timer that waiting for them costs on every connection.
     private func hasQueuedBytes(_ context: ChannelHandlerContext) -> Bool {
+        queuedBytes(context) > 0
+    }
+
+    /// How many bytes of writes are queued on this side, not yet taken by the kernel; `Int.max` when the channel
+    /// cannot tell.
+    private func queuedBytes(_ context: ChannelHandlerContext) -> Int {
         let queued = try? context.channel.syncOptions?.getOption(ChannelOptions.bufferedWritableBytes)
-        return queued.map { $0 > 0 } ?? true
+        return queued ?? Int.max
     }
 
     /// Makes the next close send RST instead of FIN. Unix sockets have no reset; there it is a plain close.

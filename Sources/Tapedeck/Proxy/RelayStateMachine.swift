@@ -211,8 +211,8 @@ extension RelayStateMachine {
         close(reset: reset, channelIsActive: channelIsActive)
     }
 
-    /// The peer took longer than the linger time to take the queued bytes: a peer that stopped reading must not
-    /// hold the connection open for ever, so it is reset.
+    /// The peer took none of the queued bytes for the linger time: a peer that stopped reading must not hold the
+    /// connection open for ever, so it is reset.
     mutating func lingerTimedOut(channelIsActive: Bool) -> Action {
         close(reset: true, channelIsActive: channelIsActive)
     }

@@ -3,8 +3,10 @@ import NIOCore
 /// The socket settings of every relayed connection, client or upstream, in the proxy and in replay's
 /// record-missing handoff alike.
 enum RelaySocket {
-    /// How long bytes queued for a side may take to drain after its partner has gone, before it is reset.
-    static let lingerTimeout = TimeAmount.seconds(5)
+    /// How long a side whose partner has gone may take none of the bytes queued for it before it is reset: a
+    /// client still reading a long answer slowly (or paused under a loaded test run) keeps every byte, as with
+    /// HAProxy's usual client timeout; one that stopped reading frees its connection.
+    static let lingerTimeout = TimeAmount.seconds(30)
 
     /// Reads start small and grow with the traffic: NIO keeps one receive buffer per channel between reads, so
     /// the initial size is what every idle connection costs.

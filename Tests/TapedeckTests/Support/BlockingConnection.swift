@@ -11,11 +11,15 @@ import Glibc
 final class BlockingConnection {
     private let descriptor: Int32
 
-    /// Connects to an IPv4 `endpoint`; every later send or receive gives up after `timeout`.
-    init(to endpoint: Endpoint, timeout: Duration = .seconds(5)) throws {
+    /// Connects to an IPv4 `endpoint`; every later send or receive gives up after `timeout`. A `receiveBuffer`
+    /// (bytes) caps what the kernel holds for this socket, so that a slow reader slows its peer down at once.
+    init(to endpoint: Endpoint, timeout: Duration = .seconds(5), receiveBuffer: Int? = nil) throws {
         guard case .tcp(let host, let port) = endpoint else { throw TestProcessError("not a TCP address: \(endpoint)") }
         descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard descriptor >= 0 else { throw TestProcessError("socket failed: errno \(errno)") }
+        if var size = receiveBuffer.map(Int32.init) {
+            setsockopt(descriptor, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
         let seconds = timeout.components.seconds
         var limit = timeval(tv_sec: Int(seconds), tv_usec: Int(timeout.components.attoseconds / 1_000_000_000_000))
         setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
@@ -83,6 +87,35 @@ final class BlockingConnection {
             received += buffer[0..<read]
         }
         return String(decoding: received, as: UTF8.self)
+    }
+
+    /// Shuts this side's output (a FIN): the peer reads end of input, and this side can still read.
+    func finishSending() {
+        shutdown(descriptor, Int32(SHUT_WR))
+    }
+
+    /// How a ``drip(chunk:pause:limit:)`` ended.
+    enum Ending: Equatable {
+        case eof
+        case reset
+        case error(Int32)
+    }
+
+    /// Reads at most `chunk` bytes at a time with `pause` between reads, until the stream ends or `limit` bytes
+    /// came; returns how many bytes came, and how the stream ended.
+    func drip(chunk: Int, pause: Duration, limit: Int) -> (bytes: Int, ending: Ending) {
+        var total = 0
+        var buffer = [UInt8](repeating: 0, count: chunk)
+        while total < limit {
+            let read = recv(descriptor, &buffer, chunk, 0)
+            if read == 0 { return (total, .eof) }
+            if read < 0 { return (total, errno == ECONNRESET ? .reset : .error(errno)) }
+            total += read
+            Thread.sleep(
+                forTimeInterval: Double(pause.components.seconds) + Double(pause.components.attoseconds) / 1e18
+            )
+        }
+        return (total, .eof)
     }
 
     deinit { close(descriptor) }

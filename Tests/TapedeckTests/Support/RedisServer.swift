@@ -83,32 +83,27 @@ struct TestProcessError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// A port that was free a moment ago, for TCP and for UDP: bound to port 0 and released.
+/// A port that was free a moment ago, for TCP and for UDP, below the kernel's range for binds to port 0 and for
+/// connections' source ports.
 ///
-/// The kernel readily hands a just-released port to the next bind to port 0, so two tests asking at once could
-/// get the same one; ports already handed out in this run are never handed out again. The sockets are bound, never
-/// listening: a child forked at that moment holds them until it closes our descriptors, and a listening socket
-/// held so would accept the connect that tells a server is up, though the server itself found the port busy and
-/// exited. Servers such as dnsmasq bind the port for both protocols, so it must be free for both.
+/// Below that range, nothing takes the port between this check and the bind of the server it is for, nor while a
+/// test has closed a listener to open it again on the same port: neither a bind to port 0 (in this process or any
+/// other, such as a `tapedeck` a test started) nor a client's source port can get it. Ports already handed out in
+/// this run are never handed out again. The sockets of the check are bound, never listening: a child forked at that
+/// moment holds them until it closes our descriptors, and a listening socket held so would accept the connect that
+/// tells a server is up, though the server itself found the port busy and exited. Servers such as dnsmasq bind the
+/// port for both protocols, so it must be free for both.
 enum FreePort {
     private static let handedOut = NIOLockedValueBox(Set<Int>())
 
-    static func find() async throws -> Int {
-        for _ in 0..<50 {
-            guard let port = bind(SOCK_STREAM, port: 0) else { continue }
-            guard bind(SOCK_DGRAM, port: port) != nil else { continue }
-            if handedOut.withLockedValue({ $0.insert(port).inserted }) { return port }
-        }
-        throw TestProcessError("no fresh free port found")
-    }
-
-    /// A port free for TCP and UDP below the kernel's range for binds to port 0 and for clients' source ports, for
-    /// a test that closes a listener and opens it again on the same port: in between, neither another test's bind
-    /// to port 0 nor a connection's source port can take it.
-    static func findOutsideEphemeralRange() throws -> Int {
+    /// The kernel's ports for binds to port 0 and source ports begin here.
+    private static let ephemeralLow: Int = {
         let range = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)) ?? ""
-        let ephemeralLow = range.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) } ?? 32_768
-        let candidates = ephemeralLow > 12_000 ? 10_000..<ephemeralLow : 2_000..<ephemeralLow
+        return range.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) } ?? 32_768
+    }()
+
+    static func find() async throws -> Int {
+        let candidates = ephemeralLow > 12_000 ? 10_000..<ephemeralLow : 2_000..<max(ephemeralLow, 2_001)
         for _ in 0..<200 {
             let port = Int.random(in: candidates)
             guard bind(SOCK_STREAM, port: port) != nil, bind(SOCK_DGRAM, port: port) != nil else { continue }
@@ -117,8 +112,7 @@ enum FreePort {
         throw TestProcessError("no free port below \(ephemeralLow) found")
     }
 
-    /// Binds a socket of `type` to 127.0.0.1:`port`, closes it and returns the port it got, or nil if it could
-    /// not bind.
+    /// Binds a socket of `type` to 127.0.0.1:`port`, closes it and returns the port, or nil if it could not bind.
     private static func bind(_ type: __socket_type, port: Int) -> Int? {
         let descriptor = socket(AF_INET, Int32(type.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard descriptor >= 0 else { return nil }
