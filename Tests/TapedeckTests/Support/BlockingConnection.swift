@@ -94,28 +94,44 @@ final class BlockingConnection {
         shutdown(descriptor, Int32(SHUT_WR))
     }
 
-    /// How a ``drip(chunk:pause:limit:)`` ended.
-    enum Ending: Equatable {
-        case eof
-        case reset
-        case error(Int32)
+    /// What a ``drip(chunk:pause:limit:)`` read.
+    struct Drip: Sendable {
+        /// How the stream ended.
+        enum Ending: Equatable, Sendable {
+            case eof
+            case reset
+            case error(Int32)
+        }
+
+        var bytes = 0
+        var ending = Ending.eof
+        /// The longest time between the end of one read and the end of the next: longer than asked when the
+        /// reading thread was starved.
+        var longestWait = Duration.zero
     }
 
     /// Reads at most `chunk` bytes at a time with `pause` between reads, until the stream ends or `limit` bytes
-    /// came; returns how many bytes came, and how the stream ended.
-    func drip(chunk: Int, pause: Duration, limit: Int) -> (bytes: Int, ending: Ending) {
-        var total = 0
+    /// came.
+    func drip(chunk: Int, pause: Duration, limit: Int) -> Drip {
+        var drip = Drip()
         var buffer = [UInt8](repeating: 0, count: chunk)
-        while total < limit {
+        var last = ContinuousClock.now
+        while drip.bytes < limit {
             let read = recv(descriptor, &buffer, chunk, 0)
-            if read == 0 { return (total, .eof) }
-            if read < 0 { return (total, errno == ECONNRESET ? .reset : .error(errno)) }
-            total += read
+            let now = ContinuousClock.now
+            drip.longestWait = max(drip.longestWait, now - last)
+            last = now
+            if read == 0 { return drip }
+            if read < 0 {
+                drip.ending = errno == ECONNRESET ? .reset : .error(errno)
+                return drip
+            }
+            drip.bytes += read
             Thread.sleep(
                 forTimeInterval: Double(pause.components.seconds) + Double(pause.components.attoseconds) / 1e18
             )
         }
-        return (total, .eof)
+        return drip
     }
 
     deinit { close(descriptor) }
