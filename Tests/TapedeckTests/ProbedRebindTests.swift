@@ -57,7 +57,7 @@ import Glibc
         var probes = 0
         var closed = 0
         await #expect(throws: ProbedRebind.Raced.self) {
-            _ = try await Listener.bindShared(
+            _ = try await Listener.bindSharedOnce(
                 address,
                 loops: loops,
                 probe: { _, _ in
@@ -77,12 +77,12 @@ import Glibc
         }
         #expect(probes == 1)
         await #expect(throws: IOError.self) {
-            _ = try await Listener.bindShared(address, loops: loops, probe: { _, _ in throw inUse }) { _, _, _ in
+            _ = try await Listener.bindSharedOnce(address, loops: loops, probe: { _, _ in throw inUse }) { _, _, _ in
                 EmbeddedChannel()
             }
         }
         await #expect(throws: IOError.self) {
-            _ = try await Listener.bindShared(address, loops: [loops[0]], probe: { _, _ in EmbeddedChannel() }) {
+            _ = try await Listener.bindSharedOnce(address, loops: [loops[0]], probe: { _, _ in EmbeddedChannel() }) {
                 _,
                 _,
                 _ in throw inUse

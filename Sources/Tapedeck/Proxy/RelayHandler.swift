@@ -256,6 +256,7 @@ final class RelayHandler: ChannelDuplexHandler {
     /// while it takes some: a peer that stopped reading must not hold the connection open for ever, but one still
     /// reading, however slowly, gets every byte. A reset would throw away what its kernel already holds for it.
     private func watchLinger(context: ChannelHandlerContext, queued: Int) {
+        lingerCheck?.cancel()
         lingerCheck = context.eventLoop.assumeIsolated().scheduleTask(in: lingerTimeout) {
             let left = self.queuedBytes(context)
             guard left >= queued else {

@@ -39,19 +39,16 @@ extension Listener {
             return bootstrap
         }
         do {
-            let address = try SocketAddress.makeAddressResolvingHost(host, port: port)
             // The kernel's choice of port 0 for a socket with SO_REUSEPORT may be a port that other sockets with it
             // hold, so the probe chooses.
-            return try await ProbedRebind.retrying {
-                try await bindShared(
-                    address,
-                    loops: Array(group.makeIterator()),
-                    probingPortZero: true,
-                    // A bare socket: a probe needs no handler.
-                    probe: { try await DatagramBootstrap(group: $1).bind(to: $0).get() },
-                    bind: { try await bootstrap(on: $1, reusePort: $2).bind(to: $0).get() }
-                )
-            }
+            return try await bindShared(
+                try SocketAddress.makeAddressResolvingHost(host, port: port),
+                loops: Array(group.makeIterator()),
+                probingPortZero: true,
+                // A bare socket: a probe needs no handler.
+                probe: { try await DatagramBootstrap(group: $1).bind(to: $0).get() },
+                bind: { try await bootstrap(on: $1, reusePort: $2).bind(to: $0).get() }
+            )
         } catch {
             if let error = error as? TapedeckError { throw failure(error.message) }
             throw failure(SocketErrorText.describe(error))

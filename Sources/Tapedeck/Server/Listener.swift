@@ -51,15 +51,12 @@ enum Listener {
         do {
             switch listen {
             case .tcp(let host, let port):
-                let address = try SocketAddress.makeAddressResolvingHost(host, port: port)
-                return try await ProbedRebind.retrying {
-                    try await bindShared(
-                        address,
-                        loops: Array(group.makeIterator()),
-                        probe: { try await bootstrap(on: $1, reusePort: false).bind(to: $0).get() },
-                        bind: { try await bootstrap(on: $1, reusePort: $2).bind(to: $0).get() }
-                    )
-                }
+                return try await bindShared(
+                    try SocketAddress.makeAddressResolvingHost(host, port: port),
+                    loops: Array(group.makeIterator()),
+                    probe: { try await bootstrap(on: $1, reusePort: false).bind(to: $0).get() },
+                    bind: { try await bootstrap(on: $1, reusePort: $2).bind(to: $0).get() }
+                )
             case .unix(let path):
                 try await UnixSocketPath.prepareForListening(path, group: group)
                 return [try await bootstrap(on: group.next(), reusePort: false).bind(unixDomainSocketPath: path).get()]
@@ -81,8 +78,23 @@ enum Listener {
     /// be an error. Port 0 lets the first shared socket choose, as TCP never gives a port chosen that way to a socket
     /// sharing it; UDP may, so with `probingPortZero` the probe chooses the port the others then bind.
     ///
-    /// - Throws: ``ProbedRebind/Raced`` when a bind after the probe found the port in use, to be tried again.
+    /// A bind after the probe that finds the port in use is tried again, with a new probe (see ``ProbedRebind``).
     static func bindShared(
+        _ address: SocketAddress,
+        loops: [any EventLoop],
+        probingPortZero: Bool = false,
+        probe: (SocketAddress, any EventLoop) async throws -> any Channel,
+        bind: (SocketAddress, _ on: any EventLoop, _ reusePort: Bool) async throws -> any Channel
+    ) async throws -> [any Channel] {
+        try await ProbedRebind.retrying {
+            try await bindSharedOnce(address, loops: loops, probingPortZero: probingPortZero, probe: probe, bind: bind)
+        }
+    }
+
+    /// One try of ``bindShared(_:loops:probingPortZero:probe:bind:)``.
+    ///
+    /// - Throws: ``ProbedRebind/Raced`` when a bind after the probe found the port in use, to be tried again.
+    static func bindSharedOnce(
         _ address: SocketAddress,
         loops: [any EventLoop],
         probingPortZero: Bool = false,

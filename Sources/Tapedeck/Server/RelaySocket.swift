@@ -4,8 +4,8 @@ import NIOCore
 /// record-missing handoff alike.
 enum RelaySocket {
     /// How long a side whose partner has gone may take none of the bytes queued for it before it is reset: a
-    /// client still reading a long answer slowly (or paused under a loaded test run) keeps every byte, as with
-    /// HAProxy's usual client timeout; one that stopped reading frees its connection.
+    /// client still reading a long answer slowly (or paused for a while in a loaded test run) keeps every byte;
+    /// one that stopped reading frees its connection.
     static let lingerTimeout = TimeAmount.seconds(30)
 
     /// Reads start small and grow with the traffic: NIO keeps one receive buffer per channel between reads, so
