@@ -76,8 +76,7 @@ struct DriftCommand: AsyncParsableCommand {
             }
         }
         if let config {
-            let routes = try ProxyConfiguration.load(path: config, requireUpstream: false).routes
-            options.routes = Dictionary(routes.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+            options.routes = try ProxyConfiguration.load(path: config, requireUpstream: false).routes
         }
         let source = try Tape(readingAt: tape)
         let report = try await DriftCheck.run(tape: source, options: options)

@@ -39,8 +39,8 @@ struct DriftStateMachineTests {
         parts: [String]? = nil,
         endsBeforeAnswer: Bool = false
     ) -> DriftPlan.Exchange {
-        DriftPlan.Exchange(
-            client: Data(client.utf8),
+        precondition(parts.map { $0.joined() == client } ?? true, "the reads of an exchange make up its client bytes")
+        return DriftPlan.Exchange(
             clientParts: (parts ?? (client.isEmpty ? [] : [client])).map { Data($0.utf8) },
             upstream: Data(upstream.utf8),
             clientEndsBeforeAnswer: endsBeforeAnswer

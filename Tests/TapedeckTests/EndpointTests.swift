@@ -70,9 +70,16 @@ struct DurationTextTests {
         #expect(error?.description.hasPrefix("invalid duration '\(text)'") == true)
     }
 
-    @Test func formatsShortest() {
+    @Test func formatsShortest() throws {
         #expect(DurationText.format(.seconds(5)) == "5s")
         #expect(DurationText.format(.milliseconds(300)) == "300ms")
+        #expect(DurationText.format(.seconds(30 * 86_400)) == "30d")
+        #expect(DurationText.format(.seconds(7_200)) == "2h")
+        #expect(DurationText.format(.seconds(90)) == "90s")
+        #expect(DurationText.format(.zero) == "0s")
+        for text in ["30d", "2h", "90s", "1500ms", "0s"] {
+            #expect(try DurationText.format(DurationText.parse(text)) == text)
+        }
     }
 }
 

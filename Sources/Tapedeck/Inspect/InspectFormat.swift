@@ -35,7 +35,11 @@ public enum InspectFormat {
 
     /// How long ago `nanoseconds` since 1970 was, at `now`: `45s`, `12m`, `5h`, `30d`; `0s` for a time not yet come.
     public static func age(of nanoseconds: Int64, now: Int64 = WallClock.nowNanoseconds()) -> String {
-        let seconds = ageSeconds(of: nanoseconds, now: now)
+        age(seconds: ageSeconds(of: nanoseconds, now: now))
+    }
+
+    /// An age of `seconds` as ``age(of:now:)`` says it: `45s`, `12m`, `5h`, `30d`.
+    public static func age(seconds: Int64) -> String {
         switch seconds {
         case ..<120: return "\(seconds)s"
         case ..<7200: return "\(seconds / 60)m"

@@ -143,7 +143,7 @@ public struct ReplayReport: Sendable, Codable, Hashable {
 
         /// The line a failure lists: `session 5 of route 'default' was recorded 40d ago, beyond --max-age`.
         public var description: String {
-            "session \(session) of route '\(route)' was recorded \(TapeExpiry.age(ageSeconds * 1_000_000_000)) ago, "
+            "session \(session) of route '\(route)' was recorded \(InspectFormat.age(seconds: ageSeconds)) ago, "
                 + "beyond --max-age"
         }
     }

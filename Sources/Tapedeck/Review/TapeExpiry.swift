@@ -58,11 +58,12 @@ public struct TapeExpiry: Sendable, Hashable {
                 status: status
             )
         }
-        let oldest = old.map { now - $0.startedAt }.max() ?? 0
+        let oldest = old.map(\.startedAt).min() ?? now
         let named = old.prefix(20).map { "\($0.id ?? 0)" }.joined(separator: ", ") + (old.count > 20 ? ", …" : "")
         let what =
             "\(old.count) session\(old.count == 1 ? "" : "s") of tape '\(path)' \(old.count == 1 ? "is" : "are") "
-            + "older than \(Self.limit(maxAge)) (the oldest recorded \(Self.age(oldest)) ago): \(named)"
+            + "older than \(DurationText.format(maxAge)) (the oldest recorded \(InspectFormat.age(of: oldest, now: now)) "
+            + "ago): \(named)"
         switch action {
         case .warn:
             warn(what + "; re-record them, or check them with `tapedeck drift`")
@@ -96,14 +97,9 @@ public struct TapeExpiry: Sendable, Hashable {
                     statuses[result.session] = .rerecorded
                 }
                 rerecordings.append(
-                    SessionRerecording(
-                        session: result.session,
-                        startedAt: live.startedAt,
-                        durationNanoseconds: live.durationNanoseconds,
-                        outcome: live.outcome,
-                        upstreamAddress: live.upstream,
+                    live.rerecording(
                         events: result.status == .unchanged
-                            ? nil : try redaction.apply(to: live.events, route: result.route).map { ($0.0, $0.1) }
+                            ? nil : try redaction.apply(to: live.events, route: result.route)
                     )
                 )
             }
@@ -120,7 +116,7 @@ public struct TapeExpiry: Sendable, Hashable {
     /// A drift check of the expired sessions, each route's upstream from `routes`.
     private func driftOptions(for sessions: [SessionRecord], routes: [Route]) throws -> DriftCheck.Options {
         var options = DriftCheck.Options(
-            routes: Dictionary(routes.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first }),
+            routes: routes,
             sessions: Set(sessions.compactMap(\.id))
         )
         let names = Set(sessions.map(\.route)).sorted()
@@ -136,24 +132,5 @@ public struct TapeExpiry: Sendable, Hashable {
         options.continueAfterChange = true
         options.keepsConversations = true
         return options
-    }
-
-    /// An age as people say it, rounded down to its largest unit: whole days, hours, minutes or seconds.
-    static func age(_ nanoseconds: Int64) -> String {
-        let seconds = nanoseconds / 1_000_000_000
-        for (unit, size) in [("d", Int64(86_400)), ("h", 3_600), ("m", 60)] where seconds >= size {
-            return "\(seconds / size)\(unit)"
-        }
-        return "\(seconds)s"
-    }
-
-    /// The limit as it was given: `30d` rather than `2592000s`.
-    static func limit(_ duration: Duration) -> String {
-        let nanoseconds = duration.nanoseconds
-        for (unit, size) in [("d", Int64(86_400)), ("h", 3_600), ("m", 60)]
-        where nanoseconds % (size * 1_000_000_000) == 0 {
-            return "\(nanoseconds / (size * 1_000_000_000))\(unit)"
-        }
-        return DurationText.format(duration)
     }
 }

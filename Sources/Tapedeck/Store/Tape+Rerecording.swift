@@ -36,6 +36,26 @@ public struct SessionRerecording: Sendable {
     }
 }
 
+extension SessionRerecording {
+    /// `session` as heard again: its new time, and when its conversation changed, the new outcome, upstream and
+    /// counts of ``events``.
+    public func applied(to session: SessionRecord) -> SessionRecord {
+        var session = session
+        session.startedAt = startedAt
+        session.durationNanoseconds = durationNanoseconds
+        session.endedAt = startedAt + durationNanoseconds
+        if let events {
+            let records = events.map(\.event)
+            session.outcome = outcome
+            session.upstreamAddress = upstreamAddress
+            session.eventCount = Int64(events.count)
+            session.clientBytes = Tape.dataBytes(records, .clientToUpstream)
+            session.upstreamBytes = Tape.dataBytes(records, .upstreamToClient)
+        }
+        return session
+    }
+}
+
 extension Tape {
     /// Puts re-recorded sessions in place of their recordings, all in one transaction: a session whose
     /// conversation changed gets its new events (and their redactions), one that did not keeps its events and
@@ -49,19 +69,11 @@ extension Tape {
         do {
             try tape.database.write { db in
                 for rerecording in sessions {
-                    guard var session = try SessionRecord.fetchOne(db, key: rerecording.session) else { continue }
-                    session.startedAt = rerecording.startedAt
-                    session.durationNanoseconds = rerecording.durationNanoseconds
-                    session.endedAt = rerecording.startedAt + rerecording.durationNanoseconds
+                    guard let session = try SessionRecord.fetchOne(db, key: rerecording.session) else { continue }
                     if let events = rerecording.events {
                         try Self.replaceEvents(of: rerecording.session, with: events, db: db)
-                        session.outcome = rerecording.outcome
-                        session.upstreamAddress = rerecording.upstreamAddress
-                        session.eventCount = Int64(events.count)
-                        session.clientBytes = Self.dataBytes(events.map(\.event), .clientToUpstream)
-                        session.upstreamBytes = Self.dataBytes(events.map(\.event), .upstreamToClient)
                     }
-                    try session.update(db)
+                    try rerecording.applied(to: session).update(db)
                 }
             }
             try tape.close()

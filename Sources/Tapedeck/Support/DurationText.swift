@@ -23,7 +23,10 @@ public enum DurationText {
             break
         }
         guard let value = Double(number), value.isFinite, value >= 0 else {
-            throw TapedeckError(.invalidArgument, "invalid duration '\(text)': use a number with ms, s, m, h or d, as 5s")
+            throw TapedeckError(
+                .invalidArgument,
+                "invalid duration '\(text)': use a number with ms, s, m, h or d, as 5s"
+            )
         }
         let nanoseconds = (value * scale * 1e9).rounded()
         // Int64(_: Double) traps beyond Int64.max; compare in seconds, where the bound is exact enough.
@@ -39,6 +42,11 @@ public enum DurationText {
     /// Formats a duration in the shortest of the forms ``parse(_:)`` reads.
     public static func format(_ duration: Duration) -> String {
         let nanos = duration.nanoseconds
+        // The largest unit that counts it whole: `30d` reads back as it was given, not as `2592000s`.
+        for (unit, seconds) in [("d", Int64(86_400)), ("h", 3_600), ("m", 60)] {
+            let size = seconds * 1_000_000_000
+            if nanos > 0, nanos % size == 0 { return "\(nanos / size)\(unit)" }
+        }
         if nanos % 1_000_000_000 == 0 { return "\(nanos / 1_000_000_000)s" }
         if nanos % 1_000_000 == 0 { return "\(nanos / 1_000_000)ms" }
         return "\(Double(nanos) / 1e9)s"

@@ -20,8 +20,8 @@ public enum DriftCheck {
     public struct Options: Sendable {
         /// The upstream for every route; the tape's recorded upstream when nil (and `upstreams` names none).
         public var upstream: Endpoint?
-        /// The upstream of each route, by name (`--config`); ahead of `upstream`.
-        public var routes: [String: Route]
+        /// The configured routes (`--config`), whose upstreams go ahead of `upstream` (see ``route(named:)``).
+        public var routes: [Route]
         /// How many sessions run at once; 1 keeps the recorded order strictly.
         public var parallel: Int
         /// How long a connect, or an answer, may take.
@@ -43,13 +43,13 @@ public enum DriftCheck {
         /// The configured route for a route of the tape: the one of its name, or the only one configured, as
         /// replay serves a tape's only route whatever its name.
         func route(named name: String) -> Route? {
-            routes[name] ?? (routes.count == 1 ? routes.values.first : nil)
+            routes.first { $0.name == name } ?? (routes.count == 1 ? routes[0] : nil)
         }
 
         /// Creates options.
         public init(
             upstream: Endpoint? = nil,
-            routes: [String: Route] = [:],
+            routes: [Route] = [],
             parallel: Int = 1,
             timeout: Duration = .seconds(5),
             sessions: Set<Int64>? = nil,
@@ -112,8 +112,7 @@ public enum DriftCheck {
         options: Options,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> Report {
-        var jobs = try self.jobs(in: tape, options: options)
-        for index in jobs.indices { jobs[index].continueAfterChange = options.continueAfterChange }
+        let jobs = try self.jobs(in: tape, options: options)
         let contexts = TLSContexts(authorityDirectory: "")
         var results: [Int64: DriftLiveSession] = [:]
         let width = max(1, options.parallel)
@@ -222,7 +221,8 @@ public enum DriftCheck {
                 route: session.route,
                 isDatagram: isDatagram,
                 rules: compiled,
-                upstream: isDatagram ? endpoint.asDatagram : endpoint
+                upstream: isDatagram ? endpoint.asDatagram : endpoint,
+                continueAfterChange: options.continueAfterChange
             )
             if job.upstream.isDatagram != isDatagram {
                 job.refusal = "the route was recorded over a stream, but its upstream \(job.upstream) carries datagrams"
@@ -343,8 +343,8 @@ public enum DriftCheck {
             .connect(to: address)
     }
 
-    /// A server name as SNI takes it: never an IP literal.
+    /// A server name as SNI takes it: never an IP address.
     private static func hostName(_ name: String) -> String? {
-        name.isEmpty || name.allSatisfy({ $0.isNumber || $0 == "." || $0 == ":" }) ? nil : name
+        name.isEmpty || CertificateAuthority.ipAddressBytes(name) != nil ? nil : name
     }
 }

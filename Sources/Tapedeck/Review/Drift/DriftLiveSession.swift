@@ -28,4 +28,17 @@ struct DriftLiveSession: Sendable {
             )
         )
     }
+
+    /// This session as it stands in place of its recording: with `events` (the live ones, redacted) when its
+    /// conversation is to replace the recorded one, nil to keep the recorded events.
+    func rerecording(events: [(event: EventRecord, redactions: [RedactionRecord])]?) -> SessionRerecording {
+        SessionRerecording(
+            session: result.session,
+            startedAt: startedAt,
+            durationNanoseconds: durationNanoseconds,
+            outcome: outcome,
+            upstreamAddress: upstream,
+            events: events
+        )
+    }
 }

@@ -10,15 +10,18 @@ import Foundation
 struct DriftPlan: Sendable, Equatable {
     /// One exchange: the client's bytes, then the upstream's answer.
     struct Exchange: Sendable, Equatable {
-        /// What the client sent, as the upstream received it.
-        var client = Data()
-        /// The same bytes as the client's reads (its datagrams, on UDP, each sent as one).
+        /// What the client sent, as its reads (its datagrams, on UDP, each sent as one).
         var clientParts: [Data] = []
         /// What the upstream answered, raw.
         var upstream = Data()
         /// The client shut down its write half (or closed) once it had sent this exchange's bytes, before the
         /// answer: a re-issue shuts down its write half there too, and still reads the answer.
         var clientEndsBeforeAnswer = false
+
+        /// What the client sent, as the upstream received it: its reads one after the other.
+        var client: Data {
+            clientParts.count == 1 ? clientParts[0] : Data(clientParts.joined())
+        }
     }
 
     /// How the client ended a session.
@@ -70,7 +73,6 @@ struct DriftPlan: Sendable, Equatable {
                     exchanges.append(current)
                     current = Exchange()
                 }
-                current.client.append(payload)
                 current.clientParts.append(payload)
             case (.upstreamToClient, .data):
                 current.upstream.append(event.payload ?? Data())
@@ -79,7 +81,7 @@ struct DriftPlan: Sendable, Equatable {
                 clientEnding =
                     event.kind == .reset ? .reset : event.kind == .close ? .close : .halfClose
                 // Ending before the answer matters only when an answer follows; the plan's end says the rest.
-                if current.upstream.isEmpty, !current.client.isEmpty { current.clientEndsBeforeAnswer = true }
+                if current.upstream.isEmpty, !current.clientParts.isEmpty { current.clientEndsBeforeAnswer = true }
             case (.upstreamToClient, .halfClose), (.upstreamToClient, .close), (.upstreamToClient, .reset):
                 if clientEnding == nil, upstreamEnding == nil {
                     upstreamEnding = event.kind == .reset ? .reset : .closed

@@ -20,22 +20,17 @@ enum DriftRecording {
             var replacing = false
             try tape.forEachContentRecord { record in
                 switch record {
-                case .session(var session, let tls):
+                case .session(let session, let tls):
                     guard let id = session.id, let live = report.live[id] else {
                         replacing = false
                         return try target.add(record)
                     }
                     replacing = true
-                    session.startedAt = live.startedAt
-                    session.durationNanoseconds = live.durationNanoseconds
-                    session.endedAt = live.startedAt + live.durationNanoseconds
-                    session.outcome = live.outcome
-                    session.upstreamAddress = live.upstream
-                    session.clientBytes = Tape.dataBytes(live.events, .clientToUpstream)
-                    session.upstreamBytes = Tape.dataBytes(live.events, .upstreamToClient)
-                    session.eventCount = Int64(live.events.count)
-                    try target.add(.session(session, tls: tls))
-                    for (event, redactions) in try redaction.apply(to: live.events, route: session.route) {
+                    let rerecording = live.rerecording(
+                        events: try redaction.apply(to: live.events, route: session.route)
+                    )
+                    try target.add(.session(rerecording.applied(to: session), tls: tls))
+                    for (event, redactions) in rerecording.events ?? [] {
                         try target.add(.event(event, redactions: redactions))
                     }
                 case .times, .event:
@@ -75,7 +70,10 @@ enum DriftRecording {
         }
 
         /// `events` with the route's redacted spans replaced by placeholders, and where.
-        func apply(to events: [EventRecord], route: String) throws -> [(EventRecord, [RedactionRecord])] {
+        func apply(
+            to events: [EventRecord],
+            route: String
+        ) throws -> [(event: EventRecord, redactions: [RedactionRecord])] {
             guard let rules = rules[route] else { return events.map { ($0, []) } }
             let redacted = RecordingRedactor.redact(events, client: rules.client, upstream: rules.upstream)
             return events.map { event in

@@ -131,10 +131,11 @@ final class DriftSessionHandler: ChannelInboundHandler {
         index = next
         guard index < plan.exchanges.count else { return end() }
         let exchange = plan.exchanges[index]
-        if !exchange.client.isEmpty {
+        if !exchange.clientParts.isEmpty {
+            let client = exchange.client
             if let liveEnding {
                 return changedEnding(
-                    recorded: "the client sent \(exchange.client.count) more bytes",
+                    recorded: "the client sent \(client.count) more bytes",
                     live: liveEnding == .reset ? "the upstream had reset the connection" : "the upstream had closed"
                 )
             }
@@ -146,8 +147,8 @@ final class DriftSessionHandler: ChannelInboundHandler {
                 }
                 context.flush()
             } else {
-                context.writeAndFlush(wrapOutboundOut(ByteBuffer(data: exchange.client)), promise: nil)
-                live.append(.clientToUpstream, .data, exchange.client, at: now)
+                context.writeAndFlush(wrapOutboundOut(ByteBuffer(data: client)), promise: nil)
+                live.append(.clientToUpstream, .data, client, at: now)
             }
         }
         if exchange.clientEndsBeforeAnswer, !plan.isDatagram {
@@ -192,7 +193,7 @@ final class DriftSessionHandler: ChannelInboundHandler {
             begin(exchange: index + 1)
         case .silent:
             fail(
-                "no answer in exchange \(index + 1) within \(Self.seconds(timeout)) (the recording's was "
+                "no answer in exchange \(index + 1) within \(Self.text(timeout)) (the recording's was "
                     + "\(answer.recorded.count) bytes)"
             )
         case .differs(let offset):
@@ -232,7 +233,7 @@ final class DriftSessionHandler: ChannelInboundHandler {
             guard !finished else { return }
             changedEnding(
                 recorded: "the upstream \(recorded.text)",
-                live: "the upstream was still open after \(Self.seconds(timeout))"
+                live: "the upstream was still open after \(Self.text(timeout))"
             )
         }
     }
@@ -360,9 +361,9 @@ final class DriftSessionHandler: ChannelInboundHandler {
         return Data(bytes[lower..<upper])
     }
 
-    private static func seconds(_ amount: TimeAmount) -> String {
-        let seconds = Double(amount.nanoseconds) / 1e9
-        return seconds == seconds.rounded() ? "\(Int(seconds)) s" : "\(seconds) s"
+    /// A time as `--timeout` takes it: `5s`, `500ms`.
+    private static func text(_ amount: TimeAmount) -> String {
+        DurationText.format(.nanoseconds(amount.nanoseconds))
     }
 }
 
