@@ -28,8 +28,18 @@ struct ControlAPIOptions: ParsableArguments {
         for mode: TapedeckMode,
         missingUpstream: String = "missing --upstream (or --config FILE)"
     ) throws -> [Route] {
+        try configuration(named, for: mode, missingUpstream: missingUpstream)?.routes ?? []
+    }
+
+    /// The configuration behind ``routes(_:for:missingUpstream:)``: nil when the API is on and no route flag was
+    /// given.
+    func configuration(
+        _ named: NamedRouteOptions,
+        for mode: TapedeckMode,
+        missingUpstream: String = "missing --upstream (or --config FILE)"
+    ) throws -> ProxyConfiguration? {
         let given = named.routes
-        if address != nil, given.config == nil, given.upstream == nil, given.listen == nil { return [] }
-        return try named.configuration(for: mode, missingUpstream: missingUpstream).routes
+        if address != nil, given.config == nil, given.upstream == nil, given.listen == nil { return nil }
+        return try named.configuration(for: mode, missingUpstream: missingUpstream)
     }
 }

@@ -44,9 +44,9 @@ struct PlaybackOptions: ParsableArguments {
 
     /// The expiry policy: these flags, over a config file's `max_age` and `on_expired`.
     ///
-    /// - Parameter config: The `--config` file, when one was given.
-    func expiry(config: String?) throws -> TapeExpiry? {
-        var configured = try config.flatMap { try ProxyConfiguration.load(path: $0, requireUpstream: false).expiry }
+    /// - Parameter configured: The policy of the `--config` file, when one was given.
+    func expiry(configured: TapeExpiry?) throws -> TapeExpiry? {
+        var configured = configured
         if let maxAge {
             guard let age = try? DurationText.parse(maxAge), age > .zero else {
                 throw ValidationError("--max-age '\(maxAge)' is not an age above 0, as 30d or 12h")

@@ -53,7 +53,8 @@ struct ReplayCommand: AsyncParsableCommand {
         TerminationSignals.catchEarly()
         let logger = runtime.makeLogger(label: "tapedeck.replay")
         let mode: TapedeckMode = recordMissing ? .recordMissing : .replay
-        let served = tls.applied(to: try rules.applied(to: try replayRoutes(for: mode)))
+        let configuration = try replayConfiguration(for: mode)
+        let served = tls.applied(to: try rules.applied(to: configuration.routes))
         var options = Deck.Options(
             pace: playback.pace,
             repeatSessions: playback.repeatSessions,
@@ -66,7 +67,7 @@ struct ReplayCommand: AsyncParsableCommand {
         options.certificateAuthorityDirectory = tls.certificateAuthorityDirectory
         options.api = api.address
         options.web = web.address
-        options.expiry = try playback.expiry(config: routes.config)
+        options.expiry = try playback.expiry(configured: configuration.expiry)
         try faults.apply(to: &options, logger: logger)
         let deck = try await Deck.start(mode, tape: tape, routes: served, options: options)
         try await ListeningAnnouncement.announce(deck)
@@ -83,7 +84,7 @@ struct ReplayCommand: AsyncParsableCommand {
         }
     }
 
-    private func replayRoutes(for mode: TapedeckMode) throws -> [Route] {
+    private func replayConfiguration(for mode: TapedeckMode) throws -> ProxyConfiguration {
         if routes.config != nil, routes.listen != nil || route != nil {
             throw ValidationError("--config cannot be combined with --listen or --route")
         }
@@ -105,6 +106,6 @@ struct ReplayCommand: AsyncParsableCommand {
                 )
             }
         }
-        return configuration.routes
+        return configuration
     }
 }

@@ -77,15 +77,15 @@ struct RunCommand: AsyncParsableCommand {
         }
         if mode != .proxy, tape == nil { throw ValidationError("missing --tape (needed in \(mode) mode)") }
         let resolved = mode.resolved(forTape: tape)
-        let configured =
+        let configuration =
             resolved == .replay && api.address != nil
-            ? try routes.configuration(for: resolved).routes
-            : try api.routes(
+            ? try routes.configuration(for: resolved)
+            : try api.configuration(
                 routes,
                 for: resolved,
                 missingUpstream: "\(resolved) mode needs --upstream (or --config FILE)"
             )
-        let served = tls.applied(to: try rules.applied(to: configured))
+        let served = tls.applied(to: try rules.applied(to: configuration?.routes ?? []))
         var options = Deck.Options(
             label: label,
             overwrite: !append,
@@ -98,7 +98,7 @@ struct RunCommand: AsyncParsableCommand {
         options.certificateAuthorityDirectory = tls.certificateAuthorityDirectory
         options.api = api.address
         options.web = web.address
-        options.expiry = try playback.expiry(config: routes.routes.config)
+        options.expiry = try playback.expiry(configured: configuration?.expiry)
         // The command owns stdout and the terminal: Tapedeck speaks only when something is wrong.
         let logger = runtime.makeLogger(label: "tapedeck.run", defaultLevel: .warning, raiseOpenFileLimit: false)
         try faults.apply(to: &options, logger: logger)
