@@ -268,7 +268,7 @@ enum TapeTextSyntax {
         guard index > 0, index + 1 < line.count, line[index] == 0x20, line[index + 1] == 0x20 else { return nil }
         index += 2
         var count = 0
-        while index + 1 < line.count, count < hexLineBytes, let high = hexValue(line[index]),
+        while index + 1 < line.count, count < min(hexLineBytes, bytes.count), let high = hexValue(line[index]),
             let low = hexValue(line[index + 1])
         {
             bytes[count] = high << 4 | low

@@ -243,14 +243,13 @@ public struct ProxyConfiguration: Sendable, Hashable {
 
             /// The entry's TLS keys as settings.
             func tlsSettings() throws -> TLSSettings {
-                let mode = try tls.map { text in
-                    guard let mode = TLSSettings.Mode(rawValue: text) else {
-                        throw TapedeckError(
-                            .invalidConfiguration,
-                            "tls: '\(text)' is not a mode (expected off, intercept, terminate or originate)"
-                        )
-                    }
-                    return mode
+                let mode: TLSSettings.Mode? = try tls.map {
+                    try FileFormat.choice(
+                        $0,
+                        key: "tls",
+                        is: "a mode",
+                        expected: "off, intercept, terminate or originate"
+                    )
                 }
                 return TLSSettings(
                     mode: mode ?? .off,
@@ -308,16 +307,24 @@ public struct ProxyConfiguration: Sendable, Hashable {
             onExpired = try container.decodeIfPresent(String.self, forKey: AnyKey("on_expired"))
         }
 
+        /// `text` as the value of `Choice` it names, or the error that says which key, what it is not, and what
+        /// it expects.
+        static func choice<Choice: RawRepresentable<String>>(
+            _ text: String,
+            key: String,
+            is noun: String,
+            expected: String
+        ) throws -> Choice {
+            guard let value = Choice(rawValue: text) else {
+                throw TapedeckError(.invalidConfiguration, "\(key): '\(text)' is not \(noun) (expected \(expected))")
+            }
+            return value
+        }
+
         /// The expiry policy the top-level keys give: `max_age`, and `on_expired` (warn by default).
         func expiry() throws -> TapeExpiry? {
-            let action = try onExpired.map { text in
-                guard let action = TapeExpiry.Action(rawValue: text) else {
-                    throw TapedeckError(
-                        .invalidConfiguration,
-                        "on_expired: '\(text)' is not an action (expected warn, fail or record)"
-                    )
-                }
-                return action
+            let action: TapeExpiry.Action? = try onExpired.map {
+                try Self.choice($0, key: "on_expired", is: "an action", expected: "warn, fail or record")
             }
             guard let maxAge else {
                 if action != nil {
