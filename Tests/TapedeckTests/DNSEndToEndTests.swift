@@ -174,14 +174,7 @@ extension DNSEndToEndTests {
         let recorder = try await Deck.start(
             .record,
             tape: tape,
-            routes: [
-                Route(
-                    listen: try Endpoint(parsing: "udp:127.0.0.1:0"),
-                    upstream: .udp(host: "127.0.0.1", port: dnsmasq.port),
-                    dns: true,
-                    udpIdleTimeout: .seconds(5)
-                )
-            ]
+            routes: [try dnsmasq.dnsRoute(udpIdleTimeout: .seconds(5))]
         )
         let recordPort = try UDPEndToEndTests.port(of: recorder.address)
         let recorded = try await offThePool {

@@ -76,20 +76,20 @@ final class DnsmasqServer: Sendable {
 
     deinit { stop() }
 
+    /// A DNS route over UDP from a free loopback port to this server.
+    func dnsRoute(udpIdleTimeout: Duration = Route.defaultUDPIdleTimeout) throws -> Route {
+        Route(
+            listen: try Endpoint(parsing: "udp:127.0.0.1:0"),
+            upstream: .udp(host: "127.0.0.1", port: port),
+            dns: true,
+            udpIdleTimeout: udpIdleTimeout
+        )
+    }
+
     /// Records `dig` asking `questions` through a deck on a UDP route to this server into `tape`; returns what dig
     /// printed (see ``dig(port:_:tcp:)``).
     func recordDig(_ questions: [String], to tape: String) async throws -> String {
-        let recorder = try await Deck.start(
-            .record,
-            tape: tape,
-            routes: [
-                Route(
-                    listen: try Endpoint(parsing: "udp:127.0.0.1:0"),
-                    upstream: .udp(host: "127.0.0.1", port: port),
-                    dns: true
-                )
-            ]
-        )
+        let recorder = try await Deck.start(.record, tape: tape, routes: [try dnsRoute()])
         let recordPort = try UDPEndToEndTests.port(of: recorder.address)
         let answers = try await offThePool { try Self.dig(port: recordPort, questions) }
         _ = try await recorder.stop()
