@@ -220,7 +220,9 @@ struct TapeReplacementTests {
         #expect(try Tape(readingAt: tape).sessions().map(\.clientBytes) == [3])
         #expect(FileManager.default.fileExists(atPath: tape + ".recording"))
         try await second.stop()
-        #expect(try Tape(readingAt: tape).sessions().map(\.clientBytes) == [7])
+        // Probes aside: another test's check that its own freed port refuses may reach this deck, given that port.
+        let sessions = try Tape(readingAt: tape).sessions().filter { $0.outcome != .probe }
+        #expect(sessions.map(\.clientBytes) == [7], "\(sessions)")
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path("")) == ["replace.tape"])
     }
 
